@@ -1,0 +1,132 @@
+# Makefile — builds initlab, its tests and its sanitizer build; installs what is missing.
+#
+#   make            build ./initlab
+#   make deps       install missing Debian and npm packages (idempotent, ~1 s when done)
+#   make run        deps + build + start the daemon on the demo dataset
+#   make test       deps + every test: C unit tests, the same under ASan/UBSan,
+#                   PyTorch cross-checks, API tests, browser tests
+#   make asan       C unit tests built and run with AddressSanitizer + UBSan
+#   make bench      throughput against PyTorch on the same machine
+#   make clean
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+ARCH    ?= native
+CC      ?= gcc
+PYTHON  ?= /usr/bin/python3
+PKGS    := libmicrohttpd jansson sqlite3 libturbojpeg openblas
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+# -Werror in CI (CI=true) so that a warning never lands; locally warnings stay warnings.
+WERROR  := $(if $(filter true 1,$(CI)),-Werror,)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -DINITLAB_VERSION='"$(VERSION)"' -g -Wall -Wextra \
+              -Wno-unused-parameter $(WERROR) -MMD -MP -Idaemon -pthread -fopenmp
+LIBS = $(PKG_LIBS) -fopenmp -lpthread -lm
+
+# Two build variants share one rule set: release (optimized) and asan (sanitized).
+REL_CFLAGS  = $(BASE_CFLAGS) -O3 -march=$(ARCH) -fno-math-errno -fno-trapping-math
+ASAN_CFLAGS = $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+              -fno-sanitize-recover=undefined
+ASAN_LDFLAGS = -fsanitize=address,undefined
+
+SRC       := $(sort $(wildcard daemon/*/*.c)) build/gen/schema_sql.c
+SCHEMA    := $(sort $(wildcard schema/*.sql))
+MAIN_SRC  := daemon/main.c
+TEST_SRC  := $(sort $(wildcard tests/unit/*.c))
+TOOL_SRC  := $(sort $(wildcard tests/tools/*.c))
+
+REL_OBJ   := $(SRC:%.c=build/rel/%.o)
+ASAN_OBJ  := $(SRC:%.c=build/asan/%.o)
+REL_TOBJ  := $(TEST_SRC:%.c=build/rel/%.o)
+ASAN_TOBJ := $(TEST_SRC:%.c=build/asan/%.o)
+TOOLS     := $(TOOL_SRC:tests/tools/%.c=build/tools/%)
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
+
+.PHONY: all deps run test unit asan cli-tests torch-tests api-tests browser-tests bench install clean
+.DEFAULT_GOAL := all
+
+all: initlab
+
+initlab: $(REL_OBJ) build/rel/daemon/main.o
+	$(CC) -o $@ $^ $(LIBS)
+
+build/rel/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+build/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+build/rel/unit_tests: $(REL_OBJ) $(REL_TOBJ)
+	$(CC) -o $@ $^ $(LIBS)
+
+build/asan/unit_tests: $(ASAN_OBJ) $(ASAN_TOBJ)
+	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS)
+
+build/tools/%: build/rel/tests/tools/%.o $(REL_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LIBS)
+
+build/bench/%: build/rel/bench/%.o $(REL_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LIBS)
+
+# The migrations in schema/ are compiled into the binary, so it never runs without them.
+build/gen/schema_sql.c: $(SCHEMA) scripts/embed_schema.sh
+	@mkdir -p $(dir $@)
+	scripts/embed_schema.sh $(SCHEMA) > $@
+
+deps:
+	@scripts/deps.sh
+
+unit: build/rel/unit_tests
+	build/rel/unit_tests
+
+asan: build/asan/unit_tests
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  build/asan/unit_tests
+
+# Python suites, each run by tests/run.py: the CLI as a user meets it, then the PyTorch
+# cross-checks (tests/torch/test_*.py drive the programs built from tests/tools/).
+cli-tests: initlab
+	$(PYTHON) tests/run.py tests/cli
+
+torch-tests: initlab $(TOOLS)
+	@if ls tests/torch/test_*.py >/dev/null 2>&1; then $(PYTHON) tests/run.py tests/torch; fi
+
+api-tests: initlab
+	@if ls tests/api/test_*.py >/dev/null 2>&1; then $(PYTHON) tests/run.py tests/api; fi
+
+browser-tests: initlab
+	@if [ -f tests/browser/package.json ]; then cd tests/browser && node run.mjs; fi
+
+test: deps
+	$(MAKE) --no-print-directory all build/rel/unit_tests build/asan/unit_tests $(TOOLS) $(BENCHES)
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory asan
+	$(MAKE) --no-print-directory cli-tests
+	$(MAKE) --no-print-directory torch-tests
+	$(MAKE) --no-print-directory api-tests
+	$(MAKE) --no-print-directory browser-tests
+
+run: deps
+	$(MAKE) --no-print-directory all
+	scripts/run.sh
+
+bench: deps
+	$(MAKE) --no-print-directory all $(BENCHES)
+	$(PYTHON) bench/run.py
+
+install: initlab
+	scripts/install.sh "$(DESTDIR)" "$(PREFIX)"
+
+clean:
+	rm -rf build initlab
+
+-include $(REL_OBJ:.o=.d) $(ASAN_OBJ:.o=.d) $(REL_TOBJ:.o=.d) $(ASAN_TOBJ:.o=.d) \
+         build/rel/daemon/main.d $(TOOL_SRC:%.c=build/rel/%.d) $(BENCH_SRC:%.c=build/rel/%.d)

@@ -1,0 +1,49 @@
+/* cmd.h — initlab's subcommands: each registers itself, main dispatches by name.
+ *
+ * A command lives in its own file under daemon/cmd/ and registers with COMMAND():
+ *
+ *     static int cmd_scan(int argc, char **argv) { ... return 0; }
+ *     COMMAND(scan, "scan", cmd_scan, 30, "scan DIR [--json]",
+ *             "list classes, split counts and skipped files")
+ *
+ * argv[0] is the command name; the function returns the process exit status
+ * (0 success, 1 runtime failure, 2 usage error) and must answer --help / -h with its
+ * usage on stdout and status 0. Commands may call exit() only through returning. */
+#ifndef INITLAB_CMD_H
+#define INITLAB_CMD_H
+
+typedef int (*CmdFn)(int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    CmdFn fn;
+    int order;          /* position in `initlab --help` */
+    const char *usage;  /* "scan DIR [--json]" */
+    const char *summary;
+} Command;
+
+/* Registers a command; called by COMMAND's constructor. Can't fail (aborts past 64). */
+void cmd_register(const Command *cmd);
+/* The registered command named name, or NULL. */
+const Command *cmd_find(const char *name);
+/* Number of registered commands and the i-th in `order`. */
+int cmd_count(void);
+const Command *cmd_at(int i);
+
+/* Chooses the OpenBLAS core from the CPU's features before OpenBLAS initializes: unless
+ * OPENBLAS_CORETYPE is set, re-executes the program once with the best supported core,
+ * verifies sgemm against a naive reference under it, and falls back to the shipped core
+ * (re-executing again, with a warning) when they disagree. Call first thing in main.
+ * Returns normally only in the process that will do the work. */
+void startup_blas(int argc, char **argv);
+/* How the running core was chosen: "cpuid", "environment", "fallback" or "default". */
+const char *startup_blas_source(void);
+
+#define COMMAND(id, name_, fn_, order_, usage_, summary_)                      \
+    __attribute__((constructor)) static void cmd_reg_##id(void)               \
+    {                                                                         \
+        static const Command c = {name_, fn_, order_, usage_, summary_};     \
+        cmd_register(&c);                                                     \
+    }
+
+#endif

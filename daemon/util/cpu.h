@@ -1,0 +1,30 @@
+/* cpu.h — what the processor can do (CPUID + XGETBV) and which OpenBLAS core fits it. */
+#ifndef INITLAB_UTIL_CPU_H
+#define INITLAB_UTIL_CPU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+    char vendor[13];  /* "GenuineIntel", "AuthenticAMD" */
+    char brand[49];   /* "AMD EPYC", "Intel(R) Xeon(R) ..." */
+    bool sse3, ssse3, sse41, sse42, avx, fma, avx2;
+    bool avx512f, avx512cd, avx512bw, avx512dq, avx512vl, avx512_bf16;
+    bool os_ymm;      /* the OS saves YMM state (XCR0 bits 1, 2) */
+    bool os_zmm;      /* the OS saves ZMM state (XCR0 bits 5, 6, 7) */
+} CpuFeatures;
+
+/* Fills f from CPUID and XGETBV; on a non-x86 build every flag is false. Can't fail. */
+void cpu_detect(CpuFeatures *f);
+
+/* The best OpenBLAS core (OPENBLAS_CORETYPE value) for these features, or NULL when the
+ * shipped choice is as good as any: "SkylakeX" for AVX-512 F/CD/BW/DQ/VL with OS ZMM support,
+ * "Haswell" for AVX2 + FMA with OS YMM support, "Sandybridge" for AVX, NULL otherwise.
+ * Pure function of f; thread-safe. */
+const char *cpu_blas_core(const CpuFeatures *f);
+
+/* Writes the SIMD feature names, space separated ("sse4_2 avx avx2 fma avx512f ..."), into
+ * buf (always NUL-terminated). Returns buf. */
+char *cpu_features_string(const CpuFeatures *f, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,50 @@
+#!/bin/sh
+# deps.sh — installs what initlab needs and is missing: Debian packages, then npm packages.
+# Idempotent: when everything is present it only looks (about a second) and changes nothing.
+set -eu
+cd "$(dirname "$0")/.."
+
+# Build: compiler, pkg-config and the five libraries. Tests and benchmarks: Debian's
+# PyTorch as the numerical and speed reference, Fashion-MNIST as real image data, Node.js
+# for the dashboard's packages, Chromium for the browser tests, systemd-analyze for the unit.
+PACKAGES="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev \
+libturbojpeg0-dev libopenblas-dev zlib1g-dev \
+python3 python3-numpy python3-torch dataset-fashion-mnist chromium"
+
+missing=""
+for p in $PACKAGES; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$status" in
+        *"install ok installed"*) ;;
+        *) missing="$missing $p" ;;
+    esac
+done
+
+# Node.js may come from Debian (nodejs + npm) or from another packager whose nodejs ships
+# npm itself and conflicts with Debian's npm: ask for the commands, not the packages.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+
+if [ -n "$missing" ]; then
+    echo "deps: installing Debian packages:$missing"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null 2>&1 || { echo "deps: need root or sudo to install:$missing" >&2; exit 1; }
+        SUDO=sudo
+    fi
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# npm: every folder with a package-lock.json gets `npm ci` when its node_modules is absent
+# or older than the lock file.
+for lock in web/package-lock.json tests/browser/package-lock.json; do
+    [ -f "$lock" ] || continue
+    dir=$(dirname "$lock")
+    stamp="$dir/node_modules/.package-lock.json"
+    if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ]; then
+        echo "deps: npm ci in $dir"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+done

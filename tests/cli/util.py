@@ -1,0 +1,36 @@
+"""util.py — helpers for the CLI tests: run ./initlab, read the CPU's flags independently."""
+import os
+import subprocess
+
+BINARY = os.path.abspath("initlab")
+
+
+def run_initlab(*args, env=None, timeout=600, cwd=None):
+    """Runs ./initlab with args; env adds to (and, for INITLAB_*/OPENBLAS_*, replaces) ours."""
+    full = {k: v for k, v in os.environ.items()
+            if not k.startswith(("INITLAB_", "OPENBLAS_CORETYPE"))}
+    full.update(env or {})
+    return subprocess.run([BINARY, *args], capture_output=True, text=True, env=full,
+                          timeout=timeout, cwd=cwd)
+
+
+class CpuInfo:
+    """The CPU's flags as the kernel reports them in /proc/cpuinfo (independent of CPUID code)."""
+
+    def __init__(self):
+        self.flags = set()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    self.flags = set(line.split(":", 1)[1].split())
+                    break
+
+    def blas_core(self):
+        f = self.flags
+        if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= f:
+            return "SkylakeX"
+        if {"avx2", "fma"} <= f:
+            return "Haswell"
+        if "avx" in f:
+            return "Sandybridge"
+        return None
