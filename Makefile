@@ -14,7 +14,7 @@ DESTDIR ?=
 ARCH    ?= native
 CC      ?= gcc
 PYTHON  ?= /usr/bin/python3
-PKGS    := libmicrohttpd jansson sqlite3 libturbojpeg openblas
+PKGS    := libmicrohttpd jansson sqlite3 libturbojpeg openblas zlib
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # -Werror in CI (CI=true) so that a warning never lands; locally warnings stay warnings.
@@ -32,7 +32,7 @@ ASAN_CFLAGS = $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer -fsanitize=address,unde
               -fno-sanitize-recover=undefined
 ASAN_LDFLAGS = -fsanitize=address,undefined
 
-SRC       := $(sort $(wildcard daemon/*/*.c)) build/gen/schema_sql.c
+SRC       := $(sort $(wildcard daemon/*/*.c)) build/gen/schema_sql.c build/gen/openapi_json.c
 SCHEMA    := $(sort $(wildcard schema/*.sql))
 MAIN_SRC  := daemon/main.c
 TEST_SRC  := $(sort $(wildcard tests/unit/*.c))
@@ -53,6 +53,10 @@ all: initlab
 
 initlab: $(REL_OBJ) build/rel/daemon/main.o
 	$(CC) -o $@ $^ $(LIBS)
+
+# The daemon under ASan+UBSan, for the malformed-request run (tests/tools/fuzzhttp.c).
+initlab-asan: $(ASAN_OBJ) build/asan/daemon/main.o
+	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS)
 
 build/rel/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -80,6 +84,11 @@ build/bench/%: build/rel/bench/%.o $(REL_OBJ)
 build/gen/schema_sql.c: $(SCHEMA) scripts/embed_schema.sh
 	@mkdir -p $(dir $@)
 	scripts/embed_schema.sh $(SCHEMA) > $@
+
+# The OpenAPI document served at /api/v1/openapi.json is compiled in the same way.
+build/gen/openapi_json.c: daemon/api/openapi.json scripts/embed_file.sh
+	@mkdir -p $(dir $@)
+	scripts/embed_file.sh openapi_json daemon/api/openapi.json > $@
 
 deps:
 	@scripts/deps.sh
@@ -126,7 +135,8 @@ install: initlab
 	scripts/install.sh "$(DESTDIR)" "$(PREFIX)"
 
 clean:
-	rm -rf build initlab
+	rm -rf build initlab initlab-asan
 
 -include $(REL_OBJ:.o=.d) $(ASAN_OBJ:.o=.d) $(REL_TOBJ:.o=.d) $(ASAN_TOBJ:.o=.d) \
-         build/rel/daemon/main.d $(TOOL_SRC:%.c=build/rel/%.d) $(BENCH_SRC:%.c=build/rel/%.d)
+         build/rel/daemon/main.d build/asan/daemon/main.d $(TOOL_SRC:%.c=build/rel/%.d) \
+         $(BENCH_SRC:%.c=build/rel/%.d)

@@ -15,7 +15,7 @@ static void usage(FILE *out)
             INITLAB_VERSION);
     for (int i = 0; i < cmd_count(); i++) {
         const Command *c = cmd_at(i);
-        fprintf(out, "  %-12s %s\n", c->name, c->summary);
+        fprintf(out, "  %-15s %s\n", c->name, c->summary);
     }
 }
 

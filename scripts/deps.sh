@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # for the dashboard's packages, Chromium for the browser tests, systemd-analyze for the unit.
 PACKAGES="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev \
 libturbojpeg0-dev libopenblas-dev zlib1g-dev \
-python3 python3-numpy python3-torch dataset-fashion-mnist chromium"
+curl python3 python3-numpy python3-torch python3-pil dataset-fashion-mnist chromium"
 
 missing=""
 for p in $PACKAGES; do

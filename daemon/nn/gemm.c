@@ -47,6 +47,12 @@ void gemm_set_threads(int n)
     openblas_set_num_threads(n < 1 ? 1 : n);
 }
 
+void gemm_single_threaded(void)
+{
+    if (openblas_get_num_threads() != 1)
+        openblas_set_num_threads(1);
+}
+
 static void fill(Rng *rng, float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -20,6 +20,11 @@ const char *gemm_core_name(void);
 /* OpenBLAS's worker thread count, process-wide. */
 int gemm_threads(void);
 void gemm_set_threads(int n);
+/* Sets OpenBLAS to one thread (process-wide) unless it already is, so each gemm call runs
+ * in the calling thread. The engine's kernels call it first: they split their GEMMs over
+ * their own OpenMP threads, and a multi-threaded OpenBLAS under them would fight those
+ * threads for the cores. Can't fail. */
+void gemm_single_threaded(void);
 /* Runs sgemm on several odd shapes and transposes against gemm_naive and returns the largest
  * relative error (|fast - naive| / max(1, |naive|)); a correct core gives about 1e-6.
  * Returns -1 on allocation failure. Can be called from any thread. */

@@ -24,7 +24,16 @@
  * Gradient rule (one rule for the whole engine): net_backward clears every activation
  * gradient and then each layer's backward ACCUMULATES (+=) into the gradient of its
  * input(s) and of its parameters. net_zero_grad clears parameter gradients; call it
- * before each step's backward.
+ * before each step's backward. Activation gradients nothing needs (of layers with no
+ * parameter at or before them: the input, a zero padding of it) are not computed and
+ * stay zero.
+ *
+ * Threads: a net's thread count is the size of the OpenMP team its kernels run in; each
+ * kernel splits its GEMMs over that team and calls sgemm single-threaded. The engine
+ * therefore keeps OpenBLAS at one thread, which is a process-wide setting (net_finalize,
+ * net_set_threads and every conv kernel set it): code elsewhere in the process that
+ * wants a multi-threaded sgemm must set it again, and not while a net runs. Results are
+ * bit-identical for the same graph, seed, inputs and thread count.
  *
  * Thread-safety: a Net is used by one thread at a time; different nets are independent
  * (the engine's loops use the net's own thread count). nn/ does no I/O and no logging.
@@ -156,10 +165,14 @@ const Param *net_param_const(const Net *net, int i);
 Param *net_find_param(Net *net, const char *name); /* NULL when absent */
 size_t net_count_params(const Net *net, bool trainable); /* sum of sizes */
 int net_threads(const Net *net);
+/* Changes the thread count (>= 1; see Threads above). Grows the workspace when the new
+ * count needs more; if that allocation fails the old count stays. Not during a pass. */
 void net_set_threads(Net *net, int threads);
 void net_set_profiling(Net *net, bool on); /* fills Layer.fwd_seconds/bwd_seconds */
 void net_seed_dropout(Net *net, uint64_t seed); /* dropout masks draw from this stream */
-/* The RNG state of dropout, to save and restore in checkpoints. */
+/* The RNG state of dropout, to save and restore in checkpoints: each NET_TRAIN forward
+ * draws its masks from a stream seeded with this value and then moves it on, so
+ * net_seed_dropout(net, saved_state) replays the masks from where it was saved. */
 uint64_t net_dropout_state(const Net *net);
 
 /* Runs the graph on x (n, H, W, C) with n <= capacity. Returns 0, or -1 if n is out of

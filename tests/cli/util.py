@@ -2,7 +2,7 @@
 import os
 import subprocess
 
-BINARY = os.path.abspath("initlab")
+BINARY = os.path.abspath(os.environ.get("INITLAB_BIN", "initlab"))
 
 
 def run_initlab(*args, env=None, timeout=600, cwd=None):

@@ -1,0 +1,141 @@
+"""run.py — `make bench`: initlab's training throughput against PyTorch's, measured in the same run.
+
+usage: /usr/bin/python3 bench/run.py [--steps N] [--only SUBSTRING] [--no-concurrency]
+                                     [--initlab PATH] [--out FILE]
+
+For each configuration (mobilenet 224 px batch 32; resnet50 224 px batch 32; mobilenet
+alpha 0.25 128 px batch 64; resnet50 64 px batch 32; Keras head, 1000 classes, 2 threads)
+runs `initlab bench --json` and bench/torch_bench.py (channels_last) one after the other,
+each in its own process, and prints one table: images/s of each, their ratio and the peak
+RSS of each. Then, unless --no-concurrency, the throughput of two concurrent 1-thread
+`initlab bench` processes against one 2-thread process. Everything goes to build/bench.json
+as well. Absolute numbers drift between machines and with other load: compare ratios.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = "/usr/bin/python3"
+
+CONFIGS = [
+    {"name": "mobilenet 224px b32", "model": "mobilenet", "size": 224, "batch": 32, "alpha": 1.0},
+    {"name": "resnet50 224px b32", "model": "resnet50", "size": 224, "batch": 32, "alpha": 1.0},
+    {"name": "mobilenet a0.25 128px b64", "model": "mobilenet", "size": 128, "batch": 64,
+     "alpha": 0.25},
+    {"name": "resnet50 64px b32", "model": "resnet50", "size": 64, "batch": 32, "alpha": 1.0},
+]
+CONCURRENT = ["mobilenet a0.25 128px b64", "resnet50 64px b32"]
+
+
+def model_args(c, steps):
+    return ["--model", c["model"], "--size", str(c["size"]), "--batch", str(c["batch"]),
+            "--alpha", str(c["alpha"]), "--head", "keras", "--classes", "1000",
+            "--steps", str(steps)]
+
+
+def run_json(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
+    return json.loads(r.stdout)
+
+
+def initlab_bench(initlab, c, steps, threads):
+    return run_json([initlab, "bench", "--json", "--threads", str(threads)] + model_args(c, steps))
+
+
+def torch_bench(c, steps, threads):
+    return run_json([PYTHON, os.path.join(ROOT, "bench", "torch_bench.py"), "--json",
+                     "--threads", str(threads)] + model_args(c, steps))
+
+
+def concurrent(initlab, c, steps):
+    """Two 1-thread initlab processes started together; each reports its own images/s."""
+    cmd = [initlab, "bench", "--json", "--threads", "1"] + model_args(c, steps)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=ROOT) for _ in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {err.strip()}")
+        outs.append(json.loads(out))
+    return outs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per run (default 10)")
+    ap.add_argument("--only", help="run the configurations whose name contains this")
+    ap.add_argument("--no-concurrency", action="store_true")
+    ap.add_argument("--initlab", default=os.environ.get("INITLAB_BIN",
+                                                         os.path.join(ROOT, "initlab")))
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench.json"))
+    a = ap.parse_args()
+
+    configs = [c for c in CONFIGS if not a.only or a.only in c["name"]]
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"note: load average {load:.2f} before the run; other processes skew the numbers",
+              flush=True)
+    info = run_json([a.initlab, "info", "--json", "--size", "1024"])
+    rows = []
+    for c in configs:
+        print(f"running {c['name']} ...", flush=True)
+        t0 = time.monotonic()
+        ours = initlab_bench(a.initlab, c, a.steps, 2)
+        peer = torch_bench(c, a.steps, 2)
+        rows.append({"config": c["name"], **{k: c[k] for k in ("model", "size", "batch", "alpha")},
+                     "initlab": ours, "torch": peer,
+                     "ratio": ours["images_per_s"] / peer["images_per_s"],
+                     "rss_ratio": ours["peak_rss_mb"] / peer["peak_rss_mb"],
+                     "seconds": time.monotonic() - t0})
+
+    conc = []
+    if not a.no_concurrency:
+        for c in configs:
+            if c["name"] not in CONCURRENT:
+                continue
+            print(f"running {c['name']}: two 1-thread processes vs one 2-thread ...", flush=True)
+            pair = concurrent(a.initlab, c, a.steps)
+            single = next((r["initlab"] for r in rows if r["config"] == c["name"]), None)
+            single = single or initlab_bench(a.initlab, c, a.steps, 2)
+            total = sum(p["images_per_s"] for p in pair)
+            conc.append({"config": c["name"], "two_1thread_images_per_s": total,
+                         "each": [p["images_per_s"] for p in pair],
+                         "one_2thread_images_per_s": single["images_per_s"],
+                         "ratio": total / single["images_per_s"]})
+
+    print()
+    print(f"initlab {info.get('version')} (OpenBLAS {info['blas']['core']}, sgemm "
+          f"{info['blas']['sgemm']['gflops']:.0f} GFLOP/s on {info['blas']['threads']} threads) "
+          f"vs torch {rows[0]['torch']['torch'] if rows else '?'}, 2 threads, "
+          f"{a.steps} steps each")
+    hdr = (f"{'configuration':<28}{'initlab img/s':>14}{'torch img/s':>13}{'ratio':>8}"
+           f"{'initlab RSS':>13}{'torch RSS':>11}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        print(f"{r['config']:<28}{r['initlab']['images_per_s']:>14.2f}"
+              f"{r['torch']['images_per_s']:>13.2f}{r['ratio']:>7.2f}x"
+              f"{r['initlab']['peak_rss_mb']:>10.0f} MB{r['torch']['peak_rss_mb']:>8.0f} MB")
+    for cc in conc:
+        print(f"{cc['config']}: two 1-thread jobs {cc['two_1thread_images_per_s']:.2f} img/s "
+              f"({' + '.join(f'{v:.2f}' for v in cc['each'])}), one 2-thread job "
+              f"{cc['one_2thread_images_per_s']:.2f} img/s, ratio {cc['ratio']:.2f}")
+
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "steps": a.steps,
+                   "load_before": load, "info": info, "rows": rows, "concurrency": conc},
+                  f, indent=1)
+    print(f"written to {os.path.relpath(a.out, ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

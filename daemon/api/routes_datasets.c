@@ -1,0 +1,212 @@
+/* routes_datasets.c — /api/v1/datasets: register (background scan), list, inspect. */
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api/api.h"
+#include "api/db.h"
+#include "api/router.h"
+#include "jobs/report.h"
+
+/* Is real (a resolved path) root itself or below it? */
+static bool under_root(const char *real, const char *root)
+{
+    size_t n = strlen(root);
+    if (n == 1 && root[0] == '/')
+        return true;
+    return strncmp(real, root, n) == 0 && (real[n] == '\0' || real[n] == '/');
+}
+
+static bool valid_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 64)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
+            !(*p >= '0' && *p <= '9') && *p != '-' && *p != '_' && *p != '.')
+            return false;
+    return name[0] != '.';
+}
+
+/* split: [train, val, test] or "train,val,test"; absent means 0.6, 0.2, 0.2. */
+static int parse_split(const json_t *v, double f[3], ApiReply *reply)
+{
+    f[0] = 0.6, f[1] = 0.2, f[2] = 0.2;
+    if (!v)
+        return 0;
+    if (json_is_string(v)) {
+        if (sscanf(json_string_value(v), "%lf,%lf,%lf", &f[0], &f[1], &f[2]) != 3)
+            goto bad;
+    } else if (json_is_array(v) && json_array_size(v) == 3) {
+        for (int i = 0; i < 3; i++) {
+            if (!json_is_number(json_array_get(v, (size_t)i)))
+                goto bad;
+            f[i] = json_number_value(json_array_get(v, (size_t)i));
+        }
+    } else {
+        goto bad;
+    }
+    for (int i = 0; i < 3; i++)
+        if (!(f[i] >= 0 && f[i] <= 1))
+            goto bad;
+    if (f[0] <= 0 || f[1] <= 0 || (f[0] + f[1] + f[2] < 1 - 1e-6) ||
+        (f[0] + f[1] + f[2] > 1 + 1e-6))
+        goto bad;
+    return 0;
+bad:
+    api_reply_problem_field(reply, 400, "split", "must be three fractions train, val, test "
+                            "in [0, 1] summing to 1, with train and val above 0, e.g. "
+                            "[0.6, 0.2, 0.2]");
+    return -1;
+}
+
+static int post_dataset(ApiRequest *req, ApiReply *reply)
+{
+    static const char *const keys[] = {"name", "path", "split", "seed", NULL};
+    Store *s = api_store(req, reply);
+    json_t *obj = s ? api_request_json(req, reply, true) : NULL;
+    if (!obj)
+        return 0;
+    const char *name, *path;
+    long long seed = 0;
+    double f[3];
+    int rc = 0;
+    if (api_json_check_keys(obj, keys, reply) < 0 ||
+        api_json_string(obj, "name", true, reply, &name) < 0 ||
+        api_json_string(obj, "path", true, reply, &path) < 0 ||
+        api_json_int(obj, "seed", false, 0, 1LL << 53, reply, &seed) < 0 ||
+        parse_split(json_object_get(obj, "split"), f, reply) < 0)
+        goto out;
+    if (!valid_name(name)) {
+        api_reply_problem_field(reply, 400, "name", "must be 1 to 64 letters, digits, '-', "
+                                "'_' or '.', not starting with '.'");
+        goto out;
+    }
+    const char *root = req->ctx->data_root;
+    if (!root) {
+        api_reply_problem_field(reply, 400, "path", "the daemon was started without "
+                                "--data-root, so no dataset path is allowed");
+        goto out;
+    }
+    char real[PATH_MAX];
+    struct stat st;
+    if (!realpath(path, real) || stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        api_reply_problem_field(reply, 400, "path", "\"%.200s\" is not a directory", path);
+        goto out;
+    }
+    if (!under_root(real, root)) {
+        api_reply_problem_field(reply, 400, "path", "\"%.200s\" is outside the data root "
+                                "%.200s", path, root);
+        goto out;
+    }
+    StoreDatasetNew nd = {.name = name, .path = real, .train_frac = f[0], .val_frac = f[1],
+                          .test_frac = f[2], .seed = seed};
+    int64_t id;
+    int src = store_dataset_insert(s, &nd, &id);
+    if (src == STORE_CONFLICT) {
+        api_reply_problem_field(reply, 409, "name", "a dataset named \"%s\" exists", name);
+        goto out;
+    }
+    if (src != STORE_OK) {
+        api_reply_store_error(reply, s);
+        goto out;
+    }
+    if (api_queue(req) && jobs_scan(api_queue(req), id) < 0) {
+        rc = -1;
+        goto out;
+    }
+    StoreDataset d;
+    if (store_dataset_get_by_id(s, id, &d) != STORE_OK) {
+        api_reply_store_error(reply, s);
+        goto out;
+    }
+    char location[200];
+    snprintf(location, sizeof location, "/api/v1/datasets/%s", name);
+    api_reply_header(reply, "Location", location);
+    api_reply_json(reply, 202, report_dataset(&d));
+    store_dataset_deinit(&d);
+out:
+    json_decref(obj);
+    return rc;
+}
+
+static int list_datasets(ApiRequest *req, ApiReply *reply)
+{
+    Store *s = api_store(req, reply);
+    if (!s)
+        return 0;
+    StoreDataset *rows = NULL;
+    int n = 0;
+    if (store_dataset_list(s, &rows, &n) != STORE_OK)
+        return api_reply_store_error(reply, s);
+    json_t *list = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(list, report_dataset(&rows[i]));
+    store_datasets_free(rows, n);
+    return api_reply_json(reply, 200, json_pack("{s:o}", "datasets", list));
+}
+
+static int get_dataset(ApiRequest *req, ApiReply *reply)
+{
+    Store *s = api_store(req, reply);
+    if (!s)
+        return 0;
+    const char *name = api_param(req, "name");
+    StoreDataset d;
+    int rc = store_dataset_get(s, name, &d);
+    if (rc == STORE_NOT_FOUND)
+        return api_reply_problem(reply, 404, NULL, "no dataset named \"%.100s\"", name);
+    if (rc != STORE_OK)
+        return api_reply_store_error(reply, s);
+    json_t *out = report_dataset(&d);
+    json_t *classes = json_object_get(out, "classes");
+    int64_t *counts = NULL;
+    int n_classes = 0;
+    json_t *per_class = json_array();
+    if (store_dataset_class_counts(s, d.id, &counts, &n_classes) == STORE_OK)
+        for (int c = 0; c < n_classes; c++) {
+            const char *cname = json_string_value(json_array_get(classes, (size_t)c));
+            json_array_append_new(per_class, json_pack(
+                "{s:s, s:i, s:I, s:I, s:I}", "class", cname ? cname : "", "label", c,
+                "train", (json_int_t)counts[c * STORE_SPLIT_COUNT + STORE_SPLIT_TRAIN],
+                "val", (json_int_t)counts[c * STORE_SPLIT_COUNT + STORE_SPLIT_VAL],
+                "test", (json_int_t)counts[c * STORE_SPLIT_COUNT + STORE_SPLIT_TEST]));
+        }
+    free(counts);
+    json_object_set_new(out, "class_counts", per_class);
+    StoreDatasetSkipped *skipped = NULL;
+    int n_skipped = 0;
+    json_t *sk = json_array();
+    if (store_dataset_skipped(s, d.id, &skipped, &n_skipped) == STORE_OK)
+        for (int i = 0; i < n_skipped; i++)
+            json_array_append_new(sk, json_pack("{s:s, s:s}", "path", skipped[i].relpath,
+                                                "reason", skipped[i].reason));
+    store_dataset_skipped_free(skipped, n_skipped);
+    json_object_set_new(out, "skipped", sk);
+    store_dataset_deinit(&d);
+    int csv = api_wants_csv(req, reply);
+    if (csv < 0) {
+        json_decref(out);
+        return 0;
+    }
+    if (csv) {
+        static const char *const columns[] = {"label", "class", "train", "val", "test", NULL};
+        rc = api_reply_csv(reply, columns, json_object_get(out, "class_counts"));
+        json_decref(out);
+        return rc;
+    }
+    return api_reply_json(reply, 200, out);
+}
+
+int routes_datasets_register(Router *r)
+{
+    return router_add(r, "POST", "/api/v1/datasets", post_dataset, NULL) < 0 ||
+                   router_add(r, "GET", "/api/v1/datasets", list_datasets, NULL) < 0 ||
+                   router_add(r, "GET", "/api/v1/datasets/{name}", get_dataset, NULL) < 0
+               ? -1
+               : 0;
+}

@@ -1,0 +1,473 @@
+/* routes_jobs.c — /api/v1/jobs and /api/v1/grids: submit, list, inspect, cancel, retry, delete. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "api/db.h"
+#include "api/router.h"
+#include "jobs/report.h"
+#include "jobs/run.h"
+#include "train/config.h"
+#include "util/crc32.h"
+
+#define MAX_GRID_JOBS 1000
+
+static json_t *job_json(ApiRequest *req, const StoreJob *j)
+{
+    char phase[16] = "";
+    JobQueue *q = api_queue(req);
+    if (q && j->status == STORE_JOB_RUNNING)
+        jobs_phase(q, j->id, phase, sizeof phase);
+    return report_job(j, phase[0] ? phase : NULL);
+}
+
+/* Replies with job id as JSON (status code given), or 404. */
+static int reply_job(ApiRequest *req, ApiReply *reply, Store *s, int64_t id, int status)
+{
+    StoreJob j;
+    int rc = store_job_get(s, id, &j);
+    if (rc == STORE_NOT_FOUND)
+        return api_reply_problem(reply, 404, NULL, "job %lld does not exist", (long long)id);
+    if (rc != STORE_OK)
+        return api_reply_store_error(reply, s);
+    json_t *o = job_json(req, &j);
+    store_job_deinit(&j);
+    return api_reply_json(reply, status, o);
+}
+
+static int parse_id(ApiRequest *req, ApiReply *reply, int64_t *id)
+{
+    const char *text = api_param(req, "id");
+    char *end;
+    long long v = text ? strtoll(text, &end, 10) : 0;
+    if (!text || *end || v <= 0) {
+        api_reply_problem_field(reply, 404, "id", "\"%.40s\" is not a job id", text ? text : "");
+        return -1;
+    }
+    *id = v;
+    return 0;
+}
+
+/* Validates one job configuration against the configuration rules and the store (the
+ * dataset must be registered). On success fills *cfg and returns 0; otherwise sets a 400
+ * problem naming the field (prefixed by where, e.g. "models[1]" for grids) and returns -1. */
+static int check_config(Store *s, const json_t *obj, JobConfig *cfg, ApiReply *reply)
+{
+    ConfigError err;
+    if (config_from_json(obj, true, cfg, &err) < 0) {
+        api_reply_problem_field(reply, 400, err.field[0] ? err.field : "body", "%s",
+                                err.message);
+        return -1;
+    }
+    StoreDataset d;
+    int rc = store_dataset_get(s, cfg->dataset, &d);
+    if (rc == STORE_NOT_FOUND) {
+        api_reply_problem_field(reply, 400, "dataset", "no dataset named \"%.100s\" is "
+                                "registered (POST /api/v1/datasets first)", cfg->dataset);
+        return -1;
+    }
+    if (rc != STORE_OK) {
+        api_reply_store_error(reply, s);
+        return -1;
+    }
+    bool failed = d.status == STORE_DATASET_FAILED;
+    store_dataset_deinit(&d);
+    if (failed) {
+        api_reply_problem_field(reply, 400, "dataset", "dataset \"%.100s\" failed to scan",
+                                cfg->dataset);
+        return -1;
+    }
+    return 0;
+}
+
+/* The store row of a configuration; it borrows cfg's strings and config_text. */
+static StoreJobNew job_new(const JobConfig *cfg, char *config_text)
+{
+    return (StoreJobNew){.priority = cfg->priority, .config_json = config_text,
+                         .dataset = cfg->dataset, .model = cfg->model,
+                         .initializer = cfg->init, .seed = cfg->seed, .epochs = cfg->epochs};
+}
+
+/* Stores the submission (idempotently when the request carries a key) and replies. */
+static int submit(ApiRequest *req, ApiReply *reply, Store *s, const char *grid_config,
+                  StoreJobNew *jobs, int n)
+{
+    char fingerprint[16];
+    snprintf(fingerprint, sizeof fingerprint, "%08x",
+             crc32_update(0, req->body ? req->body : "", req->body_len));
+    const char *key = api_header(req, "Idempotency-Key");
+    if (key && (strlen(key) == 0 || strlen(key) >= STORE_NAME_MAX))
+        return api_reply_problem_field(reply, 400, "Idempotency-Key",
+                                       "must be 1 to %d characters", STORE_NAME_MAX - 1);
+    StoreSubmit sub = {.idem_key = key, .fingerprint = fingerprint,
+                       .grid_config_json = grid_config, .jobs = jobs, .n_jobs = n};
+    StoreSubmitResult res;
+    int rc = store_submit(s, &sub, &res);
+    if (rc == STORE_CONFLICT)
+        return api_reply_problem_field(reply, 422, "Idempotency-Key", "this key was used "
+                                       "for a different request");
+    if (rc != STORE_OK)
+        return api_reply_store_error(reply, s);
+    if (api_queue(req) && !res.replayed)
+        jobs_notify(api_queue(req));
+    int status = res.replayed ? 200 : 201;
+    if (!grid_config) {
+        char location[64];
+        snprintf(location, sizeof location, "/api/v1/jobs/%lld", (long long)res.job_ids[0]);
+        api_reply_header(reply, "Location", location);
+        int64_t id = res.job_ids[0];
+        store_submit_result_deinit(&res);
+        return reply_job(req, reply, s, id, status);
+    }
+    json_t *list = json_array();
+    for (int i = 0; i < res.n_jobs; i++) {
+        StoreJob j;
+        if (store_job_get(s, res.job_ids[i], &j) == STORE_OK) {
+            json_array_append_new(list, job_json(req, &j));
+            store_job_deinit(&j);
+        }
+    }
+    char location[64];
+    snprintf(location, sizeof location, "/api/v1/grids/%lld", (long long)res.grid_id);
+    api_reply_header(reply, "Location", location);
+    json_t *out = json_pack("{s:I, s:o}", "grid_id", (json_int_t)res.grid_id, "jobs", list);
+    store_submit_result_deinit(&res);
+    return api_reply_json(reply, status, out);
+}
+
+static int post_job(ApiRequest *req, ApiReply *reply)
+{
+    Store *s = api_store(req, reply);
+    json_t *obj = s ? api_request_json(req, reply, true) : NULL;
+    if (!obj)
+        return 0;
+    JobConfig cfg;
+    int rc = 0;
+    if (check_config(s, obj, &cfg, reply) == 0) {
+        char *text = config_to_text(&cfg);
+        StoreJobNew nj = job_new(&cfg, text);
+        rc = text ? submit(req, reply, s, NULL, &nj, 1) : -1;
+        free(text);
+    }
+    json_decref(obj);
+    return rc;
+}
+
+/* The array member key of a grid request, of strings (or integers for seeds). */
+static int grid_list(const json_t *obj, const char *key, bool integers, ApiReply *reply,
+                     json_t **out)
+{
+    json_t *a = json_object_get(obj, key);
+    if (!json_is_array(a) || json_array_size(a) == 0 || json_array_size(a) > MAX_GRID_JOBS)
+        return api_reply_problem_field(reply, 400, key, "must be a non-empty array"), -1;
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v) {
+        if (integers ? !json_is_integer(v) : !json_is_string(v))
+            return api_reply_problem_field(reply, 400, key, "item %zu must be %s", i,
+                                           integers ? "an integer" : "a string"), -1;
+    }
+    *out = a;
+    return 0;
+}
+
+static int post_grid(ApiRequest *req, ApiReply *reply)
+{
+    Store *s = api_store(req, reply);
+    json_t *obj = s ? api_request_json(req, reply, true) : NULL;
+    if (!obj)
+        return 0;
+    json_t *models, *inits, *seeds = NULL;
+    StoreJobNew *jobs = NULL;
+    JobConfig *cfgs = NULL;   /* jobs[i] points into cfgs[i] and texts[i] */
+    char **texts = NULL;
+    int n = 0, rc = 0;
+    if (grid_list(obj, "models", false, reply, &models) < 0 ||
+        grid_list(obj, "initializers", false, reply, &inits) < 0)
+        goto out;
+    if (json_object_get(obj, "seeds") && grid_list(obj, "seeds", true, reply, &seeds) < 0)
+        goto out;
+    size_t n_seeds = seeds ? json_array_size(seeds) : 1;
+    size_t total = json_array_size(models) * json_array_size(inits) * n_seeds;
+    if (total > MAX_GRID_JOBS) {
+        api_reply_problem_field(reply, 400, "models", "the grid has %zu jobs; at most %d",
+                                total, MAX_GRID_JOBS);
+        goto out;
+    }
+    jobs = calloc(total, sizeof *jobs);
+    cfgs = calloc(total, sizeof *cfgs);
+    texts = calloc(total, sizeof *texts);
+    json_t *common = json_deep_copy(obj);
+    if (!jobs || !cfgs || !texts || !common) {
+        json_decref(common);
+        rc = -1;
+        goto out;
+    }
+    json_object_del(common, "models");
+    json_object_del(common, "initializers");
+    json_object_del(common, "seeds");
+    for (size_t m = 0; m < json_array_size(models); m++)
+        for (size_t i = 0; i < json_array_size(inits); i++)
+            for (size_t k = 0; k < n_seeds; k++) {
+                json_object_set(common, "model", json_array_get(models, m));
+                json_object_set(common, "init", json_array_get(inits, i));
+                if (seeds)
+                    json_object_set(common, "seed", json_array_get(seeds, k));
+                JobConfig *cfg = &cfgs[n];
+                if (check_config(s, common, cfg, reply) < 0) {
+                    /* Name the grid member the value came from. */
+                    json_t *body = json_loads(reply->body, 0, NULL);
+                    const char *field = json_string_value(json_object_get(body, "field"));
+                    if (field && (strcmp(field, "model") == 0 || strcmp(field, "init") == 0)) {
+                        bool is_model = strcmp(field, "model") == 0;
+                        const char *detail = json_string_value(json_object_get(body, "detail"));
+                        char name[48];
+                        snprintf(name, sizeof name, "%s[%zu]",
+                                 is_model ? "models" : "initializers", is_model ? m : i);
+                        api_reply_problem_field(reply, 400, name, "%s",
+                                                detail ? detail : "invalid");
+                    }
+                    json_decref(body);
+                    json_decref(common);
+                    goto out;
+                }
+                texts[n] = config_to_text(cfg);
+                if (!texts[n]) {
+                    json_decref(common);
+                    rc = -1;
+                    goto out;
+                }
+                jobs[n] = job_new(cfg, texts[n]);
+                n++;
+            }
+    json_decref(common);
+    char *grid_text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    rc = grid_text ? submit(req, reply, s, grid_text, jobs, n) : -1;
+    free(grid_text);
+out:
+    for (int i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
+    free(cfgs);
+    free(jobs);
+    json_decref(obj);
+    return rc;
+}
+
+static int parse_status_filter(const char *text, unsigned *mask, ApiReply *reply)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", text);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        StoreJobStatus st;
+        if (store_job_status_parse(tok, &st) < 0)
+            return api_reply_problem_field(reply, 400, "status", "unknown status \"%.40s\" "
+                                           "(queued, running, done, failed, cancelled)", tok),
+                   -1;
+        *mask |= STORE_JOB_BIT(st);
+    }
+    return 0;
+}
+
+static int list_jobs(ApiRequest *req, ApiReply *reply)
+{
+    Store *s = api_store(req, reply);
+    if (!s)
+        return 0;
+    StoreJobFilter f = {.model = api_query(req, "model"),
+                        .initializer = api_query(req, "initializer"),
+                        .dataset = api_query(req, "dataset")};
+    long long limit, offset, grid;
+    const char *status = api_query(req, "status");
+    if (api_query_int(req, reply, "limit", 100, 1, 1000, &limit) < 0 ||
+        api_query_int(req, reply, "offset", 0, 0, 1LL << 40, &offset) < 0 ||
+        api_query_int(req, reply, "grid", 0, 0, 1LL << 62, &grid) < 0 ||
+        (status && parse_status_filter(status, &f.status_mask, reply) < 0))
+        return 0;
+    int csv = api_wants_csv(req, reply);
+    if (csv < 0)
+        return 0;
+    f.limit = (int)limit;
+    f.offset = (int)offset;
+    f.grid_id = grid;
+    StoreJob *rows = NULL;
+    int n = 0, total = 0;
+    if (store_job_list(s, &f, &rows, &n, &total) != STORE_OK)
+        return api_reply_store_error(reply, s);
+    json_t *list = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(list, job_json(req, &rows[i]));
+    store_jobs_free(rows, n);
+    if (csv) {
+        static const char *const columns[] = {"id", "grid_id", "status", "dataset", "model",
+                                              "initializer", "seed", "epochs", "created_at",
+                                              "started_at", "finished_at", "error", NULL};
+        int rc = api_reply_csv(reply, columns, list);
+        json_decref(list);
+        return rc;
+    }
+    return api_reply_json(reply, 200, json_pack("{s:o, s:i, s:I, s:I}", "jobs", list,
+                                                "total", total, "limit", (json_int_t)limit,
+                                                "offset", (json_int_t)offset));
+}
+
+static int get_job(ApiRequest *req, ApiReply *reply)
+{
+    int64_t id;
+    Store *s = api_store(req, reply);
+    if (!s || parse_id(req, reply, &id) < 0)
+        return 0;
+    return reply_job(req, reply, s, id, 200);
+}
+
+static int cancel_job(ApiRequest *req, ApiReply *reply)
+{
+    int64_t id;
+    Store *s = api_store(req, reply);
+    if (!s || parse_id(req, reply, &id) < 0)
+        return 0;
+    StoreJob j;
+    int rc = store_job_get(s, id, &j);
+    if (rc == STORE_NOT_FOUND)
+        return api_reply_problem(reply, 404, NULL, "job %lld does not exist", (long long)id);
+    if (rc != STORE_OK)
+        return api_reply_store_error(reply, s);
+    StoreJobStatus status = j.status;
+    store_job_deinit(&j);
+    JobQueue *q = api_queue(req);
+    if ((status != STORE_JOB_QUEUED && status != STORE_JOB_RUNNING) || !q ||
+        jobs_cancel(q, id) < 0)
+        return api_reply_problem(reply, 409, NULL, "job %lld is %s; only queued or running "
+                                 "jobs can be cancelled", (long long)id,
+                                 store_job_status_name(status));
+    return reply_job(req, reply, s, id, 200);
+}
+
+static int retry_job(ApiRequest *req, ApiReply *reply)
+{
+    int64_t id;
+    Store *s = api_store(req, reply);
+    if (!s || parse_id(req, reply, &id) < 0)
+        return 0;
+    int rc = store_job_set_status(s, id, STORE_JOB_BIT(STORE_JOB_FAILED) |
+                                             STORE_JOB_BIT(STORE_JOB_CANCELLED),
+                                  STORE_JOB_QUEUED, NULL);
+    if (rc == STORE_NOT_FOUND)
+        return api_reply_problem(reply, 404, NULL, "job %lld does not exist", (long long)id);
+    if (rc == STORE_CONFLICT)
+        return api_reply_problem(reply, 409, NULL, "job %lld is not failed or cancelled; "
+                                 "only those can be retried", (long long)id);
+    if (rc != STORE_OK)
+        return api_reply_store_error(reply, s);
+    if (api_queue(req))
+        jobs_notify(api_queue(req));
+    return reply_job(req, reply, s, id, 200);
+}
+
+static int delete_job(ApiRequest *req, ApiReply *reply)
+{
+    int64_t id;
+    Store *s = api_store(req, reply);
+    if (!s || parse_id(req, reply, &id) < 0)
+        return 0;
+    if (api_queue(req) && jobs_is_running(api_queue(req), id))
+        return api_reply_problem(reply, 409, NULL, "job %lld is running; cancel it first",
+                                 (long long)id);
+    StoreCheckpoint *ck = NULL;
+    int n_ck = 0;
+    store_checkpoint_list(s, id, &ck, &n_ck);
+    int rc = store_job_delete(s, id);
+    if (rc == STORE_NOT_FOUND) {
+        free(ck);
+        return api_reply_problem(reply, 404, NULL, "job %lld does not exist", (long long)id);
+    }
+    if (rc == STORE_CONFLICT) {
+        free(ck);
+        return api_reply_problem(reply, 409, NULL, "job %lld is running; cancel it first",
+                                 (long long)id);
+    }
+    if (rc != STORE_OK) {
+        free(ck);
+        return api_reply_store_error(reply, s);
+    }
+    for (int i = 0; i < n_ck; i++)
+        unlink(ck[i].path);
+    free(ck);
+    char dir[4096];
+    job_checkpoint_dir(req->ctx->state_dir, id, dir, sizeof dir);
+    rmdir(dir);
+    return api_reply_empty(reply, 204);
+}
+
+static json_t *grid_json(const StoreGrid *g)
+{
+    json_t *counts = json_object();
+    for (int st = 0; counts && st < STORE_JOB_STATUS_COUNT; st++)
+        json_object_set_new(counts, store_job_status_name((StoreJobStatus)st),
+                            json_integer(g->n_status[st]));
+    json_t *config = g->config_json ? json_loads(g->config_json, 0, NULL) : NULL;
+    return json_pack("{s:I, s:o, s:o, s:i, s:o}", "id", (json_int_t)g->id, "created_at",
+                     report_time(g->created_at), "config", config ? config : json_object(),
+                     "n_jobs", g->n_jobs, "status_counts", counts);
+}
+
+static int list_grids(ApiRequest *req, ApiReply *reply)
+{
+    Store *s = api_store(req, reply);
+    if (!s)
+        return 0;
+    StoreGrid *rows = NULL;
+    int n = 0;
+    if (store_grid_list(s, &rows, &n) != STORE_OK)
+        return api_reply_store_error(reply, s);
+    json_t *list = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(list, grid_json(&rows[i]));
+    store_grids_free(rows, n);
+    return api_reply_json(reply, 200, json_pack("{s:o}", "grids", list));
+}
+
+static int get_grid(ApiRequest *req, ApiReply *reply)
+{
+    int64_t id;
+    Store *s = api_store(req, reply);
+    if (!s || parse_id(req, reply, &id) < 0)
+        return 0;
+    StoreGrid g;
+    int rc = store_grid_get(s, id, &g);
+    if (rc == STORE_NOT_FOUND)
+        return api_reply_problem(reply, 404, NULL, "grid %lld does not exist", (long long)id);
+    if (rc != STORE_OK)
+        return api_reply_store_error(reply, s);
+    json_t *out = grid_json(&g);
+    store_grid_deinit(&g);
+    StoreJobFilter f = {.grid_id = id, .limit = 1000};
+    StoreJob *rows = NULL;
+    int n = 0;
+    json_t *list = json_array();
+    if (store_job_list(s, &f, &rows, &n, NULL) == STORE_OK)
+        for (int i = 0; i < n; i++)
+            json_array_append_new(list, job_json(req, &rows[i]));
+    store_jobs_free(rows, n);
+    json_object_set_new(out, "jobs", list);
+    return api_reply_json(reply, 200, out);
+}
+
+int routes_jobs_register(Router *r)
+{
+    return router_add(r, "POST", "/api/v1/jobs", post_job, NULL) < 0 ||
+                   router_add(r, "GET", "/api/v1/jobs", list_jobs, NULL) < 0 ||
+                   router_add(r, "GET", "/api/v1/jobs/{id}", get_job, NULL) < 0 ||
+                   router_add(r, "DELETE", "/api/v1/jobs/{id}", delete_job, NULL) < 0 ||
+                   router_add(r, "POST", "/api/v1/jobs/{id}/cancel", cancel_job, NULL) < 0 ||
+                   router_add(r, "POST", "/api/v1/jobs/{id}/retry", retry_job, NULL) < 0 ||
+                   router_add(r, "POST", "/api/v1/grids", post_grid, NULL) < 0 ||
+                   router_add(r, "GET", "/api/v1/grids", list_grids, NULL) < 0 ||
+                   router_add(r, "GET", "/api/v1/grids/{id}", get_grid, NULL) < 0
+               ? -1
+               : 0;
+}

@@ -1,0 +1,495 @@
+/* cache.c — build, validate and map the decoded-image cache file (cache.h).
+ *
+ * DESIGN: building runs `threads` decode workers (data_run_workers). The calling thread
+ * only watches: it reads the atomic counters and calls the progress callback, so the
+ * callback never runs concurrently; `cancelled` is its own. Workers claim images through the atomic `next`, decode into
+ * their own buffer with their own DataCodec, pwrite the image to its slot and store its
+ * status byte in status[i] (each slot written by exactly one worker, read by the caller
+ * after joining). `stop` (atomic) ends the workers early on cancel or error; the first
+ * I/O error is kept in `error` (atomic errno). Across processes and threads the build is
+ * serialized by flock on <file>.lock. */
+#include "data/cache.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/decode.h"
+#include "data/fsutil.h"
+#include "data/workers.h"
+
+#define MAGIC "INITLABC"
+#define HEADER_BYTES 4096
+#define PAGE 4096
+
+struct DataCache {
+    int size, count, n_classes;
+    DataResize resize;
+    uint8_t *map;            /* whole file, read-only */
+    size_t map_len;
+    const uint8_t *images;   /* map + data_offset */
+    int *labels;             /* [count] */
+    uint8_t *status;         /* [count], DataJpegStatus */
+    uint64_t fingerprint;
+    char *path;
+    bool built;
+};
+
+typedef struct {
+    uint64_t fingerprint, status_offset, data_offset;
+    uint32_t version, size, resize, count, n_failed;
+} Header;
+
+static uint64_t round_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) / a * a;
+}
+
+static void header_encode(const Header *h, uint8_t *buf)
+{
+    memset(buf, 0, HEADER_BYTES);
+    memcpy(buf, MAGIC, 8);
+    memcpy(buf + 8, &h->version, 4);
+    memcpy(buf + 12, &h->size, 4);
+    memcpy(buf + 16, &h->resize, 4);
+    memcpy(buf + 20, &h->count, 4);
+    memcpy(buf + 24, &h->fingerprint, 8);
+    memcpy(buf + 32, &h->status_offset, 8);
+    memcpy(buf + 40, &h->data_offset, 8);
+    memcpy(buf + 48, &h->n_failed, 4);
+}
+
+static int header_decode(const uint8_t *buf, Header *h)
+{
+    if (memcmp(buf, MAGIC, 8) != 0)
+        return -1;
+    memcpy(&h->version, buf + 8, 4);
+    memcpy(&h->size, buf + 12, 4);
+    memcpy(&h->resize, buf + 16, 4);
+    memcpy(&h->count, buf + 20, 4);
+    memcpy(&h->fingerprint, buf + 24, 8);
+    memcpy(&h->status_offset, buf + 32, 8);
+    memcpy(&h->data_offset, buf + 40, 8);
+    memcpy(&h->n_failed, buf + 48, 4);
+    return 0;
+}
+
+static Header expected_header(const DatasetIndex *x, const DataCacheConfig *cfg)
+{
+    Header h = {0};
+    h.version = DATA_CACHE_VERSION;
+    h.size = (uint32_t)cfg->size;
+    h.resize = (uint32_t)cfg->resize;
+    h.count = (uint32_t)x->n_files;
+    h.fingerprint = data_index_fingerprint(x);
+    h.status_offset = HEADER_BYTES;
+    h.data_offset = round_up(HEADER_BYTES + (uint64_t)x->n_files, PAGE);
+    return h;
+}
+
+static uint64_t image_bytes(const Header *h)
+{
+    return (uint64_t)h->size * h->size * 3;
+}
+
+static char *cache_file_name(const DatasetIndex *x, const DataCacheConfig *cfg)
+{
+    const char *base = strrchr(x->root, '/');
+    base = base && base[1] ? base + 1 : "dataset";
+    uint64_t h = data_hash(DATA_HASH_INIT, x->root, strlen(x->root));
+    char name[512];
+    snprintf(name, sizeof name, "%.200s-%016llx-%d-%s.cache", base, (unsigned long long)h,
+             cfg->size, data_resize_name(cfg->resize));
+    return data_path_join(cfg->dir, name);
+}
+
+/* Maps path when its header matches want; returns 0 and fills c, or -1 (stale/absent). */
+static int map_existing(const char *path, const Header *want, DataCache *c)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    uint8_t buf[HEADER_BYTES];
+    Header h;
+    struct stat st;
+    int ok = fstat(fd, &st) == 0 && pread(fd, buf, sizeof buf, 0) == (ssize_t)sizeof buf &&
+             header_decode(buf, &h) == 0 && h.version == want->version &&
+             h.size == want->size && h.resize == want->resize && h.count == want->count &&
+             h.fingerprint == want->fingerprint && h.status_offset == want->status_offset &&
+             h.data_offset == want->data_offset &&
+             (uint64_t)st.st_size >= h.data_offset + image_bytes(&h) * h.count;
+    if (!ok) {
+        close(fd);
+        return -1;
+    }
+    size_t len = (size_t)(h.data_offset + image_bytes(&h) * h.count);
+    void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return -1;
+    c->map = m;
+    c->map_len = len;
+    c->images = c->map + h.data_offset;
+    memcpy(c->status, c->map + h.status_offset, h.count);
+    return 0;
+}
+
+typedef struct {
+    const DatasetIndex *x;
+    const DataCacheConfig *cfg;
+    int fd;
+    uint64_t data_offset;
+    uint8_t *status;
+    atomic_int next, done, stop, error;
+    int cancelled;          /* written by the watching thread only */
+} BuildJob;
+
+static int write_full(int fd, const void *buf, size_t n, off_t off)
+{
+    const uint8_t *b = buf;
+    size_t w = 0;
+    while (w < n) {
+        ssize_t r = pwrite(fd, b + w, n - w, off + (off_t)w);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? -errno : -EIO;
+        w += (size_t)r;
+    }
+    return 0;
+}
+
+static void build_worker(void *arg)
+{
+    BuildJob *job = arg;
+    int s = job->cfg->size;
+    size_t bytes = (size_t)s * s * 3;
+    DataCodec *codec = data_codec_create();
+    uint8_t *img = calloc(bytes, 1);
+    char reason[256];
+    if (!codec || !img) {
+        atomic_store(&job->error, ENOMEM);
+        atomic_store(&job->stop, 1);
+        goto out;
+    }
+    while (!atomic_load(&job->stop)) {
+        int i = atomic_fetch_add(&job->next, 1);
+        if (i >= job->x->n_files)
+            break;
+        char *path = data_path_join(job->x->root, job->x->paths[i]);
+        DataJpegStatus st = path ? data_jpeg_decode_file(codec, path, s, job->cfg->resize, img,
+                                                         reason, sizeof reason)
+                                 : DATA_JPEG_UNREADABLE;
+        free(path);
+        if (st != DATA_JPEG_OK)
+            memset(img, 0, bytes);
+        job->status[i] = (uint8_t)st;
+        off_t off = (off_t)(job->data_offset + (uint64_t)i * bytes);
+        int rc = write_full(job->fd, img, bytes, off);
+        if (rc != 0) {
+            atomic_store(&job->error, -rc);
+            atomic_store(&job->stop, 1);
+            break;
+        }
+        atomic_fetch_add(&job->done, 1);
+    }
+out:
+    free(img);
+    data_codec_free(codec);
+}
+
+static void build_watch(void *arg)
+{
+    BuildJob *job = arg;
+    const DataCacheConfig *cfg = job->cfg;
+    if (cfg->progress && !job->cancelled &&
+        cfg->progress(cfg->user, atomic_load(&job->done), job->x->n_files)) {
+        job->cancelled = 1;
+        atomic_store(&job->stop, 1);
+    }
+}
+
+/* Drops mean-image sidecars of an older cache file at path. */
+static void remove_sidecars(const char *dir, const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, base, bl) == 0 && strncmp(e->d_name + bl, ".mean-", 6) == 0) {
+            char *p = data_path_join(dir, e->d_name);
+            if (p)
+                unlink(p);
+            free(p);
+        }
+    }
+    closedir(d);
+}
+
+/* Decodes every image into path.tmp and renames it to path. Returns 0, -1 (err), -2. */
+static int build(const DatasetIndex *x, const DataCacheConfig *cfg, const char *path,
+                 Header *h, uint8_t *status, char *err, size_t errlen)
+{
+    int rc = -1;
+    char *tmp = malloc(strlen(path) + 5);
+    if (!tmp) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    sprintf(tmp, "%s.tmp", path);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create cache file %s: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    uint64_t total = h->data_offset + image_bytes(h) * h->count;
+    if (ftruncate(fd, (off_t)total) != 0) {
+        snprintf(err, errlen, "cannot size cache file %s: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+
+    BuildJob job = {.x = x, .cfg = cfg, .fd = fd, .data_offset = h->data_offset,
+                    .status = status};
+    atomic_init(&job.next, 0);
+    atomic_init(&job.done, 0);
+    atomic_init(&job.stop, 0);
+    atomic_init(&job.error, 0);
+    if (cfg->progress && cfg->progress(cfg->user, 0, x->n_files)) {
+        snprintf(err, errlen, "cache build cancelled");
+        rc = -2;
+        goto cleanup;
+    }
+    data_run_workers(cfg->threads > 0 ? cfg->threads : 2, build_worker, build_watch, &job);
+    if (job.cancelled) {
+        snprintf(err, errlen, "cache build cancelled");
+        rc = -2;
+        goto cleanup;
+    }
+    if (atomic_load(&job.error)) {
+        snprintf(err, errlen, "cannot write cache file %s: %s", tmp,
+                 strerror(atomic_load(&job.error)));
+        goto cleanup;
+    }
+
+    h->n_failed = 0;
+    for (int i = 0; i < x->n_files; i++)
+        h->n_failed += status[i] != DATA_JPEG_OK;
+    uint8_t hb[HEADER_BYTES];
+    header_encode(h, hb);
+    int wr = write_full(fd, status, (size_t)h->count, (off_t)h->status_offset);
+    if (wr == 0)
+        wr = write_full(fd, hb, sizeof hb, 0);
+    if (wr == 0 && fsync(fd) != 0)
+        wr = -errno;
+    if (wr != 0) {
+        snprintf(err, errlen, "cannot write cache file %s: %s", tmp, strerror(-wr));
+        goto cleanup;
+    }
+    remove_sidecars(cfg->dir, path);
+    if (rename(tmp, path) != 0) {
+        snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    int dfd = open(cfg->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    rc = 0;
+cleanup:
+    close(fd);
+    if (rc != 0)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+static int already_skipped(const DatasetIndex *x, const char *path)
+{
+    for (int k = 0; k < x->n_skipped; k++)
+        if (strcmp(x->skipped[k].path, path) == 0)
+            return 1;
+    return 0;
+}
+
+int data_cache_open(DatasetIndex *x, const DataCacheConfig *cfg, DataCache **out, char *err,
+                    size_t errlen)
+{
+    int rc = -1, lock_fd = -1;
+    char *lock_path = NULL;
+    *out = NULL;
+    if (cfg->size < 1 || cfg->size > DATA_RESIZE_MAX) {
+        snprintf(err, errlen, "image size %d out of range 1..%d", cfg->size, DATA_RESIZE_MAX);
+        return -1;
+    }
+    DataCache *c = calloc(1, sizeof *c);
+    if (!c)
+        goto oom;
+    c->size = cfg->size;
+    c->resize = cfg->resize;
+    c->count = x->n_files;
+    c->n_classes = x->n_classes;
+    size_t n = (size_t)(x->n_files > 0 ? x->n_files : 1);
+    c->labels = malloc(n * sizeof *c->labels);
+    c->status = calloc(n, 1);
+    c->path = cache_file_name(x, cfg);
+    if (!c->labels || !c->status || !c->path)
+        goto oom;
+    memcpy(c->labels, x->labels, (size_t)x->n_files * sizeof *c->labels);
+    int mk = data_mkdirs(cfg->dir);
+    if (mk != 0) {
+        snprintf(err, errlen, "cannot create cache directory %s: %s", cfg->dir, strerror(-mk));
+        goto cleanup;
+    }
+    Header want = expected_header(x, cfg);
+    c->fingerprint = want.fingerprint;
+
+    if (!(lock_path = malloc(strlen(c->path) + 6)))
+        goto oom;
+    sprintf(lock_path, "%s.lock", c->path);
+    lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", lock_path, strerror(errno));
+        goto cleanup;
+    }
+    while (flock(lock_fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            snprintf(err, errlen, "cannot lock %s: %s", lock_path, strerror(errno));
+            goto cleanup;
+        }
+    }
+    if (map_existing(c->path, &want, c) != 0) {
+        int b = build(x, cfg, c->path, &want, c->status, err, errlen);
+        if (b != 0) {
+            rc = b;
+            goto cleanup;
+        }
+        c->built = true;
+        if (map_existing(c->path, &want, c) != 0) {
+            snprintf(err, errlen, "cannot map cache file %s", c->path);
+            goto cleanup;
+        }
+    }
+    for (int i = 0; i < x->n_files; i++) {
+        if (c->status[i] == DATA_JPEG_OK || already_skipped(x, x->paths[i]))
+            continue;
+        char reason[128];
+        snprintf(reason, sizeof reason, "%s (found while decoding)",
+                 data_jpeg_status_name((DataJpegStatus)c->status[i]));
+        if (data_index_exclude(x, i, reason) != 0)
+            goto oom;
+    }
+    *out = c;
+    c = NULL;
+    rc = 0;
+    goto cleanup;
+oom:
+    snprintf(err, errlen, "out of memory");
+cleanup:
+    if (lock_fd >= 0)
+        close(lock_fd); /* releases the flock */
+    free(lock_path);
+    data_cache_free(c);
+    return rc;
+}
+
+void data_cache_free(DataCache *c)
+{
+    if (!c)
+        return;
+    if (c->map)
+        munmap(c->map, c->map_len);
+    free(c->labels);
+    free(c->status);
+    free(c->path);
+    free(c);
+}
+
+const uint8_t *data_cache_image(const DataCache *c, int i)
+{
+    return c->images + (size_t)i * c->size * c->size * 3;
+}
+
+int data_cache_label(const DataCache *c, int i)
+{
+    return c->labels[i];
+}
+
+void data_cache_prefetch(const DataCache *c, int i)
+{
+    size_t bytes = (size_t)c->size * c->size * 3;
+    uintptr_t a = (uintptr_t)data_cache_image(c, i);
+    uintptr_t lo = a & ~(uintptr_t)(PAGE - 1);
+    madvise((void *)lo, a + bytes - lo, MADV_WILLNEED);
+}
+
+int data_cache_count(const DataCache *c) { return c->count; }
+int data_cache_size(const DataCache *c) { return c->size; }
+int data_cache_classes(const DataCache *c) { return c->n_classes; }
+const char *data_cache_path(const DataCache *c) { return c->path; }
+bool data_cache_built(const DataCache *c) { return c->built; }
+
+int data_cache_mean_image(const DataCache *c, const int *indices, int n, float *mean,
+                          char *err, size_t errlen)
+{
+    if (n <= 0) {
+        snprintf(err, errlen, "mean image of an empty split");
+        return -1;
+    }
+    size_t m = (size_t)c->size * c->size * 3;
+    uint64_t key = data_hash(DATA_HASH_INIT, &c->fingerprint, sizeof c->fingerprint);
+    key = data_hash(key, indices, (size_t)n * sizeof *indices);
+    char *side = malloc(strlen(c->path) + 32);
+    if (!side) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    sprintf(side, "%s.mean-%016llx", c->path, (unsigned long long)key);
+    int fd = open(side, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t r = pread(fd, mean, m * sizeof *mean, 0);
+        close(fd);
+        if (r == (ssize_t)(m * sizeof *mean)) {
+            free(side);
+            return 0;
+        }
+    }
+    double *acc = calloc(m, sizeof *acc);
+    if (!acc) {
+        free(side);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int k = 0; k < n; k++) {
+        const uint8_t *img = data_cache_image(c, indices[k]);
+        for (size_t j = 0; j < m; j++)
+            acc[j] += img[j];
+    }
+    for (size_t j = 0; j < m; j++)
+        mean[j] = (float)(acc[j] / n);
+    free(acc);
+    /* best effort: a read-only cache directory only costs a recomputation next time */
+    char *tmp = malloc(strlen(side) + 16);
+    if (tmp) {
+        sprintf(tmp, "%s.tmp%d", side, (int)gettid());
+        unlink(tmp);
+        if (data_write_new_file(tmp, mean, m * sizeof *mean) == 0 && rename(tmp, side) != 0)
+            unlink(tmp);
+        free(tmp);
+    }
+    free(side);
+    return 0;
+}

@@ -1,0 +1,431 @@
+/* queue.c — worker and scanner threads over the job queue stored in SQLite (queue.h). */
+#include "jobs/queue.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jobs/report.h"
+#include "jobs/run.h"
+#include "jobs/scan.h"
+#include "store/store.h"
+#include "util/log.h"
+
+#define POLL_SECONDS 2
+/* A worker silent this long inside one step is reported dead to the watchdog. */
+#define STUCK_SECONDS 600.0
+
+typedef enum { STOP_NONE, STOP_CANCEL, STOP_SHUTDOWN } StopRequest;
+
+typedef struct {
+    JobQueue *q;
+    int index;
+    pthread_t thread;
+    bool started, exited;
+    int64_t job_id;        /* 0 when idle */
+    StopRequest stop;
+    double heartbeat;      /* CLOCK_MONOTONIC seconds of the last sign of life */
+    char phase[16];
+} Worker;
+
+struct JobQueue {
+    JobQueueConfig cfg;
+    char *db_path, *state_dir;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool shutting_down;
+    Worker *workers;
+    int n_workers;
+    pthread_t scanner;
+    bool scanner_started;
+    int64_t *scan_queue;   /* dataset ids waiting for the scanner */
+    int n_scan, cap_scan;
+    Store *stats_store;    /* jobs_stats' connection, used under lock */
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void publish_json(JobQueue *q, const char *event, json_t *data)
+{
+    if (data && q->cfg.events.publish) {
+        char *text = json_dumps(data, JSON_COMPACT);
+        if (text)
+            q->cfg.events.publish(q->cfg.events.user, event, text);
+        free(text);
+    }
+    json_decref(data);
+}
+
+static void publish_job(JobQueue *q, Store *s, int64_t id, const char *phase)
+{
+    StoreJob job;
+    if (!q->cfg.events.publish || store_job_get(s, id, &job) != STORE_OK)
+        return;
+    publish_json(q, "job", report_job(&job, phase));
+    store_job_deinit(&job);
+}
+
+/* ---- worker ---------------------------------------------------------------------- */
+
+typedef struct {
+    Worker *w;
+    Store *s;
+    double last_publish;
+} WorkerRun;
+
+static void hook_progress(void *user, int64_t id, const TrainProgress *p)
+{
+    WorkerRun *run = user;
+    JobQueue *q = run->w->q;
+    pthread_mutex_lock(&q->lock);
+    snprintf(run->w->phase, sizeof run->w->phase, "%s", p->phase);
+    run->w->heartbeat = now();
+    pthread_mutex_unlock(&q->lock);
+    /* The store has the progress about once a second (run.c); follow it for events. */
+    double t = now();
+    if (t - run->last_publish >= 1.0) {
+        run->last_publish = t;
+        publish_job(q, run->s, id, p->phase);
+    }
+}
+
+static void hook_epoch(void *user, int64_t id, const TrainEpoch *e)
+{
+    WorkerRun *run = user;
+    JobQueue *q = run->w->q;
+    json_t *row = json_pack("{s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+                            "job_id", (json_int_t)id, "epoch", e->epoch,
+                            "train_loss", e->train_loss, "train_acc", e->train_acc,
+                            "val_loss", e->val_loss, "val_acc", e->val_acc, "lr", e->lr,
+                            "seconds", e->seconds, "images_per_sec", e->images_per_sec);
+    publish_json(q, "epoch", row);
+    if (q->cfg.events.epoch)
+        q->cfg.events.epoch(q->cfg.events.user, id, e);
+}
+
+static bool hook_should_stop(void *user, int64_t id)
+{
+    WorkerRun *run = user;
+    JobQueue *q = run->w->q;
+    pthread_mutex_lock(&q->lock);
+    run->w->heartbeat = now();
+    bool stop = run->w->stop != STOP_NONE;
+    pthread_mutex_unlock(&q->lock);
+    return stop;
+}
+
+static void run_claimed(Worker *w, Store *s, StoreJob *job)
+{
+    JobQueue *q = w->q;
+    pthread_mutex_lock(&q->lock);
+    w->job_id = job->id;
+    w->stop = q->shutting_down ? STOP_SHUTDOWN : STOP_NONE;
+    w->heartbeat = now();
+    snprintf(w->phase, sizeof w->phase, "start");
+    pthread_mutex_unlock(&q->lock);
+    log_info("jobs", "worker %d: job %lld started (%s, %s, seed %lld)", w->index,
+             (long long)job->id, job->model, job->initializer, (long long)job->seed);
+    publish_job(q, s, job->id, "start");
+
+    WorkerRun run = {.w = w, .s = s};
+    JobHooks hooks = {.user = &run, .progress = hook_progress, .epoch = hook_epoch,
+                      .should_stop = hook_should_stop};
+    char err[1024] = "";
+    TrainOutcome outcome = job_execute(s, job, q->state_dir, q->cfg.threads_per_job, &hooks,
+                                       err, sizeof err);
+    pthread_mutex_lock(&q->lock);
+    StopRequest stop = w->stop;
+    w->job_id = 0;
+    w->stop = STOP_NONE;
+    w->phase[0] = '\0';
+    pthread_mutex_unlock(&q->lock);
+
+    if (outcome == TRAIN_STOPPED && stop == STOP_CANCEL) {
+        store_job_set_status(s, job->id, STORE_JOB_BIT(STORE_JOB_RUNNING), STORE_JOB_CANCELLED,
+                             "cancelled");
+        log_info("jobs", "job %lld cancelled (checkpoint kept)", (long long)job->id);
+    } else if (outcome == TRAIN_STOPPED) {
+        store_job_set_status(s, job->id, STORE_JOB_BIT(STORE_JOB_RUNNING), STORE_JOB_QUEUED,
+                             NULL);
+        log_info("jobs", "job %lld checkpointed and queued again for the next start",
+                 (long long)job->id);
+    } else if (outcome == TRAIN_FAILED) {
+        log_warn("jobs", "job %lld failed: %s", (long long)job->id, err);
+    } else {
+        log_info("jobs", "job %lld done", (long long)job->id);
+    }
+    publish_job(q, s, job->id, NULL);
+}
+
+static void *worker_main(void *arg)
+{
+    Worker *w = arg;
+    JobQueue *q = w->q;
+    char err[512];
+    Store *s = store_open(q->db_path, err, sizeof err);
+    if (!s)
+        log_error("jobs", "worker %d: %s", w->index, err);
+    while (s) {
+        pthread_mutex_lock(&q->lock);
+        bool stop = q->shutting_down;
+        w->heartbeat = now();
+        pthread_mutex_unlock(&q->lock);
+        if (stop)
+            break;
+        StoreJob job;
+        int rc = store_job_claim(s, &job);
+        if (rc == STORE_OK) {
+            run_claimed(w, s, &job);
+            store_job_deinit(&job);
+            continue;
+        }
+        if (rc != STORE_NOT_FOUND)
+            log_warn("jobs", "worker %d: claiming a job: %s", w->index, store_errmsg(s));
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += POLL_SECONDS;
+        pthread_mutex_lock(&q->lock);
+        if (!q->shutting_down)
+            pthread_cond_timedwait(&q->wake, &q->lock, &until);
+        pthread_mutex_unlock(&q->lock);
+    }
+    store_close(s);
+    pthread_mutex_lock(&q->lock);
+    w->exited = true;
+    pthread_mutex_unlock(&q->lock);
+    return NULL;
+}
+
+/* ---- scanner --------------------------------------------------------------------- */
+
+static void *scanner_main(void *arg)
+{
+    JobQueue *q = arg;
+    char err[1024];
+    Store *s = store_open(q->db_path, err, sizeof err);
+    if (!s) {
+        log_error("jobs", "scanner: %s", err);
+        return NULL;
+    }
+    for (;;) {
+        pthread_mutex_lock(&q->lock);
+        while (!q->shutting_down && q->n_scan == 0)
+            pthread_cond_wait(&q->wake, &q->lock);
+        if (q->shutting_down) {
+            pthread_mutex_unlock(&q->lock);
+            break;
+        }
+        int64_t id = q->scan_queue[0];
+        memmove(q->scan_queue, q->scan_queue + 1, sizeof(int64_t) * (size_t)--q->n_scan);
+        pthread_mutex_unlock(&q->lock);
+
+        if (jobs_scan_dataset(s, id, err, sizeof err) < 0)
+            log_warn("jobs", "dataset %lld: %s", (long long)id, err);
+        StoreDataset d;
+        if (store_dataset_get_by_id(s, id, &d) == STORE_OK) {
+            publish_json(q, "dataset", report_dataset(&d));
+            store_dataset_deinit(&d);
+        }
+    }
+    store_close(s);
+    return NULL;
+}
+
+/* ---- public ---------------------------------------------------------------------- */
+
+JobQueue *jobs_create(const JobQueueConfig *cfg, char *err, size_t errlen)
+{
+    JobQueue *q = calloc(1, sizeof *q);
+    if (!q) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    q->cfg = *cfg;
+    q->db_path = strdup(cfg->db_path);
+    q->state_dir = strdup(cfg->state_dir);
+    q->n_workers = cfg->workers < 1 ? 1 : cfg->workers;
+    q->workers = calloc((size_t)q->n_workers, sizeof *q->workers);
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_cond_init(&q->wake, NULL);
+    if (!q->db_path || !q->state_dir || !q->workers) {
+        snprintf(err, errlen, "out of memory");
+        jobs_free(q);
+        return NULL;
+    }
+    q->stats_store = store_open(q->db_path, err, errlen);
+    if (!q->stats_store) {
+        jobs_free(q);
+        return NULL;
+    }
+    int requeued = 0;
+    if (store_job_requeue_running(q->stats_store, &requeued) != STORE_OK) {
+        snprintf(err, errlen, "requeueing interrupted jobs: %s", store_errmsg(q->stats_store));
+        jobs_free(q);
+        return NULL;
+    }
+    if (requeued)
+        log_info("jobs", "%d interrupted job(s) queued again; they resume from their "
+                 "checkpoints", requeued);
+    for (int i = 0; i < q->n_workers; i++) {
+        Worker *w = &q->workers[i];
+        w->q = q;
+        w->index = i;
+        w->heartbeat = now();
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            snprintf(err, errlen, "cannot start worker thread: %s", strerror(errno));
+            jobs_free(q);
+            return NULL;
+        }
+        w->started = true;
+    }
+    if (pthread_create(&q->scanner, NULL, scanner_main, q) != 0) {
+        snprintf(err, errlen, "cannot start the dataset scanner thread");
+        jobs_free(q);
+        return NULL;
+    }
+    q->scanner_started = true;
+    log_info("jobs", "%d worker(s), %d compute thread(s) each", q->n_workers,
+             cfg->threads_per_job);
+    return q;
+}
+
+void jobs_notify(JobQueue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    pthread_cond_broadcast(&q->wake);
+    pthread_mutex_unlock(&q->lock);
+}
+
+int jobs_cancel(JobQueue *q, int64_t id)
+{
+    pthread_mutex_lock(&q->lock);
+    for (int i = 0; i < q->n_workers; i++)
+        if (q->workers[i].job_id == id) {
+            q->workers[i].stop = STOP_CANCEL;
+            pthread_mutex_unlock(&q->lock);
+            return 0;
+        }
+    /* Not running: cancel it in the store if it is still queued (a worker claiming it at
+     * this moment loses the race cleanly: the status move is conditional). */
+    int rc = store_job_set_status(q->stats_store, id, STORE_JOB_BIT(STORE_JOB_QUEUED),
+                                  STORE_JOB_CANCELLED, "cancelled before it started");
+    pthread_mutex_unlock(&q->lock);
+    return rc == STORE_OK ? 0 : -1;
+}
+
+bool jobs_is_running(JobQueue *q, int64_t id)
+{
+    bool running = false;
+    pthread_mutex_lock(&q->lock);
+    for (int i = 0; i < q->n_workers; i++)
+        running |= q->workers[i].job_id == id;
+    pthread_mutex_unlock(&q->lock);
+    return running;
+}
+
+void jobs_phase(JobQueue *q, int64_t id, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    pthread_mutex_lock(&q->lock);
+    for (int i = 0; i < q->n_workers; i++)
+        if (q->workers[i].job_id == id)
+            snprintf(buf, size, "%s", q->workers[i].phase);
+    pthread_mutex_unlock(&q->lock);
+}
+
+int jobs_scan(JobQueue *q, int64_t dataset_id)
+{
+    pthread_mutex_lock(&q->lock);
+    if (q->n_scan == q->cap_scan) {
+        int cap = q->cap_scan ? 2 * q->cap_scan : 8;
+        int64_t *a = realloc(q->scan_queue, sizeof *a * (size_t)cap);
+        if (!a) {
+            pthread_mutex_unlock(&q->lock);
+            return -1;
+        }
+        q->scan_queue = a;
+        q->cap_scan = cap;
+    }
+    q->scan_queue[q->n_scan++] = dataset_id;
+    pthread_cond_broadcast(&q->wake);
+    pthread_mutex_unlock(&q->lock);
+    return 0;
+}
+
+int jobs_stats(JobQueue *q, JobQueueStats *out)
+{
+    int counts[STORE_JOB_STATUS_COUNT];
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&q->lock);
+    int rc = store_job_counts(q->stats_store, counts);
+    out->workers = q->n_workers;
+    for (int i = 0; i < q->n_workers; i++)
+        out->workers_busy += q->workers[i].job_id != 0;
+    pthread_mutex_unlock(&q->lock);
+    if (rc != STORE_OK)
+        return -1;
+    out->queued = counts[STORE_JOB_QUEUED];
+    out->running = counts[STORE_JOB_RUNNING];
+    return 0;
+}
+
+bool jobs_alive(JobQueue *q)
+{
+    bool alive = true;
+    double t = now();
+    pthread_mutex_lock(&q->lock);
+    for (int i = 0; i < q->n_workers; i++) {
+        const Worker *w = &q->workers[i];
+        if (w->exited || (w->job_id && t - w->heartbeat > STUCK_SECONDS))
+            alive = false;
+    }
+    pthread_mutex_unlock(&q->lock);
+    return alive;
+}
+
+void jobs_shutdown(JobQueue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    if (q->shutting_down) {
+        pthread_mutex_unlock(&q->lock);
+        return;
+    }
+    q->shutting_down = true;
+    for (int i = 0; i < q->n_workers; i++)
+        if (q->workers[i].job_id)
+            q->workers[i].stop = STOP_SHUTDOWN;
+    pthread_cond_broadcast(&q->wake);
+    pthread_mutex_unlock(&q->lock);
+    for (int i = 0; i < q->n_workers; i++)
+        if (q->workers[i].started)
+            pthread_join(q->workers[i].thread, NULL);
+    if (q->scanner_started)
+        pthread_join(q->scanner, NULL);
+    for (int i = 0; i < q->n_workers; i++)
+        q->workers[i].started = false;
+    q->scanner_started = false;
+}
+
+void jobs_free(JobQueue *q)
+{
+    if (!q)
+        return;
+    jobs_shutdown(q);
+    store_close(q->stats_store);
+    pthread_mutex_destroy(&q->lock);
+    pthread_cond_destroy(&q->wake);
+    free(q->workers);
+    free(q->scan_queue);
+    free(q->db_path);
+    free(q->state_dir);
+    free(q);
+}

@@ -1,0 +1,44 @@
+/* report.h — the JSON forms of stored results, shared by the HTTP API and the CLI.
+ *
+ * A layer statistic is
+ *   {"layer_index", "layer", "type", "mode", "quantity", "n", "mean", "std", "min", "max",
+ *    "q1", "median", "q3", "whisker_lo", "whisker_hi", "p1", "p99", "zero_frac",
+ *    "nonfinite", "predicted_var", "dead_units", "saturation", "flags": ["dead", ...],
+ *    "histogram": {"lo", "hi", "counts": [64 counts]}   (when asked for)}
+ * with null for values that are absent or not finite. All functions return a new
+ * reference, or NULL when out of memory. */
+#ifndef INITLAB_JOBS_REPORT_H
+#define INITLAB_JOBS_REPORT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "nn/init.h"
+#include "nn/models.h"
+#include "store/store.h"
+#include "train/probe.h"
+
+/* A number, or null when x is NaN or infinite. */
+json_t *report_number(double x);
+json_t *report_layer_stat(const StoreLayerStat *s, bool histogram);
+json_t *report_epoch(const StoreEpoch *e);
+/* A time in unix seconds, or null for 0 ("not yet"). */
+json_t *report_time(double t);
+/* A job as the API shows it: id, grid_id, status, priority, dataset, model, initializer,
+ * seed, epochs, created_at, started_at, finished_at, error, attempts, progress {...},
+ * config {...}. phase (may be NULL) is the live phase of a running job. */
+json_t *report_job(const StoreJob *j, const char *phase);
+/* A dataset: id, name, path, split {train, val, test}, seed, status, error, classes [...],
+ * n_files, n_split {train, val, test}, n_skipped, created_at. */
+json_t *report_dataset(const StoreDataset *d);
+/* A model's layer table (as `initlab summary --json` prints it): model, size, channels,
+ * classes, head, init, fan_convention, seed, total_params, trainable_params,
+ * non_trainable_params, n_layers and layers [{name, type, output_shape, params,
+ * trainable_params, non_trainable_params, fan_in, fan_out, init_limit | init_std,
+ * init_variance}]. Output shapes follow Keras: (C) after a layer that flattens. */
+json_t *report_model_summary(const Net *net, const ModelConfig *cfg, Initializer init,
+                             FanConvention conv, unsigned long long seed);
+/* The store row of a probe row (the same conversion the trainer's results go through). */
+void report_probe_to_store(const ProbeRow *p, StoreLayerStat *s);
+
+#endif

@@ -1,0 +1,331 @@
+/* conv.c — conv2d forward and backward: im2col + sgemm fast path, direct naive reference.
+ *
+ * Shape letters as in layers.h. The output pixels of the whole batch are R = N·OH·OW rows of
+ * an NHWC tensor, so a 1×1 stride-1 unpadded conv is the GEMM out (R, K) = inp (R, C) ·
+ * weight (C, K). A k×k conv copies the receptive fields of a chunk of output rows into
+ * cols (rows, kh·kw·C) (im2col; the (ky, kx, c) order matches the kernel layout) and
+ * multiplies by the kernel seen as (kh·kw·C, K). The backward recomputes cols per chunk:
+ * dweight += colsᵀ · dout, dcols = dout · weightᵀ, and col2im gathers dcols back into the
+ * input gradient, each input pixel summing the entries that read it, so threads never
+ * write the same pixel.
+ *
+ * Threads: sgemm runs single-threaded inside the kernel's own OpenMP team, each thread
+ * taking a contiguous share: output rows for the forward (im2col and GEMM of the same rows,
+ * so the gathered block is still in that core's cache) and for dcols, kernel rows
+ * (kh·kw·C) for dweight. Every output element is computed by one thread in a fixed order,
+ * so results are bit-reproducible for a given thread count and workspace size. */
+#include "nn/layers.h"
+
+#include <assert.h>
+#include <omp.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "nn/gemm.h"
+
+static bool is_pointwise(const ConvGeom *g)
+{
+    return g->kh == 1 && g->kw == 1 && g->stride == 1 && g->pad_top == 0 && g->pad_left == 0 &&
+           g->OH == g->H && g->OW == g->W;
+}
+
+size_t conv2d_workspace(const ConvGeom *g, size_t chunk_bytes)
+{
+    if (is_pointwise(g))
+        return 0;
+    size_t kk = (size_t)g->kh * g->kw * g->C;
+    size_t rows_total = (size_t)g->N * g->OH * g->OW;
+    size_t rows = chunk_bytes / (sizeof(float) * kk);
+    if (rows < 1)
+        rows = 1;
+    if (rows > rows_total)
+        rows = rows_total;
+    return 2 * rows * kk;
+}
+
+/* cols (rows, kh·kw·C) = receptive fields of output rows [r0, r0 + rows), zeros in padding.
+ * Runs in the calling thread. */
+static void im2col(float *restrict cols, const float *restrict inp, const ConvGeom *g,
+                   size_t r0, size_t rows)
+{
+    const int H = g->H, W = g->W, C = g->C, OH = g->OH, OW = g->OW;
+    const int kh = g->kh, kw = g->kw, s = g->stride;
+    const size_t kk = (size_t)kh * kw * C;
+    for (size_t i = 0; i < rows; i++) {
+        size_t r = r0 + i;
+        int ox = (int)(r % OW);
+        int oy = (int)(r / OW % OH);
+        size_t n = r / ((size_t)OW * OH);
+        const float *img = inp + n * H * W * C;
+        float *dst = cols + i * kk;
+        int iy0 = oy * s - g->pad_top, ix0 = ox * s - g->pad_left;
+        for (int ky = 0; ky < kh; ky++) {
+            float *d = dst + (size_t)ky * kw * C;
+            int iy = iy0 + ky;
+            if (iy < 0 || iy >= H) {
+                memset(d, 0, sizeof(float) * kw * C);
+                continue;
+            }
+            const float *row = img + (size_t)iy * W * C;
+            if (ix0 >= 0 && ix0 + kw <= W) {
+                memcpy(d, row + (size_t)ix0 * C, sizeof(float) * kw * C);
+                continue;
+            }
+            for (int kx = 0; kx < kw; kx++) {
+                int ix = ix0 + kx;
+                if (ix < 0 || ix >= W)
+                    memset(d + (size_t)kx * C, 0, sizeof(float) * C);
+                else
+                    memcpy(d + (size_t)kx * C, row + (size_t)ix * C, sizeof(float) * C);
+            }
+        }
+    }
+}
+
+/* dinp += the entries of dcols (rows, kh·kw·C) of output rows [r0, r0 + rows) that read
+ * each input pixel. Visits only the input rows the chunk can touch. A worksharing loop:
+ * call it from inside a parallel region (or outside one, then it runs serially). */
+static void col2im_add(float *restrict dinp, const float *restrict dcols, const ConvGeom *g,
+                       size_t r0, size_t rows)
+{
+    const int H = g->H, W = g->W, C = g->C, OH = g->OH, OW = g->OW;
+    const int kh = g->kh, kw = g->kw, s = g->stride, pt = g->pad_top, pl = g->pad_left;
+    const size_t kk = (size_t)kh * kw * C, plane = (size_t)OH * OW;
+    const size_t r1 = r0 + rows;
+    const int n0 = (int)(r0 / plane), nimg = (int)((r1 - 1) / plane) - n0 + 1;
+#pragma omp for collapse(2) schedule(static)
+    for (int a = 0; a < nimg; a++)
+        for (int y = 0; y < H; y++) {
+            size_t n = (size_t)(n0 + a), base = n * plane;
+            size_t lo = r0 > base ? r0 : base;
+            size_t hi = r1 < base + plane ? r1 : base + plane;
+            int oy_lo = (int)((lo - base) / OW), oy_hi = (int)((hi - 1 - base) / OW);
+            if (y < oy_lo * s - pt || y > oy_hi * s - pt + kh - 1)
+                continue;
+            for (int x = 0; x < W; x++) {
+                float *restrict d = dinp + ((n * H + y) * W + x) * C;
+                for (int ky = 0; ky < kh; ky++) {
+                    int t = y + pt - ky;
+                    if (t < 0 || t % s)
+                        continue;
+                    int oy = t / s;
+                    if (oy >= OH)
+                        continue;
+                    for (int kx = 0; kx < kw; kx++) {
+                        int u = x + pl - kx;
+                        if (u < 0 || u % s)
+                            continue;
+                        int ox = u / s;
+                        if (ox >= OW)
+                            continue;
+                        size_t r = base + (size_t)oy * OW + ox;
+                        if (r < lo || r >= hi)
+                            continue;
+                        const float *restrict src =
+                            dcols + (r - r0) * kk + ((size_t)ky * kw + kx) * C;
+                        for (int c = 0; c < C; c++)
+                            d[c] += src[c];
+                    }
+                }
+            }
+        }
+}
+
+/* [lo, hi): thread t's share of n items among T. */
+static inline void share(size_t n, int t, int T, size_t *lo, size_t *hi)
+{
+    *lo = n * t / T;
+    *hi = n * (t + 1) / T;
+}
+
+static void add_bias_rows(float *restrict out, const float *restrict bias, size_t rows, int K)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (int k = 0; k < K; k++)
+            out[r * K + k] += bias[k];
+}
+
+void conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    const ConvGeom *g, float *work, size_t work_floats, int threads)
+{
+    const int K = g->K, C = g->C;
+    const size_t rows_total = (size_t)g->N * g->OH * g->OW;
+    gemm_single_threaded();
+    if (is_pointwise(g)) {
+#pragma omp parallel num_threads(threads)
+        {
+            size_t a, b;
+            share(rows_total, omp_get_thread_num(), omp_get_num_threads(), &a, &b);
+            if (b > a) {
+                gemm(false, false, (int)(b - a), K, C, 1, inp + a * C, C, weight, K, 0,
+                     out + a * K, K);
+                if (bias)
+                    add_bias_rows(out + a * K, bias, b - a, K);
+            }
+        }
+        return;
+    }
+    const size_t kk = (size_t)g->kh * g->kw * C;
+    size_t chunk = work_floats / kk;
+    assert(chunk >= 1);
+    if (chunk > rows_total)
+        chunk = rows_total;
+    for (size_t r0 = 0; r0 < rows_total; r0 += chunk) {
+        size_t rows = rows_total - r0 < chunk ? rows_total - r0 : chunk;
+#pragma omp parallel num_threads(threads)
+        {
+            /* each thread gathers and multiplies its own rows: no barrier, warm cache */
+            size_t a, b;
+            share(rows, omp_get_thread_num(), omp_get_num_threads(), &a, &b);
+            if (b > a) {
+                im2col(work + a * kk, inp, g, r0 + a, b - a);
+                gemm(false, false, (int)(b - a), K, (int)kk, 1, work + a * kk, (int)kk, weight,
+                     K, 0, out + (r0 + a) * K, K);
+                if (bias)
+                    add_bias_rows(out + (r0 + a) * K, bias, b - a, K);
+            }
+        }
+    }
+}
+
+void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, const ConvGeom *g, float *work,
+                     size_t work_floats, int threads)
+{
+    const int K = g->K, C = g->C;
+    const size_t rows_total = (size_t)g->N * g->OH * g->OW;
+    gemm_single_threaded();
+    if (dbias)
+        bias_backward_add(dbias, dout, rows_total, K, threads);
+    if (is_pointwise(g)) {
+#pragma omp parallel num_threads(threads)
+        {
+            int t = omp_get_thread_num(), T = omp_get_num_threads();
+            size_t a, b;
+            /* dweight rows [a, b) of (C, K): inp[:, a:b]ᵀ · dout */
+            share((size_t)C, t, T, &a, &b);
+            if (b > a)
+                gemm(true, false, (int)(b - a), K, (int)rows_total, 1, inp + a, C, dout, K, 1,
+                     dweight + a * K, K);
+            share(rows_total, t, T, &a, &b);
+            if (dinp && b > a)
+                gemm(false, true, (int)(b - a), C, K, 1, dout + a * K, K, weight, K, 1,
+                     dinp + a * C, C);
+        }
+        return;
+    }
+    const size_t kk = (size_t)g->kh * g->kw * C;
+    size_t chunk = work_floats / (2 * kk);
+    assert(chunk >= 1);
+    if (chunk > rows_total)
+        chunk = rows_total;
+    float *cols = work, *dcols = work + chunk * kk;
+    for (size_t r0 = 0; r0 < rows_total; r0 += chunk) {
+        size_t rows = rows_total - r0 < chunk ? rows_total - r0 : chunk;
+        const float *dy = dout + r0 * K;
+#pragma omp parallel num_threads(threads)
+        {
+            int t = omp_get_thread_num(), T = omp_get_num_threads();
+            size_t a, b;
+            share(rows, t, T, &a, &b);
+            if (b > a) {
+                im2col(cols + a * kk, inp, g, r0 + a, b - a);
+                if (dinp)
+                    gemm(false, true, (int)(b - a), (int)kk, K, 1, dy + a * K, K, weight, K, 0,
+                         dcols + a * kk, (int)kk);
+            }
+#pragma omp barrier
+            /* dweight rows [a, b) of (kh·kw·C, K): cols[:, a:b]ᵀ · dy */
+            share(kk, t, T, &a, &b);
+            if (b > a)
+                gemm(true, false, (int)(b - a), K, (int)rows, 1, cols + a, (int)kk, dy, K, 1,
+                     dweight + a * K, K);
+            if (dinp)
+                col2im_add(dinp, dcols, g, r0, rows);
+        }
+    }
+}
+
+void conv2d_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
+                          const ConvGeom *g)
+{
+    const int H = g->H, W = g->W, C = g->C, K = g->K, kh = g->kh, kw = g->kw, s = g->stride;
+    for (int n = 0; n < g->N; n++)
+        for (int oy = 0; oy < g->OH; oy++)
+            for (int ox = 0; ox < g->OW; ox++)
+                for (int k = 0; k < K; k++) {
+                    double acc = bias ? bias[k] : 0.0;
+                    for (int ky = 0; ky < kh; ky++) {
+                        int iy = oy * s - g->pad_top + ky;
+                        if (iy < 0 || iy >= H)
+                            continue;
+                        for (int kx = 0; kx < kw; kx++) {
+                            int ix = ox * s - g->pad_left + kx;
+                            if (ix < 0 || ix >= W)
+                                continue;
+                            for (int c = 0; c < C; c++)
+                                acc += (double)inp[(((size_t)n * H + iy) * W + ix) * C + c] *
+                                       weight[(((size_t)ky * kw + kx) * C + c) * K + k];
+                        }
+                    }
+                    out[(((size_t)n * g->OH + oy) * g->OW + ox) * K + k] = (float)acc;
+                }
+}
+
+void conv2d_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *weight, const ConvGeom *g)
+{
+    const int H = g->H, W = g->W, C = g->C, K = g->K, kh = g->kh, kw = g->kw, s = g->stride;
+    const int OH = g->OH, OW = g->OW;
+    if (dbias)
+        for (int k = 0; k < K; k++) {
+            double acc = 0;
+            for (size_t r = 0; r < (size_t)g->N * OH * OW; r++)
+                acc += dout[r * K + k];
+            dbias[k] += (float)acc;
+        }
+    /* dweight: one sum over every output pixel per kernel entry. */
+    for (int ky = 0; ky < kh; ky++)
+        for (int kx = 0; kx < kw; kx++)
+            for (int c = 0; c < C; c++)
+                for (int k = 0; k < K; k++) {
+                    double acc = 0;
+                    for (int n = 0; n < g->N; n++)
+                        for (int oy = 0; oy < OH; oy++) {
+                            int iy = oy * s - g->pad_top + ky;
+                            if (iy < 0 || iy >= H)
+                                continue;
+                            for (int ox = 0; ox < OW; ox++) {
+                                int ix = ox * s - g->pad_left + kx;
+                                if (ix < 0 || ix >= W)
+                                    continue;
+                                acc += (double)dout[(((size_t)n * OH + oy) * OW + ox) * K + k] *
+                                       inp[(((size_t)n * H + iy) * W + ix) * C + c];
+                            }
+                        }
+                    dweight[(((size_t)ky * kw + kx) * C + c) * K + k] += (float)acc;
+                }
+    if (!dinp)
+        return;
+    /* dinp: every output pixel scatters into the inputs its window read. */
+    for (int n = 0; n < g->N; n++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++)
+                for (int ky = 0; ky < kh; ky++) {
+                    int iy = oy * s - g->pad_top + ky;
+                    if (iy < 0 || iy >= H)
+                        continue;
+                    for (int kx = 0; kx < kw; kx++) {
+                        int ix = ox * s - g->pad_left + kx;
+                        if (ix < 0 || ix >= W)
+                            continue;
+                        for (int c = 0; c < C; c++) {
+                            double acc = 0;
+                            for (int k = 0; k < K; k++)
+                                acc += (double)dout[(((size_t)n * OH + oy) * OW + ox) * K + k] *
+                                       weight[(((size_t)ky * kw + kx) * C + c) * K + k];
+                            dinp[(((size_t)n * H + iy) * W + ix) * C + c] += (float)acc;
+                        }
+                    }
+                }
+}

@@ -1,0 +1,298 @@
+/* layers.h — the engine's layer kernels: forward and backward of every layer family.
+ *
+ * The net (net.c) calls these on its arena; tests and benchmarks call them directly.
+ * Shape letters, used in every pointer comment below:
+ *   N batch, H W C input height, width, channels; OH OW K output height, width, channels
+ *   (K = conv filters, depthwise C·m, dense units); kh kw kernel size; M = N·H·W rows of a
+ *   per-channel layer (batch norm); D dense input features; n a flat element count.
+ * Tensors are NHWC float32, kernels in Keras layouts: conv (kh, kw, C, K), depthwise
+ * (kh, kw, C, m) whose output channel c·m + j reads input channel c, dense (D, K).
+ *
+ * Gradient rule (the engine's one rule): every backward ACCUMULATES (+=) into the input
+ * gradient and the parameter gradients it is given; it never clears them. A NULL input
+ * gradient (dinp) or bias gradient skips that computation.
+ *
+ * Fast paths run in an OpenMP team of `threads` threads (num_threads(threads)); GEMMs go
+ * through nn/gemm.h, split into one contiguous share per team member, each a
+ * single-threaded sgemm (the conv kernels call gemm_single_threaded first). Dense runs its
+ * small GEMMs in the calling thread. Results are deterministic for a given thread count:
+ * loops use static schedules and reduce per-thread partial sums in thread order. Every
+ * fast kernel has a *_naive reference (single-threaded, double accumulation) with the same
+ * contract, used by the tests. No kernel allocates; scratch comes from the caller's
+ * workspace. All functions are thread-safe on disjoint buffers and can't fail. */
+#ifndef INITLAB_NN_LAYERS_H
+#define INITLAB_NN_LAYERS_H
+
+#include <stddef.h>
+
+#include "nn/net.h"
+#include "util/rng.h"
+
+/* ---- Shapes (shape.c) -------------------------------------------------------------- */
+
+/* Geometry of a windowed layer (conv, depthwise, pools): input (N, H, W, C), output
+ * (N, OH, OW, K), window kh × kw moved by stride, pad_top rows and pad_left columns of
+ * zeros before the input; the padding after it (bottom/right) is whatever the output size
+ * needs, which is how TF "same" puts the odd extra pixel bottom/right. */
+typedef struct {
+    int N, H, W, C;
+    int OH, OW, K;
+    int kh, kw, stride;
+    int pad_top, pad_left;
+} ConvGeom;
+
+/* Output size of a window k moved by stride over `in` pixels, and the padding before:
+ * VALID: out = floor((in - k) / stride) + 1, pad 0; SAME (TF): out = ceil(in / stride),
+ * pad_total = max((out - 1)·stride + k - in, 0), before = pad_total / 2 (the extra pixel
+ * goes after). Returns out, or 0 when the window does not fit (VALID with k > in). */
+int shape_window_out(int in, int k, int stride, Padding padding, int *pad_before);
+/* Fills g for a windowed layer; K is the output channel count. Returns 0, or -1 when the
+ * output would be empty or an argument is not positive. */
+int shape_conv_geom(ConvGeom *g, int N, int H, int W, int C, int K, int kh, int kw, int stride,
+                    Padding padding);
+
+/* ---- conv2d (conv.c) ---------------------------------------------------------------- */
+
+/* Workspace floats that make conv2d_forward and conv2d_backward use im2col chunks of
+ * about chunk_bytes (at least one output pixel); 0 for a 1×1 stride-1 unpadded conv,
+ * which runs as one plain GEMM on the NHWC tensor. */
+size_t conv2d_workspace(const ConvGeom *g, size_t chunk_bytes);
+/* out = conv(inp, weight) + bias. Fast path: im2col of as many output pixels as
+ * work_floats holds (work_floats >= kh·kw·C unless the conv is 1×1/1/unpadded), one GEMM
+ * per chunk against the (kh·kw·C, K) kernel, each thread gathering and multiplying its own
+ * share of the chunk's rows. bias may be NULL. */
+void conv2d_forward(float *out,          /* (N, OH, OW, K) */
+                    const float *inp,    /* (N, H, W, C) */
+                    const float *weight, /* (kh, kw, C, K) */
+                    const float *bias,   /* (K) or NULL */
+                    const ConvGeom *g, float *work, size_t work_floats, int threads);
+/* dweight += colsᵀ·dout, dbias += Σ dout, dinp += col2im(dout·weightᵀ), in chunks; the
+ * backward chunk holds both cols and dcols (work_floats >= 2·kh·kw·C). Threads share the
+ * chunk's rows for im2col and dcols, the kernel's rows for dweight, the input pixels for
+ * col2im. */
+void conv2d_backward(float *dinp,         /* (N, H, W, C) or NULL */
+                     float *dweight,      /* (kh, kw, C, K) */
+                     float *dbias,        /* (K) or NULL */
+                     const float *dout,   /* (N, OH, OW, K) */
+                     const float *inp,    /* (N, H, W, C) */
+                     const float *weight, /* (kh, kw, C, K) */
+                     const ConvGeom *g, float *work, size_t work_floats, int threads);
+/* Direct seven-loop convolution, double accumulation. */
+void conv2d_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
+                          const ConvGeom *g);
+void conv2d_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *weight, const ConvGeom *g);
+
+/* ---- depthwise conv2d (depthwise.c) --------------------------------------------------- */
+
+/* Workspace floats depthwise_backward needs for its per-thread partial sums (at most
+ * `threads` threads). */
+size_t depthwise_workspace(const ConvGeom *g, int threads);
+/* Direct loops over (n, oy) rows, vectorized over channels; g->K = C·m. */
+void depthwise_forward(float *out,          /* (N, OH, OW, K) */
+                       const float *inp,    /* (N, H, W, C) */
+                       const float *weight, /* (kh, kw, C, m) */
+                       const float *bias,   /* (K) or NULL */
+                       const ConvGeom *g, int threads);
+/* Weight gradients reduce per-thread partials (work, depthwise_workspace floats); the input
+ * gradient gathers, so no two threads write the same pixel. */
+void depthwise_backward(float *dinp,         /* (N, H, W, C) or NULL */
+                        float *dweight,      /* (kh, kw, C, m) */
+                        float *dbias,        /* (K) or NULL */
+                        const float *dout,   /* (N, OH, OW, K) */
+                        const float *inp,    /* (N, H, W, C) */
+                        const float *weight, /* (kh, kw, C, m) */
+                        const ConvGeom *g, float *work, int threads);
+void depthwise_forward_naive(float *out, const float *inp, const float *weight,
+                             const float *bias, const ConvGeom *g);
+void depthwise_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                              const float *inp, const float *weight, const ConvGeom *g);
+
+/* ---- batch normalization (batchnorm.c) ------------------------------------------------ */
+
+/* Keras 3 BatchNormalization over the last axis. Train mode normalizes with the batch mean
+ * and the biased batch variance (Σ(x-mean)²/M):
+ *   out = gamma · (x - mean) / sqrt(var + eps) + beta
+ * and the moving statistics follow batchnorm_update_moving. Inference mode uses the moving
+ * statistics instead. */
+
+/* Workspace floats every batchnorm_* kernel needs with at most `threads` threads
+ * (per-thread sums, held as doubles, and per-channel coefficients). */
+size_t batchnorm_workspace(int C, int threads);
+/* Train-mode forward. Saves mean, invstd = 1/sqrt(var + eps) and the biased var (C) for
+ * the backward and the moving-average update. */
+void batchnorm_forward_train(float *out,         /* (M, C) */
+                             float *mean,        /* (C) out: batch mean */
+                             float *invstd,      /* (C) out: 1 / sqrt(var + eps) */
+                             float *var,         /* (C) out: biased batch variance */
+                             const float *inp,   /* (M, C) */
+                             const float *gamma, /* (C) */
+                             const float *beta,  /* (C) */
+                             int M, int C, float eps, float *work, int threads);
+/* Inference-mode forward with the moving statistics. */
+void batchnorm_forward_infer(float *out, const float *inp, const float *gamma,
+                             const float *beta, const float *moving_mean,
+                             const float *moving_var, int M, int C, float eps, float *work,
+                             int threads);
+/* Keras 3: moving = moving · momentum + batch · (1 - momentum), for the mean and for the
+ * biased variance. */
+void batchnorm_update_moving(float *moving_mean, float *moving_var, const float *mean,
+                             const float *var, int C, float momentum);
+/* Train-mode backward (the batch statistics depend on the input):
+ *   dbeta += Σ dout, dgamma += Σ dout·xhat,
+ *   dinp += gamma·invstd · (dout - Σdout/M - xhat·Σ(dout·xhat)/M). */
+void batchnorm_backward_train(float *dinp,         /* (M, C) or NULL */
+                              float *dgamma,       /* (C) */
+                              float *dbeta,        /* (C) */
+                              const float *dout,   /* (M, C) */
+                              const float *inp,    /* (M, C) */
+                              const float *gamma,  /* (C) */
+                              const float *mean,   /* (C) saved by the forward */
+                              const float *invstd, /* (C) saved by the forward */
+                              int M, int C, float *work, int threads);
+/* Inference-mode backward: statistics are constants, dinp += dout·gamma/sqrt(mvar + eps). */
+void batchnorm_backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                              const float *inp, const float *gamma, const float *moving_mean,
+                              const float *moving_var, int M, int C, float eps, float *work,
+                              int threads);
+/* References: two-pass statistics in double. */
+void batchnorm_forward_train_naive(float *out, float *mean, float *invstd, float *var,
+                                   const float *inp, const float *gamma, const float *beta,
+                                   int M, int C, float eps);
+void batchnorm_backward_train_naive(float *dinp, float *dgamma, float *dbeta,
+                                    const float *dout, const float *inp, const float *gamma,
+                                    const float *mean, const float *invstd, int M, int C);
+
+/* ---- activations (activation.c) ------------------------------------------------------ */
+
+/* out = f(inp) elementwise: relu max(x,0); relu6 min(max(x,0),6); tanh; sigmoid
+ * 1/(1+e^-x); softsign x/(1+|x|). out may equal inp. */
+void activation_forward(float *out,       /* (n) */
+                        const float *inp, /* (n) */
+                        size_t n, Activation act, int threads);
+/* dinp += dout · f'(x). relu and relu6 pass the gradient where 0 < x (< 6), as TF does
+ * (zero at the kinks). Reads out for relu, relu6, tanh, sigmoid and inp for softsign. */
+void activation_backward(float *dinp,       /* (n) */
+                         const float *dout, /* (n) */
+                         const float *inp,  /* (n) */
+                         const float *out,  /* (n) */
+                         size_t n, Activation act, int threads);
+const char *activation_name(Activation act);
+
+/* ---- pooling (pool.c) ----------------------------------------------------------------- */
+
+/* Max pool: padded positions never win (TF). The backward routes each output's gradient
+ * to the first maximum of its window in row-major order. */
+void maxpool_forward(float *out,       /* (N, OH, OW, C) */
+                     const float *inp, /* (N, H, W, C) */
+                     const ConvGeom *g, int threads);
+void maxpool_backward(float *dinp,       /* (N, H, W, C) */
+                      const float *dout, /* (N, OH, OW, C) */
+                      const float *inp,  /* (N, H, W, C) */
+                      const float *out,  /* (N, OH, OW, C) */
+                      const ConvGeom *g, int threads);
+/* Average pool: divides by the number of input pixels inside the window (padding is not
+ * counted, as TF's "same" average pool). */
+void avgpool_forward(float *out,       /* (N, OH, OW, C) */
+                     const float *inp, /* (N, H, W, C) */
+                     const ConvGeom *g, int threads);
+void avgpool_backward(float *dinp,       /* (N, H, W, C) */
+                      const float *dout, /* (N, OH, OW, C) */
+                      const ConvGeom *g, int threads);
+void maxpool_forward_naive(float *out, const float *inp, const ConvGeom *g);
+void maxpool_backward_naive(float *dinp, const float *dout, const float *inp, const ConvGeom *g);
+void avgpool_forward_naive(float *out, const float *inp, const ConvGeom *g);
+void avgpool_backward_naive(float *dinp, const float *dout, const ConvGeom *g);
+/* Global average pool over the HW = H·W pixels of each image. */
+void gap_forward(float *out,       /* (N, C) */
+                 const float *inp, /* (N, HW, C) */
+                 int N, int HW, int C, int threads);
+void gap_backward(float *dinp,       /* (N, HW, C) */
+                  const float *dout, /* (N, C) */
+                  int N, int HW, int C, int threads);
+
+/* ---- dense (dense.c) ------------------------------------------------------------------ */
+
+void dense_forward(float *out,          /* (N, K) */
+                   const float *inp,    /* (N, D) */
+                   const float *weight, /* (D, K) */
+                   const float *bias,   /* (K) or NULL */
+                   int N, int D, int K);
+void dense_backward(float *dinp,         /* (N, D) or NULL */
+                    float *dweight,      /* (D, K) */
+                    float *dbias,        /* (K) or NULL */
+                    const float *dout,   /* (N, K) */
+                    const float *inp,    /* (N, D) */
+                    const float *weight, /* (D, K) */
+                    int N, int D, int K);
+void dense_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
+                         int N, int D, int K);
+void dense_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, int N, int D, int K);
+
+/* ---- dropout (dropout.c) -------------------------------------------------------------- */
+
+/* Inverted dropout: mask[i] = 0 with probability rate (rng_uniform(rng) < rate), else
+ * 1/(1 - rate); draws n uniforms in order. */
+void dropout_make_mask(float *mask, /* (n) */
+                       size_t n, float rate, Rng *rng);
+void dropout_forward(float *out,        /* (n) = inp · mask */
+                     const float *inp,  /* (n) */
+                     const float *mask, /* (n) */
+                     size_t n, int threads);
+void dropout_backward(float *dinp,       /* (n) += dout · mask */
+                      const float *dout, /* (n) */
+                      const float *mask, /* (n) */
+                      size_t n, int threads);
+
+/* ---- zero padding (zeropad.c) --------------------------------------------------------- */
+
+/* out (N, H+top+bottom, W+left+right, C) = inp surrounded by zeros. */
+void zeropad_forward(float *out,       /* (N, OH, OW, C) */
+                     const float *inp, /* (N, H, W, C) */
+                     int N, int H, int W, int C, int top, int bottom, int left, int right,
+                     int threads);
+void zeropad_backward(float *dinp,       /* (N, H, W, C) */
+                      const float *dout, /* (N, OH, OW, C) */
+                      int N, int H, int W, int C, int top, int bottom, int left, int right,
+                      int threads);
+
+/* ---- residual add, copy, bias (add.c) ------------------------------------------------- */
+
+void add_forward(float *out,     /* (n) = a + b */
+                 const float *a, /* (n) */
+                 const float *b, /* (n) */
+                 size_t n, int threads);
+/* da += dout, db += dout (da and db must not alias; the net adds a twice-used input
+ * with add_inplace instead). */
+void add_backward(float *da,         /* (n) */
+                  float *db,         /* (n) */
+                  const float *dout, /* (n) */
+                  size_t n, int threads);
+/* dst += src: the backward of flatten, dropout off and each input of an add. */
+void add_inplace(float *dst,       /* (n) */
+                 const float *src, /* (n) */
+                 size_t n, int threads);
+/* out (rows, K) += bias (K) on every row. */
+void bias_forward_add(float *out, const float *bias, size_t rows, int K, int threads);
+/* dbias (K) += Σ over rows of dout (rows, K), summed in double. */
+void bias_backward_add(float *dbias, const float *dout, size_t rows, int K, int threads);
+
+/* ---- loss (loss.c) -------------------------------------------------------------------- */
+
+/* Softmax cross-entropy, Keras sum_over_batch_size: loss = Σ_i w_i · (-log p_i[y_i]) / N
+ * with w_i = class_weights[y_i] (1 when class_weights is NULL). The softmax subtracts
+ * each row's maximum and runs in double. Returns the loss. */
+double softmax_xent_forward(float *probs,         /* (N, K) out */
+                            const float *logits,  /* (N, K) */
+                            const int *labels,    /* (N), each in [0, K) */
+                            const float *class_weights, /* (K) or NULL */
+                            int N, int K);
+/* dlogits += w_i · (probs - onehot(y_i)) / N. */
+void softmax_xent_backward(float *dlogits,      /* (N, K) */
+                           const float *probs,  /* (N, K) */
+                           const int *labels,   /* (N) */
+                           const float *class_weights, /* (K) or NULL */
+                           int N, int K);
+
+#endif

@@ -1,0 +1,951 @@
+/* net.c — the network graph: builders with shape inference, parameter block, arena, passes.
+ *
+ * Memory, all allocated by net_finalize and never inside a pass:
+ *   param block  every parameter's data, then the trainable ones' gradients, then their
+ *                velocities, in parameter order, each tensor 64-byte aligned;
+ *   arena        each layer's out and dout, (batch, h, w, c) each, plus the softmax
+ *                probabilities and the loss gradient (batch, K);
+ *   state        what a layer keeps from its forward for its backward: batch-norm mean,
+ *                1/std and variance (C each), dropout masks (batch, h, w, c);
+ *   workspace    scratch shared by all layers, sized for the largest need: im2col chunks,
+ *                per-thread partial sums.
+ * Activations are stored per layer (no reuse between layers yet); in-place activations or
+ * buffer sharing would only change how finalize assigns offsets.
+ *
+ * Passes run layers in build order, which is a topological order because a builder can
+ * only name layers that already exist. The backward clears each activation gradient just
+ * before its first consumer accumulates into it (equivalent to clearing all first). */
+#include "nn/net.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nn/gemm.h"
+#include "nn/layers.h"
+
+/* im2col bytes per thread and chunk (cols; the backward holds as much again of dcols):
+ * each thread's share of a chunk stays in its core's L2 (1 MB on the machines measured,
+ * see bench/layers_bench --chunk-kb). */
+#define CONV_CHUNK_BYTES_PER_THREAD (512u << 10)
+#define ALIGN_FLOATS 16
+
+typedef struct {
+    ConvGeom geom;               /* conv, depthwise, pools; geom.N is the capacity */
+    float *mean, *invstd, *var;  /* batch norm: statistics of the last train forward (C) */
+    float *mask;                 /* dropout: (batch, h, w, c) */
+    bool reaches_output;         /* the output depends on this layer */
+    bool needs_grad;             /* some parameter is at or before this layer: its
+                                    activation gradient must be computed */
+} LayerAux;
+
+struct Net {
+    char name[64];
+    int batch;                   /* capacity */
+    Layer *layers;
+    LayerAux *aux;
+    int n_layers, cap_layers;
+    Param *params;
+    int n_params, cap_params;
+    char error[256];
+    bool failed, finalized;
+    int threads;
+    bool profiling;
+    uint64_t dropout_state;
+    float *param_block;
+    float *arena;
+    float *state;
+    float *work;
+    void *raw[4];                /* what free() takes for the four blocks above */
+    size_t work_floats;
+    float *probs, *dlogits;      /* (batch, K) in the arena */
+    bool *cleared;               /* (n_layers) scratch of net_backward */
+    int n;                       /* batch of the last forward, 0 before any */
+    NetMode mode;
+    bool have_loss;
+};
+
+static int fail(Net *net, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(Net *net, const char *fmt, ...)
+{
+    if (!net->failed) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(net->error, sizeof net->error, fmt, ap);
+        va_end(ap);
+        net->failed = true;
+    }
+    return -1;
+}
+
+static size_t align_up(size_t n)
+{
+    return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+}
+
+/* A zeroed, 64-byte aligned block of n floats; *raw receives what free() takes. calloc
+ * maps large blocks lazily, so untouched parts of the arena cost no memory. */
+static float *alloc_floats(size_t n, void **raw)
+{
+    *raw = calloc(align_up(n ? n : 1) + ALIGN_FLOATS, sizeof(float));
+    if (!*raw)
+        return NULL;
+    return (float *)(((uintptr_t)*raw + 63) & ~(uintptr_t)63);
+}
+
+static size_t layer_size(const Layer *l)
+{
+    return (size_t)l->h * l->w * l->c;
+}
+
+/* ---- creation and builders ---------------------------------------------------------- */
+
+Net *net_create(const char *name, int batch, int h, int w, int c)
+{
+    Net *net = calloc(1, sizeof *net);
+    if (!net)
+        return NULL;
+    snprintf(net->name, sizeof net->name, "%s", name ? name : "net");
+    net->batch = batch;
+    net->threads = 1;
+    net->cap_layers = 64;
+    net->cap_params = 128;
+    net->layers = calloc(net->cap_layers, sizeof *net->layers);
+    net->aux = calloc(net->cap_layers, sizeof *net->aux);
+    net->params = calloc(net->cap_params, sizeof *net->params);
+    if (!net->layers || !net->aux || !net->params) {
+        net_free(net);
+        return NULL;
+    }
+    if (batch < 1 || h < 1 || w < 1 || c < 1)
+        fail(net, "input shape (%d, %d, %d, %d) must be positive", batch, h, w, c);
+    Layer *in = &net->layers[0];
+    in->type = LAYER_INPUT;
+    snprintf(in->name, sizeof in->name, "input");
+    in->in[0] = in->in[1] = -1;
+    in->h = h, in->w = w, in->c = c;
+    net->n_layers = 1;
+    return net;
+}
+
+void net_free(Net *net)
+{
+    if (!net)
+        return;
+    free(net->layers);
+    free(net->aux);
+    free(net->params);
+    for (int i = 0; i < 4; i++)
+        free(net->raw[i]);
+    free(net->cleared);
+    free(net);
+}
+
+const char *net_error(const Net *net)
+{
+    return net->failed ? net->error : NULL;
+}
+
+static bool valid_input(Net *net, int in, const char *name)
+{
+    if (in < 0 || in >= net->n_layers) {
+        fail(net, "%s: input layer %d does not exist", name ? name : "?", in);
+        return false;
+    }
+    return true;
+}
+
+/* Appends a layer after checking the builder state and the name; returns its index. */
+static int add_layer(Net *net, LayerType type, const char *name, int in0, int in1, int h, int w,
+                     int c)
+{
+    if (net->failed)
+        return -1;
+    if (net->finalized)
+        return fail(net, "%s: the net is already finalized", name ? name : "?");
+    if (!name || !name[0] || strlen(name) >= sizeof net->layers[0].name)
+        return fail(net, "layer %d: a name of 1 to %zu characters is required", net->n_layers,
+                    sizeof net->layers[0].name - 1);
+    if (net_find_layer(net, name) >= 0)
+        return fail(net, "%s: duplicate layer name", name);
+    if (h < 1 || w < 1 || c < 1)
+        return fail(net, "%s: output shape (%d, %d, %d) is empty", name, h, w, c);
+    if (net->n_layers == net->cap_layers) {
+        int cap = net->cap_layers * 2;
+        Layer *l = realloc(net->layers, cap * sizeof *l);
+        if (l)
+            net->layers = l;
+        LayerAux *a = realloc(net->aux, cap * sizeof *a);
+        if (a)
+            net->aux = a;
+        if (!l || !a)
+            return fail(net, "%s: out of memory", name);
+        net->cap_layers = cap;
+    }
+    int i = net->n_layers++;
+    Layer *l = &net->layers[i];
+    memset(l, 0, sizeof *l);
+    memset(&net->aux[i], 0, sizeof net->aux[i]);
+    l->type = type;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->in[0] = in0, l->in[1] = in1;
+    l->h = h, l->w = w, l->c = c;
+    l->param_first = net->n_params;
+    return i;
+}
+
+static const char *param_kind_name(ParamKind kind)
+{
+    switch (kind) {
+    case PARAM_KERNEL: return "kernel";
+    case PARAM_DEPTHWISE_KERNEL: return "depthwise_kernel";
+    case PARAM_BIAS: return "bias";
+    case PARAM_GAMMA: return "gamma";
+    case PARAM_BETA: return "beta";
+    case PARAM_MOVING_MEAN: return "moving_mean";
+    case PARAM_MOVING_VARIANCE: return "moving_variance";
+    }
+    return "?";
+}
+
+/* Adds a parameter of the layer just added; dims are its Keras shape. */
+static int add_param(Net *net, int layer, ParamKind kind, bool trainable, int ndim, int d0,
+                     int d1, int d2, int d3)
+{
+    if (net->n_params == net->cap_params) {
+        int cap = net->cap_params * 2;
+        Param *p = realloc(net->params, cap * sizeof *p);
+        if (!p)
+            return fail(net, "%s: out of memory", net->layers[layer].name);
+        net->params = p;
+        net->cap_params = cap;
+    }
+    Param *p = &net->params[net->n_params++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s/%s", net->layers[layer].name, param_kind_name(kind));
+    p->kind = kind;
+    p->layer = layer;
+    p->ndim = ndim;
+    int dims[4] = {d0, d1, d2, d3};
+    p->size = 1;
+    for (int i = 0; i < ndim; i++) {
+        p->shape[i] = dims[i];
+        p->size *= (size_t)dims[i];
+    }
+    p->trainable = trainable;
+    net->layers[layer].n_params++;
+    return 0;
+}
+
+int net_conv2d(Net *net, int in, const char *name, int filters, int kh, int kw, int stride,
+               Padding padding, bool use_bias)
+{
+    if (net->failed || !valid_input(net, in, name))
+        return -1;
+    const Layer *x = &net->layers[in];
+    ConvGeom g;
+    if (filters < 1 || kh < 1 || kw < 1 || stride < 1)
+        return fail(net, "%s: filters, kernel size and stride must be positive", name);
+    if (shape_conv_geom(&g, net->batch, x->h, x->w, x->c, filters, kh, kw, stride, padding))
+        return fail(net, "%s: a %dx%d kernel does not fit the %dx%d input", name, kh, kw, x->h,
+                    x->w);
+    int cin = x->c;
+    int i = add_layer(net, LAYER_CONV2D, name, in, -1, g.OH, g.OW, filters);
+    if (i < 0)
+        return -1;
+    Layer *l = &net->layers[i];
+    l->kh = kh, l->kw = kw, l->stride = stride, l->padding = padding;
+    l->filters = filters, l->use_bias = use_bias;
+    net->aux[i].geom = g;
+    add_param(net, i, PARAM_KERNEL, true, 4, kh, kw, cin, filters);
+    if (use_bias)
+        add_param(net, i, PARAM_BIAS, true, 1, filters, 0, 0, 0);
+    return net->failed ? -1 : i;
+}
+
+int net_depthwise(Net *net, int in, const char *name, int kh, int kw, int stride,
+                  int depth_multiplier, Padding padding, bool use_bias)
+{
+    if (net->failed || !valid_input(net, in, name))
+        return -1;
+    const Layer *x = &net->layers[in];
+    ConvGeom g;
+    if (depth_multiplier < 1 || kh < 1 || kw < 1 || stride < 1)
+        return fail(net, "%s: multiplier, kernel size and stride must be positive", name);
+    int C = x->c, K = x->c * depth_multiplier;
+    if (shape_conv_geom(&g, net->batch, x->h, x->w, C, K, kh, kw, stride, padding))
+        return fail(net, "%s: a %dx%d kernel does not fit the %dx%d input", name, kh, kw, x->h,
+                    x->w);
+    int i = add_layer(net, LAYER_DEPTHWISE, name, in, -1, g.OH, g.OW, K);
+    if (i < 0)
+        return -1;
+    Layer *l = &net->layers[i];
+    l->kh = kh, l->kw = kw, l->stride = stride, l->padding = padding;
+    l->filters = depth_multiplier, l->use_bias = use_bias;
+    net->aux[i].geom = g;
+    add_param(net, i, PARAM_DEPTHWISE_KERNEL, true, 4, kh, kw, C, depth_multiplier);
+    if (use_bias)
+        add_param(net, i, PARAM_BIAS, true, 1, K, 0, 0, 0);
+    return net->failed ? -1 : i;
+}
+
+int net_zeropad(Net *net, int in, const char *name, int top, int bottom, int left, int right)
+{
+    if (net->failed || !valid_input(net, in, name))
+        return -1;
+    if (top < 0 || bottom < 0 || left < 0 || right < 0)
+        return fail(net, "%s: padding must not be negative", name);
+    const Layer *x = &net->layers[in];
+    int i = add_layer(net, LAYER_ZEROPAD, name, in, -1, x->h + top + bottom,
+                      x->w + left + right, x->c);
+    if (i < 0)
+        return -1;
+    Layer *l = &net->layers[i];
+    l->pad[0] = top, l->pad[1] = bottom, l->pad[2] = left, l->pad[3] = right;
+    return i;
+}
+
+int net_batchnorm(Net *net, int in, const char *name, float momentum, float epsilon)
+{
+    if (net->failed || !valid_input(net, in, name))
+        return -1;
+    if (!(momentum >= 0 && momentum <= 1) || !(epsilon > 0))
+        return fail(net, "%s: momentum must be in [0, 1] and epsilon positive", name);
+    const Layer *x = &net->layers[in];
+    int C = x->c;
+    int i = add_layer(net, LAYER_BATCHNORM, name, in, -1, x->h, x->w, C);
+    if (i < 0)
+        return -1;
+    net->layers[i].momentum = momentum;
+    net->layers[i].epsilon = epsilon;
+    add_param(net, i, PARAM_GAMMA, true, 1, C, 0, 0, 0);
+    add_param(net, i, PARAM_BETA, true, 1, C, 0, 0, 0);
+    add_param(net, i, PARAM_MOVING_MEAN, false, 1, C, 0, 0, 0);
+    add_param(net, i, PARAM_MOVING_VARIANCE, false, 1, C, 0, 0, 0);
+    return net->failed ? -1 : i;
+}
+
+int net_activation(Net *net, int in, const char *name, Activation act)
+{
+    if (net->failed || !valid_input(net, in, name))
+        return -1;
+    if (act < ACT_RELU || act > ACT_SOFTSIGN)
+        return fail(net, "%s: unknown activation %d", name, (int)act);
+    const Layer *x = &net->layers[in];
+    int i = add_layer(net, LAYER_ACTIVATION, name, in, -1, x->h, x->w, x->c);
+    if (i >= 0)
+        net->layers[i].act = act;
+    return i;
+}
+
+int net_add(Net *net, int a, int b, const char *name)
+{
+    if (net->failed || !valid_input(net, a, name) || !valid_input(net, b, name))
+        return -1;
+    const Layer *x = &net->layers[a], *y = &net->layers[b];
+    if (x->h != y->h || x->w != y->w || x->c != y->c)
+        return fail(net, "%s: shapes (%d, %d, %d) of %s and (%d, %d, %d) of %s differ", name,
+                    x->h, x->w, x->c, x->name, y->h, y->w, y->c, y->name);
+    return add_layer(net, LAYER_ADD, name, a, b, x->h, x->w, x->c);
+}
+
+static int add_pool(Net *net, LayerType type, int in, const char *name, int k, int stride,
+                    Padding padding)
+{
+    if (net->failed || !valid_input(net, in, name))
+        return -1;
+    const Layer *x = &net->layers[in];
+    ConvGeom g;
+    if (k < 1 || stride < 1)
+        return fail(net, "%s: pool size and stride must be positive", name);
+    if (shape_conv_geom(&g, net->batch, x->h, x->w, x->c, x->c, k, k, stride, padding))
+        return fail(net, "%s: a %dx%d pool does not fit the %dx%d input", name, k, k, x->h,
+                    x->w);
+    int i = add_layer(net, type, name, in, -1, g.OH, g.OW, x->c);
+    if (i < 0)
+        return -1;
+    Layer *l = &net->layers[i];
+    l->kh = l->kw = k, l->stride = stride, l->padding = padding;
+    net->aux[i].geom = g;
+    return i;
+}
+
+int net_maxpool(Net *net, int in, const char *name, int k, int stride, Padding padding)
+{
+    return add_pool(net, LAYER_MAXPOOL, in, name, k, stride, padding);
+}
+
+int net_avgpool(Net *net, int in, const char *name, int k, int stride, Padding padding)
+{
+    return add_pool(net, LAYER_AVGPOOL, in, name, k, stride, padding);
+}
+
+int net_gap(Net *net, int in, const char *name, bool keepdims)
+{
+    if (net->failed || !valid_input(net, in, name))
+        return -1;
+    int i = add_layer(net, LAYER_GAP, name, in, -1, 1, 1, net->layers[in].c);
+    if (i >= 0)
+        net->layers[i].keepdims = keepdims;
+    return i;
+}
+
+int net_dense(Net *net, int in, const char *name, int units, bool use_bias)
+{
+    if (net->failed || !valid_input(net, in, name))
+        return -1;
+    const Layer *x = &net->layers[in];
+    if (x->h != 1 || x->w != 1)
+        return fail(net, "%s: dense needs a flat input, got (%d, %d, %d) from %s (add a "
+                    "flatten or global average pool)", name, x->h, x->w, x->c, x->name);
+    if (units < 1)
+        return fail(net, "%s: units must be positive", name);
+    int D = x->c;
+    int i = add_layer(net, LAYER_DENSE, name, in, -1, 1, 1, units);
+    if (i < 0)
+        return -1;
+    net->layers[i].filters = units;
+    net->layers[i].use_bias = use_bias;
+    add_param(net, i, PARAM_KERNEL, true, 2, D, units, 0, 0);
+    if (use_bias)
+        add_param(net, i, PARAM_BIAS, true, 1, units, 0, 0, 0);
+    return net->failed ? -1 : i;
+}
+
+int net_dropout(Net *net, int in, const char *name, float rate)
+{
+    if (net->failed || !valid_input(net, in, name))
+        return -1;
+    if (!(rate >= 0 && rate < 1))
+        return fail(net, "%s: rate must be in [0, 1)", name);
+    const Layer *x = &net->layers[in];
+    int i = add_layer(net, LAYER_DROPOUT, name, in, -1, x->h, x->w, x->c);
+    if (i >= 0)
+        net->layers[i].rate = rate;
+    return i;
+}
+
+int net_flatten(Net *net, int in, const char *name)
+{
+    if (net->failed || !valid_input(net, in, name))
+        return -1;
+    const Layer *x = &net->layers[in];
+    return add_layer(net, LAYER_FLATTEN, name, in, -1, 1, 1, x->h * x->w * x->c);
+}
+
+/* ---- finalize ------------------------------------------------------------------------ */
+
+/* Workspace floats layer i needs with `threads` threads. */
+static size_t layer_workspace(const Net *net, int i, int threads)
+{
+    const Layer *l = &net->layers[i];
+    const ConvGeom *g = &net->aux[i].geom;
+    switch (l->type) {
+    case LAYER_CONV2D: {
+        size_t kk = (size_t)g->kh * g->kw * g->C;
+        size_t chunk = (size_t)threads * CONV_CHUNK_BYTES_PER_THREAD;
+        /* at least 256 output pixels per chunk so packing the kernel is amortized */
+        if (chunk < 256 * kk * sizeof(float))
+            chunk = 256 * kk * sizeof(float);
+        return conv2d_workspace(g, chunk);
+    }
+    case LAYER_DEPTHWISE:
+        return depthwise_workspace(g, threads);
+    case LAYER_BATCHNORM:
+        return batchnorm_workspace(l->c, threads);
+    default:
+        return 0;
+    }
+}
+
+static size_t net_workspace(const Net *net, int threads)
+{
+    size_t need = 0;
+    for (int i = 1; i < net->n_layers; i++) {
+        size_t w = layer_workspace(net, i, threads);
+        if (w > need)
+            need = w;
+    }
+    return need;
+}
+
+int net_finalize(Net *net, int threads)
+{
+    if (net->failed)
+        return -1;
+    if (net->finalized)
+        return fail(net, "the net is already finalized");
+    if (net->n_layers < 2)
+        return fail(net, "the net has no layers");
+    const Layer *last = &net->layers[net->n_layers - 1];
+    if (last->h != 1 || last->w != 1)
+        return fail(net, "the output layer %s is (%d, %d, %d), not flat logits", last->name,
+                    last->h, last->w, last->c);
+    if (threads < 1)
+        threads = 1;
+    const size_t B = (size_t)net->batch;
+
+    /* parameter block: data | gradients | velocities */
+    size_t n_data = 0, n_grad = 0;
+    for (int i = 0; i < net->n_params; i++) {
+        n_data += align_up(net->params[i].size);
+        if (net->params[i].trainable)
+            n_grad += align_up(net->params[i].size);
+    }
+    net->param_block = alloc_floats(n_data + 2 * n_grad, &net->raw[0]);
+    /* arena: out and dout per layer, probabilities and loss gradient */
+    size_t n_arena = 2 * align_up(B * last->c);
+    size_t n_state = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        const Layer *l = &net->layers[i];
+        n_arena += 2 * align_up(B * layer_size(l));
+        if (l->type == LAYER_BATCHNORM)
+            n_state += 3 * align_up(l->c);
+        else if (l->type == LAYER_DROPOUT)
+            n_state += align_up(B * layer_size(l));
+    }
+    net->arena = alloc_floats(n_arena, &net->raw[1]);
+    net->state = alloc_floats(n_state, &net->raw[2]);
+    net->work_floats = net_workspace(net, threads);
+    net->work = alloc_floats(net->work_floats, &net->raw[3]);
+    net->cleared = calloc(net->n_layers, sizeof *net->cleared);
+    if (!net->param_block || !net->arena || !net->state || !net->work || !net->cleared) {
+        for (int i = 0; i < 4; i++) {
+            free(net->raw[i]);
+            net->raw[i] = NULL;
+        }
+        free(net->cleared);
+        net->param_block = net->arena = net->state = net->work = NULL;
+        net->cleared = NULL;
+        return fail(net, "out of memory for %zu MB of parameters, activations and workspace",
+                    (n_data + 2 * n_grad + n_arena + n_state + net->work_floats) *
+                        sizeof(float) >> 20);
+    }
+
+    float *data = net->param_block, *grad = data + n_data, *vel = grad + n_grad;
+    for (int i = 0; i < net->n_params; i++) {
+        Param *p = &net->params[i];
+        p->data = data;
+        data += align_up(p->size);
+        if (p->trainable) {
+            p->grad = grad;
+            p->velocity = vel;
+            grad += align_up(p->size);
+            vel += align_up(p->size);
+        }
+        if (p->kind == PARAM_GAMMA || p->kind == PARAM_MOVING_VARIANCE)
+            for (size_t k = 0; k < p->size; k++)
+                p->data[k] = 1.0f;
+    }
+    float *a = net->arena, *s = net->state;
+    for (int i = 0; i < net->n_layers; i++) {
+        Layer *l = &net->layers[i];
+        size_t sz = align_up(B * layer_size(l));
+        l->out = a;
+        l->dout = a + sz;
+        a += 2 * sz;
+        LayerAux *x = &net->aux[i];
+        if (l->type == LAYER_BATCHNORM) {
+            size_t c = align_up(l->c);
+            x->mean = s, x->invstd = s + c, x->var = s + 2 * c;
+            s += 3 * c;
+        } else if (l->type == LAYER_DROPOUT) {
+            x->mask = s;
+            s += sz;
+        }
+    }
+    net->probs = a;
+    net->dlogits = a + align_up(B * last->c);
+    /* which layers the output depends on: walk back from the last */
+    net->aux[net->n_layers - 1].reaches_output = true;
+    for (int i = net->n_layers - 1; i > 0; i--)
+        if (net->aux[i].reaches_output)
+            for (int k = 0; k < 2; k++)
+                if (net->layers[i].in[k] >= 0)
+                    net->aux[net->layers[i].in[k]].reaches_output = true;
+    /* whose activation gradient anything needs: layers with parameters and their consumers */
+    for (int i = 1; i < net->n_layers; i++) {
+        LayerAux *x = &net->aux[i];
+        x->needs_grad = net->layers[i].n_params > 0;
+        for (int k = 0; k < 2; k++)
+            if (net->layers[i].in[k] >= 0 && net->aux[net->layers[i].in[k]].needs_grad)
+                x->needs_grad = true;
+    }
+    net->threads = threads;
+    gemm_single_threaded();
+    net->finalized = true;
+    return 0;
+}
+
+/* ---- accessors ----------------------------------------------------------------------- */
+
+int net_batch_capacity(const Net *net)
+{
+    return net->batch;
+}
+
+int net_n_layers(const Net *net)
+{
+    return net->n_layers;
+}
+
+const Layer *net_layer(const Net *net, int i)
+{
+    assert(i >= 0 && i < net->n_layers);
+    return &net->layers[i];
+}
+
+int net_find_layer(const Net *net, const char *name)
+{
+    for (int i = 0; i < net->n_layers; i++)
+        if (strcmp(net->layers[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int net_n_params(const Net *net)
+{
+    return net->n_params;
+}
+
+Param *net_param(Net *net, int i)
+{
+    assert(i >= 0 && i < net->n_params);
+    return &net->params[i];
+}
+
+const Param *net_param_const(const Net *net, int i)
+{
+    assert(i >= 0 && i < net->n_params);
+    return &net->params[i];
+}
+
+Param *net_find_param(Net *net, const char *name)
+{
+    for (int i = 0; i < net->n_params; i++)
+        if (strcmp(net->params[i].name, name) == 0)
+            return &net->params[i];
+    return NULL;
+}
+
+size_t net_count_params(const Net *net, bool trainable)
+{
+    size_t n = 0;
+    for (int i = 0; i < net->n_params; i++)
+        if (net->params[i].trainable == trainable)
+            n += net->params[i].size;
+    return n;
+}
+
+int net_threads(const Net *net)
+{
+    return net->threads;
+}
+
+void net_set_threads(Net *net, int threads)
+{
+    if (threads < 1)
+        threads = 1;
+    if (net->finalized) {
+        size_t need = net_workspace(net, threads);
+        if (need > net->work_floats) {
+            void *raw;
+            float *w = alloc_floats(need, &raw);
+            if (!w)
+                return; /* keep the current thread count and workspace */
+            free(net->raw[3]);
+            net->raw[3] = raw;
+            net->work = w;
+            net->work_floats = need;
+        }
+    }
+    net->threads = threads;
+}
+
+void net_set_profiling(Net *net, bool on)
+{
+    net->profiling = on;
+}
+
+void net_seed_dropout(Net *net, uint64_t seed)
+{
+    net->dropout_state = seed;
+}
+
+uint64_t net_dropout_state(const Net *net)
+{
+    return net->dropout_state;
+}
+
+const float *net_logits(const Net *net)
+{
+    return net->layers[net->n_layers - 1].out;
+}
+
+int net_classes(const Net *net)
+{
+    return net->layers[net->n_layers - 1].c;
+}
+
+const float *net_probs(const Net *net)
+{
+    return net->probs;
+}
+
+/* ---- passes -------------------------------------------------------------------------- */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static float *param_data(Net *net, const Layer *l, int k)
+{
+    return net->params[l->param_first + k].data;
+}
+
+static float *param_grad(Net *net, const Layer *l, int k)
+{
+    return net->params[l->param_first + k].grad;
+}
+
+static void forward_layer(Net *net, int i, Rng *dropout_rng)
+{
+    Layer *l = &net->layers[i];
+    LayerAux *aux = &net->aux[i];
+    const Layer *x = &net->layers[l->in[0]];
+    const int n = net->n, T = net->threads;
+    const size_t count = (size_t)n * layer_size(l);
+    ConvGeom g = aux->geom;
+    g.N = n;
+    switch (l->type) {
+    case LAYER_INPUT:
+        break;
+    case LAYER_CONV2D:
+        conv2d_forward(l->out, x->out, param_data(net, l, 0),
+                       l->use_bias ? param_data(net, l, 1) : NULL, &g, net->work,
+                       net->work_floats, T);
+        break;
+    case LAYER_DEPTHWISE:
+        depthwise_forward(l->out, x->out, param_data(net, l, 0),
+                          l->use_bias ? param_data(net, l, 1) : NULL, &g, T);
+        break;
+    case LAYER_ZEROPAD:
+        zeropad_forward(l->out, x->out, n, x->h, x->w, x->c, l->pad[0], l->pad[1], l->pad[2],
+                        l->pad[3], T);
+        break;
+    case LAYER_BATCHNORM: {
+        int M = n * l->h * l->w;
+        float *gamma = param_data(net, l, 0), *beta = param_data(net, l, 1);
+        float *mm = param_data(net, l, 2), *mv = param_data(net, l, 3);
+        if (net->mode == NET_INFERENCE) {
+            batchnorm_forward_infer(l->out, x->out, gamma, beta, mm, mv, M, l->c, l->epsilon,
+                                    net->work, T);
+        } else {
+            batchnorm_forward_train(l->out, aux->mean, aux->invstd, aux->var, x->out, gamma,
+                                    beta, M, l->c, l->epsilon, net->work, T);
+            if (net->mode == NET_TRAIN)
+                batchnorm_update_moving(mm, mv, aux->mean, aux->var, l->c, l->momentum);
+        }
+        break;
+    }
+    case LAYER_ACTIVATION:
+        activation_forward(l->out, x->out, count, l->act, T);
+        break;
+    case LAYER_ADD:
+        add_forward(l->out, x->out, net->layers[l->in[1]].out, count, T);
+        break;
+    case LAYER_MAXPOOL:
+        maxpool_forward(l->out, x->out, &g, T);
+        break;
+    case LAYER_AVGPOOL:
+        avgpool_forward(l->out, x->out, &g, T);
+        break;
+    case LAYER_GAP:
+        gap_forward(l->out, x->out, n, x->h * x->w, x->c, T);
+        break;
+    case LAYER_DENSE:
+        dense_forward(l->out, x->out, param_data(net, l, 0),
+                      l->use_bias ? param_data(net, l, 1) : NULL, n, x->c, l->c);
+        break;
+    case LAYER_DROPOUT:
+        if (net->mode == NET_TRAIN) {
+            dropout_make_mask(aux->mask, count, l->rate, dropout_rng);
+            dropout_forward(l->out, x->out, aux->mask, count, T);
+        } else {
+            memcpy(l->out, x->out, count * sizeof(float));
+        }
+        break;
+    case LAYER_FLATTEN:
+        memcpy(l->out, x->out, count * sizeof(float));
+        break;
+    }
+}
+
+int net_forward(Net *net, const float *x, int n, NetMode mode)
+{
+    assert(net->finalized);
+    if (n < 1 || n > net->batch)
+        return -1;
+    net->n = n;
+    net->mode = mode;
+    net->have_loss = false;
+    Layer *in = &net->layers[0];
+    memcpy(in->out, x, (size_t)n * layer_size(in) * sizeof(float));
+    Rng dropout_rng;
+    rng_seed(&dropout_rng, net->dropout_state);
+    for (int i = 1; i < net->n_layers; i++) {
+        double t0 = net->profiling ? now_seconds() : 0;
+        forward_layer(net, i, &dropout_rng);
+        if (net->profiling)
+            net->layers[i].fwd_seconds += now_seconds() - t0;
+    }
+    /* Each training forward consumes one dropout stream; the next one derives from it. */
+    if (mode == NET_TRAIN)
+        net->dropout_state = rng_derive(net->dropout_state, 1);
+    return 0;
+}
+
+float net_loss(Net *net, const int *labels, const float *class_weights)
+{
+    assert(net->n > 0);
+    const int n = net->n, K = net_classes(net);
+    double loss = softmax_xent_forward(net->probs, net_logits(net), labels, class_weights, n, K);
+    memset(net->dlogits, 0, sizeof(float) * n * K);
+    softmax_xent_backward(net->dlogits, net->probs, labels, class_weights, n, K);
+    net->have_loss = true;
+    return (float)loss;
+}
+
+/* The gradient buffer of input k of layer l, cleared on first use; NULL when no parameter
+ * lies at or before that input (the net's input, a padding of it), so nothing needs it. */
+static float *input_grad(Net *net, const Layer *l, int k)
+{
+    int j = l->in[k];
+    if (j <= 0 || !net->aux[j].needs_grad)
+        return NULL;
+    Layer *x = &net->layers[j];
+    if (!net->cleared[j]) {
+        memset(x->dout, 0, sizeof(float) * net->n * layer_size(x));
+        net->cleared[j] = true;
+    }
+    return x->dout;
+}
+
+static void backward_layer(Net *net, int i)
+{
+    Layer *l = &net->layers[i];
+    LayerAux *aux = &net->aux[i];
+    const Layer *x = &net->layers[l->in[0]];
+    const int n = net->n, T = net->threads;
+    const size_t count = (size_t)n * layer_size(l);
+    float *dx = input_grad(net, l, 0);
+    ConvGeom g = aux->geom;
+    g.N = n;
+    switch (l->type) {
+    case LAYER_INPUT:
+        break;
+    case LAYER_CONV2D:
+        conv2d_backward(dx, param_grad(net, l, 0), l->use_bias ? param_grad(net, l, 1) : NULL,
+                        l->dout, x->out, param_data(net, l, 0), &g, net->work,
+                        net->work_floats, T);
+        break;
+    case LAYER_DEPTHWISE:
+        depthwise_backward(dx, param_grad(net, l, 0),
+                           l->use_bias ? param_grad(net, l, 1) : NULL, l->dout, x->out,
+                           param_data(net, l, 0), &g, net->work, T);
+        break;
+    case LAYER_ZEROPAD:
+        if (dx)
+            zeropad_backward(dx, l->dout, n, x->h, x->w, x->c, l->pad[0], l->pad[1], l->pad[2],
+                             l->pad[3], T);
+        break;
+    case LAYER_BATCHNORM: {
+        int M = n * l->h * l->w;
+        float *gamma = param_data(net, l, 0);
+        float *dgamma = param_grad(net, l, 0), *dbeta = param_grad(net, l, 1);
+        if (net->mode == NET_INFERENCE)
+            batchnorm_backward_infer(dx, dgamma, dbeta, l->dout, x->out, gamma,
+                                     param_data(net, l, 2), param_data(net, l, 3), M, l->c,
+                                     l->epsilon, net->work, T);
+        else
+            batchnorm_backward_train(dx, dgamma, dbeta, l->dout, x->out, gamma, aux->mean,
+                                     aux->invstd, M, l->c, net->work, T);
+        break;
+    }
+    case LAYER_ACTIVATION:
+        if (dx)
+            activation_backward(dx, l->dout, x->out, l->out, count, l->act, T);
+        break;
+    case LAYER_ADD: {
+        float *dy = input_grad(net, l, 1);
+        if (dx)
+            add_inplace(dx, l->dout, count, T);
+        if (dy)
+            add_inplace(dy, l->dout, count, T);
+        break;
+    }
+    case LAYER_MAXPOOL:
+        if (dx)
+            maxpool_backward(dx, l->dout, x->out, l->out, &g, T);
+        break;
+    case LAYER_AVGPOOL:
+        if (dx)
+            avgpool_backward(dx, l->dout, &g, T);
+        break;
+    case LAYER_GAP:
+        if (dx)
+            gap_backward(dx, l->dout, n, x->h * x->w, x->c, T);
+        break;
+    case LAYER_DENSE:
+        dense_backward(dx, param_grad(net, l, 0), l->use_bias ? param_grad(net, l, 1) : NULL,
+                       l->dout, x->out, param_data(net, l, 0), n, x->c, l->c);
+        break;
+    case LAYER_DROPOUT:
+        if (dx && net->mode == NET_TRAIN)
+            dropout_backward(dx, l->dout, aux->mask, count, T);
+        else if (dx)
+            add_inplace(dx, l->dout, count, T);
+        break;
+    case LAYER_FLATTEN:
+        if (dx)
+            add_inplace(dx, l->dout, count, T);
+        break;
+    }
+}
+
+void net_backward(Net *net)
+{
+    assert(net->have_loss);
+    const int last = net->n_layers - 1;
+    memset(net->cleared, 0, sizeof(bool) * net->n_layers);
+    Layer *out = &net->layers[last];
+    memcpy(out->dout, net->dlogits, sizeof(float) * net->n * out->c);
+    net->cleared[last] = true;
+    for (int i = last; i > 0; i--) {
+        if (!net->aux[i].reaches_output || !net->aux[i].needs_grad)
+            continue;
+        double t0 = net->profiling ? now_seconds() : 0;
+        backward_layer(net, i);
+        if (net->profiling)
+            net->layers[i].bwd_seconds += now_seconds() - t0;
+    }
+    for (int i = 0; i < last; i++)
+        if (!net->cleared[i])
+            memset(net->layers[i].dout, 0, sizeof(float) * net->n * layer_size(&net->layers[i]));
+}
+
+void net_zero_grad(Net *net)
+{
+    for (int i = 0; i < net->n_params; i++) {
+        Param *p = &net->params[i];
+        if (p->grad)
+            memset(p->grad, 0, sizeof(float) * p->size);
+    }
+}

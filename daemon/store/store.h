@@ -1,0 +1,463 @@
+/* store.h — initlab's SQLite database: datasets, grids, jobs, epochs, layer statistics,
+ * test results, checkpoints and idempotency keys. All SQL of initlab lives in store/.
+ *
+ * DESIGN
+ *   A Store is one SQLite connection and belongs to one thread at a time: it has no lock.
+ *   Every thread that touches the database (each worker, the HTTP server, the scanner)
+ *   opens its own Store on the same file. The database runs in WAL mode, so readers never
+ *   wait for writers; writers queue behind each other through a 5 s busy timeout, and every
+ *   write that spans several statements runs in one BEGIN IMMEDIATE transaction, so a
+ *   caller never sees SQLITE_BUSY unless another writer holds the lock for over 5 s.
+ *   synchronous=FULL: every commit is on disk when the call returns, so a job accepted
+ *   with store_job_insert()/store_submit() survives a power cut before the 201 goes out.
+ *   The cost is one fsync per call; progress updates should therefore be throttled by the
+ *   caller (about one per second per job is plenty for the dashboard).
+ *
+ * Conventions
+ *   - Functions return STORE_OK (0) or a negative StoreCode; on failure store_errmsg()
+ *     says what went wrong (it names the object: "job 12 not found"). Nothing is stored
+ *     by a call that fails.
+ *   - Times are unix seconds (UTC) as double; 0 means "not yet" (e.g. started_at).
+ *   - A double that may be absent uses NAN for "none" both ways (SQLite NULL): a NaN
+ *     statistic of a diverged run reads back as NAN; infinities are stored as they are.
+ *   - Identifiers (names of datasets, models, initializers, layers) are copied into fixed
+ *     arrays of STORE_NAME_MAX bytes, paths into STORE_PATH_MAX; writes that do not fit
+ *     fail with STORE_INVALID, so reads never truncate. Free-form text (JSON, errors) is
+ *     heap-allocated in row structs and released by the row's _deinit/_free function.
+ *   - Arrays returned through `T **rows, int *n` are heap-allocated; release them with the
+ *     named _free function, or with free() when the rows own no heap memory. An empty
+ *     result is *rows == NULL, *n == 0 and STORE_OK.
+ *   - JSON columns (job/grid config, class names, confusion, per-class) are passed as
+ *     text; the store neither parses nor validates them. */
+#ifndef INITLAB_STORE_STORE_H
+#define INITLAB_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    STORE_OK = 0,
+    STORE_ERROR = -1,      /* SQLite or I/O failure, out of memory */
+    STORE_NOT_FOUND = -2,  /* the row (or a row it refers to) does not exist */
+    STORE_CONFLICT = -3,   /* duplicate name/key, or the row is in the wrong state */
+    STORE_INVALID = -4,    /* an argument is out of range or a string too long */
+} StoreCode;
+
+#define STORE_NAME_MAX 128   /* bytes, with the NUL */
+#define STORE_PATH_MAX 4096  /* bytes, with the NUL */
+#define STORE_HIST_BINS 64
+
+typedef struct Store Store;
+
+/* ---- Opening ---------------------------------------------------------------------- */
+
+/* Opens (creating if needed) the database at path and brings its schema to the latest
+ * version, applying each pending migration of schema/ in its own transaction. The parent
+ * directory must exist. Sets WAL mode, synchronous=FULL, foreign keys on and a 5 s busy
+ * timeout. A database whose schema is newer than this binary knows is refused.
+ * Returns the Store, or NULL with a message in err (errlen bytes, may be 0). */
+Store *store_open(const char *path, char *err, size_t errlen);
+/* As store_open, but applies migrations only up to schema version max_version (1..latest).
+ * For tests and tooling that need an older schema; the rest of this API expects the
+ * latest one. Refuses a database already newer than max_version. */
+Store *store_open_version(const char *path, int max_version, char *err, size_t errlen);
+/* Closes the connection (the last one to close checkpoints the WAL). Accepts NULL. */
+void store_close(Store *s);
+/* The message of the last failed call on s, "" if none. Owned by s; valid until the next
+ * call on s. */
+const char *store_errmsg(const Store *s);
+/* The schema version of the open database (PRAGMA user_version), or STORE_ERROR. */
+int store_schema_version(Store *s);
+/* The schema version this binary brings databases to (number of migrations). */
+int store_schema_latest(void);
+/* Copies the whole database to dest_path with SQLite's online backup API while other
+ * connections keep reading and writing; dest_path is created or overwritten and is a
+ * self-contained database (no -wal file needed). Returns STORE_OK or STORE_ERROR. */
+int store_backup(Store *s, const char *dest_path);
+
+/* Statements whose query plans tests inspect with store_explain(). */
+typedef enum {
+    STORE_QUERY_STATS_EPOCH,    /* store_stats_get: all layers of (job, epoch, mode, quantity) */
+    STORE_QUERY_STATS_LAYER,    /* store_stats_get_layer: one layer's row, histogram included */
+    STORE_QUERY_STATS_EPOCHS,   /* store_stats_epochs: next epoch with statistics */
+    STORE_QUERY_EPOCHS,         /* store_epoch_list */
+    STORE_QUERY_JOB_CLAIM,      /* store_job_claim: the next queued job */
+    STORE_QUERY_GRID_SUMMARY,   /* store_grid_summary */
+    STORE_QUERY_DATASET_FILES,  /* store_dataset_files */
+} StoreQuery;
+/* Writes the EXPLAIN QUERY PLAN of the statement behind q into out (n bytes), one plan
+ * line per row ("SEARCH layer_stats USING PRIMARY KEY (...)"), NUL-terminated and
+ * truncated to fit. Returns STORE_OK, STORE_INVALID for an unknown q, or STORE_ERROR. */
+int store_explain(Store *s, StoreQuery q, char *out, size_t n);
+
+/* ---- Enumerations stored as text ---------------------------------------------------- */
+
+typedef enum { STORE_DATASET_SCANNING, STORE_DATASET_READY, STORE_DATASET_FAILED } StoreDatasetStatus;
+typedef enum { STORE_SPLIT_TRAIN, STORE_SPLIT_VAL, STORE_SPLIT_TEST, STORE_SPLIT_COUNT } StoreSplit;
+typedef enum {
+    STORE_JOB_QUEUED, STORE_JOB_RUNNING, STORE_JOB_DONE, STORE_JOB_FAILED, STORE_JOB_CANCELLED,
+    STORE_JOB_STATUS_COUNT
+} StoreJobStatus;
+typedef enum { STORE_MODE_TRAIN, STORE_MODE_INFERENCE } StoreMode;  /* BatchNorm mode */
+typedef enum { STORE_QTY_WEIGHT, STORE_QTY_ACTIVATION, STORE_QTY_GRADIENT } StoreQuantity;
+typedef enum { STORE_CKPT_LATEST, STORE_CKPT_BEST } StoreCheckpointKind;
+
+/* A bit per job status, for StoreJobFilter.status_mask and store_job_set_status(). */
+#define STORE_JOB_BIT(status) (1u << (status))
+
+/* The text form of each enumeration ("scanning", "val", "running", "inference",
+ * "activation", "best"): static strings, "?" for a value out of range. Can't fail. */
+const char *store_dataset_status_name(StoreDatasetStatus v);
+const char *store_split_name(StoreSplit v);
+const char *store_job_status_name(StoreJobStatus v);
+const char *store_mode_name(StoreMode v);
+const char *store_quantity_name(StoreQuantity v);
+const char *store_checkpoint_kind_name(StoreCheckpointKind v);
+/* Parse the text forms above (exact, lower case). Return 0 and set *v, or -1 (and leave
+ * *v alone) for anything else, e.g. an unknown ?status= from a URL. */
+int store_dataset_status_parse(const char *text, StoreDatasetStatus *v);
+int store_split_parse(const char *text, StoreSplit *v);
+int store_job_status_parse(const char *text, StoreJobStatus *v);
+int store_mode_parse(const char *text, StoreMode *v);
+int store_quantity_parse(const char *text, StoreQuantity *v);
+int store_checkpoint_kind_parse(const char *text, StoreCheckpointKind *v);
+
+/* ---- Datasets ----------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;       /* unique, < STORE_NAME_MAX bytes */
+    const char *path;       /* absolute directory, < STORE_PATH_MAX bytes */
+    double train_frac, val_frac, test_frac;  /* each in [0, 1], summing to 1 (+-1e-6) */
+    int64_t seed;
+} StoreDatasetNew;
+
+typedef struct {
+    int64_t id;
+    char name[STORE_NAME_MAX];
+    char path[STORE_PATH_MAX];
+    double train_frac, val_frac, test_frac;
+    int64_t seed;
+    StoreDatasetStatus status;
+    char *error;             /* heap; NULL unless status is failed */
+    char *class_names_json;  /* heap; JSON array, index = label ("[]" while scanning) */
+    int n_classes;
+    int64_t n_files, n_split[STORE_SPLIT_COUNT], n_skipped;
+    double created_at;
+} StoreDataset;
+
+typedef struct {
+    const char *relpath;     /* relative to the dataset's path; heap in results */
+    int label;               /* 0 .. n_classes-1 */
+    StoreSplit split;
+    int64_t size;            /* bytes */
+    int64_t mtime;           /* unix seconds */
+} StoreDatasetFile;          /* the file's idx is its position in the array */
+
+typedef struct {
+    const char *relpath;     /* heap in results */
+    const char *reason;      /* heap in results */
+} StoreDatasetSkipped;
+
+/* Registers a dataset in status scanning; *id receives its id. STORE_CONFLICT if the name
+ * is taken, STORE_INVALID for an empty or too long name/path or bad fractions. */
+int store_dataset_insert(Store *s, const StoreDatasetNew *d, int64_t *id);
+/* Sets a dataset's status; error is stored for STORE_DATASET_FAILED (NULL allowed) and
+ * cleared otherwise. STORE_NOT_FOUND if there is no such dataset. */
+int store_dataset_set_status(Store *s, int64_t id, StoreDatasetStatus status, const char *error);
+/* Records a finished scan in one transaction: replaces the dataset's files (files[i] gets
+ * idx i) and skipped files, stores class_names_json (NULL = "[]") and n_classes, recomputes
+ * the counts, and marks the dataset ready. STORE_INVALID if a label is outside
+ * [0, n_classes) or a relpath is empty; STORE_NOT_FOUND for an unknown id. */
+int store_dataset_set_files(Store *s, int64_t id, const char *class_names_json, int n_classes,
+                            const StoreDatasetFile *files, int n_files,
+                            const StoreDatasetSkipped *skipped, int n_skipped);
+/* Fills *out with the dataset named name / with id id. STORE_NOT_FOUND if none. Release
+ * *out with store_dataset_deinit. */
+int store_dataset_get(Store *s, const char *name, StoreDataset *out);
+int store_dataset_get_by_id(Store *s, int64_t id, StoreDataset *out);
+/* Every dataset, by name. Release with store_datasets_free. */
+int store_dataset_list(Store *s, StoreDataset **rows, int *n);
+/* Deletes a dataset with its files and skipped list. STORE_NOT_FOUND if none;
+ * STORE_CONFLICT if a queued or running job uses it (nothing is deleted). */
+int store_dataset_delete(Store *s, const char *name);
+/* The dataset's files in idx order (all of them, or those of one split when split is
+ * STORE_SPLIT_TRAIN/VAL/TEST; pass -1 for all). (*files)[k].relpath is heap.
+ * Release with store_dataset_files_free. An unknown id gives an empty list. */
+int store_dataset_files(Store *s, int64_t id, int split, StoreDatasetFile **files, int *n);
+/* The dataset's skipped files, by relpath. Release with store_dataset_skipped_free. */
+int store_dataset_skipped(Store *s, int64_t id, StoreDatasetSkipped **rows, int *n);
+/* Files per class and split: *counts is a heap array of n_classes * STORE_SPLIT_COUNT
+ * (row = label, column = StoreSplit), *n_classes the dataset's class count. free() it.
+ * STORE_NOT_FOUND for an unknown id. */
+int store_dataset_class_counts(Store *s, int64_t id, int64_t **counts, int *n_classes);
+void store_dataset_deinit(StoreDataset *d);         /* accepts NULL; can't fail */
+void store_datasets_free(StoreDataset *rows, int n);
+void store_dataset_files_free(StoreDatasetFile *files, int n);
+void store_dataset_skipped_free(StoreDatasetSkipped *rows, int n);
+
+/* ---- Grids, jobs, submissions ------------------------------------------------------- */
+
+typedef struct {
+    int64_t id;
+    double created_at;
+    char *config_json;                        /* heap */
+    int n_jobs;                               /* jobs of the grid ... */
+    int n_status[STORE_JOB_STATUS_COUNT];     /* ... by status */
+} StoreGrid;
+
+typedef struct {
+    int64_t grid_id;         /* 0: not part of a grid */
+    int priority;            /* higher first */
+    const char *config_json; /* the full resolved configuration */
+    const char *dataset, *model, *initializer;  /* < STORE_NAME_MAX bytes each */
+    int64_t seed;
+    int epochs;              /* planned epochs, >= 0 */
+    int start_running;       /* 1: stored as already running (a foreground `initlab train`),
+                                so that no daemon worker claims it; 0: queued */
+} StoreJobNew;
+
+typedef struct {
+    int epoch;               /* epoch being trained, 1-based; 0 before the first */
+    int step;                /* step within the epoch */
+    int steps_per_epoch;
+    double images_per_sec;   /* NAN: unknown */
+    double eta_seconds;      /* NAN: unknown */
+    double best_val_acc;     /* NAN: no validated epoch yet */
+    int best_epoch;          /* 0: none */
+} StoreJobProgress;
+
+typedef struct {
+    int64_t id;
+    int64_t grid_id;         /* 0: none */
+    StoreJobStatus status;
+    int priority;
+    char *config_json;       /* heap */
+    char dataset[STORE_NAME_MAX], model[STORE_NAME_MAX], initializer[STORE_NAME_MAX];
+    int64_t seed;
+    int epochs;
+    double created_at, started_at, finished_at;  /* 0: not yet */
+    char *error;             /* heap; NULL when none */
+    int attempts;            /* times a worker claimed the job */
+    StoreJobProgress progress;
+} StoreJob;
+
+typedef struct {
+    unsigned status_mask;    /* OR of STORE_JOB_BIT(status); 0 = any */
+    int64_t grid_id;         /* 0 = any */
+    const char *model;       /* NULL or "" = any; exact match */
+    const char *initializer; /* NULL or "" = any */
+    const char *dataset;     /* NULL or "" = any */
+    int limit;               /* rows to return, 1..1000; 0 = 100 */
+    int offset;              /* rows to skip, >= 0 */
+    int newest_first;        /* 0: ascending id (submission order); 1: descending */
+} StoreJobFilter;
+
+/* Creates a grid; *id receives its id. STORE_INVALID if config_json is NULL. */
+int store_grid_insert(Store *s, const char *config_json, int64_t *id);
+/* Fills *out with grid id and its job counts. STORE_NOT_FOUND if none. Release with
+ * store_grid_deinit. */
+int store_grid_get(Store *s, int64_t id, StoreGrid *out);
+/* Every grid, newest first. Release with store_grids_free. */
+int store_grid_list(Store *s, StoreGrid **rows, int *n);
+void store_grid_deinit(StoreGrid *g);                /* accepts NULL; can't fail */
+void store_grids_free(StoreGrid *rows, int n);
+
+/* Queues one job (or starts it, with start_running); *id receives its id. The job is on
+ * disk when this returns.
+ * STORE_INVALID for a missing or too long field; STORE_NOT_FOUND if grid_id does not
+ * exist. */
+int store_job_insert(Store *s, const StoreJobNew *job, int64_t *id);
+/* Fills *out with job id. STORE_NOT_FOUND if none. Release with store_job_deinit. */
+int store_job_get(Store *s, int64_t id, StoreJob *out);
+/* The page of jobs matching f (NULL = every job, first 100), and in *total the number of
+ * matching jobs over all pages (may be NULL). Release with store_jobs_free.
+ * STORE_INVALID for a limit or offset out of range. */
+int store_job_list(Store *s, const StoreJobFilter *f, StoreJob **rows, int *n, int *total);
+/* Moves job id to status `to` if its current status is in from_mask (OR of
+ * STORE_JOB_BIT; 0 = from any status) — e.g. cancel only a queued job without racing a
+ * worker that claims it. Moving to running is a start, as store_job_claim: started_at is
+ * set if unset, finished_at and error are cleared, attempts + 1 (a foreground run
+ * resuming its own job uses this). Done, failed and cancelled set finished_at and store
+ * error (NULL = none); queued clears finished_at and error. A move to the current status
+ * is allowed and applies the same rules.
+ * STORE_NOT_FOUND if no such job; STORE_CONFLICT if its status is not in from_mask. */
+int store_job_set_status(Store *s, int64_t id, unsigned from_mask, StoreJobStatus to,
+                         const char *error);
+/* Overwrites the progress columns of job id. STORE_NOT_FOUND if none. */
+int store_job_set_progress(Store *s, int64_t id, const StoreJobProgress *p);
+/* Deletes job id with its epochs, statistics, results and checkpoint rows (the checkpoint
+ * files are the caller's: read them with store_checkpoint_list first). STORE_NOT_FOUND if
+ * none; STORE_CONFLICT if it is running (nothing is deleted). */
+int store_job_delete(Store *s, int64_t id);
+/* Takes the next queued job — highest priority first, then oldest — and marks it running
+ * (started_at set if unset, finished_at and error cleared, attempts + 1) in one atomic
+ * step: two workers never claim the same job. Fills *out (release with store_job_deinit).
+ * STORE_NOT_FOUND when nothing is queued. */
+int store_job_claim(Store *s, StoreJob *out);
+/* Queues again every job left running (call once at start-up, before workers start);
+ * their progress and checkpoints stay so that they resume. *count (may be NULL) receives
+ * how many there were. */
+int store_job_requeue_running(Store *s, int *count);
+/* Deletes job id's epoch rows and layer statistics after epoch `epoch` (epoch > given).
+ * A job resuming from the checkpoint of epoch E calls this with E, so rows written after
+ * that checkpoint and never covered by it are rewritten, not kept stale. The job's other
+ * rows stay. Deleting nothing is not an error. */
+int store_job_discard_after(Store *s, int64_t id, int epoch);
+/* Number of jobs in each status (counts[STORE_JOB_QUEUED] is the queue depth). */
+int store_job_counts(Store *s, int counts[STORE_JOB_STATUS_COUNT]);
+void store_job_deinit(StoreJob *j);                  /* accepts NULL; can't fail */
+void store_jobs_free(StoreJob *rows, int n);
+
+typedef struct {
+    const char *idem_key;         /* NULL or "": no idempotency; else < STORE_NAME_MAX bytes */
+    const char *fingerprint;      /* identifies the request body (e.g. a hash); NULL = "" */
+    const char *grid_config_json; /* non-NULL: create a grid and attach every job to it */
+    const StoreJobNew *jobs;      /* their grid_id is ignored when a grid is created */
+    int n_jobs;                   /* >= 1 */
+} StoreSubmit;
+
+typedef struct {
+    int64_t grid_id;         /* 0: no grid */
+    int64_t *job_ids;        /* heap, n_jobs ids in request order */
+    int n_jobs;
+    int replayed;            /* 1: the key was seen before; these are the first request's */
+} StoreSubmitResult;
+
+/* Submits a POST /jobs or POST /grids in one transaction: if sub->idem_key is known with
+ * the same fingerprint, nothing is created and the first submission's ids are returned
+ * (replayed = 1); otherwise the grid (if any) and every job are created and the key is
+ * recorded with their ids. Either all jobs are stored or none. STORE_CONFLICT if the key
+ * is known with a different fingerprint; STORE_INVALID as store_job_insert.
+ * Release *res with store_submit_result_deinit. */
+int store_submit(Store *s, const StoreSubmit *sub, StoreSubmitResult *res);
+void store_submit_result_deinit(StoreSubmitResult *res);  /* accepts NULL */
+
+typedef struct {
+    char key[STORE_NAME_MAX];
+    char fingerprint[STORE_NAME_MAX];
+    int64_t grid_id;         /* 0: none */
+    int64_t *job_ids;        /* heap */
+    int n_jobs;
+    double created_at;
+} StoreIdempotency;
+
+/* Looks up an idempotency key. STORE_NOT_FOUND if unknown. Release with
+ * store_idempotency_deinit. (store_submit does lookup and recording atomically; these two
+ * are for callers that create their rows themselves.) */
+int store_idempotency_get(Store *s, const char *key, StoreIdempotency *out);
+/* Records key -> (fingerprint, grid_id, job_ids). STORE_CONFLICT if the key exists;
+ * STORE_INVALID for an empty or too long key or fingerprint. */
+int store_idempotency_put(Store *s, const char *key, const char *fingerprint, int64_t grid_id,
+                          const int64_t *job_ids, int n_jobs);
+/* Forgets keys created before `before` (unix seconds); *count (may be NULL) = how many. */
+int store_idempotency_purge(Store *s, double before, int *count);
+void store_idempotency_deinit(StoreIdempotency *k);  /* accepts NULL */
+
+/* ---- Epochs and layer statistics ---------------------------------------------------- */
+
+typedef struct {
+    int epoch;               /* >= 0 */
+    double train_loss, train_acc, val_loss, val_acc;  /* NAN: not measured / not finite */
+    double lr;
+    double seconds;          /* wall time of the epoch */
+    double images_per_sec;
+} StoreEpoch;
+
+/* Records epoch e->epoch of job job_id. Upsert: writing an epoch that exists (a job
+ * resumed from an earlier checkpoint trains it again) overwrites the row, so a job has at
+ * most one row per epoch. STORE_NOT_FOUND if the job does not exist. */
+int store_epoch_put(Store *s, int64_t job_id, const StoreEpoch *e);
+/* The job's epochs in ascending order; free() *rows. An unknown job gives none. */
+int store_epoch_list(Store *s, int64_t job_id, StoreEpoch **rows, int *n);
+
+typedef struct {
+    StoreMode mode;
+    StoreQuantity quantity;
+    int layer_index;                 /* position of the layer in the network, >= 0 */
+    char layer_name[STORE_NAME_MAX]; /* "conv_dw_3" */
+    char layer_type[STORE_NAME_MAX]; /* "depthwise_conv2d" */
+    int64_t n;                       /* values summarized */
+    double mean, std, min, max;
+    double q1, median, q3;
+    double whisker_lo, whisker_hi;   /* Tukey whiskers */
+    double p1, p99;
+    double zero_frac;                /* fraction of exact zeros */
+    int64_t nonfinite;               /* NaN and infinite values */
+    double predicted_var;            /* the initializer's variance for kernels; NAN: none */
+    int64_t dead_units;              /* channels zero over the whole probe batch */
+    double saturation;               /* fraction of values at an activation bound; NAN: n/a */
+    int flags;                       /* health bitmask, defined by train/, stored as is */
+    double hist_lo, hist_hi;         /* range covered by the bins */
+    uint32_t hist[STORE_HIST_BINS];  /* counts over equal-width bins of [hist_lo, hist_hi] */
+} StoreLayerStat;
+
+/* Records the statistics of job job_id at epoch `epoch` (0 = at initialization): rows may
+ * mix modes and quantities. One transaction; upsert per (mode, quantity, layer_index), as
+ * store_epoch_put. STORE_INVALID for a bad enum, negative index or unterminated name;
+ * STORE_NOT_FOUND if the job does not exist. */
+int store_stats_put(Store *s, int64_t job_id, int epoch, const StoreLayerStat *rows, int n);
+/* Every layer's statistics of (job, epoch, mode, quantity) in layer_index order: one
+ * indexed range read (the box plot across layers). free() *rows. None is not an error. */
+int store_stats_get(Store *s, int64_t job_id, int epoch, StoreMode mode, StoreQuantity q,
+                    StoreLayerStat **rows, int *n);
+/* One layer's statistics and histogram. STORE_NOT_FOUND if not recorded. */
+int store_stats_get_layer(Store *s, int64_t job_id, int epoch, StoreMode mode, StoreQuantity q,
+                          int layer_index, StoreLayerStat *out);
+/* The epochs for which the job has statistics, ascending; free() *epochs. */
+int store_stats_epochs(Store *s, int64_t job_id, int **epochs, int *n);
+
+/* ---- Results, checkpoints, grid summary --------------------------------------------- */
+
+typedef struct {
+    int64_t job_id;
+    int epoch;               /* checkpoint epoch evaluated (best validation accuracy) */
+    double accuracy, precision_macro, recall_macro, f1_macro, loss;
+    char *confusion_json;    /* heap in results; JSON [true][predicted]; NULL writes "[]" */
+    char *per_class_json;    /* heap in results; NULL writes "[]" */
+    double created_at;       /* set by the store */
+} StoreResult;
+
+/* Records (or replaces) the test results of r->job_id. STORE_NOT_FOUND if no such job. */
+int store_result_put(Store *s, const StoreResult *r);
+/* Fills *out with the job's results. STORE_NOT_FOUND if none. Release with
+ * store_result_deinit. */
+int store_result_get(Store *s, int64_t job_id, StoreResult *out);
+void store_result_deinit(StoreResult *r);            /* accepts NULL */
+
+typedef struct {
+    int64_t job_id;
+    StoreCheckpointKind kind;
+    int epoch;
+    char path[STORE_PATH_MAX];
+    double val_acc;          /* NAN: not validated */
+    uint32_t crc;
+    double created_at;       /* set by the store */
+} StoreCheckpoint;
+
+/* Records (or replaces) the job's checkpoint of kind c->kind; call after the file is
+ * durably renamed into place. STORE_NOT_FOUND if no such job. */
+int store_checkpoint_put(Store *s, const StoreCheckpoint *c);
+/* The job's checkpoint of one kind. STORE_NOT_FOUND if none. */
+int store_checkpoint_get(Store *s, int64_t job_id, StoreCheckpointKind kind, StoreCheckpoint *out);
+/* The job's checkpoints (latest, then best); free() *rows. */
+int store_checkpoint_list(Store *s, int64_t job_id, StoreCheckpoint **rows, int *n);
+
+typedef struct {
+    double mean, std;        /* over the seeds with results; std is the sample standard
+                                deviation (n - 1), NAN with fewer than 2 values */
+} StoreMeanStd;
+
+typedef struct {
+    char model[STORE_NAME_MAX];
+    char initializer[STORE_NAME_MAX];
+    int n_jobs;              /* jobs of the grid with this model and initializer */
+    int n;                   /* of them, with test results */
+    StoreMeanStd accuracy, precision_macro, recall_macro, f1_macro, loss;
+} StoreGridSummary;
+
+/* The paper's Table 1 for grid grid_id: one row per (model, initializer), sorted by model
+ * then initializer, with mean and sample std over seeds of each test metric (NAN means
+ * when no job has results yet). free() *rows. STORE_NOT_FOUND if the grid does not exist. */
+int store_grid_summary(Store *s, int64_t grid_id, StoreGridSummary **rows, int *n);
+
+#endif

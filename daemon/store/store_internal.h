@@ -1,0 +1,67 @@
+/* store_internal.h — what the files of store/ share: the Store struct, error and binding
+ * helpers, transactions, and the SQL of the statements store_explain() can show.
+ * Not for use outside daemon/store/. */
+#ifndef INITLAB_STORE_INTERNAL_H
+#define INITLAB_STORE_INTERNAL_H
+
+#include "store/store.h"
+
+#include <sqlite3.h>
+
+struct Store {
+    sqlite3 *db;          /* owned; used by one thread at a time */
+    char errmsg[512];     /* message of the last failed call */
+};
+
+/* Sets s's error message (printf-style) and returns code. */
+int store_fail(Store *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Records the connection's current SQLite error as "what: message" and returns its
+ * StoreCode: foreign key -> NOT_FOUND, unique/primary key -> CONFLICT, check/not null ->
+ * INVALID, anything else -> ERROR. */
+int store_db_fail(Store *s, const char *what);
+/* Prepares sql into *st. STORE_OK or STORE_ERROR (message set). */
+int store_prepare(Store *s, const char *sql, sqlite3_stmt **st);
+/* Steps a statement that returns no rows; STORE_OK on SQLITE_DONE, else store_db_fail. */
+int store_step_done(Store *s, sqlite3_stmt *st, const char *what);
+/* Runs SQL without parameters or results. STORE_OK or store_db_fail's code. */
+int store_exec(Store *s, const char *sql, const char *what);
+/* BEGIN IMMEDIATE (takes the write lock now, waiting up to the busy timeout), COMMIT,
+ * ROLLBACK. Rollback ignores errors: it runs on paths that already failed. */
+int store_begin(Store *s);
+int store_commit(Store *s);
+void store_rollback(Store *s);
+
+/* The current time, unix seconds. */
+double store_now(void);
+/* STORE_INVALID (message names `what`) unless v is non-NULL, non-empty (if required) and
+ * shorter than max bytes with its NUL. */
+int store_check_text(Store *s, const char *what, const char *v, size_t max, int required);
+
+/* Binding: NULL text and NaN doubles become SQL NULL; 0 ids become NULL (no reference). */
+int store_bind_text(sqlite3_stmt *st, int i, const char *v);
+int store_bind_real(sqlite3_stmt *st, int i, double v);
+int store_bind_id(sqlite3_stmt *st, int i, int64_t id);
+/* Reading: NULL REAL -> NAN; NULL time -> 0; NULL id -> 0. */
+double store_col_real(sqlite3_stmt *st, int i);
+double store_col_time(sqlite3_stmt *st, int i);
+/* Copies a text column into dst (n bytes, truncating, always terminated). */
+void store_col_copy(sqlite3_stmt *st, int i, char *dst, size_t n);
+/* A heap copy of a text column into *out (NULL for SQL NULL). STORE_OK or STORE_ERROR on
+ * allocation failure (message set). */
+int store_col_dup(Store *s, sqlite3_stmt *st, int i, char **out);
+
+/* Formats ids as a JSON array into a heap string; parses one back (heap array, count).
+ * Both return STORE_OK or STORE_ERROR with the message set. */
+int store_ids_format(Store *s, const int64_t *ids, int n, char **out);
+int store_ids_parse(Store *s, const char *text, int64_t **ids, int *n);
+
+/* SQL of the statements store_explain() shows; defined next to the code that runs them. */
+extern const char store_sql_stats_epoch[];
+extern const char store_sql_stats_layer[];
+extern const char store_sql_stats_next_epoch[];
+extern const char store_sql_epoch_list[];
+extern const char store_sql_job_claim[];
+extern const char store_sql_grid_summary[];
+extern const char store_sql_dataset_files[];
+
+#endif

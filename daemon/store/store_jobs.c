@@ -1,0 +1,705 @@
+/* store_jobs.c — grids, jobs (queue, status, progress), submissions and idempotency keys. */
+#include "store/store_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Maps jobs.status to its StoreJobStatus bit for a mask given as a parameter. */
+#define STATUS_BIT_SQL                                                                     \
+    "(1 << CASE status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 WHEN 'done' THEN 2"      \
+    " WHEN 'failed' THEN 3 ELSE 4 END)"
+
+const char store_sql_job_claim[] =
+    "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, ?1),"
+    " finished_at = NULL, error = NULL, attempts = attempts + 1"
+    " WHERE id = (SELECT id FROM jobs WHERE status = 'queued'"
+    "             ORDER BY priority DESC, id LIMIT 1)"
+    " RETURNING id";
+
+#define JOB_COLUMNS                                                                        \
+    "id, grid_id, status, priority, config, dataset, model, initializer, seed, epochs,"    \
+    " created_at, started_at, finished_at, error, attempts, epoch, step, steps_per_epoch," \
+    " images_per_sec, eta_seconds, best_val_acc, best_epoch"
+
+static int read_job(Store *s, sqlite3_stmt *st, StoreJob *j)
+{
+    memset(j, 0, sizeof *j);
+    j->id = sqlite3_column_int64(st, 0);
+    j->grid_id = sqlite3_column_int64(st, 1);
+    j->status = STORE_JOB_FAILED;
+    store_job_status_parse((const char *)sqlite3_column_text(st, 2), &j->status);
+    j->priority = sqlite3_column_int(st, 3);
+    store_col_copy(st, 5, j->dataset, sizeof j->dataset);
+    store_col_copy(st, 6, j->model, sizeof j->model);
+    store_col_copy(st, 7, j->initializer, sizeof j->initializer);
+    j->seed = sqlite3_column_int64(st, 8);
+    j->epochs = sqlite3_column_int(st, 9);
+    j->created_at = store_col_time(st, 10);
+    j->started_at = store_col_time(st, 11);
+    j->finished_at = store_col_time(st, 12);
+    j->attempts = sqlite3_column_int(st, 14);
+    j->progress.epoch = sqlite3_column_int(st, 15);
+    j->progress.step = sqlite3_column_int(st, 16);
+    j->progress.steps_per_epoch = sqlite3_column_int(st, 17);
+    j->progress.images_per_sec = store_col_real(st, 18);
+    j->progress.eta_seconds = store_col_real(st, 19);
+    j->progress.best_val_acc = store_col_real(st, 20);
+    j->progress.best_epoch = sqlite3_column_int(st, 21);
+    if (store_col_dup(s, st, 4, &j->config_json) != STORE_OK ||
+        store_col_dup(s, st, 13, &j->error) != STORE_OK) {
+        store_job_deinit(j);
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
+void store_job_deinit(StoreJob *j)
+{
+    if (!j)
+        return;
+    free(j->config_json);
+    free(j->error);
+    j->config_json = j->error = NULL;
+}
+
+void store_jobs_free(StoreJob *rows, int n)
+{
+    for (int i = 0; rows && i < n; i++)
+        store_job_deinit(&rows[i]);
+    free(rows);
+}
+
+/* ---- Grids ----------------------------------------------------------------------------- */
+
+#define GRID_SELECT                                                                        \
+    "SELECT g.id, g.created_at, g.config, count(j.id),"                                    \
+    " sum(j.status = 'queued'), sum(j.status = 'running'), sum(j.status = 'done'),"        \
+    " sum(j.status = 'failed'), sum(j.status = 'cancelled')"                               \
+    " FROM grids g LEFT JOIN jobs j ON j.grid_id = g.id"
+
+static int read_grid(Store *s, sqlite3_stmt *st, StoreGrid *g)
+{
+    memset(g, 0, sizeof *g);
+    g->id = sqlite3_column_int64(st, 0);
+    g->created_at = store_col_time(st, 1);
+    g->n_jobs = sqlite3_column_int(st, 3);
+    for (int k = 0; k < STORE_JOB_STATUS_COUNT; k++)
+        g->n_status[k] = sqlite3_column_int(st, 4 + k);
+    return store_col_dup(s, st, 2, &g->config_json);
+}
+
+void store_grid_deinit(StoreGrid *g)
+{
+    if (!g)
+        return;
+    free(g->config_json);
+    g->config_json = NULL;
+}
+
+void store_grids_free(StoreGrid *rows, int n)
+{
+    for (int i = 0; rows && i < n; i++)
+        store_grid_deinit(&rows[i]);
+    free(rows);
+}
+
+static int insert_grid(Store *s, const char *config_json, int64_t *id)
+{
+    if (!config_json)
+        return store_fail(s, STORE_INVALID, "grid configuration is missing");
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "INSERT INTO grids (created_at, config) VALUES (?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_double(st, 1, store_now());
+    sqlite3_bind_text(st, 2, config_json, -1, SQLITE_STATIC);
+    rc = store_step_done(s, st, "creating a grid");
+    if (rc == STORE_OK && id)
+        *id = sqlite3_last_insert_rowid(s->db);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_grid_insert(Store *s, const char *config_json, int64_t *id)
+{
+    return insert_grid(s, config_json, id);
+}
+
+int store_grid_get(Store *s, int64_t id, StoreGrid *out)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, GRID_SELECT " WHERE g.id = ? GROUP BY g.id", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        rc = read_grid(s, st, out);
+    else if (step == SQLITE_DONE)
+        rc = store_fail(s, STORE_NOT_FOUND, "grid %lld not found", (long long)id);
+    else
+        rc = store_db_fail(s, "reading a grid");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_grid_list(Store *s, StoreGrid **rows, int *n)
+{
+    *rows = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, GRID_SELECT " GROUP BY g.id ORDER BY g.id DESC", &st);
+    if (rc)
+        return rc;
+    StoreGrid *arr = NULL;
+    int count = 0, cap = 0, step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            int ncap = cap ? 2 * cap : 8;
+            StoreGrid *grown = realloc(arr, (size_t)ncap * sizeof *arr);
+            if (!grown) {
+                rc = store_fail(s, STORE_ERROR, "out of memory");
+                goto fail;
+            }
+            arr = grown;
+            cap = ncap;
+        }
+        if ((rc = read_grid(s, st, &arr[count])))
+            goto fail;
+        count++;
+    }
+    if (step != SQLITE_DONE) {
+        rc = store_db_fail(s, "listing grids");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *rows = arr;
+    *n = count;
+    return STORE_OK;
+fail:
+    sqlite3_finalize(st);
+    store_grids_free(arr, count);
+    return rc;
+}
+
+/* ---- Jobs ------------------------------------------------------------------------------ */
+
+static int check_job(Store *s, const StoreJobNew *j)
+{
+    int rc;
+    if ((rc = store_check_text(s, "job configuration", j->config_json, (size_t)-1, 1)) ||
+        (rc = store_check_text(s, "dataset", j->dataset, STORE_NAME_MAX, 1)) ||
+        (rc = store_check_text(s, "model", j->model, STORE_NAME_MAX, 1)) ||
+        (rc = store_check_text(s, "initializer", j->initializer, STORE_NAME_MAX, 1)))
+        return rc;
+    if (j->epochs < 0)
+        return store_fail(s, STORE_INVALID, "epochs = %d is negative", j->epochs);
+    return STORE_OK;
+}
+
+/* Inserts one checked job; grid_id overrides j->grid_id. */
+static int insert_job(Store *s, const StoreJobNew *j, int64_t grid_id, int64_t *id)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s,
+                           j->start_running
+                               ? "INSERT INTO jobs (grid_id, priority, config, dataset, model,"
+                                 " initializer, seed, epochs, created_at, status, started_at,"
+                                 " attempts) VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+                                 " 'running', ?10, 1)"
+                               : "INSERT INTO jobs (grid_id, priority, config, dataset, model,"
+                                 " initializer, seed, epochs, created_at)"
+                                 " VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                           &st);
+    if (rc)
+        return rc;
+    store_bind_id(st, 1, grid_id);
+    sqlite3_bind_int(st, 3, j->priority);
+    sqlite3_bind_text(st, 4, j->config_json, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, j->dataset, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, j->model, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, j->initializer, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, j->seed);
+    sqlite3_bind_int(st, 9, j->epochs);
+    sqlite3_bind_double(st, 10, store_now());
+    rc = store_step_done(s, st, "queueing a job");
+    if (rc == STORE_NOT_FOUND)
+        rc = store_fail(s, STORE_NOT_FOUND, "grid %lld not found", (long long)grid_id);
+    else if (rc == STORE_OK && id)
+        *id = sqlite3_last_insert_rowid(s->db);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_job_insert(Store *s, const StoreJobNew *job, int64_t *id)
+{
+    int rc = check_job(s, job);
+    return rc ? rc : insert_job(s, job, job->grid_id, id);
+}
+
+int store_job_get(Store *s, int64_t id, StoreJob *out)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        rc = read_job(s, st, out);
+    else if (step == SQLITE_DONE)
+        rc = store_fail(s, STORE_NOT_FOUND, "job %lld not found", (long long)id);
+    else
+        rc = store_db_fail(s, "reading a job");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+#define JOB_FILTER                                                                         \
+    " WHERE (?1 = 0 OR (?1 & " STATUS_BIT_SQL ") != 0)"                                    \
+    " AND (?2 IS NULL OR grid_id = ?2) AND (?3 IS NULL OR model = ?3)"                     \
+    " AND (?4 IS NULL OR initializer = ?4) AND (?5 IS NULL OR dataset = ?5)"
+
+static void bind_filter(sqlite3_stmt *st, const StoreJobFilter *f)
+{
+    sqlite3_bind_int64(st, 1, f->status_mask);
+    store_bind_id(st, 2, f->grid_id);
+    store_bind_text(st, 3, f->model && f->model[0] ? f->model : NULL);
+    store_bind_text(st, 4, f->initializer && f->initializer[0] ? f->initializer : NULL);
+    store_bind_text(st, 5, f->dataset && f->dataset[0] ? f->dataset : NULL);
+}
+
+int store_job_list(Store *s, const StoreJobFilter *filter, StoreJob **rows, int *n, int *total)
+{
+    static const StoreJobFilter all = {0};
+    const StoreJobFilter *f = filter ? filter : &all;
+    *rows = NULL;
+    *n = 0;
+    if (total)
+        *total = 0;
+    if (f->limit < 0 || f->limit > 1000)
+        return store_fail(s, STORE_INVALID, "limit %d is not in 1..1000", f->limit);
+    if (f->offset < 0)
+        return store_fail(s, STORE_INVALID, "offset %d is negative", f->offset);
+
+    sqlite3_stmt *count_st = NULL, *st = NULL;
+    StoreJob *arr = NULL;
+    int count = 0, step = SQLITE_DONE;
+    /* One read transaction: the page and the total come from the same snapshot. */
+    int rc = store_exec(s, "BEGIN", "starting a read");
+    if (rc)
+        return rc;
+    if ((rc = store_prepare(s, "SELECT count(*) FROM jobs" JOB_FILTER, &count_st)))
+        goto fail;
+    bind_filter(count_st, f);
+    if (sqlite3_step(count_st) != SQLITE_ROW) {
+        rc = store_db_fail(s, "counting jobs");
+        goto fail;
+    }
+    if (total)
+        *total = sqlite3_column_int(count_st, 0);
+
+    int limit = f->limit ? f->limit : 100;
+    if ((rc = store_prepare(s,
+                            f->newest_first
+                                ? "SELECT " JOB_COLUMNS " FROM jobs" JOB_FILTER
+                                  " ORDER BY id DESC LIMIT ?6 OFFSET ?7"
+                                : "SELECT " JOB_COLUMNS " FROM jobs" JOB_FILTER
+                                  " ORDER BY id LIMIT ?6 OFFSET ?7",
+                            &st)))
+        goto fail;
+    bind_filter(st, f);
+    sqlite3_bind_int(st, 6, limit);
+    sqlite3_bind_int(st, 7, f->offset);
+    arr = calloc((size_t)limit, sizeof *arr);
+    if (!arr) {
+        rc = store_fail(s, STORE_ERROR, "out of memory");
+        goto fail;
+    }
+    while (count < limit && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = read_job(s, st, &arr[count])))
+            goto fail;
+        count++;
+    }
+    if (count < limit && step != SQLITE_DONE) {
+        rc = store_db_fail(s, "listing jobs");
+        goto fail;
+    }
+    sqlite3_finalize(count_st);
+    sqlite3_finalize(st);
+    store_exec(s, "COMMIT", "ending a read");
+    if (count == 0) {
+        free(arr);
+        arr = NULL;
+    }
+    *rows = arr;
+    *n = count;
+    return STORE_OK;
+fail:
+    sqlite3_finalize(count_st);
+    sqlite3_finalize(st);
+    store_rollback(s);
+    store_jobs_free(arr, count);
+    if (total)
+        *total = 0;
+    return rc;
+}
+
+/* The status of job id into *status: STORE_OK, STORE_NOT_FOUND or STORE_ERROR. */
+static int job_status(Store *s, int64_t id, StoreJobStatus *status)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT status FROM jobs WHERE id = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        *status = STORE_JOB_FAILED;
+        store_job_status_parse((const char *)sqlite3_column_text(st, 0), status);
+    } else if (step == SQLITE_DONE) {
+        rc = store_fail(s, STORE_NOT_FOUND, "job %lld not found", (long long)id);
+    } else {
+        rc = store_db_fail(s, "reading a job's status");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_job_set_status(Store *s, int64_t id, unsigned from_mask, StoreJobStatus to,
+                         const char *error)
+{
+    if ((int)to < 0 || to >= STORE_JOB_STATUS_COUNT)
+        return store_fail(s, STORE_INVALID, "job status %d is out of range", (int)to);
+    sqlite3_stmt *st = NULL;
+    int rc = store_begin(s);
+    if (rc)
+        return rc;
+    if ((rc = store_prepare(
+             s,
+             "UPDATE jobs SET status = ?1,"
+             " started_at = CASE WHEN ?1 = 'running' THEN coalesce(started_at, ?2)"
+             "              ELSE started_at END,"
+             " finished_at = CASE WHEN ?1 IN ('done', 'failed', 'cancelled') THEN ?2 END,"
+             " error = CASE WHEN ?1 IN ('done', 'failed', 'cancelled') THEN ?3 END,"
+             " attempts = attempts + (?1 = 'running')"
+             " WHERE id = ?4 AND (?5 = 0 OR (?5 & " STATUS_BIT_SQL ") != 0)",
+             &st)))
+        goto fail;
+    sqlite3_bind_text(st, 1, store_job_status_name(to), -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, store_now());
+    store_bind_text(st, 3, error);
+    sqlite3_bind_int64(st, 4, id);
+    sqlite3_bind_int64(st, 5, from_mask);
+    if ((rc = store_step_done(s, st, "setting a job's status")))
+        goto fail;
+    if (sqlite3_changes(s->db) == 0) {
+        StoreJobStatus now;
+        if ((rc = job_status(s, id, &now)) == STORE_OK)
+            rc = store_fail(s, STORE_CONFLICT, "job %lld is %s", (long long)id,
+                            store_job_status_name(now));
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    return store_commit(s);
+fail:
+    sqlite3_finalize(st);
+    store_rollback(s);
+    return rc;
+}
+
+int store_job_set_progress(Store *s, int64_t id, const StoreJobProgress *p)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s,
+                           "UPDATE jobs SET epoch = ?, step = ?, steps_per_epoch = ?,"
+                           " images_per_sec = ?, eta_seconds = ?, best_val_acc = ?,"
+                           " best_epoch = ? WHERE id = ?",
+                           &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int(st, 1, p->epoch);
+    sqlite3_bind_int(st, 2, p->step);
+    sqlite3_bind_int(st, 3, p->steps_per_epoch);
+    store_bind_real(st, 4, p->images_per_sec);
+    store_bind_real(st, 5, p->eta_seconds);
+    store_bind_real(st, 6, p->best_val_acc);
+    sqlite3_bind_int(st, 7, p->best_epoch);
+    sqlite3_bind_int64(st, 8, id);
+    rc = store_step_done(s, st, "updating a job's progress");
+    if (rc == STORE_OK && sqlite3_changes(s->db) == 0)
+        rc = store_fail(s, STORE_NOT_FOUND, "job %lld not found", (long long)id);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_job_delete(Store *s, int64_t id)
+{
+    sqlite3_stmt *st = NULL;
+    StoreJobStatus status;
+    int rc = store_begin(s);
+    if (rc)
+        return rc;
+    if ((rc = job_status(s, id, &status)))
+        goto fail;
+    if (status == STORE_JOB_RUNNING) {
+        rc = store_fail(s, STORE_CONFLICT, "job %lld is running: cancel it first", (long long)id);
+        goto fail;
+    }
+    if ((rc = store_prepare(s, "DELETE FROM jobs WHERE id = ?", &st)))
+        goto fail;
+    sqlite3_bind_int64(st, 1, id);
+    if ((rc = store_step_done(s, st, "deleting a job")))
+        goto fail;
+    sqlite3_finalize(st);
+    return store_commit(s);
+fail:
+    sqlite3_finalize(st);
+    store_rollback(s);
+    return rc;
+}
+
+int store_job_claim(Store *s, StoreJob *out)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, store_sql_job_claim, &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_double(st, 1, store_now());
+    int64_t id = 0;
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        id = sqlite3_column_int64(st, 0);
+        step = sqlite3_step(st);
+    }
+    if (step != SQLITE_DONE)
+        rc = store_db_fail(s, "claiming a job");
+    else if (!id)
+        rc = store_fail(s, STORE_NOT_FOUND, "no job is queued");
+    sqlite3_finalize(st);
+    return rc ? rc : store_job_get(s, id, out);
+}
+
+int store_job_requeue_running(Store *s, int *count)
+{
+    if (count)
+        *count = 0;
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "UPDATE jobs SET status = 'queued' WHERE status = 'running'", &st);
+    if (rc)
+        return rc;
+    rc = store_step_done(s, st, "queueing interrupted jobs");
+    if (rc == STORE_OK && count)
+        *count = sqlite3_changes(s->db);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_job_discard_after(Store *s, int64_t id, int epoch)
+{
+    static const char *const sql[] = {
+        "DELETE FROM epochs WHERE job_id = ? AND epoch > ?",
+        "DELETE FROM layer_stats WHERE job_id = ? AND epoch > ?",
+    };
+    int rc = store_begin(s);
+    if (rc)
+        return rc;
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *st;
+        if ((rc = store_prepare(s, sql[i], &st)))
+            goto fail;
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int(st, 2, epoch);
+        rc = store_step_done(s, st, "discarding rows after a checkpoint");
+        sqlite3_finalize(st);
+        if (rc)
+            goto fail;
+    }
+    return store_commit(s);
+fail:
+    store_rollback(s);
+    return rc;
+}
+
+int store_job_counts(Store *s, int counts[STORE_JOB_STATUS_COUNT])
+{
+    memset(counts, 0, STORE_JOB_STATUS_COUNT * sizeof counts[0]);
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT status, count(*) FROM jobs GROUP BY status", &st);
+    if (rc)
+        return rc;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        StoreJobStatus status;
+        if (store_job_status_parse((const char *)sqlite3_column_text(st, 0), &status) == 0)
+            counts[status] = sqlite3_column_int(st, 1);
+    }
+    if (step != SQLITE_DONE)
+        rc = store_db_fail(s, "counting jobs");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- Idempotency keys and submissions -------------------------------------------------- */
+
+void store_idempotency_deinit(StoreIdempotency *k)
+{
+    if (!k)
+        return;
+    free(k->job_ids);
+    k->job_ids = NULL;
+    k->n_jobs = 0;
+}
+
+int store_idempotency_get(Store *s, const char *key, StoreIdempotency *out)
+{
+    int rc;
+    if ((rc = store_check_text(s, "idempotency key", key, STORE_NAME_MAX, 1)))
+        return rc;
+    sqlite3_stmt *st;
+    if ((rc = store_prepare(s,
+                            "SELECT key, fingerprint, grid_id, job_ids, created_at"
+                            " FROM idempotency WHERE key = ?",
+                            &st)))
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    memset(out, 0, sizeof *out);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        store_col_copy(st, 0, out->key, sizeof out->key);
+        store_col_copy(st, 1, out->fingerprint, sizeof out->fingerprint);
+        out->grid_id = sqlite3_column_int64(st, 2);
+        out->created_at = store_col_time(st, 4);
+        const char *ids = (const char *)sqlite3_column_text(st, 3);
+        rc = store_ids_parse(s, ids ? ids : "[]", &out->job_ids, &out->n_jobs);
+    } else if (step == SQLITE_DONE) {
+        rc = store_fail(s, STORE_NOT_FOUND, "idempotency key \"%s\" not found", key);
+    } else {
+        rc = store_db_fail(s, "reading an idempotency key");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_idempotency_put(Store *s, const char *key, const char *fingerprint, int64_t grid_id,
+                          const int64_t *job_ids, int n_jobs)
+{
+    int rc;
+    if ((rc = store_check_text(s, "idempotency key", key, STORE_NAME_MAX, 1)) ||
+        (rc = store_check_text(s, "request fingerprint", fingerprint, STORE_NAME_MAX, 0)))
+        return rc;
+    if (n_jobs < 0 || (n_jobs > 0 && !job_ids))
+        return store_fail(s, STORE_INVALID, "job id list is missing");
+    char *ids;
+    if ((rc = store_ids_format(s, job_ids, n_jobs, &ids)))
+        return rc;
+    sqlite3_stmt *st;
+    if ((rc = store_prepare(s,
+                            "INSERT INTO idempotency (key, fingerprint, grid_id, job_ids,"
+                            " created_at) VALUES (?, ?, ?, ?, ?)",
+                            &st))) {
+        free(ids);
+        return rc;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, fingerprint ? fingerprint : "", -1, SQLITE_STATIC);
+    store_bind_id(st, 3, grid_id);
+    sqlite3_bind_text(st, 4, ids, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 5, store_now());
+    rc = store_step_done(s, st, "recording an idempotency key");
+    if (rc == STORE_CONFLICT)
+        rc = store_fail(s, STORE_CONFLICT, "idempotency key \"%s\" already exists", key);
+    sqlite3_finalize(st);
+    free(ids);
+    return rc;
+}
+
+int store_idempotency_purge(Store *s, double before, int *count)
+{
+    if (count)
+        *count = 0;
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "DELETE FROM idempotency WHERE created_at < ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_double(st, 1, before);
+    rc = store_step_done(s, st, "purging idempotency keys");
+    if (rc == STORE_OK && count)
+        *count = sqlite3_changes(s->db);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+void store_submit_result_deinit(StoreSubmitResult *res)
+{
+    if (!res)
+        return;
+    free(res->job_ids);
+    res->job_ids = NULL;
+    res->n_jobs = 0;
+}
+
+int store_submit(Store *s, const StoreSubmit *sub, StoreSubmitResult *res)
+{
+    memset(res, 0, sizeof *res);
+    int keyed = sub->idem_key && sub->idem_key[0];
+    const char *fingerprint = sub->fingerprint ? sub->fingerprint : "";
+    int rc;
+    if (sub->n_jobs < 1 || !sub->jobs)
+        return store_fail(s, STORE_INVALID, "a submission needs at least one job");
+    if (keyed && ((rc = store_check_text(s, "idempotency key", sub->idem_key, STORE_NAME_MAX, 1)) ||
+                  (rc = store_check_text(s, "request fingerprint", fingerprint, STORE_NAME_MAX, 0))))
+        return rc;
+    for (int i = 0; i < sub->n_jobs; i++)
+        if ((rc = check_job(s, &sub->jobs[i])))
+            return rc;
+
+    if ((rc = store_begin(s)))
+        return rc;
+    if (keyed) {
+        StoreIdempotency known;
+        rc = store_idempotency_get(s, sub->idem_key, &known);
+        if (rc == STORE_OK) {
+            if (strcmp(known.fingerprint, fingerprint) != 0) {
+                store_idempotency_deinit(&known);
+                rc = store_fail(s, STORE_CONFLICT,
+                                "idempotency key \"%s\" was used for a different request",
+                                sub->idem_key);
+                goto fail;
+            }
+            store_rollback(s);
+            res->grid_id = known.grid_id;
+            res->job_ids = known.job_ids;
+            res->n_jobs = known.n_jobs;
+            res->replayed = 1;
+            return STORE_OK;
+        }
+        if (rc != STORE_NOT_FOUND)
+            goto fail;
+    }
+    res->job_ids = calloc((size_t)sub->n_jobs, sizeof *res->job_ids);
+    if (!res->job_ids) {
+        rc = store_fail(s, STORE_ERROR, "out of memory");
+        goto fail;
+    }
+    if (sub->grid_config_json && (rc = insert_grid(s, sub->grid_config_json, &res->grid_id)))
+        goto fail;
+    for (int i = 0; i < sub->n_jobs; i++) {
+        int64_t grid = sub->grid_config_json ? res->grid_id : sub->jobs[i].grid_id;
+        if ((rc = insert_job(s, &sub->jobs[i], grid, &res->job_ids[i])))
+            goto fail;
+    }
+    res->n_jobs = sub->n_jobs;
+    if (keyed && (rc = store_idempotency_put(s, sub->idem_key, fingerprint, res->grid_id,
+                                             res->job_ids, res->n_jobs)))
+        goto fail;
+    if ((rc = store_commit(s)))
+        goto fail;
+    return STORE_OK;
+fail:
+    store_rollback(s);
+    store_submit_result_deinit(res);
+    res->grid_id = 0;
+    return rc;
+}

@@ -1,0 +1,110 @@
+/* config.h — a training job's full configuration: presets, defaults, validation, JSON.
+ *
+ * One description serves every door: `POST /api/v1/jobs` bodies, `initlab train --key value`
+ * flags and the configuration stored with each job are the same JSON object. Keys:
+ *
+ *   preset        "paper" | "quick"                     defaults for everything below
+ *   dataset       dataset name (daemon) or directory (`initlab train --data`)
+ *   model         mobilenet | resnet50 | resnet18 | resnet34 | plain | mlp
+ *   alpha, depth_multiplier, dropout           MobileNet options
+ *   depth, width, activation, batchnorm        plain / mlp options
+ *   head          "paper" | "keras"
+ *   init          glorot_uniform | glorot_normal | he_uniform | he_normal | lecun_uniform | lecun_normal
+ *   fan_convention "keras" | "pytorch"
+ *   seed          integer >= 0
+ *   epochs, batch_size, image_size
+ *   preprocess    tf | pixel_mean | caffe | torch | none
+ *   crop          "squash" | "center"
+ *   lr, schedule ("step" | "cosine" | "constant"), milestones [epochs], gamma
+ *   momentum, nesterov, weight_decay, decay_all (weight decay on biases and BN too)
+ *   class_weight  "none" | "balanced" | [w0, w1, ...]
+ *   flip          random horizontal flip while training
+ *   stats_every   layer statistics every k epochs (epoch 0 and the last always)
+ *   probe_size    images in the fixed probe batch
+ *   threads       compute threads of the job
+ *   priority      queue priority (higher first)
+ *
+ * The paper preset follows the paper's protocol (DESIGN.md): SGD with Nesterov momentum
+ * 0.9, lr 0.01 divided by 10 at epochs 30 and 60 of 100, batch 128 for MobileNet and 32
+ * for the ResNets, 224 px, `tf` preprocessing for MobileNet and `pixel_mean` for the ResNets.
+ * The quick preset is CPU-sized: 64 px, batch 32, 5 epochs, cosine schedule from lr 0.05. */
+#ifndef INITLAB_TRAIN_CONFIG_H
+#define INITLAB_TRAIN_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_MILESTONES 16
+#define CONFIG_MAX_CLASSES 1000
+
+typedef struct {
+    char preset[16];
+    char dataset[4096];
+    char model[16];
+    double alpha;
+    int depth_multiplier;
+    double dropout;
+    int depth, width;
+    char activation[16];
+    bool batchnorm;
+    char head[16];
+    char init[16];
+    char fan_convention[16];
+    int64_t seed;
+    int epochs, batch_size, image_size;
+    char preprocess[16];
+    char crop[16];
+    double lr;
+    char schedule[16];
+    int milestones[CONFIG_MAX_MILESTONES];
+    int n_milestones;
+    double gamma;
+    double momentum;
+    bool nesterov;
+    double weight_decay;
+    bool decay_all;
+    char class_weight[16];            /* "none", "balanced" or "list" */
+    int n_class_weights;
+    double class_weights[CONFIG_MAX_CLASSES]; /* when class_weight is "list" */
+    bool flip;
+    int stats_every;
+    int probe_size;
+    int threads;
+    int priority;
+} JobConfig;
+
+/* A validation failure: the offending key and a sentence for the user. */
+typedef struct {
+    char field[64];
+    char message[256];
+} ConfigError;
+
+/* Fills cfg with the defaults of preset ("paper" or "quick") for model. Returns 0, or -1
+ * for an unknown preset or model (err says which). */
+int config_defaults(JobConfig *cfg, const char *preset, const char *model, ConfigError *err);
+
+/* Builds a configuration from a JSON object (borrowed): the preset's defaults for its
+ * model, then every key of obj. Unknown keys, wrong types and impossible values are
+ * refused with err naming the key. "dataset" is required when require_dataset is set.
+ * Returns 0 or -1. Thread-safe. */
+int config_from_json(const json_t *obj, bool require_dataset, JobConfig *cfg, ConfigError *err);
+
+/* The configuration as a JSON object with every key (new reference), or NULL on OOM. */
+json_t *config_to_json(const JobConfig *cfg);
+
+/* The canonical text of a configuration (compact JSON, sorted keys): what the store keeps,
+ * and equal for equal configurations. New string (free()), or NULL on OOM. */
+char *config_to_text(const JobConfig *cfg);
+
+/* Learning rate of an epoch (0-based) under cfg's schedule (nn/optim.h lr_schedule_at):
+ * step multiplies by gamma at each milestone reached, cosine goes from lr to 0 over the
+ * epochs, constant keeps lr. */
+double config_lr_at(const JobConfig *cfg, int epoch);
+
+/* The known names, for listings (NULL-terminated). */
+extern const char *const config_presets[];
+extern const char *const config_models[];
+extern const char *const config_preprocess_modes[];
+
+#endif

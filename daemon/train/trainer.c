@@ -1,0 +1,507 @@
+/* trainer.c — the epoch loop: steps, validation, statistics, checkpoints, test (trainer.h). */
+#include "train/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "data/cache.h"
+#include "data/loader.h"
+#include "data/preprocess.h"
+#include "data/split.h"
+#include "nn/init.h"
+#include "nn/models.h"
+#include "nn/net.h"
+#include "nn/optim.h"
+#include "train/checkpoint.h"
+#include "train/metrics.h"
+#include "util/fileio.h"
+#include "util/log.h"
+#include "util/rng.h"
+
+/* Seed streams derived from the job seed (rng_derive), one per use. */
+enum { STREAM_SHUFFLE = 1000000, STREAM_DROPOUT = 2000000 };
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int train_model_config(const JobConfig *cfg, int classes, ModelConfig *mc, char *err,
+                       size_t errlen)
+{
+    *mc = model_config_default(cfg->model);
+    mc->size = cfg->image_size;
+    mc->classes = classes;
+    mc->alpha = cfg->alpha;
+    mc->depth_multiplier = cfg->depth_multiplier;
+    mc->dropout = cfg->dropout;
+    mc->batchnorm = cfg->batchnorm;
+    if (strcmp(cfg->model, "plain") == 0 || strcmp(cfg->model, "mlp") == 0) {
+        mc->depth = cfg->depth;
+        mc->width = cfg->width;
+    }
+    mc->batch = cfg->batch_size > cfg->probe_size ? cfg->batch_size : cfg->probe_size;
+    if (model_head_parse(cfg->head, &mc->head) < 0 ||
+        model_activation_parse(cfg->activation, &mc->activation) < 0) {
+        snprintf(err, errlen, "unknown head \"%s\" or activation \"%s\"", cfg->head,
+                 cfg->activation);
+        return -1;
+    }
+    return 0;
+}
+
+/* Everything one run owns; released by run_free. */
+typedef struct {
+    const TrainSetup *setup;
+    const JobConfig *cfg;
+    const TrainCallbacks *cb;
+    Net *net;
+    DataCache *cache;
+    DataPreprocess pre;
+    DataLoader *train_loader, *eval_loader;
+    int *train_idx, *val_idx, *test_idx;
+    int n_train, n_val, n_test;
+    int probe_idx[512];
+    int n_probe;
+    float *probe_x;
+    int *probe_y;
+    float *class_weights;   /* (K) or NULL */
+    int classes;
+    Initializer init;
+    FanConvention fans;
+    SgdConfig sgd;
+    ProbeResult probe;
+    CheckpointState state;
+    char *config_text;      /* saved in every checkpoint, for export-weights */
+    char latest_path[4096], best_path[4096];
+    double last_progress;
+    char *err;
+    size_t errlen;
+} Run;
+
+static int fail(Run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(Run *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, r->errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void report(Run *r, TrainProgress *p, bool force)
+{
+    if (!r->cb->progress)
+        return;
+    double t = now();
+    if (!force && t - r->last_progress < 0.5)
+        return;
+    r->last_progress = t;
+    p->epochs = r->cfg->epochs;
+    p->best_val_acc = r->state.best_val_acc;
+    p->best_epoch = r->state.best_epoch;
+    r->cb->progress(r->cb->user, p);
+}
+
+static int cache_progress(void *user, long done, long total)
+{
+    Run *r = user;
+    TrainProgress p = {.phase = "cache", .phase_done = total ? (double)done / total : 0};
+    report(r, &p, false);
+    return r->cb->should_stop && r->cb->should_stop(r->cb->user) ? 1 : 0;
+}
+
+static int set_class_weights(Run *r)
+{
+    const JobConfig *cfg = r->cfg;
+    if (strcmp(cfg->class_weight, "none") == 0)
+        return 0;
+    r->class_weights = calloc((size_t)r->classes, sizeof(float));
+    if (!r->class_weights)
+        return fail(r, "out of memory");
+    if (strcmp(cfg->class_weight, "list") == 0) {
+        if (cfg->n_class_weights != r->classes)
+            return fail(r, "class_weight has %d weights but the dataset has %d classes",
+                        cfg->n_class_weights, r->classes);
+        for (int c = 0; c < r->classes; c++)
+            r->class_weights[c] = (float)cfg->class_weights[c];
+        return 0;
+    }
+    /* "balanced", as scikit-learn and Keras users compute it: n / (K · n_c). */
+    for (int c = 0; c < r->classes; c++) {
+        int nc = data_index_count(r->setup->index, c, DATA_SPLIT_TRAIN);
+        r->class_weights[c] = nc ? (float)r->n_train / ((float)r->classes * nc) : 0.0f;
+    }
+    return 0;
+}
+
+static int open_data(Run *r)
+{
+    const JobConfig *cfg = r->cfg;
+    DatasetIndex *index = r->setup->index;
+    char err[512];
+    DataCacheConfig cc = {.dir = r->setup->cache_dir, .size = cfg->image_size,
+                          .resize = strcmp(cfg->crop, "center") == 0 ? DATA_RESIZE_CROP
+                                                                     : DATA_RESIZE_SQUASH,
+                          .threads = cfg->threads > 1 ? cfg->threads : 2,
+                          .progress = cache_progress, .user = r};
+    int rc = data_cache_open(index, &cc, &r->cache, err, sizeof err);
+    if (rc == -2)
+        return fail(r, "stopped while building the image cache");
+    if (rc < 0)
+        return fail(r, "image cache: %s", err);
+    if (data_split_indices(index, DATA_SPLIT_TRAIN, &r->train_idx, &r->n_train) < 0 ||
+        data_split_indices(index, DATA_SPLIT_VAL, &r->val_idx, &r->n_val) < 0 ||
+        data_split_indices(index, DATA_SPLIT_TEST, &r->test_idx, &r->n_test) < 0)
+        return fail(r, "out of memory");
+    if (r->n_train == 0 || r->n_val == 0)
+        return fail(r, "the dataset has %d training and %d validation images; both must be "
+                    "non-empty (check the split)", r->n_train, r->n_val);
+
+    DataPreMode mode;
+    if (data_pre_parse(cfg->preprocess, &mode) < 0)
+        return fail(r, "unknown preprocessing \"%s\"", cfg->preprocess);
+    float *mean = NULL;
+    if (mode == DATA_PRE_PIXEL_MEAN) {
+        size_t n = (size_t)cfg->image_size * cfg->image_size * 3;
+        mean = malloc(n * sizeof(float));
+        if (!mean)
+            return fail(r, "out of memory");
+        if (data_cache_mean_image(r->cache, r->train_idx, r->n_train, mean, err,
+                                  sizeof err) < 0) {
+            free(mean);
+            return fail(r, "mean image: %s", err);
+        }
+    }
+    rc = data_pre_init(&r->pre, mode, cfg->image_size, mean);
+    free(mean);
+    if (rc < 0)
+        return fail(r, "out of memory");
+
+    int threads = r->setup->loader_threads > 0 ? r->setup->loader_threads : 2;
+    r->train_loader = data_loader_create(&(DataLoaderConfig){
+        .cache = r->cache, .pre = &r->pre, .batch_size = cfg->batch_size,
+        .threads = threads, .flip = cfg->flip});
+    r->eval_loader = data_loader_create(&(DataLoaderConfig){
+        .cache = r->cache, .pre = &r->pre, .batch_size = cfg->batch_size,
+        .threads = threads});
+    if (!r->train_loader || !r->eval_loader)
+        return fail(r, "could not start the data loader threads");
+
+    r->n_probe = data_split_probe(index, cfg->probe_size, TRAIN_PROBE_SEED, r->probe_idx);
+    if (r->n_probe <= 0)
+        return fail(r, "no validation images for the probe batch");
+    size_t img = (size_t)cfg->image_size * cfg->image_size * 3;
+    r->probe_x = malloc(sizeof(float) * img * (size_t)r->n_probe);
+    r->probe_y = malloc(sizeof(int) * (size_t)r->n_probe);
+    if (!r->probe_x || !r->probe_y)
+        return fail(r, "out of memory");
+    data_read_batch(r->cache, &r->pre, r->probe_idx, r->n_probe, r->probe_x, r->probe_y);
+    return set_class_weights(r);
+}
+
+static int build_net(Run *r)
+{
+    const JobConfig *cfg = r->cfg;
+    ModelConfig mc;
+    char err[512];
+    if (train_model_config(cfg, r->classes, &mc, err, sizeof err) < 0)
+        return fail(r, "%s", err);
+    r->net = model_build(&mc, cfg->threads, err, sizeof err);
+    if (!r->net)
+        return fail(r, "model: %s", err);
+    if (init_parse(cfg->init, &r->init) < 0 || fan_convention_parse(cfg->fan_convention,
+                                                                    &r->fans) < 0)
+        return fail(r, "unknown initializer \"%s\" or fan convention \"%s\"", cfg->init,
+                    cfg->fan_convention);
+    init_net(r->net, r->init, r->fans, (uint64_t)cfg->seed);
+    r->sgd = (SgdConfig){.momentum = (float)cfg->momentum, .nesterov = cfg->nesterov,
+                         .weight_decay = (float)cfg->weight_decay,
+                         .decay_all = cfg->decay_all};
+    return 0;
+}
+
+static int record_stats(Run *r, int epoch)
+{
+    if (!r->cb->stats)
+        return 0;
+    TrainProgress p = {.phase = "statistics", .epoch = epoch};
+    report(r, &p, true);
+    probe_result_clear(&r->probe);
+    if (probe_run(r->net, r->probe_x, r->probe_y, r->n_probe, PROBE_MODES_BOTH, r->init,
+                  r->fans, r->class_weights, &r->probe) < 0)
+        return fail(r, "layer statistics: out of memory");
+    if (r->cb->stats(r->cb->user, epoch, r->probe.rows, r->probe.n) != 0)
+        return fail(r, "could not store the statistics of epoch %d", epoch);
+    return 0;
+}
+
+/* Loss, accuracy and optionally the confusion matrix of a split, in inference mode. */
+static int evaluate(Run *r, const int *idx, int n, double *loss, double *acc,
+                    int64_t *confusion)
+{
+    if (data_loader_start(r->eval_loader, idx, n, 0, false) < 0)
+        return fail(r, "out of memory");
+    DataBatch b;
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+    while (data_loader_next(r->eval_loader, &b) == 1) {
+        if (net_forward(r->net, b.images, b.n, NET_INFERENCE) < 0)
+            return fail(r, "evaluation batch of %d does not fit the net", b.n);
+        loss_sum += (double)net_loss(r->net, b.labels, NULL) * b.n;
+        const float *probs = net_probs(r->net);
+        for (int i = 0; i < b.n; i++) {
+            const float *row = probs + (size_t)i * r->classes;
+            int best = 0;
+            for (int c = 1; c < r->classes; c++)
+                if (row[c] > row[best])
+                    best = c;
+            correct += best == b.labels[i];
+            if (confusion)
+                confusion[(size_t)b.labels[i] * r->classes + best]++;
+        }
+        seen += b.n;
+    }
+    *loss = seen ? loss_sum / seen : NAN;
+    *acc = seen ? (double)correct / seen : NAN;
+    return 0;
+}
+
+static int save_checkpoint(Run *r, const char *kind, const char *path, int epoch,
+                           double val_acc)
+{
+    char err[512];
+    r->state.config_json = r->config_text;
+    if (checkpoint_save(path, r->net, &r->state, err, sizeof err) < 0)
+        return fail(r, "checkpoint: %s", err);
+    if (r->cb->checkpoint && r->cb->checkpoint(r->cb->user, kind, epoch, path, val_acc) != 0)
+        return fail(r, "could not record the %s checkpoint", kind);
+    return 0;
+}
+
+/* Trains epoch e (0-based); returns 0, 1 when stopped, -1 on failure. */
+static int train_epoch(Run *r, int e, TrainEpoch *row)
+{
+    const JobConfig *cfg = r->cfg;
+    double lr = config_lr_at(cfg, e);
+    if (data_loader_start(r->train_loader, r->train_idx, r->n_train,
+                          rng_derive((uint64_t)cfg->seed, STREAM_SHUFFLE + (uint64_t)e), true) < 0)
+        return fail(r, "out of memory");
+    int steps = data_loader_batches(r->train_loader);
+    DataBatch b;
+    /* Resuming inside the epoch: the order is the same, so skip the batches done. */
+    for (int s = 0; s < r->state.step; s++)
+        if (data_loader_next(r->train_loader, &b) != 1)
+            return fail(r, "checkpoint step %d is past the epoch's %d steps", r->state.step,
+                        steps);
+    double t0 = now();
+    int64_t images_this_run = 0;
+    for (int step = r->state.step; data_loader_next(r->train_loader, &b) == 1; step++) {
+        if (r->cb->should_stop && r->cb->should_stop(r->cb->user)) {
+            r->state.step = step;
+            data_loader_stop(r->train_loader);
+            if (save_checkpoint(r, "latest", r->latest_path, e, NAN) < 0)
+                return -1;
+            return 1;
+        }
+        net_seed_dropout(r->net, rng_derive((uint64_t)cfg->seed,
+                                            STREAM_DROPOUT + (uint64_t)r->state.global_step));
+        net_forward(r->net, b.images, b.n, NET_TRAIN);
+        float loss = net_loss(r->net, b.labels, r->class_weights);
+        if (!isfinite(loss))
+            return fail(r, "diverged at epoch %d, step %d: the loss is %g", e + 1, step + 1,
+                        (double)loss);
+        const float *probs = net_probs(r->net);
+        for (int i = 0; i < b.n; i++) {
+            const float *p = probs + (size_t)i * r->classes;
+            int best = 0;
+            for (int c = 1; c < r->classes; c++)
+                if (p[c] > p[best])
+                    best = c;
+            r->state.correct += best == b.labels[i];
+        }
+        r->state.loss_sum += (double)loss * b.n;
+        r->state.seen += b.n;
+        net_zero_grad(r->net);
+        net_backward(r->net);
+        sgd_step(r->net, &r->sgd, (float)lr);
+        r->state.global_step++;
+        images_this_run += b.n;
+
+        double dt = now() - t0;
+        double ips = dt > 0 ? images_this_run / dt : 0;
+        double left = (double)(steps - step - 1) * cfg->batch_size +
+                      (double)(cfg->epochs - e - 1) * r->n_train;
+        TrainProgress p = {.phase = "train", .epoch = e + 1, .step = step + 1,
+                           .steps_per_epoch = steps,
+                           .loss = r->state.loss_sum / r->state.seen,
+                           .accuracy = (double)r->state.correct / r->state.seen,
+                           .images_per_sec = ips, .eta_seconds = ips > 0 ? left / ips : NAN};
+        report(r, &p, false);
+    }
+    double seconds = now() - t0;
+    row->epoch = e + 1;
+    row->train_loss = r->state.seen ? r->state.loss_sum / r->state.seen : NAN;
+    row->train_acc = r->state.seen ? (double)r->state.correct / r->state.seen : NAN;
+    row->lr = lr;
+    row->seconds = seconds;
+    row->images_per_sec = seconds > 0 ? images_this_run / seconds : 0;
+    row->data_wait_seconds = data_loader_wait_seconds(r->train_loader);
+    TrainProgress p = {.phase = "validate", .epoch = e + 1, .step = steps,
+                       .steps_per_epoch = steps};
+    report(r, &p, true);
+    return evaluate(r, r->val_idx, r->n_val, &row->val_loss, &row->val_acc, NULL);
+}
+
+static int test_best(Run *r)
+{
+    TrainProgress p = {.phase = "test", .epoch = r->cfg->epochs};
+    report(r, &p, true);
+    char err[512];
+    CheckpointState best;
+    int epoch = r->cfg->epochs;
+    struct stat st;
+    if (stat(r->best_path, &st) == 0) {
+        if (checkpoint_load(r->best_path, r->net, &best, err, sizeof err) < 0)
+            return fail(r, "%s", err);
+        epoch = best.epoch;
+    }
+    int K = r->classes;
+    int64_t *confusion = calloc((size_t)K * K, sizeof(int64_t));
+    double *per_class = calloc((size_t)K * 4, sizeof(double));
+    if (!confusion || !per_class) {
+        free(confusion);
+        free(per_class);
+        return fail(r, "out of memory");
+    }
+    double loss, acc;
+    int rc = -1;
+    if (r->n_test == 0) {
+        fail(r, "the test split is empty");
+        goto done;
+    }
+    if (evaluate(r, r->test_idx, r->n_test, &loss, &acc, confusion) < 0)
+        goto done;
+    ClassMetrics m;
+    metrics_from_confusion(confusion, K, &m, per_class);
+    TrainResults res = {.epoch = epoch, .accuracy = m.accuracy,
+                        .precision_macro = m.precision_macro, .recall_macro = m.recall_macro,
+                        .f1_macro = m.f1_macro, .loss = loss, .classes = K,
+                        .confusion = confusion, .per_class = per_class};
+    rc = 0;
+    if (r->cb->results && r->cb->results(r->cb->user, &res) != 0)
+        rc = fail(r, "could not store the test results");
+done:
+    free(confusion);
+    free(per_class);
+    return rc;
+}
+
+static void run_free(Run *r)
+{
+    data_loader_free(r->train_loader);
+    data_loader_free(r->eval_loader);
+    data_pre_deinit(&r->pre);
+    data_cache_free(r->cache);
+    net_free(r->net);
+    probe_result_deinit(&r->probe);
+    free(r->train_idx);
+    free(r->val_idx);
+    free(r->test_idx);
+    free(r->probe_x);
+    free(r->probe_y);
+    free(r->class_weights);
+    free(r->config_text);
+}
+
+static int start_or_resume(Run *r)
+{
+    char err[512];
+    struct stat st;
+    if (stat(r->latest_path, &st) == 0) {
+        if (checkpoint_load(r->latest_path, r->net, &r->state, err, sizeof err) < 0)
+            return fail(r, "%s", err);
+        log_info("train", "resuming after epoch %d, step %d from %s", r->state.epoch,
+                 r->state.step, r->latest_path);
+        if (r->cb->resumed && r->cb->resumed(r->cb->user, r->state.epoch, r->state.step) != 0)
+            return fail(r, "could not prepare the resumption");
+        return 0;
+    }
+    if (errno != ENOENT)
+        return fail(r, "%s: %s", r->latest_path, strerror(errno));
+    return record_stats(r, 0);
+}
+
+TrainOutcome train_run(const TrainSetup *setup, const TrainCallbacks *cb, char *err,
+                       size_t errlen)
+{
+    static const TrainCallbacks none = {0};
+    Run r = {.setup = setup, .cfg = setup->cfg, .cb = cb ? cb : &none, .err = err,
+             .errlen = errlen};
+    const JobConfig *cfg = setup->cfg;
+    r.classes = setup->index->n_classes;
+    r.state.best_val_acc = -1;
+    snprintf(r.state.model, sizeof r.state.model, "%s", cfg->model);
+    r.state.classes = r.classes;
+    snprintf(r.latest_path, sizeof r.latest_path, "%s/latest.ckpt", setup->ckpt_dir);
+    snprintf(r.best_path, sizeof r.best_path, "%s/best.ckpt", setup->ckpt_dir);
+    r.config_text = config_to_text(cfg);
+
+    TrainOutcome outcome = TRAIN_FAILED;
+    char dir_err[512];
+    if (r.classes < 2) {
+        fail(&r, "the dataset has %d class(es); at least 2 are needed", r.classes);
+        goto out;
+    }
+    if (file_mkdirs(setup->ckpt_dir, dir_err, sizeof dir_err) < 0) {
+        fail(&r, "checkpoint directory: %s", dir_err);
+        goto out;
+    }
+    if (build_net(&r) < 0 || open_data(&r) < 0 || start_or_resume(&r) < 0)
+        goto out;
+
+    for (int e = r.state.epoch; e < cfg->epochs; e++) {
+        TrainEpoch row;
+        int rc = train_epoch(&r, e, &row);
+        if (rc < 0)
+            goto out;
+        if (rc == 1) {
+            outcome = TRAIN_STOPPED;
+            goto out;
+        }
+        if (r.cb->epoch_done && r.cb->epoch_done(r.cb->user, &row) != 0) {
+            fail(&r, "could not store epoch %d", e + 1);
+            goto out;
+        }
+        bool last = e + 1 == cfg->epochs;
+        if ((last || (e + 1) % cfg->stats_every == 0) && record_stats(&r, e + 1) < 0)
+            goto out;
+        r.state.epoch = e + 1;
+        r.state.step = 0;
+        r.state.loss_sum = 0;
+        r.state.correct = r.state.seen = 0;
+        if (row.val_acc > r.state.best_val_acc) {
+            r.state.best_val_acc = row.val_acc;
+            r.state.best_epoch = e + 1;
+            if (save_checkpoint(&r, "best", r.best_path, e + 1, row.val_acc) < 0)
+                goto out;
+        }
+        if (save_checkpoint(&r, "latest", r.latest_path, e + 1, row.val_acc) < 0)
+            goto out;
+    }
+    if (test_best(&r) < 0)
+        goto out;
+    outcome = TRAIN_DONE;
+out:
+    run_free(&r);
+    return outcome;
+}

@@ -1,0 +1,108 @@
+/* trainer.h — one training run: epochs, validation, layer statistics, checkpoints, test.
+ *
+ * train_run does the paper's protocol for one job configuration on one dataset:
+ *   1. build the model, initialize it (config's init, fan convention, seed)
+ *   2. open the decoded-image cache (built once per dataset and size), set up
+ *      preprocessing (pixel_mean: mean image of the training split) and the loaders
+ *   3. resume from <ckpt_dir>/latest.ckpt when it exists, else record the statistics of
+ *      epoch 0 (before any update) on the probe batch
+ *   4. for each epoch: a fresh shuffle (seeded by seed and epoch), SGD steps, validation;
+ *      the epoch row; statistics every `stats_every` epochs and at the last; best.ckpt
+ *      when validation accuracy improves; latest.ckpt — in that order, so that what the
+ *      callbacks stored is always covered by a later checkpoint or redone identically
+ *   5. evaluate the best checkpoint on the test split: accuracy, macro precision, recall,
+ *      F1, loss, confusion matrix, per-class figures
+ * A stop request (should_stop) is honoured at the next step boundary: latest.ckpt is
+ * written with the position inside the epoch and the run returns TRAIN_STOPPED; a later
+ * train_run resumes from exactly there. With the same thread count, a resumed run ends
+ * with bit-identical weights to an uninterrupted one: the data order is a function of
+ * (seed, epoch), dropout masks of (seed, step), and the checkpoint holds the rest.
+ * A non-finite loss fails the run ("diverged at epoch E, step S"); the last good
+ * checkpoint stays.
+ *
+ * Epochs are numbered from 1 in callbacks; statistics of epoch 0 are those at
+ * initialization. The probe batch is drawn from the validation split with a fixed seed,
+ * so every job on a dataset sees the same probe images.
+ *
+ * Thread-safety: train_run uses its own net, loaders and threads; several runs may go on
+ * at once in one process. Callbacks are called from the calling thread. */
+#ifndef INITLAB_TRAIN_TRAINER_H
+#define INITLAB_TRAIN_TRAINER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "data/scan.h"
+#include "nn/models.h"
+#include "train/config.h"
+#include "train/probe.h"
+
+/* Every job on a dataset draws the same probe images: the probe seed is not the job's. */
+#define TRAIN_PROBE_SEED 20211019
+
+typedef struct {
+    const char *phase;        /* "cache", "train", "validate", "statistics", "test" */
+    double phase_done;        /* cache: fraction of images decoded */
+    int epoch;                /* epoch being trained, 1-based */
+    int epochs;
+    int step, steps_per_epoch;
+    double loss, accuracy;    /* running means of the current epoch */
+    double images_per_sec;    /* over the current epoch */
+    double eta_seconds;       /* whole run, from the current speed */
+    double best_val_acc;      /* -1 before any validation */
+    int best_epoch;
+} TrainProgress;
+
+typedef struct {
+    int epoch;
+    double train_loss, train_acc, val_loss, val_acc;
+    double lr;
+    double seconds, images_per_sec;
+    double data_wait_seconds; /* time the trainer waited for batches */
+} TrainEpoch;
+
+typedef struct {
+    int epoch;                /* the checkpoint evaluated (best validation accuracy) */
+    double accuracy, precision_macro, recall_macro, f1_macro, loss;
+    int classes;
+    const int64_t *confusion; /* (classes, classes): [true][predicted] */
+    const double *per_class;  /* (classes, 4): precision, recall, F1, support */
+} TrainResults;
+
+/* Every callback may be NULL. Those returning int abort the run with TRAIN_FAILED when
+ * they return non-zero (the store could not write, say). */
+typedef struct {
+    void *user;
+    void (*progress)(void *user, const TrainProgress *p); /* about twice a second */
+    int (*resumed)(void *user, int epoch, int step);       /* resuming after `epoch` */
+    int (*epoch_done)(void *user, const TrainEpoch *e);
+    int (*stats)(void *user, int epoch, const ProbeRow *rows, int n);
+    int (*checkpoint)(void *user, const char *kind, int epoch, const char *path,
+                      double val_acc);
+    int (*results)(void *user, const TrainResults *r);
+    bool (*should_stop)(void *user);                       /* polled every step */
+} TrainCallbacks;
+
+typedef struct {
+    const JobConfig *cfg;
+    DatasetIndex *index;      /* scanned, split assigned; files failing to decode get
+                                 excluded by the cache */
+    const char *cache_dir;    /* decoded-image caches */
+    const char *ckpt_dir;     /* this job's checkpoints (created when missing) */
+    int loader_threads;       /* <= 0: 2 */
+} TrainSetup;
+
+typedef enum { TRAIN_DONE = 0, TRAIN_STOPPED = 1, TRAIN_FAILED = -1 } TrainOutcome;
+
+/* The model configuration a job configuration asks for, on a dataset of `classes`
+ * classes; the batch capacity covers both the batch and the probe batch. Returns 0, or -1
+ * with a message for an unknown head or activation. */
+int train_model_config(const JobConfig *cfg, int classes, ModelConfig *mc, char *err,
+                       size_t errlen);
+
+/* Runs (or resumes) the job; see above. On TRAIN_FAILED err holds the reason. */
+TrainOutcome train_run(const TrainSetup *setup, const TrainCallbacks *cb, char *err,
+                       size_t errlen);
+
+#endif

@@ -1,0 +1,340 @@
+"""test_jobs.py — the job side of the API against a real daemon: datasets, jobs, grids,
+results, live events, cancel and retry, and surviving kill -9 and SIGTERM."""
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+import unittest
+
+from daemon import BINARY, Daemon
+
+# Small, fast jobs: the point is the plumbing, not the accuracy.
+FAST = {"epochs": 2, "image_size": 32, "batch_size": 16, "probe_size": 8, "lr": 0.01}
+GRID_MODELS = {"mobilenet": {"alpha": 0.25}, "plain": {"depth": 4, "width": 8}}
+
+
+def setUpModule():
+    global ROOT, DATA
+    ROOT = tempfile.mkdtemp(prefix="initlab-api-data-")
+    DATA = os.path.join(ROOT, "weeds")
+    out = subprocess.run([BINARY, "demo-data", DATA, "--classes", "4", "--per-class", "40",
+                          "--size", "48"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    # One file of each bad kind: the scan must skip and name them.
+    with open(os.path.join(DATA, "clover", "empty.jpg"), "wb"):
+        pass
+    with open(os.path.join(DATA, "clover", "notes.jpg"), "w") as f:
+        f.write("not a jpeg")
+    good = os.path.join(DATA, "clover", sorted(os.listdir(os.path.join(DATA, "clover")))[0])
+    with open(good, "rb") as f:
+        head = f.read()[:300]
+    with open(os.path.join(DATA, "clover", "truncated.jpg"), "wb") as f:
+        f.write(head)
+
+
+def tearDownModule():
+    shutil.rmtree(ROOT, ignore_errors=True)
+
+
+def wait_for(predicate, timeout=240, interval=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def register(d, name="weeds"):
+    r = d.request("POST", "/api/v1/datasets", {"name": name, "path": DATA, "seed": 1})
+    assert r.status == 202, r
+    wait_for(lambda: d.get(f"/api/v1/datasets/{name}").json()["status"] == "ready",
+             what="dataset scan")
+
+
+def job_status(d, job_id):
+    return d.get(f"/api/v1/jobs/{job_id}").json()["status"]
+
+
+def wait_done(d, job_id, timeout=300):
+    return wait_for(lambda: job_status(d, job_id) in ("done", "failed"), timeout,
+                    what=f"job {job_id}") and job_status(d, job_id)
+
+
+class Catalogue(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(args=["--data-root", ROOT]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.close()
+
+    def test_models_and_keras_parameter_counts(self):
+        names = [m["name"] for m in self.d.get("/api/v1/models").json()["models"]]
+        self.assertEqual(set(names), {"mobilenet", "resnet50", "resnet18", "resnet34",
+                                      "plain", "mlp"})
+        m = self.d.get("/api/v1/models/mobilenet?size=224&classes=1000&head=keras").json()
+        self.assertEqual(m["total_params"], 4253864)
+        self.assertEqual(m["non_trainable_params"], 21888)
+        first = next(l for l in m["layers"] if l["name"] == "conv1")
+        self.assertEqual(first["output_shape"], [112, 112, 32])
+        self.assertEqual(self.d.get("/api/v1/models/vgg16").status, 404)
+        r = self.d.get("/api/v1/models/mobilenet?size=abc")
+        self.assertEqual(r.status, 400)
+        self.assertEqual(r.json()["field"], "size")
+
+    def test_initializers_and_presets(self):
+        inits = self.d.get("/api/v1/initializers").json()["initializers"]
+        self.assertEqual(len(inits), 6)
+        he = next(i for i in inits if i["name"] == "he_uniform")
+        self.assertEqual(he["distribution"], "uniform")
+        presets = self.d.get("/api/v1/presets").json()["presets"]
+        self.assertEqual(presets["paper"]["milestones"], [30, 60])
+        self.assertEqual(presets["paper"]["epochs"], 100)
+
+
+class Validation(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(args=["--data-root", ROOT, "--max-body", "65536"]).start()
+        register(cls.d)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.close()
+
+    def problem(self, r, status, field=None):
+        self.assertEqual(r.status, status, r)
+        self.assertEqual(r.content_type, "application/problem+json")
+        body = r.json()
+        self.assertEqual(body["status"], status)
+        if field:
+            self.assertEqual(body.get("field"), field, body)
+            self.assertIn(field, body["detail"])
+        return body
+
+    def test_bad_jobs_are_refused_naming_the_field(self):
+        post = lambda body: self.d.request("POST", "/api/v1/jobs", body)
+        self.problem(post(b'{"dataset": "weeds", "epochs": '), 400)
+        self.problem(post(b'[1, 2]'), 400)
+        self.problem(post({"dataset": "weeds", "epoch": 3}), 400, "epoch")
+        self.problem(post({"dataset": "weeds", "epochs": "three"}), 400, "epochs")
+        self.problem(post({"dataset": "weeds", "epochs": -1}), 400, "epochs")
+        self.problem(post({"dataset": "weeds", "model": "vgg"}), 400, "model")
+        self.problem(post({"dataset": "weeds", "init": "orthogonal"}), 400, "init")
+        self.problem(post({"dataset": "nope"}), 400, "dataset")
+        self.problem(post({"model": "plain"}), 400, "dataset")
+        self.problem(post({"dataset": "weeds", "lr": 1e9}), 400, "lr")
+        big = {"dataset": "weeds", "pad": "x" * 100000}
+        self.problem(post(big), 413)
+        self.assertEqual(self.d.get("/api/v1/jobs").json()["total"], 0)
+
+    def test_bad_grids_and_datasets(self):
+        r = self.d.request("POST", "/api/v1/grids", {"dataset": "weeds", "models": ["plain", "vgg"],
+                                                    "initializers": ["he_uniform"]})
+        self.problem(r, 400, "models[1]")
+        r = self.d.request("POST", "/api/v1/grids", {"dataset": "weeds", "models": [],
+                                                    "initializers": ["he_uniform"]})
+        self.problem(r, 400, "models")
+        post = lambda body: self.d.request("POST", "/api/v1/datasets", body)
+        self.problem(post({"name": "etc", "path": "/etc"}), 400, "path")
+        self.problem(post({"name": "up", "path": ROOT + "/../.."}), 400, "path")
+        self.problem(post({"name": "x", "path": DATA, "colour": 1}), 400, "colour")
+        self.problem(post({"name": "../x", "path": DATA}), 400, "name")
+        self.problem(post({"name": "y", "path": DATA, "split": [0.5, 0.5, 0.5]}), 400, "split")
+        self.problem(post({"name": "weeds", "path": DATA}), 409, "name")
+
+    def test_scan_names_skipped_files(self):
+        d = self.d.get("/api/v1/datasets/weeds").json()
+        self.assertEqual(d["status"], "ready")
+        self.assertEqual(d["classes"], ["amaranth", "clover", "crabgrass", "dandelion"])
+        reasons = {s["path"]: s["reason"] for s in d["skipped"]}
+        self.assertIn("zero-byte", reasons["clover/empty.jpg"])
+        self.assertIn("not a JPEG", reasons["clover/notes.jpg"])
+        self.assertIn("truncated", reasons["clover/truncated.jpg"])
+        counts = {c["class"]: c for c in d["class_counts"]}
+        self.assertEqual(sum(counts["amaranth"][s] for s in ("train", "val", "test")), 40)
+        csv = self.d.get("/api/v1/datasets/weeds?format=csv")
+        self.assertEqual(csv.content_type, "text/csv")
+        self.assertTrue(csv.body.decode().startswith("label,class,train,val,test"))
+
+    def test_idempotent_submission(self):
+        body = {"dataset": "weeds", "model": "plain", "depth": 2, "width": 4, **FAST,
+                "priority": -100}
+        key = {"Idempotency-Key": "submit-once-1"}
+        a = self.d.request("POST", "/api/v1/jobs", body, headers=key)
+        b = self.d.request("POST", "/api/v1/jobs", body, headers=key)
+        self.assertEqual(a.status, 201)
+        self.assertEqual(b.status, 200)
+        self.assertEqual(a.json()["id"], b.json()["id"])
+        body["seed"] = 9
+        c = self.d.request("POST", "/api/v1/jobs", body, headers=key)
+        self.problem(c, 422, "Idempotency-Key")
+        self.assertEqual(self.d.request("POST", f"/api/v1/jobs/{a.json()['id']}/cancel").status,
+                         200)
+
+
+class Grid(unittest.TestCase):
+    """The paper's experiment in miniature: 2 models x glorot/he x 2 seeds."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(args=["--data-root", ROOT, "--workers", "2", "--threads-per-job", "1"]).start()
+        register(cls.d)
+        cls.events = []
+        body = {"dataset": "weeds", "models": list(GRID_MODELS),
+                "initializers": ["glorot_uniform", "he_uniform"], "seeds": [0, 1], **FAST}
+        r = cls.d.request("POST", "/api/v1/grids", body)
+        assert r.status == 201, r
+        cls.grid = r.json()
+        for job in cls.grid["jobs"]:
+            wait_done(cls.d, job["id"], timeout=600)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.close()
+
+    def test_every_job_finished_with_everything_recorded(self):
+        self.assertEqual(len(self.grid["jobs"]), 8)
+        for job in self.grid["jobs"]:
+            j = self.d.get(f"/api/v1/jobs/{job['id']}").json()
+            self.assertEqual(j["status"], "done", j)
+            epochs = self.d.get(f"/api/v1/jobs/{job['id']}/epochs").json()["epochs"]
+            self.assertEqual([e["epoch"] for e in epochs], [1, 2])
+            for mode in ("train", "inference"):
+                for q in ("weight", "activation", "gradient"):
+                    s = self.d.get(f"/api/v1/jobs/{job['id']}/stats?mode={mode}&quantity={q}&epoch=0").json()
+                    self.assertEqual(s["epochs_available"], [0, 1, 2])
+                    self.assertGreater(len(s["layers"]), 0, (mode, q))
+            res = self.d.get(f"/api/v1/jobs/{job['id']}/results").json()
+            self.assertEqual(len(res["confusion"]), 4)
+            self.assertEqual(sum(map(sum, res["confusion"])),
+                             sum(c["support"] for c in res["per_class"]))
+
+    def test_statistics_differ_between_batchnorm_modes(self):
+        job = next(j for j in self.grid["jobs"] if j["model"] == "mobilenet")
+        get = lambda mode: self.d.get(f"/api/v1/jobs/{job['id']}/stats?mode={mode}"
+                                      f"&quantity=activation&epoch=2").json()["layers"]
+        train, inference = get("train"), get("inference")
+        self.assertEqual([l["layer"] for l in train], [l["layer"] for l in inference])
+        self.assertTrue(any(abs(a["std"] - b["std"]) > 1e-6 for a, b in zip(train, inference)))
+        self.assertEqual(train[-1]["type"], "softmax")
+        h = self.d.get(f"/api/v1/jobs/{job['id']}/histograms?mode=train&quantity=weight"
+                       f"&epoch=0&layer={train[0]['layer_index'] - 1}")
+        self.assertEqual(h.status, 200)
+
+    def test_weights_at_epoch_zero_follow_the_initializer(self):
+        for job in self.grid["jobs"]:
+            rows = self.d.get(f"/api/v1/jobs/{job['id']}/stats?mode=inference&quantity=weight"
+                              "&epoch=0").json()["layers"]
+            for r in rows:
+                if r["n"] >= 1000:
+                    self.assertAlmostEqual(r["std"] ** 2 / r["predicted_var"], 1, delta=0.15)
+
+    def test_table_one(self):
+        rows = self.d.get(f"/api/v1/grids/{self.grid['grid_id']}/summary").json()["rows"]
+        self.assertEqual(len(rows), 4)
+        for r in rows:
+            self.assertEqual(r["n"], 2)
+            self.assertIsNotNone(r["accuracy"]["std"])
+            self.assertTrue(0 <= r["accuracy"]["mean"] <= 1)
+        csv = self.d.get(f"/api/v1/grids/{self.grid['grid_id']}/summary?format=csv").body.decode()
+        self.assertEqual(len(csv.strip().splitlines()), 5)
+        listing = self.d.get(f"/api/v1/jobs?grid={self.grid['grid_id']}&status=done&limit=3").json()
+        self.assertEqual(listing["total"], 8)
+        self.assertEqual(len(listing["jobs"]), 3)
+
+
+class Lifecycle(unittest.TestCase):
+    """Live events, cancel and retry, and what a crash or a stop does to a running job."""
+
+    def slow_job(self, d, **extra):
+        body = {"dataset": "weeds", "model": "plain", "depth": 6, "width": 16, "epochs": 6,
+                "image_size": 48, "batch_size": 8, "probe_size": 8, "threads": 1, **extra}
+        r = d.request("POST", "/api/v1/jobs", body)
+        self.assertEqual(r.status, 201, r)
+        return r.json()["id"]
+
+    def test_events_cancel_retry(self):
+        with Daemon(args=["--data-root", ROOT]) as d:
+            register(d)
+            conn = d.connection(timeout=60)
+            conn.request("GET", "/api/v1/events")
+            stream = conn.getresponse()
+            self.assertEqual(stream.getheader("Content-Type").split(";")[0], "text/event-stream")
+            job = self.slow_job(d)
+            progress = []
+            while len(progress) < 2:
+                line = stream.fp.readline().decode()
+                if line.startswith("data:") and '"progress"' in line:
+                    data = json.loads(line[5:])
+                    if data["id"] == job and data["progress"]["step"] > 0:
+                        progress.append((data["progress"]["epoch"], data["progress"]["step"]))
+            self.assertNotEqual(progress[0], progress[1])
+            conn.close()
+            r = d.request("POST", f"/api/v1/jobs/{job}/cancel")
+            self.assertEqual(r.status, 200)
+            wait_for(lambda: job_status(d, job) == "cancelled", 60, what="cancel")
+            self.assertEqual(d.request("POST", f"/api/v1/jobs/{job}/cancel").status, 409)
+            r = d.request("POST", f"/api/v1/jobs/{job}/retry")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(wait_done(d, job), "done")
+            j = d.get(f"/api/v1/jobs/{job}").json()
+            self.assertGreaterEqual(j["attempts"], 2)
+            epochs = [e["epoch"] for e in d.get(f"/api/v1/jobs/{job}/epochs").json()["epochs"]]
+            self.assertEqual(epochs, list(range(1, 7)))
+            self.assertEqual(d.request("POST", f"/api/v1/jobs/{job}/retry").status, 409)
+            self.assertEqual(d.request("DELETE", f"/api/v1/jobs/{job}").status, 204)
+            self.assertEqual(d.get(f"/api/v1/jobs/{job}").status, 404)
+
+    def restart_test(self, sig):
+        state = tempfile.mkdtemp(prefix="initlab-api-state-")
+        try:
+            d = Daemon(args=["--data-root", ROOT], state_dir=state).start()
+            register(d)
+            job = self.slow_job(d)
+            wait_for(lambda: d.get(f"/api/v1/jobs/{job}").json()["progress"]["epoch"] >= 2,
+                     120, what="epoch 2")
+            status = d.stop(sig)
+            if sig == signal.SIGTERM:
+                self.assertEqual(status, 0, d.log())
+                self.assertIn("queued again", d.log())
+            d.close()
+            with sqlite3.connect(os.path.join(state, "initlab.db")) as c:
+                before = c.execute("SELECT status FROM jobs WHERE id = ?", (job,)).fetchone()[0]
+            self.assertEqual(before, "queued" if sig == signal.SIGTERM else "running")
+            d = Daemon(args=["--data-root", ROOT], state_dir=state).start()
+            self.assertEqual(wait_done(d, job), "done", d.log())
+            epochs = [e["epoch"] for e in d.get(f"/api/v1/jobs/{job}/epochs").json()["epochs"]]
+            self.assertEqual(epochs, list(range(1, 7)))
+            self.assertIn("resumes after epoch", d.log())
+            d.close()
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+
+    def test_kill_9_mid_job_then_restart_finishes_it(self):
+        self.restart_test(signal.SIGKILL)
+
+    def test_sigterm_exits_0_and_the_job_resumes(self):
+        self.restart_test(signal.SIGTERM)
+
+
+class Token(unittest.TestCase):
+    def test_job_routes_need_the_token(self):
+        with Daemon(args=["--data-root", ROOT], token="s3cret-token-0123456789") as d:
+            self.assertEqual(d.get("/api/v1/jobs", token=None).status, 401)
+            self.assertEqual(d.get("/api/v1/jobs", token="wrong").status, 401)
+            r = d.request("POST", "/api/v1/jobs", {"dataset": "weeds"}, token=None)
+            self.assertEqual(r.status, 401)
+            self.assertEqual(d.get("/api/v1/jobs").status, 200)
+            self.assertNotIn("s3cret-token-0123456789", d.log())
+
+
+if __name__ == "__main__":
+    unittest.main()

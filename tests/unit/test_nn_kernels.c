@@ -1,0 +1,285 @@
+/* test_nn_kernels.c — fast kernels against their naive references on random shapes.
+ *
+ * Relative error of a tensor: max_i |fast_i − naive_i| / max(max_i |naive_i|, 1e-6); every
+ * output and gradient must stay below 1e-4. Backward outputs start from random values, so
+ * the accumulate (+=) rule is compared too. Shapes are drawn at random: odd and even
+ * sizes, kernels 1, 3, 5, 7, strides 1 and 2, same and valid padding, batch 1 to 3,
+ * thread counts 1 to 3, and im2col chunks from one output pixel to the whole batch. */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/layers.h"
+#include "util/rng.h"
+
+#define TOL 1e-4
+
+static float *rnd(Rng *rng, size_t n)
+{
+    float *x = malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(2 * rng_uniform(rng) - 1);
+    return x;
+}
+
+static float *dup(const float *x, size_t n)
+{
+    float *y = malloc(sizeof(float) * (n ? n : 1));
+    memcpy(y, x, sizeof(float) * n);
+    return y;
+}
+
+static double rel_err(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 1e-6;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= num))
+            num = isnan(d) ? INFINITY : d;
+        den = fmax(den, fabs((double)b[i]));
+    }
+    return num / den;
+}
+
+#define CHECK_REL(what, a, b, n, ...)                                                      \
+    do {                                                                                   \
+        double e_ = rel_err(a, b, n);                                                      \
+        if (!(e_ < TOL)) {                                                                 \
+            printf("    %s: relative error %.3g for ", what, e_);                         \
+            printf(__VA_ARGS__);                                                           \
+            printf("\n");                                                                  \
+        }                                                                                  \
+        CHECK(e_ < TOL);                                                                   \
+    } while (0)
+
+static int pick(Rng *rng, int lo, int hi) /* inclusive */
+{
+    return lo + (int)rng_below(rng, (uint64_t)(hi - lo + 1));
+}
+
+TEST(nn_kernels_conv2d_fast_matches_naive)
+{
+    static const int ks[] = {1, 3, 5, 7};
+    Rng rng;
+    rng_seed(&rng, 2024);
+    for (int trial = 0; trial < 60; trial++) {
+        int k = ks[trial % 4], s = 1 + (trial / 4) % 2;
+        Padding pad = (trial / 8) % 2 ? PAD_VALID : PAD_SAME;
+        int N = pick(&rng, 1, 3), H = pick(&rng, k, k + 9), W = pick(&rng, k, k + 9);
+        int C = pick(&rng, 1, 9), K = pick(&rng, 1, 12), T = pick(&rng, 1, 3);
+        bool bias = rng_below(&rng, 2);
+        ConvGeom g;
+        REQUIRE(shape_conv_geom(&g, N, H, W, C, K, k, k, s, pad) == 0);
+        size_t nin = (size_t)N * H * W * C, nw = (size_t)k * k * C * K;
+        size_t nout = (size_t)N * g.OH * g.OW * K, rows = (size_t)N * g.OH * g.OW;
+        size_t kk = (size_t)k * k * C;
+        size_t chunk = trial % 3 == 0 ? rows : (size_t)pick(&rng, 1, (int)rows);
+        size_t work_floats = 2 * kk * chunk;
+        float *work = malloc(sizeof(float) * work_floats);
+        float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *b = rnd(&rng, K), *dy = rnd(&rng, nout);
+        float *y1 = malloc(sizeof(float) * nout), *y2 = malloc(sizeof(float) * nout);
+        conv2d_forward(y1, x, w, bias ? b : NULL, &g, work, work_floats, T);
+        conv2d_forward_naive(y2, x, w, bias ? b : NULL, &g);
+        const char *fmt = "N%d H%d W%d C%d K%d k%d s%d %s chunk %zu threads %d";
+        const char *pn = pad == PAD_SAME ? "same" : "valid";
+        CHECK_REL("conv forward", y1, y2, nout, fmt, N, H, W, C, K, k, s, pn, chunk, T);
+        float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
+        float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, K);
+        conv2d_backward(dx1, dw1, bias ? db1 : NULL, dy, x, w, &g, work, work_floats, T);
+        conv2d_backward_naive(dx2, dw2, bias ? db2 : NULL, dy, x, w, &g);
+        CHECK_REL("conv dinp", dx1, dx2, nin, fmt, N, H, W, C, K, k, s, pn, chunk, T);
+        CHECK_REL("conv dweight", dw1, dw2, nw, fmt, N, H, W, C, K, k, s, pn, chunk, T);
+        CHECK_REL("conv dbias", db1, db2, K, fmt, N, H, W, C, K, k, s, pn, chunk, T);
+        free(work), free(x), free(w), free(b), free(dy), free(y1), free(y2);
+        free(dx1), free(dw1), free(db1), free(dx2), free(dw2), free(db2);
+    }
+}
+
+TEST(nn_kernels_conv2d_fast_matches_naive_on_larger_shapes)
+{
+    /* A MobileNet-like stride-2 3×3 and a pointwise conv with more channels, several chunks */
+    struct { int N, H, W, C, K, k, s; Padding p; size_t chunk; } sp[] = {
+        {2, 17, 15, 16, 24, 3, 2, PAD_SAME, 37},
+        {3, 9, 9, 32, 48, 1, 1, PAD_SAME, 0},
+        {2, 13, 11, 8, 16, 7, 2, PAD_VALID, 50},
+    };
+    Rng rng;
+    rng_seed(&rng, 7);
+    for (size_t i = 0; i < sizeof sp / sizeof sp[0]; i++) {
+        ConvGeom g;
+        REQUIRE(shape_conv_geom(&g, sp[i].N, sp[i].H, sp[i].W, sp[i].C, sp[i].K, sp[i].k,
+                                sp[i].k, sp[i].s, sp[i].p) == 0);
+        size_t nin = (size_t)g.N * g.H * g.W * g.C, nw = (size_t)g.kh * g.kw * g.C * g.K;
+        size_t nout = (size_t)g.N * g.OH * g.OW * g.K, kk = (size_t)g.kh * g.kw * g.C;
+        size_t wf = sp[i].chunk ? 2 * kk * sp[i].chunk : conv2d_workspace(&g, 1 << 20);
+        float *work = malloc(sizeof(float) * (wf ? wf : 1));
+        float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *dy = rnd(&rng, nout);
+        float *y1 = malloc(sizeof(float) * nout), *y2 = malloc(sizeof(float) * nout);
+        conv2d_forward(y1, x, w, NULL, &g, work, wf, 2);
+        conv2d_forward_naive(y2, x, w, NULL, &g);
+        CHECK_REL("conv forward", y1, y2, nout, "shape %zu", i);
+        float *dx1 = calloc(nin, 4), *dw1 = calloc(nw, 4), *dx2 = calloc(nin, 4), *dw2 = calloc(nw, 4);
+        conv2d_backward(dx1, dw1, NULL, dy, x, w, &g, work, wf, 2);
+        conv2d_backward_naive(dx2, dw2, NULL, dy, x, w, &g);
+        CHECK_REL("conv dinp", dx1, dx2, nin, "shape %zu", i);
+        CHECK_REL("conv dweight", dw1, dw2, nw, "shape %zu", i);
+        free(work), free(x), free(w), free(dy), free(y1), free(y2);
+        free(dx1), free(dw1), free(dx2), free(dw2);
+    }
+}
+
+TEST(nn_kernels_depthwise_fast_matches_naive)
+{
+    Rng rng;
+    rng_seed(&rng, 77);
+    for (int trial = 0; trial < 40; trial++) {
+        int k = trial % 2 ? 3 : 5, s = 1 + (trial / 2) % 2, m = 1 + (trial / 4) % 2;
+        Padding pad = (trial / 8) % 2 ? PAD_VALID : PAD_SAME;
+        int N = pick(&rng, 1, 3), H = pick(&rng, k, k + 9), W = pick(&rng, k, k + 9);
+        int C = pick(&rng, 1, 40), T = pick(&rng, 1, 3), K = C * m;
+        bool bias = rng_below(&rng, 2);
+        ConvGeom g;
+        REQUIRE(shape_conv_geom(&g, N, H, W, C, K, k, k, s, pad) == 0);
+        size_t nin = (size_t)N * H * W * C, nw = (size_t)k * k * K;
+        size_t nout = (size_t)N * g.OH * g.OW * K;
+        float *work = malloc(sizeof(float) * depthwise_workspace(&g, T));
+        float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *b = rnd(&rng, K), *dy = rnd(&rng, nout);
+        float *y1 = malloc(sizeof(float) * nout), *y2 = malloc(sizeof(float) * nout);
+        depthwise_forward(y1, x, w, bias ? b : NULL, &g, T);
+        depthwise_forward_naive(y2, x, w, bias ? b : NULL, &g);
+        const char *fmt = "N%d H%d W%d C%d m%d k%d s%d threads %d";
+        CHECK_REL("depthwise forward", y1, y2, nout, fmt, N, H, W, C, m, k, s, T);
+        float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
+        float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, K);
+        depthwise_backward(dx1, dw1, bias ? db1 : NULL, dy, x, w, &g, work, T);
+        depthwise_backward_naive(dx2, dw2, bias ? db2 : NULL, dy, x, w, &g);
+        CHECK_REL("depthwise dinp", dx1, dx2, nin, fmt, N, H, W, C, m, k, s, T);
+        CHECK_REL("depthwise dweight", dw1, dw2, nw, fmt, N, H, W, C, m, k, s, T);
+        CHECK_REL("depthwise dbias", db1, db2, K, fmt, N, H, W, C, m, k, s, T);
+        free(work), free(x), free(w), free(b), free(dy), free(y1), free(y2);
+        free(dx1), free(dw1), free(db1), free(dx2), free(dw2), free(db2);
+    }
+}
+
+TEST(nn_kernels_pools_fast_match_naive)
+{
+    Rng rng;
+    rng_seed(&rng, 5);
+    for (int trial = 0; trial < 32; trial++) {
+        int k = 2 + trial % 2, s = 1 + (trial / 2) % 2;
+        Padding pad = (trial / 4) % 2 ? PAD_VALID : PAD_SAME;
+        int N = pick(&rng, 1, 3), H = pick(&rng, k, k + 8), W = pick(&rng, k, k + 8);
+        int C = pick(&rng, 1, 37), T = pick(&rng, 1, 3);
+        ConvGeom g;
+        REQUIRE(shape_conv_geom(&g, N, H, W, C, C, k, k, s, pad) == 0);
+        size_t nin = (size_t)N * H * W * C, nout = (size_t)N * g.OH * g.OW * C;
+        float *x = rnd(&rng, nin), *dy = rnd(&rng, nout);
+        float *y1 = malloc(sizeof(float) * nout), *y2 = malloc(sizeof(float) * nout);
+        float *dx1 = rnd(&rng, nin), *dx2 = dup(dx1, nin);
+        const char *fmt = "N%d H%d W%d C%d k%d s%d %s threads %d";
+        const char *pn = pad == PAD_SAME ? "same" : "valid";
+        maxpool_forward(y1, x, &g, T);
+        maxpool_forward_naive(y2, x, &g);
+        CHECK_REL("maxpool forward", y1, y2, nout, fmt, N, H, W, C, k, s, pn, T);
+        maxpool_backward(dx1, dy, x, y1, &g, T);
+        maxpool_backward_naive(dx2, dy, x, &g);
+        CHECK_REL("maxpool dinp", dx1, dx2, nin, fmt, N, H, W, C, k, s, pn, T);
+        avgpool_forward(y1, x, &g, T);
+        avgpool_forward_naive(y2, x, &g);
+        CHECK_REL("avgpool forward", y1, y2, nout, fmt, N, H, W, C, k, s, pn, T);
+        avgpool_backward(dx1, dy, &g, T);
+        avgpool_backward_naive(dx2, dy, &g);
+        CHECK_REL("avgpool dinp", dx1, dx2, nin, fmt, N, H, W, C, k, s, pn, T);
+        free(x), free(dy), free(y1), free(y2), free(dx1), free(dx2);
+    }
+}
+
+TEST(nn_kernels_avgpool_same_divides_by_valid_pixels)
+{
+    /* 3×3 input 1..9, pool 2×2 stride 2 same: output 2×2; the corner windows hold
+     * 4, 2, 2 and 1 pixels (TF, count_include_pad=False in PyTorch terms). */
+    float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, y[4];
+    ConvGeom g;
+    REQUIRE(shape_conv_geom(&g, 1, 3, 3, 1, 1, 2, 2, 2, PAD_SAME) == 0);
+    CHECK_INT(g.pad_top, 0); /* pad_total 1 goes bottom/right */
+    avgpool_forward(y, x, &g, 1);
+    CHECK_NEAR(y[0], (1 + 2 + 4 + 5) / 4.0, 1e-6);
+    CHECK_NEAR(y[1], (3 + 6) / 2.0, 1e-6);
+    CHECK_NEAR(y[2], (7 + 8) / 2.0, 1e-6);
+    CHECK_NEAR(y[3], 9, 1e-6);
+    maxpool_forward(y, x, &g, 1);
+    CHECK(y[0] == 5 && y[1] == 6 && y[2] == 8 && y[3] == 9);
+}
+
+TEST(nn_kernels_same_padding_is_tf)
+{
+    int before;
+    CHECK_INT(shape_window_out(224, 3, 2, PAD_SAME, &before), 112);
+    CHECK_INT(before, 0); /* total 1: bottom/right only */
+    CHECK_INT(shape_window_out(7, 3, 1, PAD_SAME, &before), 7);
+    CHECK_INT(before, 1);
+    CHECK_INT(shape_window_out(7, 4, 1, PAD_SAME, &before), 7);
+    CHECK_INT(before, 1); /* total 3: 1 before, 2 after */
+    CHECK_INT(shape_window_out(8, 7, 2, PAD_SAME, &before), 4);
+    CHECK_INT(before, 2); /* total 5 */
+    CHECK_INT(shape_window_out(5, 1, 2, PAD_SAME, &before), 3);
+    CHECK_INT(before, 0);
+    CHECK_INT(shape_window_out(225, 3, 2, PAD_VALID, &before), 112);
+    CHECK_INT(shape_window_out(2, 3, 1, PAD_VALID, &before), 0);
+    /* a same conv with the extra pixel at the bottom/right: direct check on a 2×2 input,
+     * 2×2 kernel of ones, stride 1: out[0,0] = x00+x01+x10+x11, out[1,1] = x11 alone */
+    float x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 1, 1}, y[4], work[16];
+    ConvGeom g;
+    REQUIRE(shape_conv_geom(&g, 1, 2, 2, 1, 1, 2, 2, 1, PAD_SAME) == 0);
+    conv2d_forward(y, x, w, NULL, &g, work, 16, 1);
+    CHECK_NEAR(y[0], 10, 1e-6);
+    CHECK_NEAR(y[1], 6, 1e-6);
+    CHECK_NEAR(y[2], 7, 1e-6);
+    CHECK_NEAR(y[3], 4, 1e-6);
+}
+
+TEST(nn_kernels_batchnorm_and_dense_fast_match_naive)
+{
+    Rng rng;
+    rng_seed(&rng, 9);
+    for (int trial = 0; trial < 12; trial++) {
+        int M = pick(&rng, 2, 700), C = pick(&rng, 1, 70), T = pick(&rng, 1, 3);
+        size_t n = (size_t)M * C;
+        float *x = rnd(&rng, n), *gam = rnd(&rng, C), *bet = rnd(&rng, C), *dy = rnd(&rng, n);
+        for (size_t i = 0; i < n; i++) /* means far from zero: 5, and 300 (≈ 170 std) */
+            x[i] = x[i] * 3 + (trial % 2 ? 300 : 5);
+        float *y1 = malloc(4 * n), *y2 = malloc(4 * n), *st1 = malloc(12 * C), *st2 = malloc(12 * C);
+        float *work = malloc(sizeof(float) * batchnorm_workspace(C, T));
+        batchnorm_forward_train(y1, st1, st1 + C, st1 + 2 * C, x, gam, bet, M, C, 1e-3f, work, T);
+        batchnorm_forward_train_naive(y2, st2, st2 + C, st2 + 2 * C, x, gam, bet, M, C, 1e-3f);
+        CHECK_REL("bn forward", y1, y2, n, "M%d C%d", M, C);
+        CHECK_REL("bn stats", st1, st2, 3 * (size_t)C, "M%d C%d", M, C);
+        float *dx1 = rnd(&rng, n), *dg1 = rnd(&rng, C), *db1 = rnd(&rng, C);
+        float *dx2 = dup(dx1, n), *dg2 = dup(dg1, C), *db2 = dup(db1, C);
+        batchnorm_backward_train(dx1, dg1, db1, dy, x, gam, st2, st2 + C, M, C, work, T);
+        batchnorm_backward_train_naive(dx2, dg2, db2, dy, x, gam, st2, st2 + C, M, C);
+        CHECK_REL("bn dinp", dx1, dx2, n, "M%d C%d", M, C);
+        CHECK_REL("bn dgamma", dg1, dg2, C, "M%d C%d", M, C);
+        CHECK_REL("bn dbeta", db1, db2, C, "M%d C%d", M, C);
+        free(x), free(gam), free(bet), free(dy), free(y1), free(y2), free(st1), free(st2);
+        free(work), free(dx1), free(dg1), free(db1), free(dx2), free(dg2), free(db2);
+
+        int N = pick(&rng, 1, 40), D = pick(&rng, 1, 90), K = pick(&rng, 1, 30);
+        float *in = rnd(&rng, (size_t)N * D), *w = rnd(&rng, (size_t)D * K), *b = rnd(&rng, K);
+        float *o1 = malloc(4 * (size_t)N * K), *o2 = malloc(4 * (size_t)N * K);
+        float *g = rnd(&rng, (size_t)N * K);
+        dense_forward(o1, in, w, b, N, D, K);
+        dense_forward_naive(o2, in, w, b, N, D, K);
+        CHECK_REL("dense forward", o1, o2, (size_t)N * K, "N%d D%d K%d", N, D, K);
+        float *a1 = rnd(&rng, (size_t)N * D), *w1 = rnd(&rng, (size_t)D * K), *c1 = rnd(&rng, K);
+        float *a2 = dup(a1, (size_t)N * D), *w2 = dup(w1, (size_t)D * K), *c2 = dup(c1, K);
+        dense_backward(a1, w1, c1, g, in, w, N, D, K);
+        dense_backward_naive(a2, w2, c2, g, in, w, N, D, K);
+        CHECK_REL("dense dinp", a1, a2, (size_t)N * D, "N%d D%d K%d", N, D, K);
+        CHECK_REL("dense dweight", w1, w2, (size_t)D * K, "N%d D%d K%d", N, D, K);
+        CHECK_REL("dense dbias", c1, c2, K, "N%d D%d K%d", N, D, K);
+        free(in), free(w), free(b), free(o1), free(o2), free(g);
+        free(a1), free(w1), free(c1), free(a2), free(w2), free(c2);
+    }
+}
