@@ -4,12 +4,14 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-# Build: compiler, pkg-config and the five libraries. Tests and benchmarks: Debian's
-# PyTorch as the numerical and speed reference, Fashion-MNIST as real image data, Node.js
-# for the dashboard's packages, Chromium for the browser tests, systemd-analyze for the unit.
+# Build: compiler, pkg-config and the libraries. `make run`: curl. Tests and benchmarks:
+# Debian's PyTorch as the numerical and speed reference (numpy, Pillow beside it),
+# Fashion-MNIST as real image data, Chromium for the browser tests, systemd-analyze,
+# strace, man and PyYAML for the operations tests. Node.js comes further down.
 PACKAGES="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev \
-libturbojpeg0-dev libopenblas-dev zlib1g-dev \
-curl python3 python3-numpy python3-torch python3-pil dataset-fashion-mnist chromium"
+libturbojpeg0-dev libopenblas-dev zlib1g-dev curl \
+python3 python3-numpy python3-torch python3-pil python3-yaml dataset-fashion-mnist \
+chromium systemd strace man-db"
 
 missing=""
 for p in $PACKAGES; do
