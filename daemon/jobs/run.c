@@ -13,7 +13,7 @@
 #include "jobs/scan.h"
 #include "util/log.h"
 
-/* Progress goes to the store about once a second: each write is an fsync. */
+/* Training progress goes to the store about once a second: each write is an fsync. */
 #define STORE_PROGRESS_SECONDS 1.0
 
 typedef struct {
@@ -37,8 +37,11 @@ static void on_progress(void *user, const TrainProgress *p)
     Ctx *c = user;
     if (c->hooks->progress)
         c->hooks->progress(c->hooks->user, c->job->id, p);
+    /* Phase changes (validation, statistics, the final test) are always written, so a
+     * finished job's row ends with its last epoch and best validation accuracy. */
     double t = now();
-    if (t - c->last_store_write < STORE_PROGRESS_SECONDS)
+    bool phase_change = strcmp(p->phase, "train") != 0 && strcmp(p->phase, "cache") != 0;
+    if (!phase_change && t - c->last_store_write < STORE_PROGRESS_SECONDS)
         return;
     c->last_store_write = t;
     StoreJobProgress sp = {.epoch = p->epoch, .step = p->step,

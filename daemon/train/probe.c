@@ -98,7 +98,7 @@ static int probe_mode(Net *net, int n, ProbeMode mode, Initializer init, FanConv
     int last = net_n_layers(net) - 1;
     for (int li = 0; li <= last; li++) {
         const Layer *l = net_layer(net, li);
-        if (l->type != LAYER_ACTIVATION && li != last)
+        if (l->type != LAYER_ACTIVATION && l->type != LAYER_INPUT && li != last)
             continue;
         size_t rows = (size_t)n * l->h * l->w;
         ProbeRow *row = add_row(out);
@@ -107,10 +107,12 @@ static int probe_mode(Net *net, int n, ProbeMode mode, Initializer init, FanConv
         row->mode = mode;
         row->quantity = PROBE_ACTIVATION;
         bool logits = li == last && l->type != LAYER_ACTIVATION;
-        name_row(row, l, li, logits ? "logits" : "activation");
+        bool input = l->type == LAYER_INPUT;
+        name_row(row, l, li, logits ? "logits" : input ? "input" : "activation");
         if (summarize(out, row, l->out, rows * l->c) < 0)
             return -1;
-        set_health(row, l->out, rows, l->c, logits ? HEALTH_OTHER : health_kind(l->act));
+        set_health(row, l->out, rows, l->c,
+                   logits || input ? HEALTH_OTHER : health_kind(l->act));
     }
     ProbeRow *sm = add_row(out);
     if (!sm)

@@ -5,9 +5,10 @@
  * backward pass on the probe batch, then summarizes (stats.h):
  *   weight      every kernel (conv, depthwise, dense), with the variance the initializer
  *               predicts for its fans — the same in both modes, recorded in each
- *   activation  every activation layer's output with health flags, the logits (the last
- *               layer, type "logits") and the softmax probabilities (type "softmax",
- *               layer index = number of layers)
+ *   activation  the preprocessed probe images (layer 0, type "input"), every activation
+ *               layer's output with health flags, the logits (the last layer, type
+ *               "logits") and the softmax probabilities (type "softmax", layer index =
+ *               number of layers)
  *   gradient    every kernel's loss gradient
  * The net's parameters, moving statistics and parameter gradients are left as they were
  * found except that parameter gradients are cleared. */

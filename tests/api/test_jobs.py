@@ -229,6 +229,20 @@ class Grid(unittest.TestCase):
                        f"&epoch=0&layer={train[0]['layer_index'] - 1}")
         self.assertEqual(h.status, 200)
 
+    def test_every_job_on_the_dataset_probes_the_same_images(self):
+        """The probe batch comes from the validation split with a fixed seed: whatever the
+        model, initializer or seed, the preprocessed input is the same, value for value."""
+        inputs = []
+        for job in self.grid["jobs"]:
+            rows = self.d.get(f"/api/v1/jobs/{job['id']}/histograms?mode=inference"
+                              "&quantity=activation&epoch=0&layer=0").json()["layers"]
+            self.assertEqual(len(rows), 1)
+            self.assertEqual(rows[0]["type"], "input")
+            inputs.append({k: rows[0][k] for k in ("n", "mean", "std", "min", "max", "median",
+                                                     "histogram")})
+        self.assertEqual(len({json.dumps(i, sort_keys=True) for i in inputs}), 1)
+        self.assertGreater(inputs[0]["std"], 0)
+
     def test_weights_at_epoch_zero_follow_the_initializer(self):
         for job in self.grid["jobs"]:
             rows = self.d.get(f"/api/v1/jobs/{job['id']}/stats?mode=inference&quantity=weight"

@@ -1,0 +1,322 @@
+// run.mjs — the dashboard's browser tests: a real daemon with a finished small grid, every view
+// driven in Debian's Chromium; prints ok/FAIL per check and ends with "N passed, N failed".
+import fs from 'node:fs';
+import path from 'node:path';
+import { ROOT, startDaemon, waitFor } from './daemon.mjs';
+import { chartInfo, chartNames, fitsWidth, launch, open, rowCount, seriesData, waitChart, watchedPage } from './page.mjs';
+import * as synthetic from './synthetic.mjs';
+
+const ARTIFACTS = path.join(ROOT, 'tests', 'artifacts');
+const GRID = { models: ['plain', 'mlp'], initializers: ['glorot_uniform', 'he_uniform'], seeds: [0], epochs: 3, image_size: 32, batch_size: 16, depth: 4, width: 8, schedule: 'step', milestones: [2], gamma: 0.5 };
+// Long enough to be still running through the progress checks, which cancel it.
+const LONG_JOB = { model: 'plain', init: 'he_uniform', seed: 7, epochs: 1000, image_size: 48, batch_size: 8, depth: 6, width: 16 };
+let passed = 0, failed = 0;
+
+function report(name, ok, why) {
+  if (ok) passed++; else failed++;
+  const short = why && why.length > 400 ? why.slice(0, 400) + '…' : why;
+  console.log(ok ? `ok   ${name}` : `FAIL ${name}${why ? ': ' + short : ''}`);
+}
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+function expectEq(name, actual, expected) {
+  report(name, same(actual, expected), `got ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`);
+}
+// Runs a group of checks; an exception fails the group instead of ending the run.
+async function group(name, fn) {
+  try {
+    await fn();
+  } catch (e) {
+    report(name, false, e.message.split('\n')[0]);
+  }
+}
+
+async function shot(page, name) {
+  await page.evaluate(() => window.scrollTo(0, 0)); // the sticky header belongs at the top
+  await page.waitForTimeout(400); // let the charts finish their short animations
+  await page.screenshot({ path: path.join(ARTIFACTS, name + '.png'), fullPage: true });
+}
+
+async function everyChartExports(page, view) {
+  const names = await chartNames(page);
+  const infos = await Promise.all(names.map((n) => chartInfo(page, n)));
+  report(`${view}: every chart (${names.length}) has PNG export`, names.length > 0 && infos.every((i) => i && i.png), names.join(', '));
+}
+
+// CSV download of the button data-csv=file: returns its lines.
+async function csvLines(page, file) {
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click(`[data-csv="${file}"]`)]);
+  return fs.readFileSync(await dl.path(), 'utf8').trim().split(/\r?\n/);
+}
+
+async function setup(d) {
+  await d.api.post('/datasets', { name: 'demo', path: path.join(d.data, 'demo') });
+  await waitFor('the dataset scan', async () => (await d.api.get('/datasets/demo')).status === 'ready', 60000);
+  const grid = await d.api.post('/grids', { dataset: 'demo', ...GRID });
+  await waitFor('the grid to finish', async () => {
+    const g = await d.api.get(`/grids/${grid.grid_id}`);
+    const bad = g.jobs.find((j) => j.status === 'failed' || j.status === 'cancelled');
+    if (bad) throw new Error(`job ${bad.id} ${bad.status}: ${bad.error}`);
+    return g.jobs.every((j) => j.status === 'done');
+  }, 300000, 1000);
+  return grid.grid_id;
+}
+
+async function checkJobs(page, api) {
+  await open(page, '#/jobs', 'jobs');
+  const list = await api.get('/jobs?limit=100');
+  expectEq('jobs: one table row per job', await rowCount(page, 'jobs'), list.jobs.length);
+  const cells = await page.$$eval('table[data-table="jobs"] tbody tr', (trs) => trs.map((tr) => Number(tr.dataset.jobId)));
+  expectEq('jobs: rows are the API jobs', cells.sort(), list.jobs.map((j) => j.id).sort());
+  await shot(page, 'jobs');
+}
+
+async function checkJob(page, api, id) {
+  await open(page, `#/job/${id}`, 'job');
+  const ep = await api.get(`/jobs/${id}/epochs`);
+  const n = ep.epochs.length;
+  for (const c of ['curves-acc', 'curves-loss']) {
+    const info = await chartInfo(page, c);
+    expectEq(`job: ${c} series lengths equal the epochs`, info.series.map((s) => s.len), [n, n]);
+    expectEq(`job: ${c} marks the learning-rate milestones`, info.series[0].marks, GRID.milestones.length);
+  }
+  const acc = await seriesData(page, 'curves-acc', 1);
+  expectEq('job: validation accuracy points are the API values', acc, ep.epochs.map((r) => [r.epoch, r.val_acc]));
+
+  const box = async (q, mode, epochArg) => {
+    const s = await api.get(`/jobs/${id}/stats?quantity=${q}&mode=${mode}${epochArg === undefined ? '' : '&epoch=' + epochArg}`);
+    const info = await waitChart(page, 'layers-box', (i) => i.title.startsWith(q) && i.title.includes('BN ' + mode) && (epochArg === undefined || i.title.includes('epoch ' + epochArg + ' ') || i.title.endsWith('epoch ' + epochArg)));
+    const boxes = info.series.filter((x) => x.type === 'boxplot');
+    expectEq(`job: ${q}/${mode}${epochArg === undefined ? '' : ' epoch ' + epochArg} box plot has one box per layer`, boxes[0].len, s.layers.length);
+    expectEq(`job: ${q}/${mode} boxes are the stored whiskers and quartiles`, await seriesData(page, 'layers-box', 0),
+      s.layers.map((r) => [r.whisker_lo, r.q1, r.median, r.q3, r.whisker_hi]));
+    return { s, info };
+  };
+  const { s: w, info: wInfo } = await box('weight', 'inference');
+  const withVar = w.layers.filter((r) => r.predicted_var !== null).length;
+  const predAt = wInfo.series.findIndex((x) => x.type === 'custom' && x.name.includes('predicted'));
+  report('job: the weights have kernels with predicted_var', withVar > 0, `${withVar} of ${w.layers.length}`);
+  expectEq('job: predicted ±σ drawn over every such kernel', predAt < 0 ? null : await seriesData(page, 'layers-box', predAt),
+    w.layers.flatMap((r, i) => (r.predicted_var === null ? [] : [[i, Math.sqrt(r.predicted_var)]])));
+  const hist = await api.get(`/jobs/${id}/histograms?quantity=weight&mode=inference`);
+  const hInfo = await waitChart(page, 'layers-hist', (i) => i.series.length > 0);
+  expectEq('job: one histogram per layer', hInfo.series.length, hist.layers.filter((l) => l.histogram).length);
+  expectEq('job: histogram series hold every bin', hInfo.series.map((x) => x.len - 4), hist.layers.filter((l) => l.histogram).map((l) => l.histogram.counts.length));
+
+  await page.selectOption('[data-control="quantity"]', 'activation');
+  await box('activation', 'inference');
+  await page.selectOption('[data-control="mode"]', 'train');
+  await page.selectOption('[data-control="quantity"]', 'gradient');
+  await box('gradient', 'train');
+  const first = w.epochs_available[0];
+  await page.$eval('[data-control="epoch"]', (el) => { el.value = '0'; el.dispatchEvent(new Event('input')); });
+  await box('gradient', 'train', first);
+
+  const res = await api.get(`/jobs/${id}/results`);
+  const k = res.class_names.length;
+  const cm = await waitChart(page, 'confusion', () => true);
+  expectEq('job: confusion heat map has every cell', cm.series[0].len, k * k);
+  expectEq('job: per-class table has every class', await rowCount(page, 'per-class'), res.per_class.length);
+  const lines = await csvLines(page, `job${id}_per_class.csv`);
+  expectEq('job: per-class CSV has a header and every class', lines.length, res.per_class.length + 1);
+  await everyChartExports(page, 'job');
+  await shot(page, 'job');
+}
+
+async function checkGridAndCompare(page, api, gridId) {
+  await open(page, `#/grid/${gridId}`, 'grid');
+  const summary = await api.get(`/grids/${gridId}/summary`);
+  expectEq('grid: Table 1 has one row per model and initializer', await rowCount(page, 'table1'), summary.rows.length);
+  const t1 = await chartInfo(page, 'table1');
+  expectEq('grid: Table 1 chart has one bar series per row', t1.series.filter((x) => x.type === 'bar').length, summary.rows.length);
+  const g = await api.get(`/grids/${gridId}`);
+  expectEq('grid: jobs table lists the grid', await rowCount(page, 'grid-jobs'), g.jobs.length);
+  const lines = await csvLines(page, `grid${gridId}_table1.csv`);
+  expectEq('grid: Table 1 CSV has a header and every row', lines.length, summary.rows.length + 1);
+  await everyChartExports(page, 'grid');
+  await shot(page, 'grid');
+
+  await page.click('[data-pair="plain"]');
+  await page.waitForSelector('body[data-view="compare"][data-ready="1"]', { timeout: 20000 });
+  const ids = new URLSearchParams((await page.evaluate(() => location.hash)).split('?')[1]).get('jobs').split(',').map(Number);
+  const pair = ids.map((i) => g.jobs.find((j) => j.id === i));
+  expectEq('compare: "Glorot vs He" picks the plain model\'s Glorot and He jobs', pair.map((j) => [j.model, j.initializer.split('_')[0]]), [['plain', 'glorot'], ['plain', 'he']]);
+  const eps = await Promise.all(ids.map((i) => api.get(`/jobs/${i}/epochs`)));
+  const acc = await chartInfo(page, 'compare-acc');
+  expectEq('compare: overlaid curves, train and val per job', acc.series.map((s) => s.len), eps.flatMap((e) => [e.epochs.length, e.epochs.length]));
+  const stats = await Promise.all(ids.map((i) => api.get(`/jobs/${i}/stats?quantity=weight&mode=inference`)));
+  const box = await waitChart(page, 'layers-box', (i) => i.series.some((s) => s.type === 'boxplot'));
+  expectEq('compare: one box series per job, a box per layer', box.series.filter((s) => s.type === 'boxplot').map((s) => s.len), stats.map((s) => s.layers.length));
+  expectEq('compare: Glorot boxes are its stored quartiles', await seriesData(page, 'layers-box', 0), stats[0].layers.map((r) => [r.whisker_lo, r.q1, r.median, r.q3, r.whisker_hi]));
+  const hist = await chartInfo(page, 'layers-hist');
+  expectEq('compare: overlaid histograms, one per job and layer', hist.series.length, stats[0].layers.length + stats[1].layers.length);
+  expectEq('compare: results table has both jobs', await rowCount(page, 'compare-results'), 2);
+  await everyChartExports(page, 'compare');
+  await shot(page, 'compare');
+}
+
+async function checkDatasetsAndGrids(page, api) {
+  await open(page, '#/grids', 'grids');
+  expectEq('grids: one row per grid', await rowCount(page, 'grids'), (await api.get('/grids')).grids.length);
+  await shot(page, 'grids');
+  await open(page, '#/datasets', 'datasets');
+  expectEq('datasets: one row per dataset', await rowCount(page, 'datasets'), (await api.get('/datasets')).datasets.length);
+  const bad = { name: 'elsewhere', path: '/nonexistent/photos', split: [0.6, 0.2, 0.2], seed: 0 };
+  const refused = await api.request('POST', '/datasets', bad);
+  await page.fill('form[data-form="dataset"] input[name="name"]', bad.name);
+  await page.fill('form[data-form="dataset"] input[name="path"]', bad.path);
+  await page.click('form[data-form="dataset"] button[type="submit"]');
+  if (refused.body && refused.body.field) {
+    const err = await page.waitForSelector(`form[data-form="dataset"] .field[data-field="${refused.body.field}"] .field-error:not(:empty)`, { timeout: 10000 });
+    expectEq(`datasets: the API's error shows next to ${refused.body.field}`, await err.textContent(), refused.body.detail);
+  } else {
+    report('datasets: the API refuses a path outside the data root, naming the field', false, JSON.stringify(refused));
+  }
+  const demo = await api.get('/datasets/demo');
+  await page.fill('form[data-form="dataset"] input[name="name"]', 'demo-again');
+  await page.fill('form[data-form="dataset"] input[name="path"]', demo.path);
+  await page.click('form[data-form="dataset"] button[type="submit"]');
+  await page.waitForSelector('table[data-table="datasets"] tr:has(a:text-is("demo-again")) .status.ready', { timeout: 30000 });
+  report('datasets: a registered dataset shows up and turns ready (live)', true);
+  await shot(page, 'datasets');
+  await open(page, '#/dataset/demo', 'dataset');
+  const d = await api.get('/datasets/demo');
+  const info = await chartInfo(page, 'class-counts');
+  expectEq('dataset: class-count bars per split and class', info.series.map((s) => s.len), [0, 1, 2].map(() => d.class_counts.length));
+  expectEq('dataset: train bars are the API counts', await seriesData(page, 'class-counts', 0), d.class_counts.map((c) => c.train));
+  expectEq('dataset: skipped files listed', await rowCount(page, 'skipped'), (d.skipped || []).length);
+  await everyChartExports(page, 'dataset');
+  await shot(page, 'dataset');
+}
+
+async function checkForm(page, api) {
+  await open(page, '#/jobs?new=1', 'jobs');
+  await page.check('input[name="kind"][value="grid"]');
+  for (const el of await page.$$('input[name="models"], input[name="initializers"]')) await el.uncheck();
+  await page.check('input[name="models"][value="plain"]');
+  await page.check('input[name="initializers"][value="glorot_uniform"]');
+  await page.fill('input[name="seeds"]', '3');
+  for (const [k, v] of [['epochs', '-1'], ['image_size', '32'], ['batch_size', '16'], ['depth', '4'], ['width', '8']]) await page.fill(`input[name="${k}"]`, v);
+  const body = { dataset: 'demo', epochs: -1, image_size: 32, batch_size: 16, depth: 4, width: 8, models: ['plain'], initializers: ['glorot_uniform'], seeds: [3] };
+  const expected = await api.request('POST', '/grids', body);
+  report('form: the API rejects epochs -1 naming the field', expected.status === 400 && expected.body.field === 'epochs', JSON.stringify(expected.body));
+  await page.click('form[data-form="submit"] button[type="submit"]');
+  const err = await page.waitForSelector('.field[data-field="epochs"] .field-error:not(:empty)', { timeout: 10000 });
+  expectEq('form: the API\'s detail shows next to epochs', await err.textContent(), expected.body.detail);
+  report('form: the epochs field is marked invalid', await page.$eval('.field[data-field="epochs"]', (e) => e.classList.contains('invalid')));
+  await shot(page, 'form-error');
+
+  const before = (await api.get('/grids')).grids.length;
+  await page.fill('input[name="epochs"]', '1');
+  await page.click('form[data-form="submit"] button[type="submit"]');
+  const grids = await waitFor('the form\'s grid', async () => { const g = (await api.get('/grids')).grids; return g.length > before && g; }, 10000);
+  const created = grids.reduce((a, b) => (a.id > b.id ? a : b));
+  const g = await api.get(`/grids/${created.id}`);
+  expectEq('form: the grid has the chosen model, initializer and seed', g.jobs.map((j) => [j.model, j.initializer, j.seed, j.epochs]), [['plain', 'glorot_uniform', 3, 1]]);
+  report('form: the error is gone after a good submission', await page.$eval('.field[data-field="epochs"] .field-error', (e) => e.textContent === ''));
+  await page.waitForSelector(`table[data-table="jobs"] tr[data-job-id="${g.jobs[0].id}"]`, { timeout: 10000 });
+  report('form: the new job appears in the table (live)', true);
+}
+
+async function checkProgress(page, api) {
+  const job = await api.post('/jobs', { dataset: 'demo', ...LONG_JOB });
+  await open(page, '#/jobs', 'jobs');
+  const sel = `.progress[data-job="${job.id}"]`;
+  const seen = new Set();
+  const end = Date.now() + 120000;
+  while (Date.now() < end && seen.size < 3) {
+    const v = await page.$eval(sel, (e) => Number(e.dataset.progress)).catch(() => null);
+    if (v !== null && v > 0) seen.add(v);
+    await page.waitForTimeout(250);
+  }
+  const values = [...seen];
+  const moved = values.length >= 3 && values.every((v, i) => i === 0 || v > values[i - 1]);
+  report(`progress: the running job's bar moves (SSE): ${values.map((v) => (100 * v).toFixed(2) + '%').join(' → ')}`, moved);
+  await shot(page, 'jobs-running');
+
+  await open(page, `#/job/${job.id}`, 'job');
+  const start = (await chartInfo(page, 'curves-acc')).series[0].len;
+  const grown = await waitChart(page, 'curves-acc', (i) => i.series[0].len > start, 90000).catch(() => null);
+  report('progress: learning curves fill while the job trains', !!grown, `from ${start} points`);
+  await page.click('[data-action="cancel"]');
+  await page.waitForSelector('.view-head .status.cancelled', { timeout: 30000 });
+  report('progress: cancel button cancels the job', (await api.get(`/jobs/${job.id}`)).status === 'cancelled');
+  await page.click('[data-action="retry"]');
+  await waitFor('the retried job to be queued or running', async () => ['queued', 'running'].includes((await api.get(`/jobs/${job.id}`)).status), 10000);
+  report('progress: retry button queues the job again', true);
+  await api.post(`/jobs/${job.id}/cancel`);
+}
+
+async function checkBigJob(browser, base) {
+  const { page, problems } = await watchedPage(browser, { width: 1366, height: 768 });
+  await page.route(`**/api/v1/jobs/${synthetic.BIG_ID}**`, (route) => {
+    const body = synthetic.answer(route.request().url());
+    return body ? route.fulfill({ json: body }) : route.continue();
+  });
+  await page.goto(base + '/');
+  const t0 = Date.now();
+  await open(page, `#/job/${synthetic.BIG_ID}`, 'job');
+  const load = Date.now() - t0;
+  report(`large job (100 epochs × 60 layers): view drawn in ${load} ms (< 5000)`, load < 5000);
+  const t1 = Date.now();
+  await page.$eval('[data-control="epoch"]', (el) => { for (let v = 0; v <= 50; v += 5) { el.value = String(v); el.dispatchEvent(new Event('input')); } });
+  const info = await waitChart(page, 'layers-box', (i) => i.title.includes('epoch 50'));
+  const slide = Date.now() - t1;
+  report(`large job: slider sweep redrawn once, in ${slide} ms (< 2000)`, slide < 2000 && info.series[0].len === synthetic.LAYERS);
+  await page.setViewportSize({ width: 2560, height: 1440 });
+  await page.waitForTimeout(300);
+  report('large job: no sideways scrolling at 2560×1440', await fitsWidth(page));
+  await shot(page, 'job-large-2560');
+  report('large job: no console or page errors', !problems.console.length && !problems.pageErrors.length, JSON.stringify(problems));
+  await page.close();
+}
+
+async function main() {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const d = await startDaemon();
+  let browser = null;
+  process.once('SIGINT', async () => {
+    if (browser) await browser.close().catch(() => {});
+    await d.stop();
+    process.exit(130);
+  });
+  try {
+    const gridId = await setup(d);
+    report(`a ${GRID.models.length}×${GRID.initializers.length} grid trained on the demo dataset`, true);
+    browser = await launch();
+    const { page, problems } = await watchedPage(browser, { width: 1366, height: 768 });
+    await page.goto(d.base + '/');
+    const jobs = (await d.api.get(`/grids/${gridId}`)).jobs;
+    await group('jobs view', () => checkJobs(page, d.api));
+    await group('job view', () => checkJob(page, d.api, jobs[0].id));
+    await group('grid and compare views', () => checkGridAndCompare(page, d.api, gridId));
+    await group('datasets and grids views', () => checkDatasetsAndGrids(page, d.api));
+    await group('layout', async () => {
+      for (const [w, h] of [[1366, 768], [2560, 1440]]) {
+        await page.setViewportSize({ width: w, height: h });
+        for (const [hash, view] of [['#/jobs', 'jobs'], [`#/job/${jobs[1].id}`, 'job'], [`#/grid/${gridId}`, 'grid']]) {
+          await open(page, hash, view);
+          report(`layout: ${view} view fits ${w}×${h} without sideways scrolling`, await fitsWidth(page));
+        }
+        await shot(page, `grid-${w}`);
+      }
+      await page.setViewportSize({ width: 1366, height: 768 });
+    });
+    await group('submit form', () => checkForm(page, d.api));
+    await group('live progress', () => checkProgress(page, d.api));
+    const unexpected = problems.failed.filter((f) => !/^POST \/api\/v1\/(grids|datasets) 400$/.test(f) && !/^GET \/api\/v1\/jobs\/\d+\/(stats|histograms) 404$/.test(f));
+    report('no console errors or page errors', !problems.console.length && !problems.pageErrors.length, JSON.stringify([...problems.console, ...problems.pageErrors]));
+    report('no failed requests besides the deliberate validation errors', !unexpected.length, JSON.stringify(unexpected));
+    await group('large job', () => checkBigJob(browser, d.base));
+  } catch (e) {
+    report('setup', false, e.message);
+    console.log(fs.readFileSync(d.log, 'utf8').split('\n').slice(-20).join('\n'));
+  } finally {
+    if (browser) await browser.close();
+    await d.stop();
+    fs.rmSync(d.tmp, { recursive: true, force: true });
+  }
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exitCode = failed ? 1 : 0;
+}
+
+main();

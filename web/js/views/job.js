@@ -1,0 +1,153 @@
+// views/job.js — the Job view: state and configuration, learning curves with the learning-rate
+// steps (Fig. 4/5), the layer panel (Fig. 3/6/7), and test results (confusion heat map, per
+// class table); updated live from the event stream.
+import { get } from '../api.js';
+import { chart, confusionOption, curvesOption } from '../charts.js';
+import { h, fill, fmtDuration, fmtNum, fmtPct, fmtShort, fmtTime, statusBadge } from '../dom.js';
+import { csvButton, dataTable } from '../table.js';
+import { jobActions, progressBar } from '../jobcells.js';
+import { layerPanel } from './layers.js';
+
+export const name = 'job';
+
+// The epoch row of an `epoch` event, whether flattened ({job_id, epoch: 3, ...}) or nested.
+export function epochRow(ev) {
+  return typeof ev.epoch === 'object' && ev.epoch !== null ? ev.epoch : ev;
+}
+
+// Learning-rate steps: the configured milestones, labelled with the rate that starts there.
+export function milestoneMarks(milestones, rows) {
+  return (milestones || []).map((m) => {
+    const after = rows.find((r) => r.epoch > m);
+    return { epoch: m, label: after && after.lr !== null ? `lr ${fmtShort(after.lr)}` : 'lr step' };
+  });
+}
+
+// Accuracy and loss charts' series from epoch rows (train solid, validation dashed). With a
+// label (Compare) both share it as legend entry.
+export function curveSeries(rows, key, label, color) {
+  const pts = (k) => rows.map((r) => [r.epoch, r[k]]);
+  return [
+    { name: label || 'train', kind: label ? 'train' : null, data: pts('train_' + key), color },
+    { name: label || 'val', kind: label ? 'val' : null, data: pts('val_' + key), dashed: true, color },
+  ];
+}
+
+export async function mount(ctx) {
+  const id = Number(ctx.params[0]);
+  let job = await get(`/jobs/${id}`);
+  const ep = await get(`/jobs/${id}/epochs`);
+  if (!ctx.alive()) return;
+  const rows = ep.epochs.slice();
+  const head = h('div', { class: 'view-head' });
+  const info = h('div', { class: 'card' });
+  const accEl = h('div', { class: 'chart', dataset: { chart: 'curves-acc' } });
+  const lossEl = h('div', { class: 'chart', dataset: { chart: 'curves-loss' } });
+  const epochTable = h('div');
+  const results = h('div');
+  const panel = layerPanel(ctx, [job]);
+  const epochCols = ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc', 'lr', 'seconds', 'images_per_sec']
+    .map((k) => ({ label: k, num: true, value: (r) => r[k], cell: (r) => fmtNum(r[k], 4) }));
+
+  fill(ctx.root, head, info,
+    h('div', { class: 'cards' }, h('div', { class: 'card' }, accEl), h('div', { class: 'card' }, lossEl)),
+    h('details', { class: 'card' }, h('summary', null, 'Epochs table ', csvButton(`job${id}_epochs.csv`, epochCols, () => rows)), epochTable),
+    panel.el, results);
+
+  function drawHead() {
+    fill(head, h('h1', null, `Job #${job.id}`), statusBadge(job.status), progressBar(job), jobActions(job, () => { location.hash = '#/jobs'; }),
+      job.grid_id !== null ? h('a', { href: `#/grid/${job.grid_id}` }, `grid ${job.grid_id}`) : null,
+      h('span', { dataset: { sibling: '' } }));
+    siblingLink();
+    const p = job.progress || {};
+    const c = job.config || {};
+    const best = rows.reduce((b, r) => (r.val_acc !== null && (!b || r.val_acc > b.val_acc) ? r : b), null);
+    const schedule = c.schedule === 'step' ? `step at ${(c.milestones || []).join(', ')}, ×${fmtShort(c.gamma)}` : c.schedule;
+    const kv = [['dataset', h('a', { href: `#/dataset/${encodeURIComponent(job.dataset)}` }, job.dataset)], ['model', job.model],
+      ['initializer', job.initializer], ['seed', job.seed], ['epochs', job.epochs], ['batch size', c.batch_size], ['image size', c.image_size],
+      ['learning rate', fmtShort(c.lr)], ['schedule', schedule],
+      ['images/s', fmtNum(p.images_per_sec, 1)], ['ETA', job.status === 'running' ? fmtDuration(p.eta_seconds) : '—'],
+      ['best val acc', best ? `${fmtPct(best.val_acc)} (epoch ${best.epoch})` : fmtPct(p.best_val_acc)],
+      ['created', fmtTime(job.created_at)], ['started', fmtTime(job.started_at)], ['finished', fmtTime(job.finished_at)],
+      ['attempts', job.attempts], ['error', job.error]];
+    fill(info, h('dl', { class: 'kv' }, kv.filter(([, v]) => v !== null && v !== undefined && v !== '').map(([k, v]) => h('div', null, h('dt', null, k), h('dd', null, v)))),
+      h('details', null, h('summary', { class: 'small muted' }, 'full configuration'), h('pre', { class: 'small' }, JSON.stringify(job.config, null, 2))));
+  }
+
+  // In a grid, a link to the job with the same model and seed but the other initializer family.
+  async function siblingLink() {
+    if (job.grid_id === null) return;
+    const g = await get('/jobs', { grid: job.grid_id, model: job.model, limit: 100 });
+    const family = (n) => n.split('_')[0];
+    const other = g.jobs.find((o) => o.id !== job.id && o.seed === job.seed && family(o.initializer) !== family(job.initializer));
+    const el = ctx.root.querySelector('[data-sibling]');
+    if (other && el) fill(el, h('a', { class: 'button', href: `#/compare?jobs=${Math.min(job.id, other.id)},${Math.max(job.id, other.id)}` }, `Compare with ${other.initializer} (#${other.id})`));
+  }
+
+  function drawCurves() {
+    const marks = milestoneMarks(ep.milestones, rows);
+    chart(accEl, 'curves-acc').setOption(curvesOption({ title: `Accuracy · ${job.model} ${job.initializer}`, file: `job${id}_accuracy`, yName: 'accuracy', series: curveSeries(rows, 'acc'), milestones: marks }), true);
+    chart(lossEl, 'curves-loss').setOption(curvesOption({ title: `Loss · ${job.model} ${job.initializer}`, file: `job${id}_loss`, yName: 'loss', series: curveSeries(rows, 'loss'), milestones: marks }), true);
+    fill(epochTable, dataTable({ name: 'epochs', columns: epochCols, rows, empty: 'No epoch finished yet.' }));
+  }
+
+  async function drawResults() {
+    if (job.status !== 'done') {
+      fill(results, h('div', { class: 'card muted' }, 'Test results appear when the job has finished.'));
+      return;
+    }
+    let r;
+    try {
+      r = await get(`/jobs/${id}/results`);
+    } catch (e) {
+      if (!ctx.alive()) return;
+      fill(results, h('div', { class: 'card muted' }, e.status === 404 ? 'Test results appear when the job has finished.' : e.message));
+      return;
+    }
+    if (!ctx.alive()) return;
+    const n = r.class_names.length;
+    const cmEl = h('div', { class: 'chart', style: `height:${Math.max(340, 26 * n + 160)}px`, dataset: { chart: 'confusion' } });
+    const perCols = [
+      { label: 'class', value: (c) => c.name }, { label: 'label', num: true, value: (c) => c.class },
+      ...['precision', 'recall', 'f1'].map((k) => ({ label: k, num: true, value: (c) => c[k], cell: (c) => (c[k] === null ? '—' : c[k].toFixed(3)) })),
+      { label: 'support', num: true, value: (c) => c.support },
+    ];
+    const metric = (label, v, pct = true) => h('div', { class: 'metric' }, h('b', null, pct ? fmtPct(v) : fmtNum(v, 4)), h('span', null, label));
+    fill(results, h('div', { class: 'cards' },
+      h('div', { class: 'card' }, cmEl),
+      h('div', { class: 'card' },
+        h('div', { class: 'card-head' }, h('h2', null, `Test results (epoch ${r.epoch})`), h('span', { class: 'spacer' }), csvButton(`job${id}_per_class.csv`, perCols, () => r.per_class)),
+        h('div', { class: 'metrics', dataset: { results: '' } }, metric('accuracy', r.accuracy), metric('precision (macro)', r.precision_macro),
+          metric('recall (macro)', r.recall_macro), metric('F1 (macro)', r.f1_macro), metric('loss', r.loss, false)),
+        dataTable({ name: 'per-class', columns: perCols, rows: r.per_class }))));
+    chart(cmEl, 'confusion').setOption(confusionOption({ title: 'Confusion matrix (test)', file: `job${id}_confusion`, classes: r.class_names, matrix: r.confusion }), true);
+  }
+
+  drawHead();
+  drawCurves();
+  await Promise.all([panel.loaded, drawResults()]);
+  ctx.ready();
+
+  ctx.on('epoch', (ev) => {
+    if (ev.job_id !== id) return;
+    const row = epochRow(ev);
+    const i = rows.findIndex((r) => r.epoch === row.epoch);
+    if (i >= 0) rows[i] = row; else rows.push(row);
+    rows.sort((a, b) => a.epoch - b.epoch);
+    drawCurves();
+    panel.refresh();
+  });
+  ctx.on('job', (j) => {
+    if (j.id !== id) return;
+    const was = job.status;
+    job = j;
+    drawHead();
+    if (was !== 'done' && j.status === 'done') drawResults();
+  });
+  ctx.on('open', async () => {
+    const fresh = await get(`/jobs/${id}/epochs`);
+    if (!ctx.alive()) return;
+    rows.splice(0, rows.length, ...fresh.epochs);
+    drawCurves();
+  });
+}
