@@ -157,7 +157,6 @@ static int cmd_bench(int argc, char **argv)
 
     status = 1;
     cfg.batch = (int)batch;
-    gemm_set_threads((int)threads);
     net = model_build(&cfg, (int)threads, err, sizeof err);
     if (!net) {
         fprintf(stderr, "initlab bench: %s\n", err);

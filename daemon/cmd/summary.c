@@ -6,6 +6,7 @@
 
 #include "cmd/cmd.h"
 #include "cmd/modelopt.h"
+#include "jobs/report.h"
 #include "nn/init.h"
 #include "nn/models.h"
 #include "nn/net.h"
@@ -45,51 +46,10 @@ static void usage(FILE *out)
     fputs(usage_tail, out);
 }
 
-/* Keras prints (None, C) after a layer that flattens; flat[i] tells for each layer. */
-static bool layer_is_flat(const Layer *l, const bool *flat)
-{
-    switch (l->type) {
-    case LAYER_DENSE:
-    case LAYER_FLATTEN:
-        return true;
-    case LAYER_GAP:
-        return !l->keepdims;
-    case LAYER_BATCHNORM:
-    case LAYER_ACTIVATION:
-    case LAYER_DROPOUT:
-    case LAYER_ADD:
-        return flat[l->in[0]];
-    default:
-        return false;
-    }
-}
-
-typedef struct {
-    size_t params, trainable;
-    int fan_in, fan_out;   /* -1 when the layer has no kernel */
-    double scale;
-    bool uniform;
-} LayerInfo;
-
-static LayerInfo layer_info(const Net *net, const Layer *l, Initializer init, FanConvention conv)
-{
-    LayerInfo r = {.fan_in = -1, .fan_out = -1};
-    for (int k = 0; k < l->n_params; k++) {
-        const Param *p = net_param_const(net, l->param_first + k);
-        r.params += p->size;
-        if (p->trainable)
-            r.trainable += p->size;
-        if ((p->kind == PARAM_KERNEL || p->kind == PARAM_DEPTHWISE_KERNEL) &&
-            init_fans(p, conv, &r.fan_in, &r.fan_out) == 0)
-            r.scale = init_scale(init, r.fan_in, r.fan_out, &r.uniform);
-    }
-    return r;
-}
-
-static void group_digits(size_t v, char *buf, size_t size)
+static void group_digits(json_int_t v, char *buf, size_t size)
 {
     char raw[32];
-    snprintf(raw, sizeof raw, "%zu", v);
+    snprintf(raw, sizeof raw, "%lld", (long long)v);
     size_t n = strlen(raw), o = 0;
     for (size_t i = 0; i < n && o + 2 < size; i++) {
         if (i && (n - i) % 3 == 0)
@@ -99,94 +59,59 @@ static void group_digits(size_t v, char *buf, size_t size)
     buf[o] = '\0';
 }
 
-static void shape_text(const Layer *l, bool flat, char *buf, size_t size)
+static json_int_t member_int(const json_t *o, const char *key)
 {
-    if (flat)
-        snprintf(buf, size, "(None, %d)", l->c);
-    else
-        snprintf(buf, size, "(None, %d, %d, %d)", l->h, l->w, l->c);
+    return json_integer_value(json_object_get(o, key));
 }
 
-static int print_table(const Net *net, const ModelConfig *cfg, Initializer init,
-                       FanConvention conv, unsigned long long seed, const bool *flat)
+/* The table of `initlab summary`, from the same JSON as --json and GET /api/v1/models/M. */
+static void print_table(const json_t *summary)
 {
-    printf("Model: \"%s\"  input %dx%dx%d, %d classes, head %s, init %s, fans %s, seed %llu\n",
-           cfg->name, cfg->size, cfg->size, cfg->channels, cfg->classes,
-           model_head_name(cfg->head), init_name(init), fan_convention_name(conv), seed);
+    printf("Model: \"%s\"  input %lldx%lldx%lld, %lld classes, head %s, init %s, fans %s, "
+           "seed %lld\n", json_string_value(json_object_get(summary, "model")),
+           member_int(summary, "size"), member_int(summary, "size"),
+           member_int(summary, "channels"), member_int(summary, "classes"),
+           json_string_value(json_object_get(summary, "head")),
+           json_string_value(json_object_get(summary, "init")),
+           json_string_value(json_object_get(summary, "fan_convention")),
+           member_int(summary, "seed"));
     printf("%-44s %-22s %12s %8s %8s  %s\n", "Layer (type)", "Output shape", "Params", "fan_in",
            "fan_out", "initializer");
     for (int i = 0; i < 110; i++)
         putchar('=');
     putchar('\n');
-    for (int i = 0; i < net_n_layers(net); i++) {
-        const Layer *l = net_layer(net, i);
-        LayerInfo r = layer_info(net, l, init, conv);
+    size_t i;
+    json_t *l;
+    json_array_foreach(json_object_get(summary, "layers"), i, l) {
         char label[160], shape[48], count[32];
-        snprintf(label, sizeof label, "%s (%s)", l->name, model_layer_type_name(l->type));
-        shape_text(l, flat[i], shape, sizeof shape);
-        group_digits(r.params, count, sizeof count);
+        snprintf(label, sizeof label, "%s (%s)", json_string_value(json_object_get(l, "name")),
+                 json_string_value(json_object_get(l, "type")));
+        json_t *dims = json_object_get(l, "output_shape");
+        if (json_array_size(dims) == 1)
+            snprintf(shape, sizeof shape, "(None, %lld)",
+                     (long long)json_integer_value(json_array_get(dims, 0)));
+        else
+            snprintf(shape, sizeof shape, "(None, %lld, %lld, %lld)",
+                     (long long)json_integer_value(json_array_get(dims, 0)),
+                     (long long)json_integer_value(json_array_get(dims, 1)),
+                     (long long)json_integer_value(json_array_get(dims, 2)));
+        group_digits(member_int(l, "params"), count, sizeof count);
         printf("%-44s %-22s %12s", label, shape, count);
-        if (r.fan_in >= 0)
-            printf(" %8d %8d  %s %.4f", r.fan_in, r.fan_out, r.uniform ? "limit" : "std",
-                   r.scale);
+        json_t *limit = json_object_get(l, "init_limit"), *std = json_object_get(l, "init_std");
+        if (json_object_get(l, "fan_in"))
+            printf(" %8lld %8lld  %s %.4f", member_int(l, "fan_in"), member_int(l, "fan_out"),
+                   limit ? "limit" : "std", json_number_value(limit ? limit : std));
         putchar('\n');
     }
-    for (int i = 0; i < 110; i++)
+    for (int k = 0; k < 110; k++)
         putchar('=');
     putchar('\n');
     char a[32], b[32], c[32];
-    group_digits(net_count_params(net, true) + net_count_params(net, false), a, sizeof a);
-    group_digits(net_count_params(net, true), b, sizeof b);
-    group_digits(net_count_params(net, false), c, sizeof c);
+    group_digits(member_int(summary, "total_params"), a, sizeof a);
+    group_digits(member_int(summary, "trainable_params"), b, sizeof b);
+    group_digits(member_int(summary, "non_trainable_params"), c, sizeof c);
     printf("Total params: %s\nTrainable params: %s\nNon-trainable params: %s\n", a, b, c);
-    printf("Layers: %d (including the input)\n", net_n_layers(net));
-    return 0;
-}
-
-static int print_json(const Net *net, const ModelConfig *cfg, Initializer init,
-                      FanConvention conv, unsigned long long seed, const bool *flat)
-{
-    json_t *layers = json_array(); /* new */
-    if (!layers)
-        return -1;
-    for (int i = 0; i < net_n_layers(net); i++) {
-        const Layer *l = net_layer(net, i);
-        LayerInfo r = layer_info(net, l, init, conv);
-        json_t *shape = flat[i] ? json_pack("[i]", l->c) : json_pack("[i, i, i]", l->h, l->w, l->c);
-        json_t *o = json_pack("{s:s, s:s, s:o, s:I, s:I, s:I}", "name", l->name, "type",
-                              model_layer_type_name(l->type), "output_shape", shape, "params",
-                              (json_int_t)r.params, "trainable_params", (json_int_t)r.trainable,
-                              "non_trainable_params", (json_int_t)(r.params - r.trainable));
-        if (!o) {
-            json_decref(layers);
-            return -1;
-        }
-        if (r.fan_in >= 0) {
-            json_object_set_new(o, "fan_in", json_integer(r.fan_in));
-            json_object_set_new(o, "fan_out", json_integer(r.fan_out));
-            json_object_set_new(o, r.uniform ? "init_limit" : "init_std", json_real(r.scale));
-            json_object_set_new(o, "init_variance",
-                                json_real(init_variance(init, r.fan_in, r.fan_out)));
-        }
-        json_array_append_new(layers, o);
-    }
-    size_t tr = net_count_params(net, true), nt = net_count_params(net, false);
-    json_t *root = json_pack(
-        "{s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:o}", "model", cfg->name,
-        "size", cfg->size, "channels", cfg->channels, "classes", cfg->classes, "head",
-        model_head_name(cfg->head), "init", init_name(init), "fan_convention",
-        fan_convention_name(conv), "seed", (json_int_t)seed, "total_params",
-        (json_int_t)(tr + nt), "trainable_params", (json_int_t)tr, "non_trainable_params",
-        (json_int_t)nt, "n_layers", net_n_layers(net), "layers", layers);
-    if (!root)
-        return -1;
-    char *text = json_dumps(root, JSON_INDENT(1));
-    json_decref(root);
-    if (!text)
-        return -1;
-    puts(text);
-    free(text);
-    return 0;
+    printf("Layers: %lld (including the input)\n", member_int(summary, "n_layers"));
 }
 
 /* Writes the initialized weights; metadata records how to rebuild the net. */
@@ -229,7 +154,7 @@ static int cmd_summary(int argc, char **argv)
     int status = 2;
     bool *used = calloc((size_t)argc, sizeof *used);
     Net *net = NULL;
-    bool *flat = NULL;
+    json_t *summary = NULL;
     if (!used)
         return 1;
     ModelConfig cfg;
@@ -287,19 +212,24 @@ static int cmd_summary(int argc, char **argv)
         fprintf(stderr, "initlab summary: %s\n", err);
         goto done;
     }
-    flat = calloc((size_t)net_n_layers(net), sizeof *flat);
-    if (!flat)
-        goto done;
-    for (int i = 0; i < net_n_layers(net); i++)
-        flat[i] = layer_is_flat(net_layer(net, i), flat);
     if (save) {
         init_net(net, init, conv, seed);
         if (save_weights(net, &cfg, init, conv, seed, save) < 0)
             goto done;
     }
-    if ((json ? print_json : print_table)(net, &cfg, init, conv, seed, flat) < 0) {
+    summary = report_model_summary(net, &cfg, init, conv, seed);
+    if (!summary) {
         fprintf(stderr, "initlab summary: out of memory\n");
         goto done;
+    }
+    if (json) {
+        char *text = json_dumps(summary, JSON_INDENT(1));
+        if (!text)
+            goto done;
+        puts(text);
+        free(text);
+    } else {
+        print_table(summary);
     }
     status = 0;
     goto done;
@@ -307,7 +237,7 @@ static int cmd_summary(int argc, char **argv)
 usage_error:
     fprintf(stderr, "initlab summary: %s (see 'initlab summary --help')\n", err);
 done:
-    free(flat);
+    json_decref(summary);
     net_free(net);
     free(used);
     return status;

@@ -303,10 +303,6 @@ int config_from_json(const json_t *obj, bool require_dataset, JobConfig *cfg, Co
 
     if (require_dataset && cfg->dataset[0] == '\0')
         return fail(err, "dataset", "is required");
-    if (cfg->n_milestones > 0 && cfg->milestones[cfg->n_milestones - 1] >= cfg->epochs &&
-        strcmp(cfg->schedule, "step") == 0)
-        return fail(err, "milestones", "every milestone must be below epochs (%d)",
-                    cfg->epochs);
     if (strcmp(cfg->model, "mlp") != 0 && cfg->image_size < 32)
         return fail(err, "image_size", "must be at least 32 for convolutional models "
                     "(got %d)", cfg->image_size);

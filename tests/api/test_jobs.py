@@ -224,10 +224,14 @@ class Grid(unittest.TestCase):
         train, inference = get("train"), get("inference")
         self.assertEqual([l["layer"] for l in train], [l["layer"] for l in inference])
         self.assertTrue(any(abs(a["std"] - b["std"]) > 1e-6 for a, b in zip(train, inference)))
+        self.assertEqual(train[0]["type"], "input")
         self.assertEqual(train[-1]["type"], "softmax")
+        weights = self.d.get(f"/api/v1/jobs/{job['id']}/stats?mode=train&quantity=weight"
+                             "&epoch=0").json()["layers"]
         h = self.d.get(f"/api/v1/jobs/{job['id']}/histograms?mode=train&quantity=weight"
-                       f"&epoch=0&layer={train[0]['layer_index'] - 1}")
-        self.assertEqual(h.status, 200)
+                       f"&epoch=0&layer={weights[0]['layer_index']}").json()["layers"]
+        self.assertEqual(len(h), 1)
+        self.assertEqual(sum(h[0]["histogram"]["counts"]), weights[0]["n"])
 
     def test_every_job_on_the_dataset_probes_the_same_images(self):
         """The probe batch comes from the validation split with a fixed seed: whatever the
@@ -269,8 +273,9 @@ class Lifecycle(unittest.TestCase):
     """Live events, cancel and retry, and what a crash or a stop does to a running job."""
 
     def slow_job(self, d, **extra):
-        body = {"dataset": "weeds", "model": "plain", "depth": 6, "width": 16, "epochs": 6,
-                "image_size": 48, "batch_size": 8, "probe_size": 8, "threads": 1, **extra}
+        """A job of several seconds per epoch, long enough to watch, cancel and kill."""
+        body = {"dataset": "weeds", "model": "plain", "depth": 8, "width": 32, "epochs": 6,
+                "image_size": 96, "batch_size": 4, "probe_size": 8, **extra}
         r = d.request("POST", "/api/v1/jobs", body)
         self.assertEqual(r.status, 201, r)
         return r.json()["id"]
@@ -284,12 +289,16 @@ class Lifecycle(unittest.TestCase):
             self.assertEqual(stream.getheader("Content-Type").split(";")[0], "text/event-stream")
             job = self.slow_job(d)
             progress = []
-            while len(progress) < 2:
+            deadline = time.monotonic() + 120
+            while len(progress) < 2 and time.monotonic() < deadline:
                 line = stream.fp.readline().decode()
                 if line.startswith("data:") and '"progress"' in line:
                     data = json.loads(line[5:])
+                    self.assertNotEqual(data["status"], "done", "the job ended before two "
+                                        "progress events: make it slower")
                     if data["id"] == job and data["progress"]["step"] > 0:
                         progress.append((data["progress"]["epoch"], data["progress"]["step"]))
+            self.assertEqual(len(progress), 2, "no progress events within 120 s")
             self.assertNotEqual(progress[0], progress[1])
             conn.close()
             r = d.request("POST", f"/api/v1/jobs/{job}/cancel")
