@@ -35,11 +35,13 @@ if ! curl -fsS "$URL/api/v1/datasets/demo-weeds" >/dev/null 2>&1; then
         -d "{\"name\": \"demo-weeds\", \"path\": \"$(pwd)/$DEMO\"}" >/dev/null
 fi
 if curl -fsS "$URL/api/v1/jobs?limit=1" | grep -q '"total":0'; then
-    echo "run: queueing the demo grid: mobilenet (alpha 0.25) and resnet18 x glorot_uniform, he_uniform"
+    echo "run: queueing the demo grid: MobileNet (alpha 0.5) and ResNet-18 (width 16)" \
+         "x glorot_uniform, he_uniform"
     curl -fsS -X POST "$URL/api/v1/grids" -H 'Content-Type: application/json' -d '{
         "dataset": "demo-weeds", "preset": "quick",
         "models": ["mobilenet", "resnet18"], "initializers": ["glorot_uniform", "he_uniform"],
-        "seeds": [0], "alpha": 0.25, "image_size": 64, "epochs": 5}' >/dev/null
+        "seeds": [0], "alpha": 0.5, "width": 16, "image_size": 64, "batch_size": 16,
+        "epochs": 6, "lr": 0.02}' >/dev/null
 fi
 
 echo

@@ -130,8 +130,9 @@ int config_defaults(JobConfig *cfg, const char *preset, const char *model, Confi
     cfg->alpha = 1.0;
     cfg->depth_multiplier = 1;
     cfg->dropout = 1e-3;
+    /* depth: plain and mlp; width: plain, mlp and the ResNets (64 = Keras' ResNet). */
     cfg->depth = strcmp(model, "mlp") == 0 ? 3 : 8;
-    cfg->width = strcmp(model, "mlp") == 0 ? 256 : 32;
+    cfg->width = strcmp(model, "mlp") == 0 ? 256 : is_resnet(model) ? 64 : 32;
     set_str(cfg->activation, sizeof cfg->activation, "relu");
     cfg->batchnorm = true;
     set_str(cfg->head, sizeof cfg->head, "paper");

@@ -7,7 +7,8 @@
  *   dataset       dataset name (daemon) or directory (`initlab train --data`)
  *   model         mobilenet | resnet50 | resnet18 | resnet34 | plain | mlp
  *   alpha, depth_multiplier, dropout           MobileNet options
- *   depth, width, activation, batchnorm        plain / mlp options
+ *   depth, width, activation, batchnorm        plain / mlp options; width also scales
+ *                                              the ResNets (64, Keras' width, by default)
  *   head          "paper" | "keras"
  *   init          glorot_uniform | glorot_normal | he_uniform | he_normal | lecun_uniform | lecun_normal
  *   fan_convention "keras" | "pytorch"

@@ -44,10 +44,10 @@ int train_model_config(const JobConfig *cfg, int classes, ModelConfig *mc, char 
     mc->depth_multiplier = cfg->depth_multiplier;
     mc->dropout = cfg->dropout;
     mc->batchnorm = cfg->batchnorm;
-    if (strcmp(cfg->model, "plain") == 0 || strcmp(cfg->model, "mlp") == 0) {
+    if (strcmp(cfg->model, "plain") == 0 || strcmp(cfg->model, "mlp") == 0)
         mc->depth = cfg->depth;
+    if (strcmp(cfg->model, "mobilenet") != 0)
         mc->width = cfg->width;
-    }
     mc->batch = cfg->batch_size > cfg->probe_size ? cfg->batch_size : cfg->probe_size;
     if (model_head_parse(cfg->head, &mc->head) < 0 ||
         model_activation_parse(cfg->activation, &mc->activation) < 0) {

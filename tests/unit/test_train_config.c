@@ -3,6 +3,7 @@
 
 #include "test.h"
 #include "train/config.h"
+#include "train/trainer.h"
 
 static int parse(const char *text, JobConfig *cfg, ConfigError *err)
 {
@@ -106,4 +107,23 @@ TEST(config_round_trips_through_json)
     CHECK_STR(b.class_weight, "list");
     CHECK_INT(b.n_class_weights, 3);
     CHECK_NEAR(b.class_weights[1], 2.5, 0);
+}
+
+TEST(config_width_reaches_the_resnets_and_defaults_to_keras)
+{
+    JobConfig c;
+    ConfigError e;
+    ModelConfig mc;
+    char err[128];
+    REQUIRE(parse("{\"dataset\":\"d\",\"model\":\"resnet50\"}", &c, &e) == 0);
+    CHECK_INT(c.width, 64);
+    REQUIRE(train_model_config(&c, 21, &mc, err, sizeof err) == 0);
+    CHECK_INT(mc.width, 64);
+    REQUIRE(parse("{\"dataset\":\"d\",\"model\":\"resnet18\",\"width\":16}", &c, &e) == 0);
+    REQUIRE(train_model_config(&c, 21, &mc, err, sizeof err) == 0);
+    CHECK_INT(mc.width, 16);
+    CHECK_INT(mc.classes, 21);
+    REQUIRE(parse("{\"dataset\":\"d\",\"model\":\"mobilenet\",\"alpha\":0.5,\"width\":16}", &c, &e) == 0);
+    REQUIRE(train_model_config(&c, 21, &mc, err, sizeof err) == 0);
+    CHECK_NEAR(mc.alpha, 0.5, 0);
 }
