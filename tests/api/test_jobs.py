@@ -269,6 +269,31 @@ class Grid(unittest.TestCase):
         self.assertEqual(len(listing["jobs"]), 3)
 
 
+    def test_grid_listing_csv_and_metrics(self):
+        grids = self.d.get("/api/v1/grids").json()["grids"]
+        self.assertEqual([g["id"] for g in grids], [self.grid["grid_id"]])
+        self.assertEqual(grids[0]["status_counts"]["done"], 8)
+        g = self.d.get(f"/api/v1/grids/{self.grid['grid_id']}").json()
+        self.assertEqual(len(g["jobs"]), 8)
+        self.assertEqual(g["config"]["models"], list(GRID_MODELS))
+        self.assertEqual(self.d.get("/api/v1/grids/999").status, 404)
+        job = self.grid["jobs"][0]["id"]
+        for path, header in (
+                ("/api/v1/jobs?format=csv", "id,grid_id,status"),
+                (f"/api/v1/jobs/{job}/epochs?format=csv", "epoch,train_loss"),
+                (f"/api/v1/jobs/{job}/stats?format=csv&quantity=weight", "layer_index,layer,type"),
+                (f"/api/v1/jobs/{job}/results?format=csv", "class,name,precision")):
+            r = self.d.get(path)
+            self.assertEqual(r.status, 200, path)
+            self.assertEqual(r.content_type, "text/csv", path)
+            self.assertTrue(r.body.decode().startswith(header), (path, r.body[:80]))
+        self.assertEqual(self.d.get("/api/v1/jobs?format=xml").status, 400)
+        self.assertEqual(self.d.get("/api/v1/jobs?status=sleeping").json()["field"], "status")
+        metrics = self.d.get("/metrics").body.decode()
+        self.assertIn('initlab_jobs{state="queued"} 0', metrics)
+        self.assertIn("initlab_epoch_seconds_count 16", metrics)
+
+
 class Lifecycle(unittest.TestCase):
     """Live events, cancel and retry, and what a crash or a stop does to a running job."""
 
