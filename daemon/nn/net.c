@@ -61,6 +61,7 @@ struct Net {
     float *work;
     void *raw[4];                /* what free() takes for the four blocks above */
     size_t work_floats;
+    size_t bytes;          /* everything net_finalize allocated, for net_memory_bytes */
     float *probs, *dlogits;      /* (batch, K) in the arena */
     bool *cleared;               /* (n_layers) scratch of net_backward */
     int n;                       /* batch of the last forward, 0 before any */
@@ -513,6 +514,7 @@ int net_finalize(Net *net, int threads)
     net->work_floats = net_workspace(net, threads);
     net->work = alloc_floats(net->work_floats, &net->raw[3]);
     net->cleared = calloc(net->n_layers, sizeof *net->cleared);
+    net->bytes = (n_data + 2 * n_grad + n_arena + n_state + net->work_floats) * sizeof(float);
     if (!net->param_block || !net->arena || !net->state || !net->work || !net->cleared) {
         for (int i = 0; i < 4; i++) {
             free(net->raw[i]);
@@ -948,4 +950,9 @@ void net_zero_grad(Net *net)
         if (p->grad)
             memset(p->grad, 0, sizeof(float) * p->size);
     }
+}
+
+size_t net_memory_bytes(const Net *net)
+{
+    return net->bytes;
 }

@@ -156,6 +156,10 @@ int net_flatten(Net *net, int in, const char *name);
 int net_finalize(Net *net, int threads);
 
 int net_batch_capacity(const Net *net);
+/* Bytes net_finalize reserved (parameters, gradients, velocities, activation arena,
+ * workspace). The arena is zero-filled lazily by the system, so this is what the net will
+ * use once it has run, not what it uses yet. 0 before net_finalize. */
+size_t net_memory_bytes(const Net *net);
 int net_n_layers(const Net *net);
 const Layer *net_layer(const Net *net, int i);
 int net_find_layer(const Net *net, const char *name); /* index or -1 */

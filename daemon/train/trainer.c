@@ -23,6 +23,7 @@
 #include "util/fileio.h"
 #include "util/log.h"
 #include "util/rng.h"
+#include "util/sysmem.h"
 
 /* Seed streams derived from the job seed (rng_derive), one per use. */
 enum { STREAM_SHUFFLE = 1000000, STREAM_DROPOUT = 2000000 };
@@ -219,6 +220,15 @@ static int build_net(Run *r)
     r->net = model_build(&mc, cfg->threads, err, sizeof err);
     if (!r->net)
         return fail(r, "model: %s", err);
+    /* The arena is reserved, not yet touched: refuse here rather than be killed for memory
+     * halfway through the first step (and take the daemon with us). */
+    int64_t available = sysmem_available();
+    double need = (double)net_memory_bytes(r->net);
+    if (available > 0 && need > 0.9 * (double)available)
+        return fail(r, "the model needs %.1f GB for batch %d at %d px but only %.1f GB of "
+                    "memory is available; lower batch_size or image_size",
+                    need / 1e9, net_batch_capacity(r->net), cfg->image_size,
+                    (double)available / 1e9);
     if (init_parse(cfg->init, &r->init) < 0 || fan_convention_parse(cfg->fan_convention,
                                                                     &r->fans) < 0)
         return fail(r, "unknown initializer \"%s\" or fan convention \"%s\"", cfg->init,

@@ -120,6 +120,7 @@ class Validation(unittest.TestCase):
         return body
 
     def test_bad_jobs_are_refused_naming_the_field(self):
+        before = self.d.get("/api/v1/jobs").json()["total"]
         post = lambda body: self.d.request("POST", "/api/v1/jobs", body)
         self.problem(post(b'{"dataset": "weeds", "epochs": '), 400)
         self.problem(post(b'[1, 2]'), 400)
@@ -133,7 +134,7 @@ class Validation(unittest.TestCase):
         self.problem(post({"dataset": "weeds", "lr": 1e9}), 400, "lr")
         big = {"dataset": "weeds", "pad": "x" * 100000}
         self.problem(post(big), 413)
-        self.assertEqual(self.d.get("/api/v1/jobs").json()["total"], 0)
+        self.assertEqual(self.d.get("/api/v1/jobs").json()["total"], before)
 
     def test_bad_grids_and_datasets(self):
         r = self.d.request("POST", "/api/v1/grids", {"dataset": "weeds", "models": ["plain", "vgg"],
@@ -163,6 +164,16 @@ class Validation(unittest.TestCase):
         csv = self.d.get("/api/v1/datasets/weeds?format=csv")
         self.assertEqual(csv.content_type, "text/csv")
         self.assertTrue(csv.body.decode().startswith("label,class,train,val,test"))
+
+    def test_a_job_too_big_for_memory_fails_cleanly(self):
+        r = self.d.request("POST", "/api/v1/jobs", {"dataset": "weeds", "model": "resnet50",
+                                                   "image_size": 512, "batch_size": 512,
+                                                   "priority": 100})
+        self.assertEqual(r.status, 201, r)
+        job = r.json()["id"]
+        wait_for(lambda: job_status(self.d, job) == "failed", 120, what="the job to fail")
+        self.assertIn("memory", self.d.get(f"/api/v1/jobs/{job}").json()["error"])
+        self.assertEqual(self.d.get("/api/v1/health").status, 200)
 
     def test_idempotent_submission(self):
         body = {"dataset": "weeds", "model": "plain", "depth": 2, "width": 4, **FAST,
