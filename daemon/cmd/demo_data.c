@@ -36,10 +36,8 @@ static void usage(FILE *out)
 static int progress(void *user, long done, long total)
 {
     int *tty = user;
-    if (*tty)
+    if (*tty)   /* a live counter on a terminal; logs get only the closing line */
         fprintf(stderr, "\rdemo-data: %ld / %ld images", done, total);
-    else if (done == total)
-        fprintf(stderr, "demo-data: %ld / %ld images", done, total);
     return 0;
 }
 
@@ -88,7 +86,8 @@ static int cmd_demo_data(int argc, char **argv)
     int tty = isatty(2);
     char err[512];
     int rc = data_demo_write(argv[optind], &cfg, progress, &tty, err, sizeof err);
-    fputc('\n', stderr);
+    if (tty)
+        fputc('\n', stderr);
     if (rc != 0) {
         fprintf(stderr, "initlab demo-data: %s\n", err);
         return 1;
