@@ -145,6 +145,8 @@ static int set_class_weights(Run *r)
     return 0;
 }
 
+/* Opens the cache (building it if needed), the preprocessing, the loaders and the probe
+ * batch. Returns 0, -1 on failure, -2 when a stop request interrupted the cache build. */
 static int open_data(Run *r)
 {
     const JobConfig *cfg = r->cfg;
@@ -156,8 +158,10 @@ static int open_data(Run *r)
                           .threads = cfg->threads > 1 ? cfg->threads : 2,
                           .progress = cache_progress, .user = r};
     int rc = data_cache_open(index, &cc, &r->cache, err, sizeof err);
-    if (rc == -2)
-        return fail(r, "stopped while building the image cache");
+    if (rc == -2) {
+        fail(r, "stopped while building the image cache");
+        return -2;
+    }
     if (rc < 0)
         return fail(r, "image cache: %s", err);
     if (data_split_indices(index, DATA_SPLIT_TRAIN, &r->train_idx, &r->n_train) < 0 ||
@@ -476,7 +480,14 @@ TrainOutcome train_run(const TrainSetup *setup, const TrainCallbacks *cb, char *
         fail(&r, "checkpoint directory: %s", dir_err);
         goto out;
     }
-    if (build_net(&r) < 0 || open_data(&r) < 0 || start_or_resume(&r) < 0)
+    if (build_net(&r) < 0)
+        goto out;
+    int data_rc = open_data(&r);
+    if (data_rc == -2) { /* a stop request while decoding: nothing trained, nothing lost */
+        outcome = TRAIN_STOPPED;
+        goto out;
+    }
+    if (data_rc < 0 || start_or_resume(&r) < 0)
         goto out;
 
     for (int e = r.state.epoch; e < cfg->epochs; e++) {

@@ -14,7 +14,8 @@
  *      F1, loss, confusion matrix, per-class figures
  * A stop request (should_stop) is honoured at the next step boundary: latest.ckpt is
  * written with the position inside the epoch and the run returns TRAIN_STOPPED; a later
- * train_run resumes from exactly there. With the same thread count, a resumed run ends
+ * train_run resumes from exactly there. A stop while the image cache is being built also
+ * returns TRAIN_STOPPED (nothing was trained; the cache is built again next time). With the same thread count, a resumed run ends
  * with bit-identical weights to an uninterrupted one: the data order is a function of
  * (seed, epoch), dropout masks of (seed, step), and the checkpoint holds the rest.
  * A non-finite loss fails the run ("diverged at epoch E, step S"); the last good
