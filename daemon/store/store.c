@@ -156,6 +156,56 @@ int store_col_dup(Store *s, sqlite3_stmt *st, int i, char **out)
     return *out ? STORE_OK : store_fail(s, STORE_ERROR, "out of memory");
 }
 
+void *store_grow(Store *s, void *arr, int count, int *cap, int first_cap, size_t elem_size)
+{
+    if (count < *cap)
+        return arr;
+    int ncap = *cap ? 2 * *cap : first_cap;
+    void *grown = realloc(arr, (size_t)ncap * elem_size);
+    if (!grown) {
+        store_fail(s, STORE_ERROR, "out of memory");
+        return NULL;
+    }
+    *cap = ncap;
+    return grown;
+}
+
+int store_collect_rows(Store *s, sqlite3_stmt *st, size_t elem_size, int first_cap,
+                       StoreReadRow read, StoreFreeRows free_rows, const char *what,
+                       void **rows, int *n)
+{
+    char *arr = NULL;  /* bytes, so that row k is at arr + k * elem_size */
+    int count = 0, cap = 0, step, rc;
+    *rows = NULL;
+    *n = 0;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        char *grown = store_grow(s, arr, count, &cap, first_cap, elem_size);
+        if (!grown) {
+            rc = STORE_ERROR;
+            goto fail;
+        }
+        arr = grown;
+        if ((rc = read(s, st, arr + (size_t)count * elem_size)))
+            goto fail;
+        count++;
+    }
+    if (step != SQLITE_DONE) {
+        rc = store_db_fail(s, what);
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *rows = arr;
+    *n = count;
+    return STORE_OK;
+fail:
+    sqlite3_finalize(st);
+    if (free_rows)
+        free_rows(arr, count);
+    else
+        free(arr);
+    return rc;
+}
+
 int store_ids_format(Store *s, const int64_t *ids, int n, char **out)
 {
     size_t cap = 3 + (size_t)n * 21, len = 0;
@@ -188,16 +238,12 @@ int store_ids_parse(Store *s, const char *text, int64_t **ids, int *n)
             free(arr);
             return store_fail(s, STORE_ERROR, "malformed id list \"%s\"", text);
         }
-        if (count == cap) {
-            int ncap = cap ? 2 * cap : 8;
-            int64_t *grown = realloc(arr, (size_t)ncap * sizeof *arr);
-            if (!grown) {
-                free(arr);
-                return store_fail(s, STORE_ERROR, "out of memory");
-            }
-            arr = grown;
-            cap = ncap;
+        int64_t *grown = store_grow(s, arr, count, &cap, 8, sizeof *arr);
+        if (!grown) {
+            free(arr);
+            return STORE_ERROR;
         }
+        arr = grown;
         arr[count++] = v;
         p = end;
         while (*p == ',' || *p == ' ')

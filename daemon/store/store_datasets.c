@@ -14,8 +14,10 @@ const char store_sql_dataset_files[] =
     "id, name, path, train_frac, val_frac, test_frac, seed, status, error, class_names,"   \
     " n_classes, n_files, n_train, n_val, n_test, n_skipped, created_at"
 
-static int read_dataset(Store *s, sqlite3_stmt *st, StoreDataset *d)
+/* Row readers (StoreReadRow): row is a StoreDataset, StoreDatasetFile, StoreDatasetSkipped. */
+static int read_dataset(Store *s, sqlite3_stmt *st, void *row)
 {
+    StoreDataset *d = row;
     memset(d, 0, sizeof *d);
     d->id = sqlite3_column_int64(st, 0);
     store_col_copy(st, 1, d->name, sizeof d->name);
@@ -37,6 +39,36 @@ static int read_dataset(Store *s, sqlite3_stmt *st, StoreDataset *d)
         store_dataset_deinit(d);
         return STORE_ERROR;
     }
+    return STORE_OK;
+}
+
+static int read_dataset_file(Store *s, sqlite3_stmt *st, void *row)
+{
+    StoreDatasetFile *f = row;
+    char *relpath;
+    int rc = store_col_dup(s, st, 0, &relpath);
+    if (rc)
+        return rc;
+    f->relpath = relpath;
+    f->label = sqlite3_column_int(st, 1);
+    f->split = STORE_SPLIT_TRAIN;
+    store_split_parse((const char *)sqlite3_column_text(st, 2), &f->split);
+    f->size = sqlite3_column_int64(st, 3);
+    f->mtime = sqlite3_column_int64(st, 4);
+    return STORE_OK;
+}
+
+static int read_skipped(Store *s, sqlite3_stmt *st, void *row)
+{
+    StoreDatasetSkipped *k = row;
+    char *relpath, *reason = NULL;
+    int rc;
+    if ((rc = store_col_dup(s, st, 0, &relpath)) || (rc = store_col_dup(s, st, 1, &reason))) {
+        free(relpath);
+        return rc;
+    }
+    k->relpath = relpath;
+    k->reason = reason;
     return STORE_OK;
 }
 
@@ -70,6 +102,22 @@ void store_dataset_skipped_free(StoreDatasetSkipped *rows, int n)
         free((char *)rows[i].reason);
     }
     free(rows);
+}
+
+/* The _free functions above as StoreFreeRows. */
+static void free_datasets(void *rows, int n)
+{
+    store_datasets_free(rows, n);
+}
+
+static void free_files(void *rows, int n)
+{
+    store_dataset_files_free(rows, n);
+}
+
+static void free_skipped(void *rows, int n)
+{
+    store_dataset_skipped_free(rows, n);
 }
 
 int store_dataset_insert(Store *s, const StoreDatasetNew *d, int64_t *id)
@@ -268,40 +316,16 @@ int store_dataset_get_by_id(Store *s, int64_t id, StoreDataset *out)
 
 int store_dataset_list(Store *s, StoreDataset **rows, int *n)
 {
-    sqlite3_stmt *st;
-    StoreDataset *arr = NULL;
-    int count = 0, cap = 0, step;
     *rows = NULL;
     *n = 0;
+    sqlite3_stmt *st;
     int rc = store_prepare(s, "SELECT " DATASET_COLUMNS " FROM datasets ORDER BY name", &st);
     if (rc)
         return rc;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (count == cap) {
-            int ncap = cap ? 2 * cap : 8;
-            StoreDataset *grown = realloc(arr, (size_t)ncap * sizeof *arr);
-            if (!grown) {
-                rc = store_fail(s, STORE_ERROR, "out of memory");
-                goto fail;
-            }
-            arr = grown;
-            cap = ncap;
-        }
-        if ((rc = read_dataset(s, st, &arr[count])))
-            goto fail;
-        count++;
-    }
-    if (step != SQLITE_DONE) {
-        rc = store_db_fail(s, "listing datasets");
-        goto fail;
-    }
-    sqlite3_finalize(st);
+    void *arr;
+    rc = store_collect_rows(s, st, sizeof **rows, 8, read_dataset, free_datasets,
+                            "listing datasets", &arr, n);
     *rows = arr;
-    *n = count;
-    return STORE_OK;
-fail:
-    sqlite3_finalize(st);
-    store_datasets_free(arr, count);
     return rc;
 }
 
@@ -362,42 +386,10 @@ int store_dataset_files(Store *s, int64_t id, int split, StoreDatasetFile **file
     sqlite3_bind_int64(st, 1, id);
     store_bind_text(st, 2, split < 0 ? NULL : store_split_name((StoreSplit)split));
 
-    StoreDatasetFile *arr = NULL;
-    int count = 0, cap = 0, step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (count == cap) {
-            int ncap = cap ? 2 * cap : 1024;
-            StoreDatasetFile *grown = realloc(arr, (size_t)ncap * sizeof *arr);
-            if (!grown) {
-                rc = store_fail(s, STORE_ERROR, "out of memory");
-                goto fail;
-            }
-            arr = grown;
-            cap = ncap;
-        }
-        StoreDatasetFile *f = &arr[count];
-        char *relpath;
-        if ((rc = store_col_dup(s, st, 0, &relpath)))
-            goto fail;
-        f->relpath = relpath;
-        f->label = sqlite3_column_int(st, 1);
-        f->split = STORE_SPLIT_TRAIN;
-        store_split_parse((const char *)sqlite3_column_text(st, 2), &f->split);
-        f->size = sqlite3_column_int64(st, 3);
-        f->mtime = sqlite3_column_int64(st, 4);
-        count++;
-    }
-    if (step != SQLITE_DONE) {
-        rc = store_db_fail(s, "reading a dataset's files");
-        goto fail;
-    }
-    sqlite3_finalize(st);
+    void *arr;
+    rc = store_collect_rows(s, st, sizeof **files, 1024, read_dataset_file, free_files,
+                            "reading a dataset's files", &arr, n);
     *files = arr;
-    *n = count;
-    return STORE_OK;
-fail:
-    sqlite3_finalize(st);
-    store_dataset_files_free(arr, count);
     return rc;
 }
 
@@ -413,40 +405,10 @@ int store_dataset_skipped(Store *s, int64_t id, StoreDatasetSkipped **rows, int 
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, id);
-    StoreDatasetSkipped *arr = NULL;
-    int count = 0, cap = 0, step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (count == cap) {
-            int ncap = cap ? 2 * cap : 16;
-            StoreDatasetSkipped *grown = realloc(arr, (size_t)ncap * sizeof *arr);
-            if (!grown) {
-                rc = store_fail(s, STORE_ERROR, "out of memory");
-                goto fail;
-            }
-            arr = grown;
-            cap = ncap;
-        }
-        char *relpath, *reason = NULL;
-        if ((rc = store_col_dup(s, st, 0, &relpath)) ||
-            (rc = store_col_dup(s, st, 1, &reason))) {
-            free(relpath);
-            goto fail;
-        }
-        arr[count].relpath = relpath;
-        arr[count].reason = reason;
-        count++;
-    }
-    if (step != SQLITE_DONE) {
-        rc = store_db_fail(s, "reading a dataset's skipped files");
-        goto fail;
-    }
-    sqlite3_finalize(st);
+    void *arr;
+    rc = store_collect_rows(s, st, sizeof **rows, 16, read_skipped, free_skipped,
+                            "reading a dataset's skipped files", &arr, n);
     *rows = arr;
-    *n = count;
-    return STORE_OK;
-fail:
-    sqlite3_finalize(st);
-    store_dataset_skipped_free(arr, count);
     return rc;
 }
 

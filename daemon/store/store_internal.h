@@ -50,6 +50,27 @@ void store_col_copy(sqlite3_stmt *st, int i, char *dst, size_t n);
  * allocation failure (message set). */
 int store_col_dup(Store *s, sqlite3_stmt *st, int i, char **out);
 
+/* Makes room for element count of a heap array of *cap elements of elem_size bytes (NULL
+ * with *cap == 0 to start): when it is full, grows it to first_cap elements, or to twice its
+ * size. Returns the array, perhaps moved, or NULL with the message set when out of memory;
+ * arr is then unchanged and still the caller's. */
+void *store_grow(Store *s, void *arr, int count, int *cap, int first_cap, size_t elem_size);
+
+/* Reads the current row of a statement into *row, one element of the array being
+ * collected. STORE_OK, or a StoreCode with the message set and nothing in *row to free. */
+typedef int (*StoreReadRow)(Store *s, sqlite3_stmt *st, void *row);
+/* Releases n rows and the array that holds them (a row type's _free function). */
+typedef void (*StoreFreeRows)(void *rows, int n);
+/* Steps st to the end, reading each row with read into a heap array of elements of
+ * elem_size bytes that starts with room for first_cap (> 0) rows and doubles when full.
+ * Finalizes st in every case. STORE_OK with *rows (NULL when there is no row; the caller
+ * owns it) and *n; otherwise *rows = NULL, *n = 0, the rows read so far released with
+ * free_rows (with free() when free_rows is NULL: rows that own no heap memory), and a
+ * failed step reported as "what: message". */
+int store_collect_rows(Store *s, sqlite3_stmt *st, size_t elem_size, int first_cap,
+                       StoreReadRow read, StoreFreeRows free_rows, const char *what,
+                       void **rows, int *n);
+
 /* Formats ids as a JSON array into a heap string; parses one back (heap array, count).
  * Both return STORE_OK or STORE_ERROR with the message set. */
 int store_ids_format(Store *s, const int64_t *ids, int n, char **out);

@@ -22,8 +22,10 @@ const char store_sql_job_claim[] =
     " created_at, started_at, finished_at, error, attempts, epoch, step, steps_per_epoch," \
     " images_per_sec, eta_seconds, best_val_acc, best_epoch"
 
-static int read_job(Store *s, sqlite3_stmt *st, StoreJob *j)
+/* Row reader (StoreReadRow); row is a StoreJob. */
+static int read_job(Store *s, sqlite3_stmt *st, void *row)
 {
+    StoreJob *j = row;
     memset(j, 0, sizeof *j);
     j->id = sqlite3_column_int64(st, 0);
     j->grid_id = sqlite3_column_int64(st, 1);
@@ -70,6 +72,12 @@ void store_jobs_free(StoreJob *rows, int n)
     free(rows);
 }
 
+/* store_jobs_free as StoreFreeRows. */
+static void free_jobs(void *rows, int n)
+{
+    store_jobs_free(rows, n);
+}
+
 /* ---- Grids ----------------------------------------------------------------------------- */
 
 #define GRID_SELECT                                                                        \
@@ -78,8 +86,10 @@ void store_jobs_free(StoreJob *rows, int n)
     " sum(j.status = 'failed'), sum(j.status = 'cancelled')"                               \
     " FROM grids g LEFT JOIN jobs j ON j.grid_id = g.id"
 
-static int read_grid(Store *s, sqlite3_stmt *st, StoreGrid *g)
+/* Row reader (StoreReadRow); row is a StoreGrid. */
+static int read_grid(Store *s, sqlite3_stmt *st, void *row)
 {
+    StoreGrid *g = row;
     memset(g, 0, sizeof *g);
     g->id = sqlite3_column_int64(st, 0);
     g->created_at = store_col_time(st, 1);
@@ -102,6 +112,12 @@ void store_grids_free(StoreGrid *rows, int n)
     for (int i = 0; rows && i < n; i++)
         store_grid_deinit(&rows[i]);
     free(rows);
+}
+
+/* store_grids_free as StoreFreeRows. */
+static void free_grids(void *rows, int n)
+{
+    store_grids_free(rows, n);
 }
 
 static int insert_grid(Store *s, const char *config_json, int64_t *id)
@@ -152,34 +168,10 @@ int store_grid_list(Store *s, StoreGrid **rows, int *n)
     int rc = store_prepare(s, GRID_SELECT " GROUP BY g.id ORDER BY g.id DESC", &st);
     if (rc)
         return rc;
-    StoreGrid *arr = NULL;
-    int count = 0, cap = 0, step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (count == cap) {
-            int ncap = cap ? 2 * cap : 8;
-            StoreGrid *grown = realloc(arr, (size_t)ncap * sizeof *arr);
-            if (!grown) {
-                rc = store_fail(s, STORE_ERROR, "out of memory");
-                goto fail;
-            }
-            arr = grown;
-            cap = ncap;
-        }
-        if ((rc = read_grid(s, st, &arr[count])))
-            goto fail;
-        count++;
-    }
-    if (step != SQLITE_DONE) {
-        rc = store_db_fail(s, "listing grids");
-        goto fail;
-    }
-    sqlite3_finalize(st);
+    void *arr;
+    rc = store_collect_rows(s, st, sizeof **rows, 8, read_grid, free_grids, "listing grids",
+                            &arr, n);
     *rows = arr;
-    *n = count;
-    return STORE_OK;
-fail:
-    sqlite3_finalize(st);
-    store_grids_free(arr, count);
     return rc;
 }
 
@@ -284,8 +276,6 @@ int store_job_list(Store *s, const StoreJobFilter *filter, StoreJob **rows, int 
         return store_fail(s, STORE_INVALID, "offset %d is negative", f->offset);
 
     sqlite3_stmt *count_st = NULL, *st = NULL;
-    StoreJob *arr = NULL;
-    int count = 0, step = SQLITE_DONE;
     /* One read transaction: the page and the total come from the same snapshot. */
     int rc = store_exec(s, "BEGIN", "starting a read");
     if (rc)
@@ -312,35 +302,20 @@ int store_job_list(Store *s, const StoreJobFilter *filter, StoreJob **rows, int 
     bind_filter(st, f);
     sqlite3_bind_int(st, 6, limit);
     sqlite3_bind_int(st, 7, f->offset);
-    arr = calloc((size_t)limit, sizeof *arr);
-    if (!arr) {
-        rc = store_fail(s, STORE_ERROR, "out of memory");
+    void *arr;
+    rc = store_collect_rows(s, st, sizeof **rows, limit, read_job, free_jobs, "listing jobs",
+                            &arr, n);
+    st = NULL;  /* finalized by store_collect_rows */
+    if (rc)
         goto fail;
-    }
-    while (count < limit && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = read_job(s, st, &arr[count])))
-            goto fail;
-        count++;
-    }
-    if (count < limit && step != SQLITE_DONE) {
-        rc = store_db_fail(s, "listing jobs");
-        goto fail;
-    }
     sqlite3_finalize(count_st);
-    sqlite3_finalize(st);
     store_exec(s, "COMMIT", "ending a read");
-    if (count == 0) {
-        free(arr);
-        arr = NULL;
-    }
     *rows = arr;
-    *n = count;
     return STORE_OK;
 fail:
     sqlite3_finalize(count_st);
     sqlite3_finalize(st);
     store_rollback(s);
-    store_jobs_free(arr, count);
     if (total)
         *total = 0;
     return rc;

@@ -132,8 +132,11 @@ int store_checkpoint_put(Store *s, const StoreCheckpoint *c)
 #define CHECKPOINT_SELECT                                                                  \
     "SELECT job_id, kind, epoch, path, val_acc, crc, created_at FROM checkpoints"
 
-static void read_checkpoint(sqlite3_stmt *st, StoreCheckpoint *c)
+/* Row reader (StoreReadRow); row is a StoreCheckpoint. Can't fail. */
+static int read_checkpoint(Store *s, sqlite3_stmt *st, void *row)
 {
+    StoreCheckpoint *c = row;
+    (void)s;
     memset(c, 0, sizeof *c);
     c->job_id = sqlite3_column_int64(st, 0);
     store_checkpoint_kind_parse((const char *)sqlite3_column_text(st, 1), &c->kind);
@@ -142,6 +145,7 @@ static void read_checkpoint(sqlite3_stmt *st, StoreCheckpoint *c)
     c->val_acc = store_col_real(st, 4);
     c->crc = (uint32_t)sqlite3_column_int64(st, 5);
     c->created_at = store_col_time(st, 6);
+    return STORE_OK;
 }
 
 int store_checkpoint_get(Store *s, int64_t job_id, StoreCheckpointKind kind, StoreCheckpoint *out)
@@ -154,7 +158,7 @@ int store_checkpoint_get(Store *s, int64_t job_id, StoreCheckpointKind kind, Sto
     sqlite3_bind_text(st, 2, store_checkpoint_kind_name(kind), -1, SQLITE_STATIC);
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW)
-        read_checkpoint(st, out);
+        rc = read_checkpoint(s, st, out);
     else if (step == SQLITE_DONE)
         rc = store_fail(s, STORE_NOT_FOUND, "job %lld has no %s checkpoint", (long long)job_id,
                         store_checkpoint_kind_name(kind));
@@ -173,27 +177,11 @@ int store_checkpoint_list(Store *s, int64_t job_id, StoreCheckpoint **rows, int 
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, job_id);
-    StoreCheckpoint *arr = calloc(2, sizeof *arr);  /* at most one per kind */
-    int count = 0, step;
-    if (!arr) {
-        sqlite3_finalize(st);
-        return store_fail(s, STORE_ERROR, "out of memory");
-    }
-    while (count < 2 && (step = sqlite3_step(st)) == SQLITE_ROW)
-        read_checkpoint(st, &arr[count++]);
-    if (count < 2 && step != SQLITE_DONE) {
-        rc = store_db_fail(s, "listing checkpoints");
-        free(arr);
-        arr = NULL;
-        count = 0;
-    }
-    sqlite3_finalize(st);
-    if (count == 0) {
-        free(arr);
-        arr = NULL;
-    }
+    void *arr;
+    /* Room for two rows from the start: there is at most one per kind. */
+    rc = store_collect_rows(s, st, sizeof **rows, 2, read_checkpoint, NULL,
+                            "listing checkpoints", &arr, n);
     *rows = arr;
-    *n = count;
     return rc;
 }
 
@@ -260,16 +248,12 @@ int store_grid_summary(Store *s, int64_t grid_id, StoreGridSummary **rows, int *
             strcmp(g->initializer, init ? init : "") != 0) {
             if (g)
                 finish_group(g, m);
-            if (count == cap) {
-                int ncap = cap ? 2 * cap : 8;
-                StoreGridSummary *grown = realloc(arr, (size_t)ncap * sizeof *arr);
-                if (!grown) {
-                    rc = store_fail(s, STORE_ERROR, "out of memory");
-                    goto fail;
-                }
-                arr = grown;
-                cap = ncap;
+            StoreGridSummary *grown = store_grow(s, arr, count, &cap, 8, sizeof *arr);
+            if (!grown) {
+                rc = STORE_ERROR;
+                goto fail;
             }
+            arr = grown;
             g = &arr[count++];
             memset(g, 0, sizeof *g);
             store_col_copy(st, 0, g->model, sizeof g->model);

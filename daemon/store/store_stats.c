@@ -57,6 +57,22 @@ int store_epoch_put(Store *s, int64_t job_id, const StoreEpoch *e)
     return rc;
 }
 
+/* Row reader (StoreReadRow); row is a StoreEpoch. Can't fail. */
+static int read_epoch(Store *s, sqlite3_stmt *st, void *row)
+{
+    StoreEpoch *e = row;
+    (void)s;
+    e->epoch = sqlite3_column_int(st, 0);
+    e->train_loss = store_col_real(st, 1);
+    e->train_acc = store_col_real(st, 2);
+    e->val_loss = store_col_real(st, 3);
+    e->val_acc = store_col_real(st, 4);
+    e->lr = store_col_real(st, 5);
+    e->seconds = store_col_real(st, 6);
+    e->images_per_sec = store_col_real(st, 7);
+    return STORE_OK;
+}
+
 int store_epoch_list(Store *s, int64_t job_id, StoreEpoch **rows, int *n)
 {
     *rows = NULL;
@@ -66,40 +82,10 @@ int store_epoch_list(Store *s, int64_t job_id, StoreEpoch **rows, int *n)
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, job_id);
-    StoreEpoch *arr = NULL;
-    int count = 0, cap = 0, step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (count == cap) {
-            int ncap = cap ? 2 * cap : 64;
-            StoreEpoch *grown = realloc(arr, (size_t)ncap * sizeof *arr);
-            if (!grown) {
-                rc = store_fail(s, STORE_ERROR, "out of memory");
-                goto fail;
-            }
-            arr = grown;
-            cap = ncap;
-        }
-        StoreEpoch *e = &arr[count++];
-        e->epoch = sqlite3_column_int(st, 0);
-        e->train_loss = store_col_real(st, 1);
-        e->train_acc = store_col_real(st, 2);
-        e->val_loss = store_col_real(st, 3);
-        e->val_acc = store_col_real(st, 4);
-        e->lr = store_col_real(st, 5);
-        e->seconds = store_col_real(st, 6);
-        e->images_per_sec = store_col_real(st, 7);
-    }
-    if (step != SQLITE_DONE) {
-        rc = store_db_fail(s, "reading epochs");
-        goto fail;
-    }
-    sqlite3_finalize(st);
+    void *arr;
+    rc = store_collect_rows(s, st, sizeof **rows, 64, read_epoch, NULL, "reading epochs",
+                            &arr, n);
     *rows = arr;
-    *n = count;
-    return STORE_OK;
-fail:
-    sqlite3_finalize(st);
-    free(arr);
     return rc;
 }
 
@@ -209,8 +195,11 @@ fail:
     return rc;
 }
 
-static void read_stat(sqlite3_stmt *st, StoreLayerStat *r)
+/* Row reader (StoreReadRow); row is a StoreLayerStat. Can't fail. */
+static int read_stat(Store *s, sqlite3_stmt *st, void *row)
 {
+    StoreLayerStat *r = row;
+    (void)s;
     memset(r, 0, sizeof *r);
     store_mode_parse((const char *)sqlite3_column_text(st, 0), &r->mode);
     store_quantity_parse((const char *)sqlite3_column_text(st, 1), &r->quantity);
@@ -230,6 +219,7 @@ static void read_stat(sqlite3_stmt *st, StoreLayerStat *r)
     r->hist_lo = store_col_real(st, 23);
     r->hist_hi = store_col_real(st, 24);
     hist_decode(sqlite3_column_blob(st, 25), sqlite3_column_bytes(st, 25), r->hist);
+    return STORE_OK;
 }
 
 static void bind_key(sqlite3_stmt *st, int64_t job_id, int epoch, StoreMode mode, StoreQuantity q)
@@ -250,32 +240,10 @@ int store_stats_get(Store *s, int64_t job_id, int epoch, StoreMode mode, StoreQu
     if (rc)
         return rc;
     bind_key(st, job_id, epoch, mode, q);
-    StoreLayerStat *arr = NULL;
-    int count = 0, cap = 0, step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (count == cap) {
-            int ncap = cap ? 2 * cap : 64;
-            StoreLayerStat *grown = realloc(arr, (size_t)ncap * sizeof *arr);
-            if (!grown) {
-                rc = store_fail(s, STORE_ERROR, "out of memory");
-                goto fail;
-            }
-            arr = grown;
-            cap = ncap;
-        }
-        read_stat(st, &arr[count++]);
-    }
-    if (step != SQLITE_DONE) {
-        rc = store_db_fail(s, "reading layer statistics");
-        goto fail;
-    }
-    sqlite3_finalize(st);
+    void *arr;
+    rc = store_collect_rows(s, st, sizeof **rows, 64, read_stat, NULL,
+                            "reading layer statistics", &arr, n);
     *rows = arr;
-    *n = count;
-    return STORE_OK;
-fail:
-    sqlite3_finalize(st);
-    free(arr);
     return rc;
 }
 
@@ -290,7 +258,7 @@ int store_stats_get_layer(Store *s, int64_t job_id, int epoch, StoreMode mode, S
     sqlite3_bind_int(st, 5, layer_index);
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW)
-        read_stat(st, out);
+        rc = read_stat(s, st, out);
     else if (step == SQLITE_DONE)
         rc = store_fail(s, STORE_NOT_FOUND,
                         "job %lld has no %s statistics in %s mode for layer %d at epoch %d",
@@ -325,16 +293,12 @@ int store_stats_epochs(Store *s, int64_t job_id, int **epochs, int *n)
         if (sqlite3_column_type(st, 0) == SQLITE_NULL)
             break;
         last = sqlite3_column_int(st, 0);
-        if (count == cap) {
-            int ncap = cap ? 2 * cap : 32;
-            int *grown = realloc(arr, (size_t)ncap * sizeof *arr);
-            if (!grown) {
-                rc = store_fail(s, STORE_ERROR, "out of memory");
-                goto fail;
-            }
-            arr = grown;
-            cap = ncap;
+        int *grown = store_grow(s, arr, count, &cap, 32, sizeof *arr);
+        if (!grown) {
+            rc = STORE_ERROR;
+            goto fail;
         }
+        arr = grown;
         arr[count++] = last;
     }
     sqlite3_finalize(st);
