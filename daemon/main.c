@@ -39,6 +39,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "initlab: unknown command '%s' (see 'initlab --help')\n", argv[1]);
         return 2;
     }
-    startup_blas(argc, argv);
+    startup_runtime(argc, argv);
     return cmd->fn(argc - 1, argv + 1);
 }

@@ -30,12 +30,14 @@ const Command *cmd_find(const char *name);
 int cmd_count(void);
 const Command *cmd_at(int i);
 
-/* Chooses the OpenBLAS core from the CPU's features before OpenBLAS initializes: unless
- * OPENBLAS_CORETYPE is set, re-executes the program once with the best supported core,
- * verifies sgemm against a naive reference under it, and falls back to the shipped core
- * (re-executing again, with a warning) when they disagree. Call first thing in main.
- * Returns normally only in the process that will do the work. */
-void startup_blas(int argc, char **argv);
+/* Sets what the shared libraries read when they load, before they do: unless the user
+ * set them, OPENBLAS_CORETYPE to the best core the CPU supports and OMP_WAIT_POLICY to
+ * passive (see startup.c), re-executing the program once with them set. In the
+ * re-executed process it verifies sgemm against a naive reference under the chosen core
+ * and falls back to the shipped core (re-executing again, with a warning) when they
+ * disagree. Call first thing in main. Returns normally only in the process that will do
+ * the work. */
+void startup_runtime(int argc, char **argv);
 /* How the running core was chosen: "cpuid", "environment", "fallback" or "default". */
 const char *startup_blas_source(void);
 

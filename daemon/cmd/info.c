@@ -13,7 +13,8 @@
 static const char usage_text[] =
     "usage: initlab info [--json] [--size N] [--threads T]\n\n"
     "Prints the version, the CPU model and SIMD features, the OpenBLAS core in use and how it\n"
-    "was chosen (cpuid, environment, fallback or default), the BLAS thread count, the largest\n"
+    "was chosen (cpuid, environment, fallback or default), the BLAS thread count, the OpenMP\n"
+    "wait policy (passive unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set), the largest\n"
     "relative error of sgemm against a naive reference, and a measured sgemm rate.\n\n"
     "  --json        one JSON object on stdout\n"
     "  --size N      matrix size of the sgemm measurement (default 2048)\n"
@@ -51,6 +52,8 @@ static int cmd_info(int argc, char **argv)
     double verify = gemm_verify();
     double gflops = gemm_measure_gflops(size, 0.5);
 
+    const char *wait_policy = getenv("OMP_WAIT_POLICY");
+    const char *spin = getenv("GOMP_SPINCOUNT");
     if (json) {
         json_t *o = json_pack("{s:s, s:{s:s, s:s, s:s, s:s?}, s:{s:s, s:s, s:i, s:f, s:{s:i, s:f}}}",
             "version", INITLAB_VERSION,
@@ -61,6 +64,8 @@ static int cmd_info(int argc, char **argv)
                     "sgemm", "size", size, "gflops", gflops);
         if (!o)
             return 1;
+        json_object_set_new(o, "openmp", json_pack("{s:s?, s:s?}", "wait_policy", wait_policy,
+                                                   "spin_count", spin));
         char *text = json_dumps(o, JSON_INDENT(2));
         json_decref(o);
         if (!text)
@@ -75,6 +80,8 @@ static int cmd_info(int argc, char **argv)
     printf("blas core:    %s (chosen by %s; best for this cpu: %s)\n", gemm_core_name(),
            startup_blas_source(), suggested ? suggested : "shipped default");
     printf("blas threads: %d\n", gemm_threads());
+    printf("openmp wait:  %s%s%s\n", wait_policy ? wait_policy : "libgomp default",
+           spin ? ", GOMP_SPINCOUNT=" : "", spin ? spin : "");
     printf("sgemm check:  max relative error %.2g against the naive reference\n", verify);
     printf("sgemm %d³:  %.1f GFLOP/s\n", size, gflops);
     return 0;

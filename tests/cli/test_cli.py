@@ -52,6 +52,14 @@ class Info(unittest.TestCase):
         self.assertLess(info["blas"]["verify_max_rel_error"], 1e-4)
         self.assertGreater(info["blas"]["sgemm"]["gflops"], 0)
 
+    def test_openmp_threads_sleep_at_barriers_unless_told_otherwise(self):
+        self.assertEqual(self.info()["openmp"]["wait_policy"], "passive")
+        self.assertEqual(self.info(env={"OMP_WAIT_POLICY": "active"})["openmp"]["wait_policy"],
+                         "active")
+        info = self.info(env={"GOMP_SPINCOUNT": "10000"})
+        self.assertIsNone(info["openmp"].get("wait_policy"))
+        self.assertEqual(info["openmp"]["spin_count"], "10000")
+
     def test_user_choice_is_kept(self):
         info = self.info(env={"OPENBLAS_CORETYPE": "Prescott"})
         self.assertEqual(info["blas"]["source"], "environment")

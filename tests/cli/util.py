@@ -6,9 +6,11 @@ BINARY = os.path.abspath(os.environ.get("INITLAB_BIN", "initlab"))
 
 
 def run_initlab(*args, env=None, timeout=600, cwd=None):
-    """Runs ./initlab with args; env adds to (and, for INITLAB_*/OPENBLAS_*, replaces) ours."""
+    """Runs ./initlab with args; env adds to ours, whose variables that steer initlab's
+    start-up (INITLAB_*, OPENBLAS_CORETYPE, OMP_WAIT_POLICY, GOMP_SPINCOUNT) are dropped."""
     full = {k: v for k, v in os.environ.items()
-            if not k.startswith(("INITLAB_", "OPENBLAS_CORETYPE"))}
+            if not k.startswith(("INITLAB_", "OPENBLAS_CORETYPE", "OMP_WAIT_POLICY",
+                                 "GOMP_SPINCOUNT"))}
     full.update(env or {})
     return subprocess.run([BINARY, *args], capture_output=True, text=True, env=full,
                           timeout=timeout, cwd=cwd)
