@@ -1,7 +1,7 @@
 /* runner.c — runs every registered unit test and prints "N passed, N failed".
  *
  * Usage: unit_tests [SUBSTRING...]  runs the tests whose name contains any SUBSTRING.
- * Like initlab, the runner first chooses the OpenBLAS core (cmd/cmd.h: startup_blas).
+ * Like initlab, the runner first chooses the OpenBLAS core (cmd/cmd.h: startup_runtime).
  * Exit status 0 when every selected test passed, 1 otherwise. */
 #include "test.h"
 
@@ -59,7 +59,7 @@ static int selected(const char *name, int argc, char **argv)
 int main(int argc, char **argv)
 {
     int passed = 0, failed = 0;
-    startup_blas(argc, argv); /* the tests run under the core initlab would choose */
+    startup_runtime(argc, argv); /* the tests run under the core initlab would choose */
     qsort(tests, n_tests, sizeof tests[0], by_name);
     for (int i = 0; i < n_tests; i++) {
         if (!selected(tests[i].name, argc, argv))

@@ -70,7 +70,7 @@ TEST(blas_features_string_lists_flags)
     CHECK(strlen(tiny) < sizeof tiny);
 }
 
-/* The runner starts through startup_blas like initlab does, so this process runs the core
+/* The runner starts through startup_runtime like initlab does, so this process runs the core
  * the CPU's features select (unless the environment chose one). */
 TEST(blas_running_core_is_the_chosen_one)
 {
