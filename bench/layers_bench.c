@@ -72,7 +72,7 @@ static float *buffer(size_t n, Rng *rng)
 
 int main(int argc, char **argv)
 {
-    startup_blas(argc, argv);
+    startup_runtime(argc, argv);
     int threads = 2, batch = 32, reps = 3;
     size_t chunk_kb = 1024;
     const char *filter = NULL;
