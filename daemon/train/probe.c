@@ -8,6 +8,12 @@
 
 #include "nn/models.h"
 
+/* The row's summary of x (n values); the statistics need no scratch buffer. */
+static int summarize_into(ProbeRow *row, const float *x, size_t n)
+{
+    return stats_summarize(x, n, NULL, &row->s);
+}
+
 static ProbeRow *add_row(ProbeResult *r)
 {
     if (r->n == r->cap) {
@@ -22,18 +28,6 @@ static ProbeRow *add_row(ProbeResult *r)
     memset(row, 0, sizeof *row);
     row->predicted_var = NAN;
     return row;
-}
-
-static int summarize(ProbeResult *r, ProbeRow *row, const float *x, size_t n)
-{
-    if (n > r->scratch_cap) {
-        float *s = realloc(r->scratch, n * sizeof(float));
-        if (!s)
-            return -1;
-        r->scratch = s;
-        r->scratch_cap = n;
-    }
-    return stats_summarize(x, n, r->scratch, &row->s);
 }
 
 static void name_row(ProbeRow *row, const Layer *layer, int index, const char *type)
@@ -90,7 +84,7 @@ static int probe_mode(Net *net, int n, ProbeMode mode, Initializer init, FanConv
         int fi, fo;
         if (init_fans(p, conv, &fi, &fo) == 0)
             row->predicted_var = init_variance(init, fi, fo);
-        if (summarize(out, row, p->data, p->size) < 0)
+        if (summarize_into(row, p->data, p->size) < 0)
             return -1;
         if (row->s.nonfinite)
             row->flags |= PROBE_FLAG_NONFINITE;
@@ -109,7 +103,7 @@ static int probe_mode(Net *net, int n, ProbeMode mode, Initializer init, FanConv
         bool logits = li == last && l->type != LAYER_ACTIVATION;
         bool input = l->type == LAYER_INPUT;
         name_row(row, l, li, logits ? "logits" : input ? "input" : "activation");
-        if (summarize(out, row, l->out, rows * l->c) < 0)
+        if (summarize_into(row, l->out, rows * l->c) < 0)
             return -1;
         set_health(row, l->out, rows, l->c,
                    logits || input ? HEALTH_OTHER : health_kind(l->act));
@@ -122,7 +116,7 @@ static int probe_mode(Net *net, int n, ProbeMode mode, Initializer init, FanConv
     sm->layer_index = last + 1;
     snprintf(sm->layer_name, sizeof sm->layer_name, "softmax");
     snprintf(sm->layer_type, sizeof sm->layer_type, "softmax");
-    if (summarize(out, sm, net_probs(net), (size_t)n * net_classes(net)) < 0)
+    if (summarize_into(sm, net_probs(net), (size_t)n * net_classes(net)) < 0)
         return -1;
     set_health(sm, net_probs(net), (size_t)n, net_classes(net), HEALTH_SOFTMAX);
 
@@ -137,7 +131,7 @@ static int probe_mode(Net *net, int n, ProbeMode mode, Initializer init, FanConv
         row->mode = mode;
         row->quantity = PROBE_GRADIENT;
         name_row(row, l, p->layer, model_layer_type_name(l->type));
-        if (summarize(out, row, p->grad, p->size) < 0)
+        if (summarize_into(row, p->grad, p->size) < 0)
             return -1;
         if (row->s.nonfinite)
             row->flags |= PROBE_FLAG_NONFINITE;
@@ -177,7 +171,6 @@ void probe_result_clear(ProbeResult *r)
 void probe_result_deinit(ProbeResult *r)
 {
     free(r->rows);
-    free(r->scratch);
     memset(r, 0, sizeof *r);
 }
 

@@ -47,8 +47,6 @@ typedef struct {
 typedef struct {
     ProbeRow *rows;
     int n, cap;
-    float *scratch;       /* reused between calls */
-    size_t scratch_cap;
 } ProbeResult;
 
 /* Runs the probe (see above) on x (n, H, W, C) with labels (n) for the modes in

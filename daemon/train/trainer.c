@@ -259,6 +259,16 @@ static int record_stats(Run *r, int epoch)
     return 0;
 }
 
+/* The class with the highest probability in row (K); the first on ties. */
+static int predicted_class(const float *row, int K)
+{
+    int best = 0;
+    for (int c = 1; c < K; c++)
+        if (row[c] > row[best])
+            best = c;
+    return best;
+}
+
 /* Loss, accuracy and optionally the confusion matrix of a split, in inference mode. */
 static int evaluate(Run *r, const int *idx, int n, double *loss, double *acc,
                     int64_t *confusion)
@@ -274,11 +284,7 @@ static int evaluate(Run *r, const int *idx, int n, double *loss, double *acc,
         loss_sum += (double)net_loss(r->net, b.labels, NULL) * b.n;
         const float *probs = net_probs(r->net);
         for (int i = 0; i < b.n; i++) {
-            const float *row = probs + (size_t)i * r->classes;
-            int best = 0;
-            for (int c = 1; c < r->classes; c++)
-                if (row[c] > row[best])
-                    best = c;
+            int best = predicted_class(probs + (size_t)i * r->classes, r->classes);
             correct += best == b.labels[i];
             if (confusion)
                 confusion[(size_t)b.labels[i] * r->classes + best]++;
@@ -335,14 +341,9 @@ static int train_epoch(Run *r, int e, TrainEpoch *row)
             return fail(r, "diverged at epoch %d, step %d: the loss is %g", e + 1, step + 1,
                         (double)loss);
         const float *probs = net_probs(r->net);
-        for (int i = 0; i < b.n; i++) {
-            const float *p = probs + (size_t)i * r->classes;
-            int best = 0;
-            for (int c = 1; c < r->classes; c++)
-                if (p[c] > p[best])
-                    best = c;
-            r->state.correct += best == b.labels[i];
-        }
+        for (int i = 0; i < b.n; i++)
+            r->state.correct +=
+                predicted_class(probs + (size_t)i * r->classes, r->classes) == b.labels[i];
         r->state.loss_sum += (double)loss * b.n;
         r->state.seen += b.n;
         net_zero_grad(r->net);
