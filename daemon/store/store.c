@@ -405,7 +405,17 @@ static int configure(Store *s)
     sqlite3_stmt *st;
     if ((rc = store_prepare(s, "PRAGMA journal_mode = WAL", &st)) != STORE_OK)
         return rc;
-    if (sqlite3_step(st) != SQLITE_ROW) {
+    /* Two connections switching a new file to WAL at once can get SQLITE_BUSY without the
+     * busy handler being called (SQLite refuses to wait where waiting could deadlock), so
+     * that one case is retried here, within the same busy timeout. */
+    int step = sqlite3_step(st);
+    for (int waited = 0; (step & 0xff) == SQLITE_BUSY && waited < BUSY_TIMEOUT_MS;
+         waited += 10) {
+        sqlite3_reset(st);
+        sqlite3_sleep(10);
+        step = sqlite3_step(st);
+    }
+    if (step != SQLITE_ROW) {
         rc = store_db_fail(s, "switching to WAL mode");
     } else {
         const char *mode = (const char *)sqlite3_column_text(st, 0);
