@@ -165,7 +165,7 @@ int main(int argc, char **argv)
             double t2 = now();
             activation_forward(y, x, n, ACT_RELU6, threads);
             double t3 = now();
-            activation_backward(dx, dy, x, y, n, ACT_RELU6, threads);
+            activation_backward(dx, dy, y, n, ACT_RELU6, threads);
             double t4 = now();
             bn_f = t1 - t0 < bn_f ? t1 - t0 : bn_f;
             bn_b = t2 - t1 < bn_b ? t2 - t1 : bn_b;

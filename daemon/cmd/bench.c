@@ -155,6 +155,7 @@ static int cmd_bench(int argc, char **argv)
         }
     }
 
+    startup_wait_policy((int)threads);
     status = 1;
     cfg.batch = (int)batch;
     net = model_build(&cfg, (int)threads, err, sizeof err);

@@ -31,13 +31,19 @@ int cmd_count(void);
 const Command *cmd_at(int i);
 
 /* Sets what the shared libraries read when they load, before they do: unless the user
- * set them, OPENBLAS_CORETYPE to the best core the CPU supports and OMP_WAIT_POLICY to
- * passive (see startup.c), re-executing the program once with them set. In the
+ * set them, OPENBLAS_CORETYPE to the best core the CPU supports and GOMP_SPINCOUNT to a
+ * brief spin (see startup.c), re-executing the program once with them set. In the
  * re-executed process it verifies sgemm against a naive reference under the chosen core
  * and falls back to the shipped core (re-executing again, with a warning) when they
  * disagree. Call first thing in main. Returns normally only in the process that will do
  * the work. */
 void startup_runtime(int argc, char **argv);
+/* Tells start-up how many compute threads the command will run at once. When that is more
+ * than the cores and the wait policy is initlab's own, switches OpenMP to sleep at once
+ * (OMP_WAIT_POLICY=passive) by re-executing the program; call it after parsing options
+ * and before opening files or starting threads. Returns normally in the process that
+ * will do the work. */
+void startup_wait_policy(int threads);
 /* How the running core was chosen: "cpuid", "environment", "fallback" or "default". */
 const char *startup_blas_source(void);
 

@@ -14,8 +14,9 @@ static const char usage_text[] =
     "usage: initlab info [--json] [--size N] [--threads T]\n\n"
     "Prints the version, the CPU model and SIMD features, the OpenBLAS core in use and how it\n"
     "was chosen (cpuid, environment, fallback or default), the BLAS thread count, the OpenMP\n"
-    "wait policy (passive unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set), the largest\n"
-    "relative error of sgemm against a naive reference, and a measured sgemm rate.\n\n"
+    "wait policy for T threads (a brief spin, or passive when T exceeds the cores, unless\n"
+    "OMP_WAIT_POLICY or GOMP_SPINCOUNT is set), the largest relative error of sgemm against\n"
+    "a naive reference, and a measured sgemm rate.\n\n"
     "  --json        one JSON object on stdout\n"
     "  --size N      matrix size of the sgemm measurement (default 2048)\n"
     "  --threads T   BLAS threads for the measurement (default: every core)\n";
@@ -42,6 +43,7 @@ static int cmd_info(int argc, char **argv)
         fprintf(stderr, "initlab info: --size must be 16..8192 and --threads 1..1024\n");
         return 2;
     }
+    startup_wait_policy(threads);
 
     CpuFeatures f;
     cpu_detect(&f);

@@ -632,6 +632,7 @@ static int cmd_serve(int argc, char **argv)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         s->threads_per_job = n > 0 ? n : 1;
     }
+    startup_wait_policy((int)(s->workers * s->threads_per_job));
     if (s->sse_heartbeat >= s->connection_timeout) {
         /* An idle event stream would be closed before its heartbeat. */
         s->sse_heartbeat = s->connection_timeout > 1 ? s->connection_timeout / 2 : 1;

@@ -6,14 +6,17 @@
  * /proc/self/exe once with the variables set; INITLAB_BLAS_SOURCE marks the re-executed
  * process and says how the core was chosen.
  *
- * The wait policy: libgomp's default spins a few hundred thousand iterations at every
- * barrier. When another process holds one of the cores (a second job, a second worker, any
- * other work on a shared box) a spinning thread burns its time slice waiting for a partner
- * that is not running, and training slows down five- to tenfold (measured: two 2-thread
- * MobileNet benches at once ran at 27 img/s each against 340 img/s alone). With
- * OMP_WAIT_POLICY=passive the threads sleep at once: about 8% slower on an idle machine,
- * and the two benches together reach 528 img/s. initlab runs on shared lab machines, so
- * passive is its default; setting OMP_WAIT_POLICY or GOMP_SPINCOUNT overrules it. */
+ * The wait policy: between two kernels the engine's OpenMP threads wait at a barrier.
+ * Sleeping there at once (OMP_WAIT_POLICY=passive) costs a wake-up per kernel, 10-20% of
+ * a step for nets of many small layers (measured, 2 threads: MobileNet α 0.25 at 128 px
+ * 424 against 470 img/s, ResNet-50 at 64 px 63 against 78). libgomp's default spins a few
+ * hundred thousand iterations instead, which collapses training when more threads than
+ * cores compete: a spinning thread burns the time slice its partner needs (two 2-thread
+ * MobileNet benches at once ran at 27 img/s each against 340 alone; passive: 271 + 257).
+ * So initlab spins briefly (GOMP_SPINCOUNT=10000, some tens of microseconds: all of the
+ * speed on an idle machine) and sleeps at once when the command says it will run more
+ * compute threads than there are cores (startup_wait_policy). Setting OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT overrules both. */
 #include "cmd/cmd.h"
 
 #include <stdio.h>
@@ -26,11 +29,15 @@
 #include "util/log.h"
 
 #define SOURCE_VAR "INITLAB_BLAS_SOURCE"
+/* "spin" or "passive" when initlab chose the wait policy, "user" when the user did. */
+#define POLICY_VAR "INITLAB_WAIT_POLICY"
+#define SPIN_COUNT "10000"
 /* Largest relative error of the chosen core against the naive sgemm; a correct core is
  * near 1e-6. INITLAB_BLAS_TOLERANCE overrides it (0 forces the fallback path). */
 #define VERIFY_TOLERANCE 1e-4
 
 static const char *source = "default";
+static char **saved_argv;
 
 static void reexec(char **argv)
 {
@@ -41,12 +48,16 @@ static void reexec(char **argv)
              "wait policy; keeping %s", gemm_core_name());
 }
 
-/* Sets the OpenMP wait policy unless the user chose one; true when it changed anything. */
+/* Sets the OpenMP wait policy (brief spinning) unless the user chose one; true when it
+ * changed anything. */
 static bool choose_wait_policy(void)
 {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) {
+        setenv(POLICY_VAR, "user", 1);
         return false;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
+    }
+    setenv("GOMP_SPINCOUNT", SPIN_COUNT, 1);
+    setenv(POLICY_VAR, "spin", 1);
     return true;
 }
 
@@ -67,6 +78,7 @@ static const char *choose_core(void)
 void startup_runtime(int argc, char **argv)
 {
     (void)argc;
+    saved_argv = argv;
     const char *marked = getenv(SOURCE_VAR);
     if (!marked) {
         bool policy_changed = choose_wait_policy();
@@ -97,6 +109,18 @@ void startup_runtime(int argc, char **argv)
     setenv(SOURCE_VAR, "fallback", 1);
     reexec(argv);
     source = "cpuid";
+}
+
+void startup_wait_policy(int threads)
+{
+    const char *policy = getenv(POLICY_VAR);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!saved_argv || !policy || strcmp(policy, "spin") != 0 || cpus < 1 || threads <= cpus)
+        return;
+    unsetenv("GOMP_SPINCOUNT");
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    setenv(POLICY_VAR, "passive", 1);
+    reexec(saved_argv);
 }
 
 const char *startup_blas_source(void)

@@ -190,6 +190,9 @@ static int cmd_train(int argc, char **argv)
         json_decref(obj);
         return 2;
     }
+    json_t *threads = json_object_get(obj, "threads");
+    if (json_is_integer(threads))
+        startup_wait_policy((int)json_integer_value(threads));
     char dbdir[PATH_MAX], copy[PATH_MAX];
     snprintf(copy, sizeof copy, "%s", db);
     snprintf(dbdir, sizeof dbdir, "%s", dirname(copy));

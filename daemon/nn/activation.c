@@ -48,8 +48,8 @@ void activation_forward(float *out, const float *inp, size_t n, Activation act, 
     }
 }
 
-void activation_backward(float *dinp, const float *dout, const float *inp, const float *out,
-                         size_t n, Activation act, int threads)
+void activation_backward(float *dinp, const float *dout, const float *out, size_t n,
+                         Activation act, int threads)
 {
     switch (act) {
     case ACT_RELU:
@@ -75,8 +75,8 @@ void activation_backward(float *dinp, const float *dout, const float *inp, const
     case ACT_SOFTSIGN:
 #pragma omp parallel for simd num_threads(threads) schedule(static)
         for (size_t i = 0; i < n; i++) {
-            float d = 1.0f + fabsf(inp[i]);
-            dinp[i] += dout[i] / (d * d);
+            float d = 1.0f - fabsf(out[i]); /* = 1 / (1 + |x|) */
+            dinp[i] += dout[i] * d * d;
         }
         break;
     }

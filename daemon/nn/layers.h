@@ -170,11 +170,11 @@ void batchnorm_backward_train_naive(float *dinp, float *dgamma, float *dbeta,
 void activation_forward(float *out,       /* (n) */
                         const float *inp, /* (n) */
                         size_t n, Activation act, int threads);
-/* dinp += dout · f'(x). relu and relu6 pass the gradient where 0 < x (< 6), as TF does
- * (zero at the kinks). Reads out for relu, relu6, tanh, sigmoid and inp for softsign. */
+/* dinp += dout · f'(x), with f'(x) written in terms of the output y = f(x) so that the
+ * forward may run in place: relu and relu6 pass the gradient where 0 < y (< 6), as TF does
+ * (zero at the kinks); tanh 1 - y², sigmoid y(1 - y), softsign (1 - |y|)². */
 void activation_backward(float *dinp,       /* (n) */
                          const float *dout, /* (n) */
-                         const float *inp,  /* (n) */
                          const float *out,  /* (n) */
                          size_t n, Activation act, int threads);
 const char *activation_name(Activation act);
@@ -259,6 +259,7 @@ void zeropad_backward(float *dinp,       /* (N, H, W, C) */
 
 /* ---- residual add, copy, bias (add.c) ------------------------------------------------- */
 
+/* out may equal a or b. */
 void add_forward(float *out,     /* (n) = a + b */
                  const float *a, /* (n) */
                  const float *b, /* (n) */

@@ -3,14 +3,20 @@
  * Memory, all allocated by net_finalize and never inside a pass:
  *   param block  every parameter's data, then the trainable ones' gradients, then their
  *                velocities, in parameter order, each tensor 64-byte aligned;
- *   arena        each layer's out and dout, (batch, h, w, c) each, plus the softmax
+ *   arena        the layers' out and dout buffers, (batch, h, w, c) each, shared between
+ *                layers whose lifetimes do not overlap (plan_buffers), plus the softmax
  *                probabilities and the loss gradient (batch, K);
  *   state        what a layer keeps from its forward for its backward: batch-norm mean,
  *                1/std and variance (C each), dropout masks (batch, h, w, c);
  *   workspace    scratch shared by all layers, sized for the largest need: im2col chunks,
  *                per-thread partial sums.
- * Activations are stored per layer (no reuse between layers yet); in-place activations or
- * buffer sharing would only change how finalize assigns offsets.
+ * A training step holds every activation the backward reads until that backward has run,
+ * and an activation gradient only from its first consumer's backward to its own, so most
+ * buffers can serve several layers: plan_buffers lays out the step as a timeline and packs
+ * the buffers' lifetimes into few slots. Activations and the residual add run in place over
+ * an input nothing else reads. After a forward, Layer.out is still valid for the input,
+ * every activation, the output and every layer whose output the backward reads; the rest
+ * may already hold a later layer's output (net_set_observer sees every one as it is made).
  *
  * Passes run layers in build order, which is a topological order because a builder can
  * only name layers that already exist. The backward clears each activation gradient just
@@ -40,6 +46,7 @@ typedef struct {
     bool reaches_output;         /* the output depends on this layer */
     bool needs_grad;             /* some parameter is at or before this layer: its
                                     activation gradient must be computed */
+    bool kept;                   /* out still holds this layer's output after the forward */
 } LayerAux;
 
 struct Net {
@@ -54,6 +61,8 @@ struct Net {
     bool failed, finalized;
     int threads;
     bool profiling;
+    NetObserver observer;
+    void *observer_ctx;
     uint64_t dropout_state;
     float *param_block;
     float *arena;
@@ -438,6 +447,196 @@ int net_flatten(Net *net, int in, const char *name)
     return add_layer(net, LAYER_FLATTEN, name, in, -1, 1, 1, x->h * x->w * x->c);
 }
 
+/* ---- memory plan -------------------------------------------------------------------- */
+
+#define NO_BUFFER ((size_t)-1)
+
+/* Whether a layer's backward reads its input's forward output, or its own. */
+static bool backward_reads_input(LayerType t)
+{
+    return t == LAYER_CONV2D || t == LAYER_DEPTHWISE || t == LAYER_BATCHNORM ||
+           t == LAYER_DENSE || t == LAYER_MAXPOOL;
+}
+
+static bool backward_reads_output(LayerType t)
+{
+    return t == LAYER_ACTIVATION || t == LAYER_MAXPOOL;
+}
+
+/* reaches_output and needs_grad of every layer; a layer's backward runs when both hold. */
+static void mark_dependencies(Net *net)
+{
+    net->aux[net->n_layers - 1].reaches_output = true;
+    for (int i = net->n_layers - 1; i > 0; i--)
+        if (net->aux[i].reaches_output)
+            for (int k = 0; k < 2; k++)
+                if (net->layers[i].in[k] >= 0)
+                    net->aux[net->layers[i].in[k]].reaches_output = true;
+    /* whose activation gradient anything needs: layers with parameters and their consumers */
+    for (int i = 1; i < net->n_layers; i++) {
+        LayerAux *x = &net->aux[i];
+        x->needs_grad = net->layers[i].n_params > 0;
+        for (int k = 0; k < 2; k++)
+            if (net->layers[i].in[k] >= 0 && net->aux[net->layers[i].in[k]].needs_grad)
+                x->needs_grad = true;
+    }
+}
+
+static bool runs_backward(const Net *net, int i)
+{
+    return i > 0 && net->aux[i].reaches_output && net->aux[i].needs_grad;
+}
+
+static bool consumes(const Layer *l, int j)
+{
+    return l->in[0] == j || l->in[1] == j;
+}
+
+typedef struct {
+    size_t size;      /* floats */
+    int birth, death; /* first and last step that touches it, inclusive */
+    int owner;        /* 2·layer for an out buffer (of a group's first layer), 2·layer + 1
+                         for a dout */
+} PlanValue;
+
+static int by_birth(const void *a, const void *b)
+{
+    const PlanValue *x = a, *y = b;
+    if (x->birth != y->birth)
+        return (x->birth > y->birth) - (x->birth < y->birth);
+    return (x->owner > y->owner) - (x->owner < y->owner);
+}
+
+/* Last step that reads the out buffer of the in-place group ending at layer m. */
+static int out_death(const Net *net, int m)
+{
+    const int L = net->n_layers;
+    const LayerType t = net->layers[m].type;
+    if (m == 0 || m == L - 1 || t == LAYER_ACTIVATION)
+        return 2 * L + 1; /* read after the pass: the probe, the loss */
+    int death = m;
+    for (int c = m + 1; c < L; c++) {
+        const Layer *lc = &net->layers[c];
+        if (!consumes(lc, m))
+            continue;
+        if (c > death)
+            death = c;
+        if (runs_backward(net, c) && backward_reads_input(lc->type) && 2 * L - c > death)
+            death = 2 * L - c;
+    }
+    if (runs_backward(net, m) && backward_reads_output(t) && 2 * L - m > death)
+        death = 2 * L - m;
+    return death;
+}
+
+/* Assigns every value a slot: greedy in order of birth, the smallest free slot that fits,
+ * else the largest free one (grown), else a new one. Returns the slots' total floats and
+ * each value's offset in it (offset[owner]). */
+static size_t pack_slots(PlanValue *v, int n, size_t *offset, int *slot_free, int *slot_of,
+                         size_t *slot_size)
+{
+    int n_slots = 0;
+    qsort(v, (size_t)n, sizeof *v, by_birth);
+    for (int a = 0; a < n; a++) {
+        int best = -1, largest = -1;
+        for (int sl = 0; sl < n_slots; sl++) {
+            if (slot_free[sl] >= v[a].birth)
+                continue;
+            if (slot_size[sl] >= v[a].size && (best < 0 || slot_size[sl] < slot_size[best]))
+                best = sl;
+            if (largest < 0 || slot_size[sl] > slot_size[largest])
+                largest = sl;
+        }
+        if (best < 0)
+            best = largest;
+        if (best < 0) {
+            best = n_slots++;
+            slot_size[best] = 0;
+        }
+        if (slot_size[best] < v[a].size)
+            slot_size[best] = v[a].size;
+        slot_free[best] = v[a].death;
+        slot_of[a] = best;
+    }
+    size_t at = 0;
+    for (int sl = 0; sl < n_slots; sl++) {
+        size_t sz = align_up(slot_size[sl]);
+        slot_size[sl] = at; /* from here on: the slot's base */
+        at += sz;
+    }
+    for (int a = 0; a < n; a++)
+        offset[v[a].owner] = slot_size[slot_of[a]];
+    return at;
+}
+
+/* Lays out every layer's out and dout. The steps of a training pass form a timeline: the
+ * forward of layer i is step i, its backward step 2L - i (L layers). A buffer lives from
+ * the step that first writes it to the last step that reads it, and buffers whose lives do
+ * not overlap share a slot. An activation or add runs in place over an input that feeds
+ * nothing else and whose own backward does not read it; such a group shares one buffer.
+ * Returns offset[2·i] (out) and offset[2·i + 1] (dout, NO_BUFFER when no backward writes
+ * it) in floats from the arena's start, with *total the floats the slots need; NULL when
+ * out of memory. */
+static size_t *plan_buffers(Net *net, size_t *total)
+{
+    const int L = net->n_layers, last = L - 1;
+    const size_t B = (size_t)net->batch;
+    size_t *offset = malloc(sizeof *offset * 2 * (size_t)L);
+    int *consumers = calloc((size_t)L, sizeof *consumers);
+    int *root = malloc(sizeof *root * (size_t)L), *tail = malloc(sizeof *tail * (size_t)L);
+    PlanValue *v = malloc(sizeof *v * 2 * (size_t)L);
+    int *slot_ints = malloc(sizeof *slot_ints * 4 * (size_t)L);
+    size_t *slot_size = malloc(sizeof *slot_size * 2 * (size_t)L);
+    if (!offset || !consumers || !root || !tail || !v || !slot_ints || !slot_size) {
+        free(offset);
+        offset = NULL;
+        goto done;
+    }
+    for (int i = 0; i < L; i++)
+        for (int k = 0; k < 2; k++)
+            if (net->layers[i].in[k] >= 0)
+                consumers[net->layers[i].in[k]]++;
+    for (int i = 0; i < L; i++) { /* in-place groups: root[i] first layer, tail[root] last */
+        const Layer *l = &net->layers[i];
+        root[i] = tail[i] = i;
+        if (l->type != LAYER_ACTIVATION && l->type != LAYER_ADD)
+            continue;
+        for (int k = 0; k < 2; k++) {
+            int x = l->in[k];
+            if (x > 0 && consumers[x] == 1 && !backward_reads_output(net->layers[x].type)) {
+                root[i] = root[x];
+                tail[root[i]] = i;
+                break;
+            }
+        }
+    }
+    int n = 0;
+    for (int r = 0; r < L; r++)
+        if (root[r] == r)
+            v[n++] = (PlanValue){B * layer_size(&net->layers[r]), r, out_death(net, tail[r]),
+                                 2 * r};
+    for (int j = 1; j < L; j++) {
+        if (!runs_backward(net, j))
+            continue;
+        int first = j; /* the consumer whose backward writes the gradient first */
+        for (int c = j + 1; c < L; c++)
+            if (consumes(&net->layers[c], j) && runs_backward(net, c))
+                first = c;
+        v[n++] = (PlanValue){B * layer_size(&net->layers[j]), 2 * L - first, 2 * L - j,
+                             2 * j + 1};
+    }
+    for (int i = 0; i < 2 * L; i++)
+        offset[i] = NO_BUFFER;
+    *total = pack_slots(v, n, offset, slot_ints, slot_ints + 2 * L, slot_size);
+    for (int i = 0; i < L; i++) {
+        offset[2 * i] = offset[2 * root[i]];
+        net->aux[i].kept = i == tail[root[i]] && out_death(net, i) > last;
+    }
+done:
+    free(consumers), free(root), free(tail), free(v), free(slot_ints), free(slot_size);
+    return offset;
+}
+
 /* ---- finalize ------------------------------------------------------------------------ */
 
 /* Workspace floats layer i needs with `threads` threads. */
@@ -498,12 +697,14 @@ int net_finalize(Net *net, int threads)
             n_grad += align_up(net->params[i].size);
     }
     net->param_block = alloc_floats(n_data + 2 * n_grad, &net->raw[0]);
-    /* arena: out and dout per layer, probabilities and loss gradient */
-    size_t n_arena = 2 * align_up(B * last->c);
+    mark_dependencies(net);
+    /* arena: the planned activation buffers, then probabilities and loss gradient */
+    size_t n_plan = 0;
+    size_t *offset = plan_buffers(net, &n_plan);
+    size_t n_arena = n_plan + 2 * align_up(B * last->c);
     size_t n_state = 0;
     for (int i = 0; i < net->n_layers; i++) {
         const Layer *l = &net->layers[i];
-        n_arena += 2 * align_up(B * layer_size(l));
         if (l->type == LAYER_BATCHNORM)
             n_state += 3 * align_up(l->c);
         else if (l->type == LAYER_DROPOUT)
@@ -515,7 +716,9 @@ int net_finalize(Net *net, int threads)
     net->work = alloc_floats(net->work_floats, &net->raw[3]);
     net->cleared = calloc(net->n_layers, sizeof *net->cleared);
     net->bytes = (n_data + 2 * n_grad + n_arena + n_state + net->work_floats) * sizeof(float);
-    if (!net->param_block || !net->arena || !net->state || !net->work || !net->cleared) {
+    if (!offset || !net->param_block || !net->arena || !net->state || !net->work ||
+        !net->cleared) {
+        free(offset);
         for (int i = 0; i < 4; i++) {
             free(net->raw[i]);
             net->raw[i] = NULL;
@@ -543,13 +746,11 @@ int net_finalize(Net *net, int threads)
             for (size_t k = 0; k < p->size; k++)
                 p->data[k] = 1.0f;
     }
-    float *a = net->arena, *s = net->state;
+    float *s = net->state;
     for (int i = 0; i < net->n_layers; i++) {
         Layer *l = &net->layers[i];
-        size_t sz = align_up(B * layer_size(l));
-        l->out = a;
-        l->dout = a + sz;
-        a += 2 * sz;
+        l->out = net->arena + offset[2 * i];
+        l->dout = offset[2 * i + 1] == NO_BUFFER ? NULL : net->arena + offset[2 * i + 1];
         LayerAux *x = &net->aux[i];
         if (l->type == LAYER_BATCHNORM) {
             size_t c = align_up(l->c);
@@ -557,26 +758,12 @@ int net_finalize(Net *net, int threads)
             s += 3 * c;
         } else if (l->type == LAYER_DROPOUT) {
             x->mask = s;
-            s += sz;
+            s += align_up(B * layer_size(l));
         }
     }
-    net->probs = a;
-    net->dlogits = a + align_up(B * last->c);
-    /* which layers the output depends on: walk back from the last */
-    net->aux[net->n_layers - 1].reaches_output = true;
-    for (int i = net->n_layers - 1; i > 0; i--)
-        if (net->aux[i].reaches_output)
-            for (int k = 0; k < 2; k++)
-                if (net->layers[i].in[k] >= 0)
-                    net->aux[net->layers[i].in[k]].reaches_output = true;
-    /* whose activation gradient anything needs: layers with parameters and their consumers */
-    for (int i = 1; i < net->n_layers; i++) {
-        LayerAux *x = &net->aux[i];
-        x->needs_grad = net->layers[i].n_params > 0;
-        for (int k = 0; k < 2; k++)
-            if (net->layers[i].in[k] >= 0 && net->aux[net->layers[i].in[k]].needs_grad)
-                x->needs_grad = true;
-    }
+    free(offset);
+    net->probs = net->arena + n_plan;
+    net->dlogits = net->probs + align_up(B * last->c);
     net->threads = threads;
     gemm_single_threaded();
     net->finalized = true;
@@ -671,6 +858,18 @@ void net_set_threads(Net *net, int threads)
 void net_set_profiling(Net *net, bool on)
 {
     net->profiling = on;
+}
+
+void net_set_observer(Net *net, NetObserver fn, void *ctx)
+{
+    net->observer = fn;
+    net->observer_ctx = ctx;
+}
+
+bool net_output_kept(const Net *net, int i)
+{
+    assert(i >= 0 && i < net->n_layers);
+    return net->aux[i].kept;
 }
 
 void net_seed_dropout(Net *net, uint64_t seed)
@@ -800,6 +999,8 @@ int net_forward(Net *net, const float *x, int n, NetMode mode)
     net->have_loss = false;
     Layer *in = &net->layers[0];
     memcpy(in->out, x, (size_t)n * layer_size(in) * sizeof(float));
+    if (net->observer)
+        net->observer(net->observer_ctx, net, 0, false);
     Rng dropout_rng;
     rng_seed(&dropout_rng, net->dropout_state);
     for (int i = 1; i < net->n_layers; i++) {
@@ -807,6 +1008,8 @@ int net_forward(Net *net, const float *x, int n, NetMode mode)
         forward_layer(net, i, &dropout_rng);
         if (net->profiling)
             net->layers[i].fwd_seconds += now_seconds() - t0;
+        if (net->observer)
+            net->observer(net->observer_ctx, net, i, false);
     }
     /* Each training forward consumes one dropout stream; the next one derives from it. */
     if (mode == NET_TRAIN)
@@ -883,7 +1086,7 @@ static void backward_layer(Net *net, int i)
     }
     case LAYER_ACTIVATION:
         if (dx)
-            activation_backward(dx, l->dout, x->out, l->out, count, l->act, T);
+            activation_backward(dx, l->dout, l->out, count, l->act, T);
         break;
     case LAYER_ADD: {
         float *dy = input_grad(net, l, 1);
@@ -934,13 +1137,13 @@ void net_backward(Net *net)
         if (!net->aux[i].reaches_output || !net->aux[i].needs_grad)
             continue;
         double t0 = net->profiling ? now_seconds() : 0;
+        if (net->observer)
+            net->observer(net->observer_ctx, net, i, true);
         backward_layer(net, i);
         if (net->profiling)
             net->layers[i].bwd_seconds += now_seconds() - t0;
     }
-    for (int i = 0; i < last; i++)
-        if (!net->cleared[i])
-            memset(net->layers[i].dout, 0, sizeof(float) * net->n * layer_size(&net->layers[i]));
+    net->have_loss = false; /* the activations it read may now hold gradients */
 }
 
 void net_zero_grad(Net *net)

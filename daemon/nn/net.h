@@ -25,8 +25,7 @@
  * gradient and then each layer's backward ACCUMULATES (+=) into the gradient of its
  * input(s) and of its parameters. net_zero_grad clears parameter gradients; call it
  * before each step's backward. Activation gradients nothing needs (of layers with no
- * parameter at or before them: the input, a zero padding of it) are not computed and
- * stay zero.
+ * parameter at or before them: the input, a zero padding of it) are not computed.
  *
  * Threads: a net's thread count is the size of the OpenMP team its kernels run in; each
  * kernel splits its GEMMs over that team and calls sgemm single-threaded. The engine
@@ -102,7 +101,11 @@ typedef struct {
     float *velocity;    /* (size) or NULL: SGD momentum buffer */
 } Param;
 
-/* One layer, read-only for users of the net. out/dout are (N, h, w, c) in the arena. */
+/* One layer, read-only for users of the net. out/dout are (N, h, w, c) in the arena, which
+ * layers share when their lifetimes do not overlap: after net_forward, out still holds the
+ * layer's output when net_output_kept says so (the input, every activation, the output
+ * layer and every layer whose output the backward reads), and dout is complete only at the
+ * moment the observer is called for the layer's backward (see net_set_observer). */
 typedef struct {
     LayerType type;
     char name[64];
@@ -119,7 +122,7 @@ typedef struct {
     float rate;         /* dropout */
     int param_first, n_params; /* this layer's parameters: net_param(param_first + i) */
     float *out;         /* (N, h, w, c) activations of the last forward */
-    float *dout;        /* (N, h, w, c) gradients of the last backward */
+    float *dout;        /* (N, h, w, c) gradient during the backward; NULL when none */
     double fwd_seconds, bwd_seconds; /* accumulated when profiling is on */
 } Layer;
 
@@ -173,6 +176,13 @@ int net_threads(const Net *net);
  * count needs more; if that allocation fails the old count stays. Not during a pass. */
 void net_set_threads(Net *net, int threads);
 void net_set_profiling(Net *net, bool on); /* fills Layer.fwd_seconds/bwd_seconds */
+/* Called in net_forward right after layer i computed its out (backward false), and in
+ * net_backward right before layer i's backward, when its dout is complete (backward true);
+ * at those moments the buffer is the layer's own. fn NULL removes the observer. */
+typedef void (*NetObserver)(void *ctx, const Net *net, int layer, bool backward);
+void net_set_observer(Net *net, NetObserver fn, void *ctx);
+/* Whether Layer.out of layer i still holds its output once net_forward has returned. */
+bool net_output_kept(const Net *net, int i);
 void net_seed_dropout(Net *net, uint64_t seed); /* dropout masks draw from this stream */
 /* The RNG state of dropout, to save and restore in checkpoints: each NET_TRAIN forward
  * draws its masks from a stream seeded with this value and then moves it on, so
@@ -180,7 +190,7 @@ void net_seed_dropout(Net *net, uint64_t seed); /* dropout masks draw from this 
 uint64_t net_dropout_state(const Net *net);
 
 /* Runs the graph on x (n, H, W, C) with n <= capacity. Returns 0, or -1 if n is out of
- * range. Activations stay in Layer.out until the next forward. */
+ * range. Kept activations (net_output_kept) stay in Layer.out until the next forward. */
 int net_forward(Net *net, const float *x, int n, NetMode mode);
 /* Logits of the last forward: (n, K), K = classes. */
 const float *net_logits(const Net *net);
@@ -192,7 +202,9 @@ int net_classes(const Net *net);
 float net_loss(Net *net, const int *labels, const float *class_weights);
 const float *net_probs(const Net *net); /* (n, K) softmax of the last net_loss */
 /* Backpropagates the gradient of the last net_loss through the graph in the mode of the
- * last forward. Parameter gradients accumulate (see the gradient rule). */
+ * last forward. Parameter gradients accumulate (see the gradient rule). Once per forward:
+ * the buffers of activations it has read are reused for gradients, so another backward
+ * needs another net_forward and net_loss first. */
 void net_backward(Net *net);
 void net_zero_grad(Net *net);
 

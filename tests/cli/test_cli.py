@@ -36,8 +36,8 @@ class HelpAndVersion(unittest.TestCase):
 
 
 class Info(unittest.TestCase):
-    def info(self, env=None):
-        out = run_initlab("info", "--json", "--size", "256", env=env)
+    def info(self, *args, env=None):
+        out = run_initlab("info", "--json", "--size", "256", *args, env=env)
         self.assertEqual(out.returncode, 0, out.stderr)
         return json.loads(out.stdout)
 
@@ -52,13 +52,18 @@ class Info(unittest.TestCase):
         self.assertLess(info["blas"]["verify_max_rel_error"], 1e-4)
         self.assertGreater(info["blas"]["sgemm"]["gflops"], 0)
 
-    def test_openmp_threads_sleep_at_barriers_unless_told_otherwise(self):
-        self.assertEqual(self.info()["openmp"]["wait_policy"], "passive")
-        self.assertEqual(self.info(env={"OMP_WAIT_POLICY": "active"})["openmp"]["wait_policy"],
-                         "active")
-        info = self.info(env={"GOMP_SPINCOUNT": "10000"})
+    def test_openmp_threads_spin_briefly_and_sleep_when_oversubscribed(self):
+        info = self.info()
         self.assertIsNone(info["openmp"].get("wait_policy"))
         self.assertEqual(info["openmp"]["spin_count"], "10000")
+        info = self.info("--threads", str(os.cpu_count() + 1))
+        self.assertEqual(info["openmp"]["wait_policy"], "passive")
+        self.assertIsNone(info["openmp"].get("spin_count"))
+        self.assertEqual(self.info(env={"OMP_WAIT_POLICY": "active"})["openmp"]["wait_policy"],
+                         "active")
+        info = self.info("--threads", str(os.cpu_count() + 1), env={"GOMP_SPINCOUNT": "500"})
+        self.assertIsNone(info["openmp"].get("wait_policy"))
+        self.assertEqual(info["openmp"]["spin_count"], "500")
 
     def test_user_choice_is_kept(self):
         info = self.info(env={"OPENBLAS_CORETYPE": "Prescott"})

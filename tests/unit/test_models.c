@@ -510,3 +510,93 @@ TEST(models_every_model_fits_a_small_random_batch)
         check_fits(c, acts[i] == ACT_RELU ? INIT_HE_UNIFORM : INIT_GLOROT_UNIFORM, 0.05f);
     }
 }
+
+/* Copies of every layer's out as the forward made them (the observer), to check that
+ * sharing buffers never overwrites what is still to be read. */
+typedef struct {
+    float **copy;
+    int batch;
+} Snapshots;
+
+static void snapshot_out(void *ctx, const Net *net, int layer, bool backward)
+{
+    Snapshots *s = ctx;
+    if (backward)
+        return;
+    const Layer *l = net_layer(net, layer);
+    memcpy(s->copy[layer], l->out, sizeof(float) * s->batch * l->h * l->w * l->c);
+}
+
+static bool out_intact(const Net *net, const Snapshots *s, int i)
+{
+    const Layer *l = net_layer(net, i);
+    return memcmp(s->copy[i], l->out, sizeof(float) * s->batch * l->h * l->w * l->c) == 0;
+}
+
+TEST(models_shared_buffers_keep_what_is_still_read)
+{
+    /* The memory plan shares layer buffers. After the forward every layer net_output_kept
+     * names must still hold exactly what it computed, and after the backward the input,
+     * the activations and the logits (what the probe reads). The plan must also need far
+     * less than one out and one dout per layer: per extra image of batch, at most half of
+     * that. */
+    const char *names[] = {"mobilenet", "resnet50", "resnet18"};
+    for (size_t m = 0; m < sizeof names / sizeof names[0]; m++) {
+        ModelConfig c = cfg_of(names[m], 32, 7, HEAD_KERAS);
+        c.alpha = 0.25;
+        c.batch = 3;
+        char err[256];
+        Net *net = build(c, err, sizeof err);
+        REQUIRE(net);
+        init_net(net, INIT_HE_NORMAL, FAN_KERAS, 1);
+        const int L = net_n_layers(net);
+        Snapshots s = {calloc((size_t)L, sizeof(float *)), 3};
+        size_t per_image = 0;
+        for (int i = 0; i < L; i++) {
+            const Layer *l = net_layer(net, i);
+            s.copy[i] = malloc(sizeof(float) * 3 * l->h * l->w * l->c);
+            per_image += 2 * sizeof(float) * l->h * l->w * l->c;
+        }
+        float *x = malloc(sizeof(float) * 3 * 32 * 32 * 3);
+        Rng rng;
+        rng_seed(&rng, 2);
+        for (int i = 0; i < 3 * 32 * 32 * 3; i++)
+            x[i] = (float)rng_normal(&rng);
+        int labels[3] = {1, 6, 0};
+        net_set_observer(net, snapshot_out, &s);
+        REQUIRE(net_forward(net, x, 3, NET_TRAIN) == 0);
+        net_set_observer(net, NULL, NULL);
+        int kept = 0, broken = 0;
+        for (int i = 0; i < L; i++)
+            if (net_output_kept(net, i)) {
+                kept++;
+                broken += !out_intact(net, &s, i);
+            }
+        CHECK_INT(broken, 0);
+        CHECK(kept < L); /* some buffers really are shared */
+        net_loss(net, labels, NULL);
+        net_zero_grad(net);
+        net_backward(net);
+        for (int i = 0; i < L; i++) {
+            const Layer *l = net_layer(net, i);
+            if (i == 0 || i == L - 1 || l->type == LAYER_ACTIVATION)
+                broken += !out_intact(net, &s, i);
+        }
+        CHECK_INT(broken, 0);
+
+        c.batch = 6;
+        Net *big = build(c, err, sizeof err);
+        REQUIRE(big);
+        double ratio =
+            (double)(net_memory_bytes(big) - net_memory_bytes(net)) / (3.0 * per_image);
+        if (ratio > 0.5)
+            printf("    %s: the plan needs %.2f of one out and one dout per layer\n", names[m],
+                   ratio);
+        CHECK(ratio <= 0.5);
+        net_free(big);
+        for (int i = 0; i < L; i++)
+            free(s.copy[i]);
+        free(s.copy), free(x);
+        net_free(net);
+    }
+}

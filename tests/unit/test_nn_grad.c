@@ -205,7 +205,7 @@ static void backward(Case *c)
                                  c->work, T);
         break;
     case OP_ACT:
-        activation_backward(c->gr[0], c->r, c->t[0], c->out, c->len[0], c->act, T);
+        activation_backward(c->gr[0], c->r, c->out, c->len[0], c->act, T);
         break;
     case OP_ADD:
         add_backward(c->gr[0], c->gr[1], c->r, c->len[0], T);
