@@ -18,6 +18,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <string.h>
 
 size_t batchnorm_workspace(int C, int threads)
@@ -29,11 +30,13 @@ size_t batchnorm_workspace(int C, int threads)
 
 /* Per-channel sums over rows, per thread, reduced into part[0..2C): (Σ a, Σ a·b) where
  * a = b = x − mean when dout is NULL (mean is then a shift, any value near the true mean),
- * else a = dout, b = xhat = (x − mean)·invstd. Each thread sums ROW_BLOCK rows in float
- * (fs, fq: 2C floats of scratch per thread), then adds them into its double sums, which
- * keeps the inner loop in single precision. */
-static void channel_sums(double *part, float *scratch, const float *dout, const float *inp,
-                         const float *mean, const float *invstd, int M, int C, int threads)
+ * else a = g, b = xhat = (x − mean)·invstd, with g = dout, or, when y is given (a fused
+ * ReLU's output), g = dout where 0 < y < hi and 0 elsewhere. Each thread sums ROW_BLOCK
+ * rows in float (fs, fq: 2C floats of scratch per thread), then adds them into its double
+ * sums, which keeps the inner loop in single precision. */
+static void channel_sums(double *part, float *scratch, const float *dout, const float *y,
+                         float hi, const float *inp, const float *mean, const float *invstd,
+                         int M, int C, int threads)
 {
     memset(part, 0, sizeof(double) * threads * 2 * C);
 #pragma omp parallel num_threads(threads)
@@ -55,11 +58,19 @@ static void channel_sums(double *part, float *scratch, const float *dout, const 
                         fs[c] += d;
                         fq[c] += d * d;
                     }
-                } else {
+                } else if (!y) {
                     const float *restrict dy = dout + (size_t)r * C;
                     for (int c = 0; c < C; c++) {
                         fs[c] += dy[c];
                         fq[c] += dy[c] * ((x[c] - mean[c]) * invstd[c]);
+                    }
+                } else {
+                    const float *restrict dy = dout + (size_t)r * C;
+                    const float *restrict yr = y + (size_t)r * C;
+                    for (int c = 0; c < C; c++) {
+                        float g = yr[c] > 0.0f && yr[c] < hi ? dy[c] : 0.0f;
+                        fs[c] += g;
+                        fq[c] += g * ((x[c] - mean[c]) * invstd[c]);
                     }
                 }
             }
@@ -74,22 +85,32 @@ static void channel_sums(double *part, float *scratch, const float *dout, const 
             part[c] += part[(size_t)t * 2 * C + c];
 }
 
-/* out = (x - m)·a + b per channel (subtracting first keeps a large mean exact). */
+/* out = (x - m)·a + b per channel (subtracting first keeps a large mean exact), clamped
+ * to [0, hi] when clamp is set (a fused ReLU or ReLU6). */
 static void affine_rows(float *out, const float *inp, const float *m, const float *a,
-                        const float *b, int M, int C, int threads)
+                        const float *b, int M, int C, bool clamp, float hi, int threads)
 {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < M; r++) {
         const float *restrict x = inp + (size_t)r * C;
         float *restrict o = out + (size_t)r * C;
-        for (int c = 0; c < C; c++)
-            o[c] = (x[c] - m[c]) * a[c] + b[c];
+        if (!clamp) {
+            for (int c = 0; c < C; c++)
+                o[c] = (x[c] - m[c]) * a[c] + b[c];
+        } else {
+            for (int c = 0; c < C; c++) {
+                float v = (x[c] - m[c]) * a[c] + b[c];
+                v = v > 0.0f ? v : 0.0f;
+                o[c] = v < hi ? v : hi;
+            }
+        }
     }
 }
 
-void batchnorm_forward_train(float *out, float *mean, float *invstd, float *var,
-                             const float *inp, const float *gamma, const float *beta, int M,
-                             int C, float eps, float *work, int threads)
+/* The train-mode forward, with a fused ReLU/ReLU6 when clamp is set. */
+static void forward_train(float *out, float *mean, float *invstd, float *var, const float *inp,
+                          const float *gamma, const float *beta, int M, int C, float eps,
+                          bool clamp, float hi, float *work, int threads)
 {
     if (threads < 1)
         threads = 1;
@@ -97,7 +118,7 @@ void batchnorm_forward_train(float *out, float *mean, float *invstd, float *var,
     float *a = (float *)(part + (size_t)threads * 2 * C), *shift = a + C;
     /* sums of x − shift with shift = the first row: no cancellation however large the mean */
     memcpy(shift, inp, sizeof(float) * C);
-    channel_sums(part, a + 3 * C, NULL, inp, shift, NULL, M, C, threads);
+    channel_sums(part, a + 3 * C, NULL, NULL, 0, inp, shift, NULL, M, C, threads);
     for (int c = 0; c < C; c++) {
         double d = part[c] / M;
         double mu = shift[c] + d;
@@ -110,7 +131,31 @@ void batchnorm_forward_train(float *out, float *mean, float *invstd, float *var,
         invstd[c] = (float)is;
         a[c] = (float)(gamma[c] * is);
     }
-    affine_rows(out, inp, mean, a, beta, M, C, threads);
+    affine_rows(out, inp, mean, a, beta, M, C, clamp, hi, threads);
+}
+
+void batchnorm_forward_train(float *out, float *mean, float *invstd, float *var,
+                             const float *inp, const float *gamma, const float *beta, int M,
+                             int C, float eps, float *work, int threads)
+{
+    forward_train(out, mean, invstd, var, inp, gamma, beta, M, C, eps, false, 0, work, threads);
+}
+
+void batchnorm_relu_forward_train(float *out, float *mean, float *invstd, float *var,
+                                  const float *inp, const float *gamma, const float *beta,
+                                  int M, int C, float eps, float hi, float *work, int threads)
+{
+    forward_train(out, mean, invstd, var, inp, gamma, beta, M, C, eps, true, hi, work, threads);
+}
+
+static void forward_infer(float *out, const float *inp, const float *gamma, const float *beta,
+                          const float *moving_mean, const float *moving_var, int M, int C,
+                          float eps, bool clamp, float hi, float *work, int threads)
+{
+    float *a = work;
+    for (int c = 0; c < C; c++)
+        a[c] = (float)(gamma[c] / sqrt((double)moving_var[c] + eps));
+    affine_rows(out, inp, moving_mean, a, beta, M, C, clamp, hi, threads);
 }
 
 void batchnorm_forward_infer(float *out, const float *inp, const float *gamma,
@@ -118,10 +163,17 @@ void batchnorm_forward_infer(float *out, const float *inp, const float *gamma,
                              const float *moving_var, int M, int C, float eps, float *work,
                              int threads)
 {
-    float *a = work;
-    for (int c = 0; c < C; c++)
-        a[c] = (float)(gamma[c] / sqrt((double)moving_var[c] + eps));
-    affine_rows(out, inp, moving_mean, a, beta, M, C, threads);
+    forward_infer(out, inp, gamma, beta, moving_mean, moving_var, M, C, eps, false, 0, work,
+                  threads);
+}
+
+void batchnorm_relu_forward_infer(float *out, const float *inp, const float *gamma,
+                                  const float *beta, const float *moving_mean,
+                                  const float *moving_var, int M, int C, float eps, float hi,
+                                  float *work, int threads)
+{
+    forward_infer(out, inp, gamma, beta, moving_mean, moving_var, M, C, eps, true, hi, work,
+                  threads);
 }
 
 void batchnorm_update_moving(float *moving_mean, float *moving_var, const float *mean,
@@ -133,20 +185,37 @@ void batchnorm_update_moving(float *moving_mean, float *moving_var, const float 
     }
 }
 
-void batchnorm_backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                              const float *inp, const float *gamma, const float *mean,
-                              const float *invstd, int M, int C, float *work, int threads)
+#define MAX_ROW_BLOCK 256 /* channels masked at a time into a stack buffer */
+
+/* g = dy where 0 < y < hi and 0 elsewhere; g = dy when y is NULL. */
+static inline void mask_row(float *restrict g, const float *restrict dy, const float *restrict y,
+                            float hi, int n)
+{
+    if (!y) {
+        memcpy(g, dy, sizeof(float) * n);
+        return;
+    }
+    for (int c = 0; c < n; c++)
+        g[c] = y[c] > 0.0f && y[c] < hi ? dy[c] : 0.0f;
+}
+
+/* The train-mode backward. y (a fused ReLU's output, or NULL) masks dout as in
+ * channel_sums; dinp is added to when accumulate is set and overwritten otherwise. */
+static void backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                           const float *y, float hi, const float *inp, const float *gamma,
+                           const float *mean, const float *invstd, int M, int C,
+                           bool accumulate, float *work, int threads)
 {
     if (threads < 1)
         threads = 1;
     double *part = (double *)work;
     float *k1 = (float *)(part + (size_t)threads * 2 * C), *k2 = k1 + C, *k3 = k2 + C;
-    channel_sums(part, k1 + 3 * C, dout, inp, mean, invstd, M, C, threads);
+    channel_sums(part, k1 + 3 * C, dout, y, hi, inp, mean, invstd, M, C, threads);
     for (int c = 0; c < C; c++) {
         dbeta[c] += (float)part[c];
         dgamma[c] += (float)part[C + c];
-        /* dx = a·(dy - Σdy/M - xhat·Σ(dy·xhat)/M), xhat = (x - mean)·invstd, a = gamma·invstd
-         *    = k1·dy + k3·(x - mean) + k2 */
+        /* dx = a·(g - Σg/M - xhat·Σ(g·xhat)/M), xhat = (x - mean)·invstd, a = gamma·invstd
+         *    = k1·g + k3·(x - mean) + k2 */
         double a = (double)gamma[c] * invstd[c];
         double mdy = part[c] / M, mdyx = part[C + c] / M;
         k1[c] = (float)a;
@@ -155,20 +224,53 @@ void batchnorm_backward_train(float *dinp, float *dgamma, float *dbeta, const fl
     }
     if (!dinp)
         return;
+    /* each row: g masked by y when given, then dx = or += the row's value; a
+     * reused buffer may hold anything, so overwriting never reads it */
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < M; r++) {
         const float *restrict x = inp + (size_t)r * C;
         const float *restrict dy = dout + (size_t)r * C;
+        const float *restrict yr = y ? y + (size_t)r * C : NULL;
         float *restrict dx = dinp + (size_t)r * C;
-        for (int c = 0; c < C; c++)
-            dx[c] += k1[c] * dy[c] + k3[c] * (x[c] - mean[c]) + k2[c];
+        float g[MAX_ROW_BLOCK];
+        for (int c0 = 0; c0 < C; c0 += MAX_ROW_BLOCK) {
+            int n = C - c0 < MAX_ROW_BLOCK ? C - c0 : MAX_ROW_BLOCK;
+            mask_row(g, dy + c0, yr ? yr + c0 : NULL, hi, n);
+            const float *restrict xc = x + c0, *restrict m = mean + c0;
+            const float *restrict a1 = k1 + c0, *restrict a2 = k2 + c0, *restrict a3 = k3 + c0;
+            float *restrict d = dx + c0;
+            if (accumulate)
+                for (int c = 0; c < n; c++)
+                    d[c] += a1[c] * g[c] + a3[c] * (xc[c] - m[c]) + a2[c];
+            else
+                for (int c = 0; c < n; c++)
+                    d[c] = a1[c] * g[c] + a3[c] * (xc[c] - m[c]) + a2[c];
+        }
     }
 }
 
-void batchnorm_backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                              const float *inp, const float *gamma, const float *moving_mean,
-                              const float *moving_var, int M, int C, float eps, float *work,
-                              int threads)
+void batchnorm_backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                              const float *inp, const float *gamma, const float *mean,
+                              const float *invstd, int M, int C, float *work, int threads)
+{
+    backward_train(dinp, dgamma, dbeta, dout, NULL, 0, inp, gamma, mean, invstd, M, C, true,
+                   work, threads);
+}
+
+void batchnorm_relu_backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                   const float *out, const float *inp, const float *gamma,
+                                   const float *mean, const float *invstd, int M, int C,
+                                   float hi, bool accumulate, float *work, int threads)
+{
+    backward_train(dinp, dgamma, dbeta, dout, out, hi, inp, gamma, mean, invstd, M, C,
+                   accumulate, work, threads);
+}
+
+/* The inference-mode backward; y, hi and accumulate as in backward_train. */
+static void backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                           const float *y, float hi, const float *inp, const float *gamma,
+                           const float *moving_mean, const float *moving_var, int M, int C,
+                           float eps, bool accumulate, float *work, int threads)
 {
     if (threads < 1)
         threads = 1;
@@ -179,7 +281,7 @@ void batchnorm_backward_infer(float *dinp, float *dgamma, float *dbeta, const fl
         is[c] = (float)s;
         a[c] = (float)(gamma[c] * s);
     }
-    channel_sums(part, is + 3 * C, dout, inp, moving_mean, is, M, C, threads);
+    channel_sums(part, is + 3 * C, dout, y, hi, inp, moving_mean, is, M, C, threads);
     for (int c = 0; c < C; c++) {
         dbeta[c] += (float)part[c];
         dgamma[c] += (float)part[C + c];
@@ -189,10 +291,41 @@ void batchnorm_backward_infer(float *dinp, float *dgamma, float *dbeta, const fl
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < M; r++) {
         const float *restrict dy = dout + (size_t)r * C;
+        const float *restrict yr = y ? y + (size_t)r * C : NULL;
         float *restrict dx = dinp + (size_t)r * C;
-        for (int c = 0; c < C; c++)
-            dx[c] += a[c] * dy[c];
+        float g[MAX_ROW_BLOCK];
+        for (int c0 = 0; c0 < C; c0 += MAX_ROW_BLOCK) {
+            int n = C - c0 < MAX_ROW_BLOCK ? C - c0 : MAX_ROW_BLOCK;
+            mask_row(g, dy + c0, yr ? yr + c0 : NULL, hi, n);
+            const float *restrict ac = a + c0;
+            float *restrict d = dx + c0;
+            if (accumulate)
+                for (int c = 0; c < n; c++)
+                    d[c] += ac[c] * g[c];
+            else
+                for (int c = 0; c < n; c++)
+                    d[c] = ac[c] * g[c];
+        }
     }
+}
+
+void batchnorm_backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                              const float *inp, const float *gamma, const float *moving_mean,
+                              const float *moving_var, int M, int C, float eps, float *work,
+                              int threads)
+{
+    backward_infer(dinp, dgamma, dbeta, dout, NULL, 0, inp, gamma, moving_mean, moving_var, M,
+                   C, eps, true, work, threads);
+}
+
+void batchnorm_relu_backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                   const float *out, const float *inp, const float *gamma,
+                                   const float *moving_mean, const float *moving_var, int M,
+                                   int C, float eps, float hi, bool accumulate, float *work,
+                                   int threads)
+{
+    backward_infer(dinp, dgamma, dbeta, dout, out, hi, inp, gamma, moving_mean, moving_var, M,
+                   C, eps, accumulate, work, threads);
 }
 
 void batchnorm_forward_train_naive(float *out, float *mean, float *invstd, float *var,

@@ -23,6 +23,7 @@
 #ifndef INITLAB_NN_LAYERS_H
 #define INITLAB_NN_LAYERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "nn/net.h"
@@ -155,6 +156,28 @@ void batchnorm_backward_infer(float *dinp, float *dgamma, float *dbeta, const fl
                               const float *inp, const float *gamma, const float *moving_mean,
                               const float *moving_var, int M, int C, float eps, float *work,
                               int threads);
+/* Batch norm fused with the ReLU (hi = INFINITY) or ReLU6 (hi = 6) that follows it, as the
+ * net runs them when the activation works in place on the batch norm's output:
+ * out = min(max(BN(x), 0), hi) in one pass. The backward takes the activation's output
+ * (out) and gradient (dout), passes dout where 0 < out < hi (the activation's own rule),
+ * and does the batch norm's backward with that; dinp is added to when accumulate is set
+ * and overwritten (never read) otherwise. The other arguments as in the plain kernels. */
+void batchnorm_relu_forward_train(float *out, float *mean, float *invstd, float *var,
+                                  const float *inp, const float *gamma, const float *beta,
+                                  int M, int C, float eps, float hi, float *work, int threads);
+void batchnorm_relu_forward_infer(float *out, const float *inp, const float *gamma,
+                                  const float *beta, const float *moving_mean,
+                                  const float *moving_var, int M, int C, float eps, float hi,
+                                  float *work, int threads);
+void batchnorm_relu_backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                   const float *out, const float *inp, const float *gamma,
+                                   const float *mean, const float *invstd, int M, int C,
+                                   float hi, bool accumulate, float *work, int threads);
+void batchnorm_relu_backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                   const float *out, const float *inp, const float *gamma,
+                                   const float *moving_mean, const float *moving_var, int M,
+                                   int C, float eps, float hi, bool accumulate, float *work,
+                                   int threads);
 /* References: two-pass statistics in double. */
 void batchnorm_forward_train_naive(float *out, float *mean, float *invstd, float *var,
                                    const float *inp, const float *gamma, const float *beta,

@@ -24,6 +24,7 @@
 #include "nn/net.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,8 @@ typedef struct {
     bool needs_grad;             /* some parameter is at or before this layer: its
                                     activation gradient must be computed */
     bool kept;                   /* out still holds this layer's output after the forward */
+    int fused;                   /* batch norm: the ReLU/ReLU6 layer it runs with, else 0 */
+    bool fused_away;             /* an activation its batch norm runs (aux.fused) */
 } LayerAux;
 
 struct Net {
@@ -574,6 +577,8 @@ static size_t pack_slots(PlanValue *v, int n, size_t *offset, int *slot_free, in
  * the step that first writes it to the last step that reads it, and buffers whose lives do
  * not overlap share a slot. An activation or add runs in place over an input that feeds
  * nothing else and whose own backward does not read it; such a group shares one buffer.
+ * A batch norm whose ReLU/ReLU6 runs in place on it computes both in one kernel (aux.fused)
+ * and reads the activation's gradient directly, so it needs no dout of its own.
  * Returns offset[2·i] (out) and offset[2·i + 1] (dout, NO_BUFFER when no backward writes
  * it) in floats from the arena's start, with *total the floats the slots need; NULL when
  * out of memory. */
@@ -610,19 +615,31 @@ static size_t *plan_buffers(Net *net, size_t *total)
             }
         }
     }
+    for (int i = 0; i < L; i++) { /* a batch norm runs the ReLU/ReLU6 in place after it */
+        const Layer *l = &net->layers[i];
+        int b = l->in[0];
+        net->aux[i].fused = 0;
+        net->aux[i].fused_away = false;
+        if (l->type == LAYER_ACTIVATION && (l->act == ACT_RELU || l->act == ACT_RELU6) &&
+            net->layers[b].type == LAYER_BATCHNORM && root[i] == root[b]) {
+            net->aux[b].fused = i;
+            net->aux[i].fused_away = true;
+        }
+    }
     int n = 0;
     for (int r = 0; r < L; r++)
         if (root[r] == r)
             v[n++] = (PlanValue){B * layer_size(&net->layers[r]), r, out_death(net, tail[r]),
                                  2 * r};
     for (int j = 1; j < L; j++) {
-        if (!runs_backward(net, j))
-            continue;
+        if (!runs_backward(net, j) || net->aux[j].fused)
+            continue; /* a fused batch norm reads its activation's gradient */
         int first = j; /* the consumer whose backward writes the gradient first */
         for (int c = j + 1; c < L; c++)
             if (consumes(&net->layers[c], j) && runs_backward(net, c))
                 first = c;
-        v[n++] = (PlanValue){B * layer_size(&net->layers[j]), 2 * L - first, 2 * L - j,
+        int last_read = net->aux[j].fused_away ? net->layers[j].in[0] : j;
+        v[n++] = (PlanValue){B * layer_size(&net->layers[j]), 2 * L - first, 2 * L - last_read,
                              2 * j + 1};
     }
     for (int i = 0; i < 2 * L; i++)
@@ -916,6 +933,12 @@ static float *param_grad(Net *net, const Layer *l, int k)
     return net->params[l->param_first + k].grad;
 }
 
+/* The upper clip of the ReLU (INFINITY) or ReLU6 (6) batch norm i runs fused. */
+static float fused_clip(const Net *net, int i)
+{
+    return net->layers[net->aux[i].fused].act == ACT_RELU6 ? 6.0f : INFINITY;
+}
+
 static void forward_layer(Net *net, int i, Rng *dropout_rng)
 {
     Layer *l = &net->layers[i];
@@ -945,19 +968,29 @@ static void forward_layer(Net *net, int i, Rng *dropout_rng)
         int M = n * l->h * l->w;
         float *gamma = param_data(net, l, 0), *beta = param_data(net, l, 1);
         float *mm = param_data(net, l, 2), *mv = param_data(net, l, 3);
-        if (net->mode == NET_INFERENCE) {
+        float hi = aux->fused ? fused_clip(net, i) : 0;
+        if (net->mode == NET_INFERENCE && aux->fused) {
+            batchnorm_relu_forward_infer(l->out, x->out, gamma, beta, mm, mv, M, l->c,
+                                         l->epsilon, hi, net->work, T);
+        } else if (net->mode == NET_INFERENCE) {
             batchnorm_forward_infer(l->out, x->out, gamma, beta, mm, mv, M, l->c, l->epsilon,
                                     net->work, T);
         } else {
-            batchnorm_forward_train(l->out, aux->mean, aux->invstd, aux->var, x->out, gamma,
-                                    beta, M, l->c, l->epsilon, net->work, T);
+            if (aux->fused)
+                batchnorm_relu_forward_train(l->out, aux->mean, aux->invstd, aux->var, x->out,
+                                             gamma, beta, M, l->c, l->epsilon, hi, net->work,
+                                             T);
+            else
+                batchnorm_forward_train(l->out, aux->mean, aux->invstd, aux->var, x->out,
+                                        gamma, beta, M, l->c, l->epsilon, net->work, T);
             if (net->mode == NET_TRAIN)
                 batchnorm_update_moving(mm, mv, aux->mean, aux->var, l->c, l->momentum);
         }
         break;
     }
     case LAYER_ACTIVATION:
-        activation_forward(l->out, x->out, count, l->act, T);
+        if (!aux->fused_away) /* else its batch norm has applied it */
+            activation_forward(l->out, x->out, count, l->act, T);
         break;
     case LAYER_ADD:
         add_forward(l->out, x->out, net->layers[l->in[1]].out, count, T);
@@ -1008,7 +1041,7 @@ int net_forward(Net *net, const float *x, int n, NetMode mode)
         forward_layer(net, i, &dropout_rng);
         if (net->profiling)
             net->layers[i].fwd_seconds += now_seconds() - t0;
-        if (net->observer)
+        if (net->observer && !net->aux[i].fused)
             net->observer(net->observer_ctx, net, i, false);
     }
     /* Each training forward consumes one dropout stream; the next one derives from it. */
@@ -1028,19 +1061,61 @@ float net_loss(Net *net, const int *labels, const float *class_weights)
     return (float)loss;
 }
 
-/* The gradient buffer of input k of layer l, cleared on first use; NULL when no parameter
- * lies at or before that input (the net's input, a padding of it), so nothing needs it. */
-static float *input_grad(Net *net, const Layer *l, int k)
+/* The gradient buffer of input k of layer l; NULL when no parameter lies at or before
+ * that input (the net's input, a padding of it), so nothing needs it. With fresh NULL the
+ * buffer is cleared on first use, for a kernel that accumulates; otherwise *fresh tells
+ * whether this is the first write, which the caller then makes by overwriting. */
+static float *input_grad_fresh(Net *net, const Layer *l, int k, bool *fresh)
 {
     int j = l->in[k];
     if (j <= 0 || !net->aux[j].needs_grad)
         return NULL;
     Layer *x = &net->layers[j];
-    if (!net->cleared[j]) {
+    if (fresh)
+        *fresh = !net->cleared[j];
+    else if (!net->cleared[j])
         memset(x->dout, 0, sizeof(float) * net->n * layer_size(x));
-        net->cleared[j] = true;
-    }
+    net->cleared[j] = true;
     return x->dout;
+}
+
+static float *input_grad(Net *net, const Layer *l, int k)
+{
+    return input_grad_fresh(net, l, k, NULL);
+}
+
+/* Input k's gradient += src (count floats), a copy when it is the first write. */
+static void pass_grad(Net *net, const Layer *l, int k, const float *src, size_t count)
+{
+    bool fresh;
+    float *d = input_grad_fresh(net, l, k, &fresh);
+    if (d && fresh)
+        memcpy(d, src, sizeof(float) * count);
+    else if (d)
+        add_inplace(d, src, count, net->threads);
+}
+
+/* Backward of batch norm i together with its fused ReLU/ReLU6: reads the activation's
+ * output and gradient, writes the batch norm's input gradient. */
+static void backward_fused_batchnorm(Net *net, int i)
+{
+    const Layer *l = &net->layers[i], *act = &net->layers[net->aux[i].fused];
+    const Layer *x = &net->layers[l->in[0]];
+    const LayerAux *aux = &net->aux[i];
+    int M = net->n * l->h * l->w;
+    bool fresh = false;
+    float *dx = input_grad_fresh(net, l, 0, &fresh);
+    float *gamma = param_data(net, l, 0);
+    float *dgamma = param_grad(net, l, 0), *dbeta = param_grad(net, l, 1);
+    float hi = fused_clip(net, i);
+    if (net->mode == NET_INFERENCE)
+        batchnorm_relu_backward_infer(dx, dgamma, dbeta, act->dout, act->out, x->out, gamma,
+                                      param_data(net, l, 2), param_data(net, l, 3), M, l->c,
+                                      l->epsilon, hi, !fresh, net->work, net->threads);
+    else
+        batchnorm_relu_backward_train(dx, dgamma, dbeta, act->dout, act->out, x->out, gamma,
+                                      aux->mean, aux->invstd, M, l->c, hi, !fresh, net->work,
+                                      net->threads);
 }
 
 static void backward_layer(Net *net, int i)
@@ -1050,11 +1125,28 @@ static void backward_layer(Net *net, int i)
     const Layer *x = &net->layers[l->in[0]];
     const int n = net->n, T = net->threads;
     const size_t count = (size_t)n * layer_size(l);
+    if (aux->fused_away)
+        return; /* its batch norm does both */
+    if (aux->fused) {
+        backward_fused_batchnorm(net, i);
+        return;
+    }
+    if (l->type == LAYER_ADD) {
+        pass_grad(net, l, 0, l->dout, count);
+        pass_grad(net, l, 1, l->dout, count);
+        return;
+    }
+    if (l->type == LAYER_FLATTEN || (l->type == LAYER_DROPOUT && net->mode != NET_TRAIN)) {
+        pass_grad(net, l, 0, l->dout, count);
+        return;
+    }
     float *dx = input_grad(net, l, 0);
     ConvGeom g = aux->geom;
     g.N = n;
     switch (l->type) {
     case LAYER_INPUT:
+    case LAYER_ADD:
+    case LAYER_FLATTEN:
         break;
     case LAYER_CONV2D:
         conv2d_backward(dx, param_grad(net, l, 0), l->use_bias ? param_grad(net, l, 1) : NULL,
@@ -1088,14 +1180,6 @@ static void backward_layer(Net *net, int i)
         if (dx)
             activation_backward(dx, l->dout, l->out, count, l->act, T);
         break;
-    case LAYER_ADD: {
-        float *dy = input_grad(net, l, 1);
-        if (dx)
-            add_inplace(dx, l->dout, count, T);
-        if (dy)
-            add_inplace(dy, l->dout, count, T);
-        break;
-    }
     case LAYER_MAXPOOL:
         if (dx)
             maxpool_backward(dx, l->dout, x->out, l->out, &g, T);
@@ -1113,14 +1197,8 @@ static void backward_layer(Net *net, int i)
                        l->dout, x->out, param_data(net, l, 0), n, x->c, l->c);
         break;
     case LAYER_DROPOUT:
-        if (dx && net->mode == NET_TRAIN)
-            dropout_backward(dx, l->dout, aux->mask, count, T);
-        else if (dx)
-            add_inplace(dx, l->dout, count, T);
-        break;
-    case LAYER_FLATTEN:
         if (dx)
-            add_inplace(dx, l->dout, count, T);
+            dropout_backward(dx, l->dout, aux->mask, count, T);
         break;
     }
 }
@@ -1137,7 +1215,7 @@ void net_backward(Net *net)
         if (!net->aux[i].reaches_output || !net->aux[i].needs_grad)
             continue;
         double t0 = net->profiling ? now_seconds() : 0;
-        if (net->observer)
+        if (net->observer && !net->aux[i].fused)
             net->observer(net->observer_ctx, net, i, true);
         backward_layer(net, i);
         if (net->profiling)

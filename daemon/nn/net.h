@@ -178,7 +178,10 @@ void net_set_threads(Net *net, int threads);
 void net_set_profiling(Net *net, bool on); /* fills Layer.fwd_seconds/bwd_seconds */
 /* Called in net_forward right after layer i computed its out (backward false), and in
  * net_backward right before layer i's backward, when its dout is complete (backward true);
- * at those moments the buffer is the layer's own. fn NULL removes the observer. */
+ * at those moments the buffer is the layer's own. A batch norm followed by a ReLU/ReLU6
+ * that runs in place on it is computed together with the activation in one kernel: it has
+ * no output or gradient of its own and is not observed (the activation is). fn NULL
+ * removes the observer. */
 typedef void (*NetObserver)(void *ctx, const Net *net, int layer, bool backward);
 void net_set_observer(Net *net, NetObserver fn, void *ctx);
 /* Whether Layer.out of layer i still holds its output once net_forward has returned. */

@@ -1,0 +1,154 @@
+/* test_nn_fused.c — batch norm fused with ReLU/ReLU6 against the plain kernels composed.
+ *
+ * The reference of a fused kernel is what the net computed before fusing: the naive batch
+ * norm, then the activation's own rule (clip to [0, hi] forward; pass the gradient where
+ * 0 < y < hi backward) — for the inference mode, sums in double here. Relative error as in
+ * test_nn_kernels.c, below 1e-4. The overwrite mode starts from a NaN-filled gradient
+ * buffer, as a reused buffer may hold anything. */
+#include "test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/layers.h"
+#include "util/rng.h"
+
+static float *rnd(Rng *rng, size_t n, double lo, double hi)
+{
+    float *x = malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(lo + (hi - lo) * rng_uniform(rng));
+    return x;
+}
+
+static float *filled(size_t n, float v)
+{
+    float *x = malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        x[i] = v;
+    return x;
+}
+
+static double rel_err(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 1e-6;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= num))
+            num = isnan(d) ? INFINITY : d;
+        den = fmax(den, fabs((double)b[i]));
+    }
+    return num / den;
+}
+
+#define CHECK_CLOSE(what, a, b, n)                                                         \
+    do {                                                                                   \
+        double e_ = rel_err(a, b, n);                                                      \
+        if (!(e_ < 1e-4))                                                                  \
+            printf("    %s: relative error %.3g (M %d, C %d, T %d, hi %g)\n", what, e_, M, C, \
+                   T, hi);                                                                 \
+        CHECK(e_ < 1e-4);                                                                  \
+    } while (0)
+
+/* The activation's backward rule on the reference output. */
+static void mask(float *g, const float *dy, const float *y, float hi, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        g[i] = y[i] > 0 && y[i] < hi ? dy[i] : 0;
+}
+
+static void clip(float *y, float hi, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = fminf(fmaxf(y[i], 0), hi);
+}
+
+TEST(nn_fused_batchnorm_relu_train_equals_the_composition)
+{
+    Rng rng;
+    rng_seed(&rng, 21);
+    for (int trial = 0; trial < 10; trial++) {
+        int M = 2 + (int)rng_below(&rng, 500), C = 1 + (int)rng_below(&rng, 300);
+        int T = 1 + (int)rng_below(&rng, 3);
+        float hi = trial % 2 ? 6.0f : INFINITY;
+        size_t n = (size_t)M * C;
+        /* outputs from about -8 to 12: both clips are hit */
+        float *x = rnd(&rng, n, -2, 2), *gam = rnd(&rng, C, 0.5, 3), *bet = rnd(&rng, C, -1, 5);
+        float *dy = rnd(&rng, n, -1, 1);
+        float *y = malloc(4 * n), *yr = malloc(4 * n), *st = malloc(12 * C), *str = malloc(12 * C);
+        float *work = malloc(sizeof(float) * batchnorm_workspace(C, T));
+        batchnorm_relu_forward_train(y, st, st + C, st + 2 * C, x, gam, bet, M, C, 1e-3f, hi,
+                                     work, T);
+        batchnorm_forward_train_naive(yr, str, str + C, str + 2 * C, x, gam, bet, M, C, 1e-3f);
+        clip(yr, hi, n);
+        CHECK_CLOSE("forward", y, yr, n);
+        CHECK_CLOSE("statistics", st, str, 3 * (size_t)C);
+
+        float *g = malloc(4 * n);
+        mask(g, dy, yr, hi, n);
+        float *dxr = rnd(&rng, n, -1, 1), *dgr = rnd(&rng, C, -1, 1), *dbr = rnd(&rng, C, -1, 1);
+        float *dx = malloc(4 * n), *dg = malloc(4 * C), *db = malloc(4 * C);
+        memcpy(dx, dxr, 4 * n), memcpy(dg, dgr, 4 * C), memcpy(db, dbr, 4 * C);
+        batchnorm_relu_backward_train(dx, dg, db, dy, yr, x, gam, str, str + C, M, C, hi, true,
+                                      work, T);
+        batchnorm_backward_train_naive(dxr, dgr, dbr, g, x, gam, str, str + C, M, C);
+        CHECK_CLOSE("dinp accumulated", dx, dxr, n);
+        CHECK_CLOSE("dgamma", dg, dgr, C);
+        CHECK_CLOSE("dbeta", db, dbr, C);
+
+        float *dx0 = filled(n, NAN), *dxz = filled(n, 0), *dgz = filled(C, 0), *dbz = filled(C, 0);
+        memset(dg, 0, 4 * C), memset(db, 0, 4 * C);
+        batchnorm_relu_backward_train(dx0, dg, db, dy, yr, x, gam, str, str + C, M, C, hi,
+                                      false, work, T);
+        batchnorm_backward_train_naive(dxz, dgz, dbz, g, x, gam, str, str + C, M, C);
+        CHECK_CLOSE("dinp overwritten", dx0, dxz, n);
+        free(x), free(gam), free(bet), free(dy), free(y), free(yr), free(st), free(str);
+        free(work), free(g), free(dxr), free(dgr), free(dbr), free(dx), free(dg), free(db);
+        free(dx0), free(dxz), free(dgz), free(dbz);
+    }
+}
+
+TEST(nn_fused_batchnorm_relu_inference_equals_the_composition)
+{
+    Rng rng;
+    rng_seed(&rng, 22);
+    for (int trial = 0; trial < 10; trial++) {
+        int M = 2 + (int)rng_below(&rng, 500), C = 1 + (int)rng_below(&rng, 300);
+        int T = 1 + (int)rng_below(&rng, 3);
+        float hi = trial % 2 ? 6.0f : INFINITY;
+        const float eps = 1e-3f;
+        size_t n = (size_t)M * C;
+        float *x = rnd(&rng, n, -2, 2), *gam = rnd(&rng, C, 0.5, 3), *bet = rnd(&rng, C, -1, 5);
+        float *mm = rnd(&rng, C, -0.5, 0.5), *mv = rnd(&rng, C, 0.2, 2);
+        float *dy = rnd(&rng, n, -1, 1);
+        float *y = malloc(4 * n), *yr = malloc(4 * n);
+        float *work = malloc(sizeof(float) * batchnorm_workspace(C, T));
+        batchnorm_relu_forward_infer(y, x, gam, bet, mm, mv, M, C, eps, hi, work, T);
+        double *dgr = calloc(C, sizeof(double)), *dbr = calloc(C, sizeof(double));
+        float *dxr = malloc(4 * n);
+        for (int r = 0; r < M; r++)
+            for (int c = 0; c < C; c++) {
+                size_t i = (size_t)r * C + c;
+                double is = 1.0 / sqrt((double)mv[c] + eps), xhat = (x[i] - mm[c]) * is;
+                double v = fmin(fmax(gam[c] * xhat + bet[c], 0), hi);
+                yr[i] = (float)v;
+                double g = v > 0 && v < hi ? dy[i] : 0;
+                dgr[c] += g * xhat, dbr[c] += g;
+                dxr[i] = (float)(gam[c] * is * g);
+            }
+        CHECK_CLOSE("forward", y, yr, n);
+        float *dx = filled(n, NAN), *dg = filled(C, 0), *db = filled(C, 0);
+        batchnorm_relu_backward_infer(dx, dg, db, dy, yr, x, gam, mm, mv, M, C, eps, hi, false,
+                                      work, T);
+        float *dgf = malloc(4 * C), *dbf = malloc(4 * C);
+        for (int c = 0; c < C; c++)
+            dgf[c] = (float)dgr[c], dbf[c] = (float)dbr[c];
+        CHECK_CLOSE("dinp", dx, dxr, n);
+        CHECK_CLOSE("dgamma", dg, dgf, C);
+        CHECK_CLOSE("dbeta", db, dbf, C);
+        free(x), free(gam), free(bet), free(mm), free(mv), free(dy), free(y), free(yr);
+        free(work), free(dgr), free(dbr), free(dxr), free(dx), free(dg), free(db), free(dgf);
+        free(dbf);
+    }
+}
