@@ -204,17 +204,20 @@ static int cmd_bench(int argc, char **argv)
 
     TypeTotals types[LAYER_FLATTEN + 1] = {{0}};
     double flop_step = 0, layer_time = 0;
-    int nl = net_n_layers(net);
+    int nl = net_n_layers(net), n_fused = 0;
     for (int i = 0; i < nl; i++) {
         const Layer *l = net_layer(net, i);
         double f, b;
         layer_flops(net, l, (int)batch, &f, &b);
-        TypeTotals *t = &types[l->type];
+        /* a layer its batch norm computes counts, with its FLOPs, as part of that one */
+        int into = net_fused_into(net, i);
+        n_fused += into >= 0;
+        TypeTotals *t = &types[into >= 0 ? net_layer(net, into)->type : l->type];
         t->fwd += l->fwd_seconds / (double)steps;
         t->bwd += l->bwd_seconds / (double)steps;
         t->fwd_flop += f;
         t->bwd_flop += b;
-        t->count++;
+        t->count += into < 0;
         flop_step += f + b;
         layer_time += (l->fwd_seconds + l->bwd_seconds) / (double)steps;
     }
@@ -274,6 +277,12 @@ static int cmd_bench(int argc, char **argv)
     for (int i = 1; i < nl; i++) {
         const Layer *l = net_layer(net, i);
         double f = l->fwd_seconds / (double)steps, b = l->bwd_seconds / (double)steps;
+        int into = net_fused_into(net, i);
+        if (into >= 0) {
+            printf("%-40s %-26s %21s %s\n", l->name, model_layer_type_name(l->type), "in",
+                   net_layer(net, into)->name);
+            continue;
+        }
         printf("%-40s %-26s %10.3f %10.3f %6.1f%%\n", l->name, model_layer_type_name(l->type),
                f * 1e3, b * 1e3, layer_time > 0 ? 100 * (f + b) / layer_time : 0);
     }
@@ -289,6 +298,9 @@ static int cmd_bench(int argc, char **argv)
                    types[t].bwd * 1e3, layer_time > 0 ? 100 * sec / layer_time : 0, fl * 1e-9,
                    sec > 0 ? fl * 1e-9 / sec : 0);
         }
+        if (n_fused)
+            printf("(batch_normalization includes the %d activations and adds it runs in its "
+                   "own kernel, with their FLOPs)\n", n_fused);
         printf("layers %.1f ms of %.1f ms per step (the rest: loss, zero_grad, SGD step)\n",
                layer_time * 1e3, per_step * 1e3);
     }

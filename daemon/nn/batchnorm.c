@@ -85,21 +85,30 @@ static void channel_sums(double *part, float *scratch, const float *dout, const 
             part[c] += part[(size_t)t * 2 * C + c];
 }
 
-/* out = (x - m)·a + b per channel (subtracting first keeps a large mean exact), clamped
- * to [0, hi] when clamp is set (a fused ReLU or ReLU6). */
+/* out = (x - m)·a + b per channel (subtracting first keeps a large mean exact); with f,
+ * plus f->res and clipped to [0, f->hi] (a fused residual add and ReLU/ReLU6). */
 static void affine_rows(float *out, const float *inp, const float *m, const float *a,
-                        const float *b, int M, int C, bool clamp, float hi, int threads)
+                        const float *b, int M, int C, const BnFused *f, int threads)
 {
+    const float hi = f ? f->hi : 0;
+    const float *res = f ? f->res : NULL;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < M; r++) {
         const float *restrict x = inp + (size_t)r * C;
         float *restrict o = out + (size_t)r * C;
-        if (!clamp) {
+        if (!f) {
             for (int c = 0; c < C; c++)
                 o[c] = (x[c] - m[c]) * a[c] + b[c];
-        } else {
+        } else if (!res) {
             for (int c = 0; c < C; c++) {
                 float v = (x[c] - m[c]) * a[c] + b[c];
+                v = v > 0.0f ? v : 0.0f;
+                o[c] = v < hi ? v : hi;
+            }
+        } else {
+            const float *restrict z = res + (size_t)r * C;
+            for (int c = 0; c < C; c++) {
+                float v = (x[c] - m[c]) * a[c] + b[c] + z[c];
                 v = v > 0.0f ? v : 0.0f;
                 o[c] = v < hi ? v : hi;
             }
@@ -107,10 +116,10 @@ static void affine_rows(float *out, const float *inp, const float *m, const floa
     }
 }
 
-/* The train-mode forward, with a fused ReLU/ReLU6 when clamp is set. */
-static void forward_train(float *out, float *mean, float *invstd, float *var, const float *inp,
-                          const float *gamma, const float *beta, int M, int C, float eps,
-                          bool clamp, float hi, float *work, int threads)
+void batchnorm_fused_forward_train(float *out, float *mean, float *invstd, float *var,
+                                   const float *inp, const float *gamma, const float *beta,
+                                   int M, int C, float eps, const BnFused *f, float *work,
+                                   int threads)
 {
     if (threads < 1)
         threads = 1;
@@ -131,31 +140,26 @@ static void forward_train(float *out, float *mean, float *invstd, float *var, co
         invstd[c] = (float)is;
         a[c] = (float)(gamma[c] * is);
     }
-    affine_rows(out, inp, mean, a, beta, M, C, clamp, hi, threads);
+    affine_rows(out, inp, mean, a, beta, M, C, f, threads);
 }
 
 void batchnorm_forward_train(float *out, float *mean, float *invstd, float *var,
                              const float *inp, const float *gamma, const float *beta, int M,
                              int C, float eps, float *work, int threads)
 {
-    forward_train(out, mean, invstd, var, inp, gamma, beta, M, C, eps, false, 0, work, threads);
+    batchnorm_fused_forward_train(out, mean, invstd, var, inp, gamma, beta, M, C, eps, NULL,
+                                  work, threads);
 }
 
-void batchnorm_relu_forward_train(float *out, float *mean, float *invstd, float *var,
-                                  const float *inp, const float *gamma, const float *beta,
-                                  int M, int C, float eps, float hi, float *work, int threads)
-{
-    forward_train(out, mean, invstd, var, inp, gamma, beta, M, C, eps, true, hi, work, threads);
-}
-
-static void forward_infer(float *out, const float *inp, const float *gamma, const float *beta,
-                          const float *moving_mean, const float *moving_var, int M, int C,
-                          float eps, bool clamp, float hi, float *work, int threads)
+void batchnorm_fused_forward_infer(float *out, const float *inp, const float *gamma,
+                                   const float *beta, const float *moving_mean,
+                                   const float *moving_var, int M, int C, float eps,
+                                   const BnFused *f, float *work, int threads)
 {
     float *a = work;
     for (int c = 0; c < C; c++)
         a[c] = (float)(gamma[c] / sqrt((double)moving_var[c] + eps));
-    affine_rows(out, inp, moving_mean, a, beta, M, C, clamp, hi, threads);
+    affine_rows(out, inp, moving_mean, a, beta, M, C, f, threads);
 }
 
 void batchnorm_forward_infer(float *out, const float *inp, const float *gamma,
@@ -163,17 +167,8 @@ void batchnorm_forward_infer(float *out, const float *inp, const float *gamma,
                              const float *moving_var, int M, int C, float eps, float *work,
                              int threads)
 {
-    forward_infer(out, inp, gamma, beta, moving_mean, moving_var, M, C, eps, false, 0, work,
-                  threads);
-}
-
-void batchnorm_relu_forward_infer(float *out, const float *inp, const float *gamma,
-                                  const float *beta, const float *moving_mean,
-                                  const float *moving_var, int M, int C, float eps, float hi,
-                                  float *work, int threads)
-{
-    forward_infer(out, inp, gamma, beta, moving_mean, moving_var, M, C, eps, true, hi, work,
-                  threads);
+    batchnorm_fused_forward_infer(out, inp, gamma, beta, moving_mean, moving_var, M, C, eps,
+                                  NULL, work, threads);
 }
 
 void batchnorm_update_moving(float *moving_mean, float *moving_var, const float *mean,
@@ -199,18 +194,67 @@ static inline void mask_row(float *restrict g, const float *restrict dy, const f
         g[c] = y[c] > 0.0f && y[c] < hi ? dy[c] : 0.0f;
 }
 
-/* The train-mode backward. y (a fused ReLU's output, or NULL) masks dout as in
- * channel_sums; dinp is added to when accumulate is set and overwritten otherwise. */
-static void backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                           const float *y, float hi, const float *inp, const float *gamma,
-                           const float *mean, const float *invstd, int M, int C,
-                           bool accumulate, float *work, int threads)
+/* d = or += s (n floats). */
+static inline void put_row(float *restrict d, const float *restrict s, int n, bool accumulate)
+{
+    if (accumulate)
+        for (int c = 0; c < n; c++)
+            d[c] += s[c];
+    else
+        memcpy(d, s, sizeof(float) * n);
+}
+
+/* The input gradient of both modes, row by row: g = dout masked by the fused activation's
+ * output, dres = or += g, and dinp = or += k1·g + k3·(x − m) + k2 (k3 = k2 = NULL: k1·g). A
+ * reused buffer may hold anything, so overwriting never reads it. */
+static void input_gradient(float *dinp, const float *dout, const float *inp, const float *m,
+                           const float *k1, const float *k2, const float *k3, int M, int C,
+                           const BnFused *f, int threads)
+{
+    const float *y = f ? f->out : NULL;
+    const float hi = f ? f->hi : 0;
+    float *dres = f ? f->dres : NULL;
+    const bool acc = f ? f->accumulate : true, res_acc = f ? f->res_accumulate : true;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int r = 0; r < M; r++) {
+        const float *restrict x = inp + (size_t)r * C;
+        const float *restrict dy = dout + (size_t)r * C;
+        const float *restrict yr = y ? y + (size_t)r * C : NULL;
+        float *restrict dx = dinp ? dinp + (size_t)r * C : NULL;
+        float g[MAX_ROW_BLOCK], v[MAX_ROW_BLOCK];
+        for (int c0 = 0; c0 < C; c0 += MAX_ROW_BLOCK) {
+            int n = C - c0 < MAX_ROW_BLOCK ? C - c0 : MAX_ROW_BLOCK;
+            mask_row(g, dy + c0, yr ? yr + c0 : NULL, hi, n);
+            if (dres)
+                put_row(dres + (size_t)r * C + c0, g, n, res_acc);
+            if (!dx)
+                continue;
+            const float *restrict a1 = k1 + c0;
+            if (k3) {
+                const float *restrict xc = x + c0, *restrict mc = m + c0;
+                const float *restrict a2 = k2 + c0, *restrict a3 = k3 + c0;
+                for (int c = 0; c < n; c++)
+                    v[c] = a1[c] * g[c] + a3[c] * (xc[c] - mc[c]) + a2[c];
+            } else {
+                for (int c = 0; c < n; c++)
+                    v[c] = a1[c] * g[c];
+            }
+            put_row(dx + c0, v, n, acc);
+        }
+    }
+}
+
+void batchnorm_fused_backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                    const float *inp, const float *gamma, const float *mean,
+                                    const float *invstd, int M, int C, const BnFused *f,
+                                    float *work, int threads)
 {
     if (threads < 1)
         threads = 1;
     double *part = (double *)work;
     float *k1 = (float *)(part + (size_t)threads * 2 * C), *k2 = k1 + C, *k3 = k2 + C;
-    channel_sums(part, k1 + 3 * C, dout, y, hi, inp, mean, invstd, M, C, threads);
+    channel_sums(part, k1 + 3 * C, dout, f ? f->out : NULL, f ? f->hi : 0, inp, mean, invstd,
+                 M, C, threads);
     for (int c = 0; c < C; c++) {
         dbeta[c] += (float)part[c];
         dgamma[c] += (float)part[C + c];
@@ -222,55 +266,23 @@ static void backward_train(float *dinp, float *dgamma, float *dbeta, const float
         k3[c] = (float)(-a * invstd[c] * mdyx);
         k2[c] = (float)(-a * mdy);
     }
-    if (!dinp)
-        return;
-    /* each row: g masked by y when given, then dx = or += the row's value; a
-     * reused buffer may hold anything, so overwriting never reads it */
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int r = 0; r < M; r++) {
-        const float *restrict x = inp + (size_t)r * C;
-        const float *restrict dy = dout + (size_t)r * C;
-        const float *restrict yr = y ? y + (size_t)r * C : NULL;
-        float *restrict dx = dinp + (size_t)r * C;
-        float g[MAX_ROW_BLOCK];
-        for (int c0 = 0; c0 < C; c0 += MAX_ROW_BLOCK) {
-            int n = C - c0 < MAX_ROW_BLOCK ? C - c0 : MAX_ROW_BLOCK;
-            mask_row(g, dy + c0, yr ? yr + c0 : NULL, hi, n);
-            const float *restrict xc = x + c0, *restrict m = mean + c0;
-            const float *restrict a1 = k1 + c0, *restrict a2 = k2 + c0, *restrict a3 = k3 + c0;
-            float *restrict d = dx + c0;
-            if (accumulate)
-                for (int c = 0; c < n; c++)
-                    d[c] += a1[c] * g[c] + a3[c] * (xc[c] - m[c]) + a2[c];
-            else
-                for (int c = 0; c < n; c++)
-                    d[c] = a1[c] * g[c] + a3[c] * (xc[c] - m[c]) + a2[c];
-        }
-    }
+    if (dinp || (f && f->dres))
+        input_gradient(dinp, dout, inp, mean, k1, k2, k3, M, C, f, threads);
 }
 
 void batchnorm_backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
                               const float *inp, const float *gamma, const float *mean,
                               const float *invstd, int M, int C, float *work, int threads)
 {
-    backward_train(dinp, dgamma, dbeta, dout, NULL, 0, inp, gamma, mean, invstd, M, C, true,
-                   work, threads);
+    batchnorm_fused_backward_train(dinp, dgamma, dbeta, dout, inp, gamma, mean, invstd, M, C,
+                                   NULL, work, threads);
 }
 
-void batchnorm_relu_backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                                   const float *out, const float *inp, const float *gamma,
-                                   const float *mean, const float *invstd, int M, int C,
-                                   float hi, bool accumulate, float *work, int threads)
-{
-    backward_train(dinp, dgamma, dbeta, dout, out, hi, inp, gamma, mean, invstd, M, C,
-                   accumulate, work, threads);
-}
-
-/* The inference-mode backward; y, hi and accumulate as in backward_train. */
-static void backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                           const float *y, float hi, const float *inp, const float *gamma,
-                           const float *moving_mean, const float *moving_var, int M, int C,
-                           float eps, bool accumulate, float *work, int threads)
+void batchnorm_fused_backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                    const float *inp, const float *gamma,
+                                    const float *moving_mean, const float *moving_var, int M,
+                                    int C, float eps, const BnFused *f, float *work,
+                                    int threads)
 {
     if (threads < 1)
         threads = 1;
@@ -281,32 +293,14 @@ static void backward_infer(float *dinp, float *dgamma, float *dbeta, const float
         is[c] = (float)s;
         a[c] = (float)(gamma[c] * s);
     }
-    channel_sums(part, is + 3 * C, dout, y, hi, inp, moving_mean, is, M, C, threads);
+    channel_sums(part, is + 3 * C, dout, f ? f->out : NULL, f ? f->hi : 0, inp, moving_mean, is,
+                 M, C, threads);
     for (int c = 0; c < C; c++) {
         dbeta[c] += (float)part[c];
         dgamma[c] += (float)part[C + c];
     }
-    if (!dinp)
-        return;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int r = 0; r < M; r++) {
-        const float *restrict dy = dout + (size_t)r * C;
-        const float *restrict yr = y ? y + (size_t)r * C : NULL;
-        float *restrict dx = dinp + (size_t)r * C;
-        float g[MAX_ROW_BLOCK];
-        for (int c0 = 0; c0 < C; c0 += MAX_ROW_BLOCK) {
-            int n = C - c0 < MAX_ROW_BLOCK ? C - c0 : MAX_ROW_BLOCK;
-            mask_row(g, dy + c0, yr ? yr + c0 : NULL, hi, n);
-            const float *restrict ac = a + c0;
-            float *restrict d = dx + c0;
-            if (accumulate)
-                for (int c = 0; c < n; c++)
-                    d[c] += ac[c] * g[c];
-            else
-                for (int c = 0; c < n; c++)
-                    d[c] = ac[c] * g[c];
-        }
-    }
+    if (dinp || (f && f->dres))
+        input_gradient(dinp, dout, inp, moving_mean, a, NULL, NULL, M, C, f, threads);
 }
 
 void batchnorm_backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,
@@ -314,18 +308,8 @@ void batchnorm_backward_infer(float *dinp, float *dgamma, float *dbeta, const fl
                               const float *moving_var, int M, int C, float eps, float *work,
                               int threads)
 {
-    backward_infer(dinp, dgamma, dbeta, dout, NULL, 0, inp, gamma, moving_mean, moving_var, M,
-                   C, eps, true, work, threads);
-}
-
-void batchnorm_relu_backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                                   const float *out, const float *inp, const float *gamma,
-                                   const float *moving_mean, const float *moving_var, int M,
-                                   int C, float eps, float hi, bool accumulate, float *work,
-                                   int threads)
-{
-    backward_infer(dinp, dgamma, dbeta, dout, out, hi, inp, gamma, moving_mean, moving_var, M,
-                   C, eps, accumulate, work, threads);
+    batchnorm_fused_backward_infer(dinp, dgamma, dbeta, dout, inp, gamma, moving_mean,
+                                   moving_var, M, C, eps, NULL, work, threads);
 }
 
 void batchnorm_forward_train_naive(float *out, float *mean, float *invstd, float *var,

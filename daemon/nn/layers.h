@@ -156,28 +156,38 @@ void batchnorm_backward_infer(float *dinp, float *dgamma, float *dbeta, const fl
                               const float *inp, const float *gamma, const float *moving_mean,
                               const float *moving_var, int M, int C, float eps, float *work,
                               int threads);
-/* Batch norm fused with the ReLU (hi = INFINITY) or ReLU6 (hi = 6) that follows it, as the
- * net runs them when the activation works in place on the batch norm's output:
- * out = min(max(BN(x), 0), hi) in one pass. The backward takes the activation's output
- * (out) and gradient (dout), passes dout where 0 < out < hi (the activation's own rule),
- * and does the batch norm's backward with that; dinp is added to when accumulate is set
- * and overwritten (never read) otherwise. The other arguments as in the plain kernels. */
-void batchnorm_relu_forward_train(float *out, float *mean, float *invstd, float *var,
-                                  const float *inp, const float *gamma, const float *beta,
-                                  int M, int C, float eps, float hi, float *work, int threads);
-void batchnorm_relu_forward_infer(float *out, const float *inp, const float *gamma,
-                                  const float *beta, const float *moving_mean,
-                                  const float *moving_var, int M, int C, float eps, float hi,
-                                  float *work, int threads);
-void batchnorm_relu_backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                                   const float *out, const float *inp, const float *gamma,
-                                   const float *mean, const float *invstd, int M, int C,
-                                   float hi, bool accumulate, float *work, int threads);
-void batchnorm_relu_backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                                   const float *out, const float *inp, const float *gamma,
-                                   const float *moving_mean, const float *moving_var, int M,
-                                   int C, float eps, float hi, bool accumulate, float *work,
+/* What a batch norm computes together with the layers after it, as the net runs a batch
+ * norm whose ReLU/ReLU6 (and, in a residual block, the add before it) work in place on
+ * its output: out = min(max(BN(x) + res, 0), hi), one pass over the rows. */
+typedef struct {
+    float hi;            /* INFINITY for ReLU, 6 for ReLU6 */
+    const float *res;    /* forward: (M, C) added before the clip (the residual), or NULL */
+    /* backward: */
+    const float *out;    /* (M, C) the fused output; dout is passed where 0 < out < hi */
+    float *dres;         /* (M, C) receives that masked gradient too, or NULL */
+    bool accumulate;     /* dinp += (true) or = (false: the buffer is not read) */
+    bool res_accumulate; /* the same for dres */
+} BnFused;
+
+/* The batch-norm kernels with f (NULL: the plain kernels above). dout is then the
+ * gradient of the fused output. */
+void batchnorm_fused_forward_train(float *out, float *mean, float *invstd, float *var,
+                                   const float *inp, const float *gamma, const float *beta,
+                                   int M, int C, float eps, const BnFused *f, float *work,
                                    int threads);
+void batchnorm_fused_forward_infer(float *out, const float *inp, const float *gamma,
+                                   const float *beta, const float *moving_mean,
+                                   const float *moving_var, int M, int C, float eps,
+                                   const BnFused *f, float *work, int threads);
+void batchnorm_fused_backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                    const float *inp, const float *gamma, const float *mean,
+                                    const float *invstd, int M, int C, const BnFused *f,
+                                    float *work, int threads);
+void batchnorm_fused_backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                    const float *inp, const float *gamma,
+                                    const float *moving_mean, const float *moving_var, int M,
+                                    int C, float eps, const BnFused *f, float *work,
+                                    int threads);
 /* References: two-pass statistics in double. */
 void batchnorm_forward_train_naive(float *out, float *mean, float *invstd, float *var,
                                    const float *inp, const float *gamma, const float *beta,

@@ -48,8 +48,11 @@ typedef struct {
     bool needs_grad;             /* some parameter is at or before this layer: its
                                     activation gradient must be computed */
     bool kept;                   /* out still holds this layer's output after the forward */
-    int fused;                   /* batch norm: the ReLU/ReLU6 layer it runs with, else 0 */
-    bool fused_away;             /* an activation its batch norm runs (aux.fused) */
+    /* fusion (plan_buffers): a batch norm that runs the layers after it in its kernel */
+    int fused_act;               /* batch norm: the ReLU/ReLU6 it runs, else 0 */
+    int fused_add;               /* batch norm: the residual add it runs before it, else 0 */
+    int fused_res;               /* batch norm: the add's other input */
+    int fused_by;                /* an activation or add run by batch norm fused_by, else 0 */
 } LayerAux;
 
 struct Net {
@@ -572,13 +575,68 @@ static size_t pack_slots(PlanValue *v, int n, size_t *offset, int *slot_free, in
     return at;
 }
 
+static bool is_relu(const Layer *l)
+{
+    return l->type == LAYER_ACTIVATION && (l->act == ACT_RELU || l->act == ACT_RELU6);
+}
+
+/* Whether layer j has an output and a gradient of its own: not a batch norm that runs the
+ * layers after it, nor the residual add it runs (plan_fusion). */
+static bool own_buffers(const Net *net, int j)
+{
+    const LayerAux *x = &net->aux[j];
+    return !x->fused_act && !(x->fused_by && net->layers[j].type == LAYER_ADD);
+}
+
+/* The single consumer of layer j that works in place on it, or 0. */
+static int in_place_successor(const Net *net, const int *root, int j)
+{
+    for (int c = j + 1; c < net->n_layers; c++)
+        if (consumes(&net->layers[c], j))
+            return root[c] == root[j] ? c : 0;
+    return 0;
+}
+
+/* Which batch norms run the layers after them (aux.fused_*): a ReLU/ReLU6 in place on the
+ * batch norm, or an add in place on it followed by a ReLU/ReLU6 in place on the add, whose
+ * other input is computed before the batch norm and is not its input. */
+static void plan_fusion(Net *net, const int *root)
+{
+    for (int i = 0; i < net->n_layers; i++) {
+        LayerAux *x = &net->aux[i];
+        x->fused_act = x->fused_add = x->fused_res = x->fused_by = 0;
+    }
+    for (int b = 1; b < net->n_layers; b++) {
+        if (net->layers[b].type != LAYER_BATCHNORM)
+            continue;
+        int c = in_place_successor(net, root, b);
+        if (c && is_relu(&net->layers[c])) {
+            net->aux[b].fused_act = c;
+            net->aux[c].fused_by = b;
+            continue;
+        }
+        if (!c || net->layers[c].type != LAYER_ADD)
+            continue;
+        const Layer *add = &net->layers[c];
+        int res = add->in[0] == b ? add->in[1] : add->in[0];
+        int r = in_place_successor(net, root, c);
+        if (res >= b || res == net->layers[b].in[0] || !r || !is_relu(&net->layers[r]))
+            continue;
+        net->aux[b].fused_act = r;
+        net->aux[b].fused_add = c;
+        net->aux[b].fused_res = res;
+        net->aux[c].fused_by = net->aux[r].fused_by = b;
+    }
+}
+
 /* Lays out every layer's out and dout. The steps of a training pass form a timeline: the
  * forward of layer i is step i, its backward step 2L - i (L layers). A buffer lives from
  * the step that first writes it to the last step that reads it, and buffers whose lives do
  * not overlap share a slot. An activation or add runs in place over an input that feeds
  * nothing else and whose own backward does not read it; such a group shares one buffer.
- * A batch norm whose ReLU/ReLU6 runs in place on it computes both in one kernel (aux.fused)
- * and reads the activation's gradient directly, so it needs no dout of its own.
+ * A batch norm whose ReLU/ReLU6 (after a residual add) runs in place on it computes them
+ * in one kernel (plan_fusion) and reads the activation's gradient directly, so neither it
+ * nor the add needs a dout of its own.
  * Returns offset[2·i] (out) and offset[2·i + 1] (dout, NO_BUFFER when no backward writes
  * it) in floats from the arena's start, with *total the floats the slots need; NULL when
  * out of memory. */
@@ -606,8 +664,10 @@ static size_t *plan_buffers(Net *net, size_t *total)
         root[i] = tail[i] = i;
         if (l->type != LAYER_ACTIVATION && l->type != LAYER_ADD)
             continue;
+        /* an add takes over the input computed last: a residual branch's batch norm */
+        int later = l->type == LAYER_ADD && l->in[1] > l->in[0];
         for (int k = 0; k < 2; k++) {
-            int x = l->in[k];
+            int x = l->in[later ? 1 - k : k];
             if (x > 0 && consumers[x] == 1 && !backward_reads_output(net->layers[x].type)) {
                 root[i] = root[x];
                 tail[root[i]] = i;
@@ -615,30 +675,21 @@ static size_t *plan_buffers(Net *net, size_t *total)
             }
         }
     }
-    for (int i = 0; i < L; i++) { /* a batch norm runs the ReLU/ReLU6 in place after it */
-        const Layer *l = &net->layers[i];
-        int b = l->in[0];
-        net->aux[i].fused = 0;
-        net->aux[i].fused_away = false;
-        if (l->type == LAYER_ACTIVATION && (l->act == ACT_RELU || l->act == ACT_RELU6) &&
-            net->layers[b].type == LAYER_BATCHNORM && root[i] == root[b]) {
-            net->aux[b].fused = i;
-            net->aux[i].fused_away = true;
-        }
-    }
+    plan_fusion(net, root);
     int n = 0;
     for (int r = 0; r < L; r++)
         if (root[r] == r)
             v[n++] = (PlanValue){B * layer_size(&net->layers[r]), r, out_death(net, tail[r]),
                                  2 * r};
     for (int j = 1; j < L; j++) {
-        if (!runs_backward(net, j) || net->aux[j].fused)
+        const LayerAux *x = &net->aux[j];
+        if (!runs_backward(net, j) || !own_buffers(net, j))
             continue; /* a fused batch norm reads its activation's gradient */
         int first = j; /* the consumer whose backward writes the gradient first */
         for (int c = j + 1; c < L; c++)
             if (consumes(&net->layers[c], j) && runs_backward(net, c))
                 first = c;
-        int last_read = net->aux[j].fused_away ? net->layers[j].in[0] : j;
+        int last_read = x->fused_by ? x->fused_by : j;
         v[n++] = (PlanValue){B * layer_size(&net->layers[j]), 2 * L - first, 2 * L - last_read,
                              2 * j + 1};
     }
@@ -889,6 +940,12 @@ bool net_output_kept(const Net *net, int i)
     return net->aux[i].kept;
 }
 
+int net_fused_into(const Net *net, int i)
+{
+    assert(i >= 0 && i < net->n_layers);
+    return net->aux[i].fused_by ? net->aux[i].fused_by : -1;
+}
+
 void net_seed_dropout(Net *net, uint64_t seed)
 {
     net->dropout_state = seed;
@@ -936,7 +993,7 @@ static float *param_grad(Net *net, const Layer *l, int k)
 /* The upper clip of the ReLU (INFINITY) or ReLU6 (6) batch norm i runs fused. */
 static float fused_clip(const Net *net, int i)
 {
-    return net->layers[net->aux[i].fused].act == ACT_RELU6 ? 6.0f : INFINITY;
+    return net->layers[net->aux[i].fused_act].act == ACT_RELU6 ? 6.0f : INFINITY;
 }
 
 static void forward_layer(Net *net, int i, Rng *dropout_rng)
@@ -968,32 +1025,30 @@ static void forward_layer(Net *net, int i, Rng *dropout_rng)
         int M = n * l->h * l->w;
         float *gamma = param_data(net, l, 0), *beta = param_data(net, l, 1);
         float *mm = param_data(net, l, 2), *mv = param_data(net, l, 3);
-        float hi = aux->fused ? fused_clip(net, i) : 0;
-        if (net->mode == NET_INFERENCE && aux->fused) {
-            batchnorm_relu_forward_infer(l->out, x->out, gamma, beta, mm, mv, M, l->c,
-                                         l->epsilon, hi, net->work, T);
-        } else if (net->mode == NET_INFERENCE) {
-            batchnorm_forward_infer(l->out, x->out, gamma, beta, mm, mv, M, l->c, l->epsilon,
-                                    net->work, T);
+        BnFused f = {0}, *fp = NULL;
+        if (aux->fused_act) {
+            f.hi = fused_clip(net, i);
+            f.res = aux->fused_add ? net->layers[aux->fused_res].out : NULL;
+            fp = &f;
+        }
+        if (net->mode == NET_INFERENCE) {
+            batchnorm_fused_forward_infer(l->out, x->out, gamma, beta, mm, mv, M, l->c,
+                                          l->epsilon, fp, net->work, T);
         } else {
-            if (aux->fused)
-                batchnorm_relu_forward_train(l->out, aux->mean, aux->invstd, aux->var, x->out,
-                                             gamma, beta, M, l->c, l->epsilon, hi, net->work,
-                                             T);
-            else
-                batchnorm_forward_train(l->out, aux->mean, aux->invstd, aux->var, x->out,
-                                        gamma, beta, M, l->c, l->epsilon, net->work, T);
+            batchnorm_fused_forward_train(l->out, aux->mean, aux->invstd, aux->var, x->out,
+                                          gamma, beta, M, l->c, l->epsilon, fp, net->work, T);
             if (net->mode == NET_TRAIN)
                 batchnorm_update_moving(mm, mv, aux->mean, aux->var, l->c, l->momentum);
         }
         break;
     }
     case LAYER_ACTIVATION:
-        if (!aux->fused_away) /* else its batch norm has applied it */
+        if (!aux->fused_by) /* else its batch norm has applied it */
             activation_forward(l->out, x->out, count, l->act, T);
         break;
     case LAYER_ADD:
-        add_forward(l->out, x->out, net->layers[l->in[1]].out, count, T);
+        if (!aux->fused_by)
+            add_forward(l->out, x->out, net->layers[l->in[1]].out, count, T);
         break;
     case LAYER_MAXPOOL:
         maxpool_forward(l->out, x->out, &g, T);
@@ -1041,7 +1096,7 @@ int net_forward(Net *net, const float *x, int n, NetMode mode)
         forward_layer(net, i, &dropout_rng);
         if (net->profiling)
             net->layers[i].fwd_seconds += now_seconds() - t0;
-        if (net->observer && !net->aux[i].fused)
+        if (net->observer && own_buffers(net, i))
             net->observer(net->observer_ctx, net, i, false);
     }
     /* Each training forward consumes one dropout stream; the next one derives from it. */
@@ -1095,27 +1150,33 @@ static void pass_grad(Net *net, const Layer *l, int k, const float *src, size_t 
         add_inplace(d, src, count, net->threads);
 }
 
-/* Backward of batch norm i together with its fused ReLU/ReLU6: reads the activation's
- * output and gradient, writes the batch norm's input gradient. */
+/* Backward of batch norm i together with the layers it runs (plan_fusion): reads the
+ * activation's output and gradient, writes the batch norm's input gradient and, for a
+ * residual add, the gradient of the add's other input. */
 static void backward_fused_batchnorm(Net *net, int i)
 {
-    const Layer *l = &net->layers[i], *act = &net->layers[net->aux[i].fused];
-    const Layer *x = &net->layers[l->in[0]];
     const LayerAux *aux = &net->aux[i];
+    const Layer *l = &net->layers[i], *act = &net->layers[aux->fused_act];
+    const Layer *x = &net->layers[l->in[0]];
     int M = net->n * l->h * l->w;
-    bool fresh = false;
+    bool fresh = false, res_fresh = false;
+    BnFused f = {.hi = fused_clip(net, i), .out = act->out};
+    if (aux->fused_add) {
+        const Layer *add = &net->layers[aux->fused_add];
+        f.dres = input_grad_fresh(net, add, add->in[0] == i ? 1 : 0, &res_fresh);
+        f.res_accumulate = !res_fresh;
+    }
     float *dx = input_grad_fresh(net, l, 0, &fresh);
+    f.accumulate = !fresh;
     float *gamma = param_data(net, l, 0);
     float *dgamma = param_grad(net, l, 0), *dbeta = param_grad(net, l, 1);
-    float hi = fused_clip(net, i);
     if (net->mode == NET_INFERENCE)
-        batchnorm_relu_backward_infer(dx, dgamma, dbeta, act->dout, act->out, x->out, gamma,
-                                      param_data(net, l, 2), param_data(net, l, 3), M, l->c,
-                                      l->epsilon, hi, !fresh, net->work, net->threads);
+        batchnorm_fused_backward_infer(dx, dgamma, dbeta, act->dout, x->out, gamma,
+                                       param_data(net, l, 2), param_data(net, l, 3), M, l->c,
+                                       l->epsilon, &f, net->work, net->threads);
     else
-        batchnorm_relu_backward_train(dx, dgamma, dbeta, act->dout, act->out, x->out, gamma,
-                                      aux->mean, aux->invstd, M, l->c, hi, !fresh, net->work,
-                                      net->threads);
+        batchnorm_fused_backward_train(dx, dgamma, dbeta, act->dout, x->out, gamma, aux->mean,
+                                       aux->invstd, M, l->c, &f, net->work, net->threads);
 }
 
 static void backward_layer(Net *net, int i)
@@ -1125,9 +1186,9 @@ static void backward_layer(Net *net, int i)
     const Layer *x = &net->layers[l->in[0]];
     const int n = net->n, T = net->threads;
     const size_t count = (size_t)n * layer_size(l);
-    if (aux->fused_away)
-        return; /* its batch norm does both */
-    if (aux->fused) {
+    if (aux->fused_by)
+        return; /* its batch norm does this layer's work */
+    if (aux->fused_act) {
         backward_fused_batchnorm(net, i);
         return;
     }
@@ -1215,7 +1276,7 @@ void net_backward(Net *net)
         if (!net->aux[i].reaches_output || !net->aux[i].needs_grad)
             continue;
         double t0 = net->profiling ? now_seconds() : 0;
-        if (net->observer && !net->aux[i].fused)
+        if (net->observer && own_buffers(net, i))
             net->observer(net->observer_ctx, net, i, true);
         backward_layer(net, i);
         if (net->profiling)

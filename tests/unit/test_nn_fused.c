@@ -1,8 +1,10 @@
-/* test_nn_fused.c — batch norm fused with ReLU/ReLU6 against the plain kernels composed.
+/* test_nn_fused.c — batch norm fused with a residual add and ReLU/ReLU6 against the plain
+ * kernels composed.
  *
  * The reference of a fused kernel is what the net computed before fusing: the naive batch
- * norm, then the activation's own rule (clip to [0, hi] forward; pass the gradient where
- * 0 < y < hi backward) — for the inference mode, sums in double here. Relative error as in
+ * norm, the add, then the activation's own rule (clip to [0, hi] forward; pass the gradient
+ * where 0 < y < hi backward, to the batch norm and to the residual alike) — for the
+ * inference mode, sums in double here. Relative error as in
  * test_nn_kernels.c, below 1e-4. The overwrite mode starts from a NaN-filled gradient
  * buffer, as a reused buffer may hold anything. */
 #include "test.h"
@@ -64,7 +66,7 @@ static void clip(float *y, float hi, size_t n)
         y[i] = fminf(fmaxf(y[i], 0), hi);
 }
 
-TEST(nn_fused_batchnorm_relu_train_equals_the_composition)
+TEST(nn_fused_batchnorm_add_relu_train_equals_the_composition)
 {
     Rng rng;
     rng_seed(&rng, 21);
@@ -75,12 +77,15 @@ TEST(nn_fused_batchnorm_relu_train_equals_the_composition)
         size_t n = (size_t)M * C;
         /* outputs from about -8 to 12: both clips are hit */
         float *x = rnd(&rng, n, -2, 2), *gam = rnd(&rng, C, 0.5, 3), *bet = rnd(&rng, C, -1, 5);
-        float *dy = rnd(&rng, n, -1, 1);
+        float *dy = rnd(&rng, n, -1, 1), *res = trial % 3 ? rnd(&rng, n, -3, 3) : NULL;
         float *y = malloc(4 * n), *yr = malloc(4 * n), *st = malloc(12 * C), *str = malloc(12 * C);
         float *work = malloc(sizeof(float) * batchnorm_workspace(C, T));
-        batchnorm_relu_forward_train(y, st, st + C, st + 2 * C, x, gam, bet, M, C, 1e-3f, hi,
-                                     work, T);
+        BnFused f = {.hi = hi, .res = res};
+        batchnorm_fused_forward_train(y, st, st + C, st + 2 * C, x, gam, bet, M, C, 1e-3f, &f,
+                                      work, T);
         batchnorm_forward_train_naive(yr, str, str + C, str + 2 * C, x, gam, bet, M, C, 1e-3f);
+        for (size_t i = 0; res && i < n; i++)
+            yr[i] += res[i];
         clip(yr, hi, n);
         CHECK_CLOSE("forward", y, yr, n);
         CHECK_CLOSE("statistics", st, str, 3 * (size_t)C);
@@ -90,26 +95,40 @@ TEST(nn_fused_batchnorm_relu_train_equals_the_composition)
         float *dxr = rnd(&rng, n, -1, 1), *dgr = rnd(&rng, C, -1, 1), *dbr = rnd(&rng, C, -1, 1);
         float *dx = malloc(4 * n), *dg = malloc(4 * C), *db = malloc(4 * C);
         memcpy(dx, dxr, 4 * n), memcpy(dg, dgr, 4 * C), memcpy(db, dbr, 4 * C);
-        batchnorm_relu_backward_train(dx, dg, db, dy, yr, x, gam, str, str + C, M, C, hi, true,
-                                      work, T);
+        /* accumulating into the input gradient, overwriting the residual's */
+        float *dres = res ? filled(n, NAN) : NULL;
+        f = (BnFused){.hi = hi, .out = yr, .dres = dres, .accumulate = true};
+        batchnorm_fused_backward_train(dx, dg, db, dy, x, gam, str, str + C, M, C, &f, work, T);
         batchnorm_backward_train_naive(dxr, dgr, dbr, g, x, gam, str, str + C, M, C);
         CHECK_CLOSE("dinp accumulated", dx, dxr, n);
         CHECK_CLOSE("dgamma", dg, dgr, C);
         CHECK_CLOSE("dbeta", db, dbr, C);
+        if (res)
+            CHECK_CLOSE("residual gradient overwritten", dres, g, n);
 
+        /* the other way round */
         float *dx0 = filled(n, NAN), *dxz = filled(n, 0), *dgz = filled(C, 0), *dbz = filled(C, 0);
         memset(dg, 0, 4 * C), memset(db, 0, 4 * C);
-        batchnorm_relu_backward_train(dx0, dg, db, dy, yr, x, gam, str, str + C, M, C, hi,
-                                      false, work, T);
+        float *dres_ref = res ? rnd(&rng, n, -1, 1) : NULL;
+        if (res) {
+            memcpy(dres, dres_ref, 4 * n);
+            for (size_t i = 0; i < n; i++)
+                dres_ref[i] += g[i];
+        }
+        f = (BnFused){.hi = hi, .out = yr, .dres = dres, .res_accumulate = true};
+        batchnorm_fused_backward_train(dx0, dg, db, dy, x, gam, str, str + C, M, C, &f, work, T);
         batchnorm_backward_train_naive(dxz, dgz, dbz, g, x, gam, str, str + C, M, C);
         CHECK_CLOSE("dinp overwritten", dx0, dxz, n);
+        if (res)
+            CHECK_CLOSE("residual gradient accumulated", dres, dres_ref, n);
+        free(res), free(dres), free(dres_ref);
         free(x), free(gam), free(bet), free(dy), free(y), free(yr), free(st), free(str);
         free(work), free(g), free(dxr), free(dgr), free(dbr), free(dx), free(dg), free(db);
         free(dx0), free(dxz), free(dgz), free(dbz);
     }
 }
 
-TEST(nn_fused_batchnorm_relu_inference_equals_the_composition)
+TEST(nn_fused_batchnorm_add_relu_inference_equals_the_composition)
 {
     Rng rng;
     rng_seed(&rng, 22);
@@ -121,17 +140,18 @@ TEST(nn_fused_batchnorm_relu_inference_equals_the_composition)
         size_t n = (size_t)M * C;
         float *x = rnd(&rng, n, -2, 2), *gam = rnd(&rng, C, 0.5, 3), *bet = rnd(&rng, C, -1, 5);
         float *mm = rnd(&rng, C, -0.5, 0.5), *mv = rnd(&rng, C, 0.2, 2);
-        float *dy = rnd(&rng, n, -1, 1);
+        float *dy = rnd(&rng, n, -1, 1), *res = trial % 3 ? rnd(&rng, n, -3, 3) : NULL;
         float *y = malloc(4 * n), *yr = malloc(4 * n);
         float *work = malloc(sizeof(float) * batchnorm_workspace(C, T));
-        batchnorm_relu_forward_infer(y, x, gam, bet, mm, mv, M, C, eps, hi, work, T);
+        BnFused f = {.hi = hi, .res = res};
+        batchnorm_fused_forward_infer(y, x, gam, bet, mm, mv, M, C, eps, &f, work, T);
         double *dgr = calloc(C, sizeof(double)), *dbr = calloc(C, sizeof(double));
         float *dxr = malloc(4 * n);
         for (int r = 0; r < M; r++)
             for (int c = 0; c < C; c++) {
                 size_t i = (size_t)r * C + c;
                 double is = 1.0 / sqrt((double)mv[c] + eps), xhat = (x[i] - mm[c]) * is;
-                double v = fmin(fmax(gam[c] * xhat + bet[c], 0), hi);
+                double v = fmin(fmax(gam[c] * xhat + bet[c] + (res ? res[i] : 0), 0), hi);
                 yr[i] = (float)v;
                 double g = v > 0 && v < hi ? dy[i] : 0;
                 dgr[c] += g * xhat, dbr[c] += g;
@@ -139,8 +159,16 @@ TEST(nn_fused_batchnorm_relu_inference_equals_the_composition)
             }
         CHECK_CLOSE("forward", y, yr, n);
         float *dx = filled(n, NAN), *dg = filled(C, 0), *db = filled(C, 0);
-        batchnorm_relu_backward_infer(dx, dg, db, dy, yr, x, gam, mm, mv, M, C, eps, hi, false,
-                                      work, T);
+        float *dres = res ? filled(n, NAN) : NULL;
+        f = (BnFused){.hi = hi, .out = yr, .dres = dres};
+        batchnorm_fused_backward_infer(dx, dg, db, dy, x, gam, mm, mv, M, C, eps, &f, work, T);
+        if (res) {
+            float *g = malloc(4 * n);
+            mask(g, dy, yr, hi, n);
+            CHECK_CLOSE("residual gradient", dres, g, n);
+            free(g);
+        }
+        free(res), free(dres);
         float *dgf = malloc(4 * C), *dbf = malloc(4 * C);
         for (int c = 0; c < C; c++)
             dgf[c] = (float)dgr[c], dbf[c] = (float)dbr[c];
