@@ -18,11 +18,20 @@
 #include "nn/layers.h"
 
 #include <omp.h>
+#include <stdbool.h>
 #include <string.h>
 
-#define VL 8 /* floats per vector (256 bits) */
+#ifdef __AVX__
+#define VL 8 /* floats per vector: one AVX register */
+#else
+#define VL 4 /* floats per vector: one SSE / NEON register */
+#endif
 #define VK 3 /* kernel rows and columns of the vector path */
 #define OB 4 /* interior pixels the vector path computes at once */
+#define PF 4 /* tiles of OB pixels the forward prefetches ahead */
+#define VMAX 32 /* most channels the vector path takes (measured: wider layers streaming
+                 * from memory run faster in the general loops' address order) */
+#define CB 32   /* channels per register block of the general forward */
 
 typedef float Vf __attribute__((vector_size(VL * sizeof(float))));
 
@@ -41,8 +50,8 @@ static inline void vstore(float *p, Vf v)
 size_t depthwise_workspace(const ConvGeom *g, int threads)
 {
     size_t per = (size_t)g->kh * g->kw * g->K + g->K;
-    /* per thread: double partials of the weight and bias gradients, 2 floats each */
-    return (size_t)(threads < 1 ? 1 : threads) * per * 2;
+    /* per thread: double partials (2 floats each) and a float row buffer */
+    return (size_t)(threads < 1 ? 1 : threads) * per * 3;
 }
 
 /* Valid [lo, hi) of kernel taps k with 0 <= o·s − pad + k < size. */
@@ -56,7 +65,8 @@ static inline void tap_range(int o, int s, int pad, int k, int size, int *lo, in
 /* Whether the vector path takes this layer: how many channels it covers (0: none). */
 static int vector_channels(const ConvGeom *g)
 {
-    bool fits = g->K == g->C && g->kh == VK && g->kw == VK && (g->stride == 1 || g->stride == 2);
+    bool fits = g->K == g->C && g->C <= VMAX && g->kh == VK && g->kw == VK &&
+                (g->stride == 1 || g->stride == 2);
     return fits ? g->C / VL * VL : 0;
 }
 
@@ -81,6 +91,26 @@ fwd_pixel_vec(float *restrict orow, const float *const *xr, const Vf *wv, Vf b,
         }
     }
     vstore(orow + (size_t)ox * C + c0, acc);
+}
+
+/* Prefetch input columns [ix, ix + n) of the rows xr: the channel-block loops visit a
+ * tile's cache lines out of address order, which the hardware prefetchers do not follow. */
+static inline void prefetch_cols(const float *const *xr, const ConvGeom *g, int ix, int n)
+{
+    if (ix < 0)
+        ix = 0;
+    if (ix + n > g->W)
+        n = g->W - ix;
+    if (n <= 0)
+        return;
+    for (int ky = 0; ky < VK; ky++) {
+        if (!xr[ky])
+            continue;
+        const char *p = (const char *)(xr[ky] + (size_t)ix * g->C);
+        size_t bytes = (size_t)n * g->C * sizeof(float);
+        for (size_t i = 0; i < bytes; i += 64)
+            __builtin_prefetch(p + i);
+    }
 }
 
 /* [lo, hi) of the output columns whose VK taps all fall inside the W input columns. */
@@ -109,15 +139,18 @@ fwd_row_vec(float *restrict orow, const float *restrict img, const float *restri
     }
     int oxa, oxb;
     interior_cols(OW, S, pl, W, &oxa, &oxb);
-    for (int c0 = 0; c0 < cv; c0 += VL) {
-        Vf wv[VK * VK], b = bias ? vload(bias + c0) : (Vf){0};
+    for (int ox = 0; ox < OW;) {
+        bool blk = ox >= oxa && ox + OB <= oxb;
+        prefetch_cols(xr, g, (ox + PF * OB) * S - pl, OB * S);
+        for (int c0 = 0; c0 < cv; c0 += VL) {
+            Vf wv[VK * VK], b = bias ? vload(bias + c0) : (Vf){0};
 #pragma GCC unroll 9
-        for (int t = 0; t < VK * VK; t++)
-            wv[t] = vload(weight + (size_t)t * C + c0);
-        int ox = 0;
-        for (; ox < oxa; ox++)
-            fwd_pixel_vec(orow, xr, wv, b, g, ox, c0, S);
-        for (; ox + OB <= oxb; ox += OB) {
+            for (int t = 0; t < VK * VK; t++)
+                wv[t] = vload(weight + (size_t)t * C + c0);
+            if (!blk) {
+                fwd_pixel_vec(orow, xr, wv, b, g, ox, c0, S);
+                continue;
+            }
             Vf acc[OB];
 #pragma GCC unroll 4
             for (int i = 0; i < OB; i++)
@@ -137,8 +170,39 @@ fwd_row_vec(float *restrict orow, const float *restrict img, const float *restri
             for (int i = 0; i < OB; i++)
                 vstore(orow + (size_t)(ox + i) * C + c0, acc[i]);
         }
-        for (; ox < OW; ox++)
-            fwd_pixel_vec(orow, xr, wv, b, g, ox, c0, S);
+        ox += blk ? OB : 1;
+    }
+}
+
+/* One output pixel over channels [c_lo, C), multiplier 1: out[c] = bias[c] + Σ_taps
+ * x[c]·w[c], accumulated in registers a block of CB channels at a time. */
+static inline void dw_pixel(float *restrict o, const float *restrict img,
+                            const float *restrict weight, const float *restrict bias, int W,
+                            int C, int kw, int iy0, int ix0, int ky0, int ky1, int kx0, int kx1,
+                            int c_lo)
+{
+    int c0 = c_lo;
+    for (; c0 + CB <= C; c0 += CB) {
+        float acc[CB];
+        for (int j = 0; j < CB; j++)
+            acc[j] = bias ? bias[c0 + j] : 0.0f;
+        for (int ky = ky0; ky < ky1; ky++)
+            for (int kx = kx0; kx < kx1; kx++) {
+                const float *x = img + ((size_t)(iy0 + ky) * W + ix0 + kx) * C + c0;
+                const float *w = weight + ((size_t)ky * kw + kx) * C + c0;
+                for (int j = 0; j < CB; j++)
+                    acc[j] += x[j] * w[j];
+            }
+        for (int j = 0; j < CB; j++)
+            o[c0 + j] = acc[j];
+    }
+    for (int c = c0; c < C; c++) {
+        float acc = bias ? bias[c] : 0.0f;
+        for (int ky = ky0; ky < ky1; ky++)
+            for (int kx = kx0; kx < kx1; kx++)
+                acc += img[((size_t)(iy0 + ky) * W + ix0 + kx) * C + c] *
+                       weight[((size_t)ky * kw + kx) * C + c];
+        o[c] = acc;
     }
 }
 
@@ -154,6 +218,10 @@ static void fwd_row_general(float *restrict orow, const float *restrict img,
         float *restrict o = orow + (size_t)ox * K;
         int ix0 = ox * s - g->pad_left, kx0, kx1;
         tap_range(ox, s, g->pad_left, kw, W, &kx0, &kx1);
+        if (m == 1) {
+            dw_pixel(o, img, weight, bias, W, C, kw, iy0, ix0, ky0, ky1, kx0, kx1, c_lo);
+            continue;
+        }
         for (int k = c_lo * m; k < K; k++)
             o[k] = bias ? bias[k] : 0.0f;
         for (int ky = ky0; ky < ky1; ky++)
@@ -229,29 +297,39 @@ dw_row_vec(double *restrict pw, const float *restrict dyrow, const float *restri
 }
 
 /* Weight and bias gradients of output row oy over input channels [c_lo, C), any kernel,
- * stride and multiplier, straight into the double partials pw ((kh·kw + 1)·K). */
-static void dw_row_general(double *restrict pw, const float *restrict dyrow,
+ * stride and multiplier: the row's products summed in the float buffer rb (L1-resident,
+ * (kh·kw + 1)·K), then added to the double partials pw. */
+static void dw_row_general(double *restrict pw, float *restrict rb, const float *restrict dyrow,
                            const float *restrict img, const ConvGeom *g, int oy, int c_lo)
 {
     const int H = g->H, W = g->W, C = g->C, K = g->K, kw = g->kw, s = g->stride, m = K / C;
-    const size_t kwk = (size_t)g->kh * kw * K;
+    const size_t kwk = (size_t)g->kh * kw * K, per = kwk + K;
     int iy0 = oy * s - g->pad_top, ky0, ky1;
     tap_range(oy, s, g->pad_top, g->kh, H, &ky0, &ky1);
+    memset(rb, 0, sizeof(float) * per);
     for (int ox = 0; ox < g->OW; ox++) {
         const float *restrict dy = dyrow + (size_t)ox * K;
         for (int k = c_lo * m; k < K; k++)
-            pw[kwk + k] += dy[k];
+            rb[kwk + k] += dy[k];
         int ix0 = ox * s - g->pad_left, kx0, kx1;
         tap_range(ox, s, g->pad_left, kw, W, &kx0, &kx1);
         for (int ky = ky0; ky < ky1; ky++)
             for (int kx = kx0; kx < kx1; kx++) {
                 const float *restrict x = img + ((size_t)(iy0 + ky) * W + ix0 + kx) * C;
-                double *restrict rw = pw + ((size_t)ky * kw + kx) * K;
-                for (int c = c_lo; c < C; c++)
-                    for (int j = 0; j < m; j++)
-                        rw[c * m + j] += (double)dy[c * m + j] * x[c];
+                float *restrict rw = rb + ((size_t)ky * kw + kx) * K;
+                if (m == 1) {
+                    for (int c = c_lo; c < C; c++)
+                        rw[c] += dy[c] * x[c];
+                } else {
+                    for (int c = c_lo; c < C; c++)
+                        for (int j = 0; j < m; j++)
+                            rw[c * m + j] += dy[c * m + j] * x[c];
+                }
             }
     }
+    for (size_t t = 0; t < per; t += K)
+        for (int k = c_lo * m; k < K; k++)
+            pw[t + k] += rb[t + k];
 }
 
 /* Input gradient of the pixels ix ≡ r − pad_left (mod S) of input row drow, channels
@@ -323,6 +401,11 @@ static void dx_row_general(float *restrict drow, const float *restrict dimg,
                     continue;
                 const float *restrict dy = dimg + ((size_t)(t / s) * OW + u / s) * K;
                 const float *restrict w = weight + ((size_t)ky * kw + kx) * K;
+                if (m == 1) {
+                    for (int c = c_lo; c < C; c++)
+                        d[c] += dy[c] * w[c];
+                    continue;
+                }
                 for (int c = c_lo; c < C; c++) {
                     float acc = 0;
                     for (int j = 0; j < m; j++)
@@ -343,11 +426,13 @@ void depthwise_backward(float *dinp, float *dweight, float *dbias, const float *
     const size_t kwk = (size_t)g->kh * g->kw * K, per = kwk + K;
     if (threads < 1)
         threads = 1;
-    double *part = (double *)work; /* (threads, per) */
+    double *part = (double *)work;                           /* (threads, per) */
+    float *rowbuf = (float *)(part + (size_t)threads * per); /* (threads, per) */
     memset(part, 0, sizeof(double) * threads * per);
 #pragma omp parallel num_threads(threads)
     {
         double *pw = part + (size_t)omp_get_thread_num() * per;
+        float *rb = rowbuf + (size_t)omp_get_thread_num() * per;
 #pragma omp for collapse(2) schedule(static)
         for (int n = 0; n < g->N; n++)
             for (int oy = 0; oy < OH; oy++) {
@@ -358,7 +443,7 @@ void depthwise_backward(float *dinp, float *dweight, float *dbias, const float *
                 else if (cv)
                     dw_row_vec(pw, dyrow, img, g, oy, cv, 2);
                 if (cv < C)
-                    dw_row_general(pw, dyrow, img, g, oy, cv);
+                    dw_row_general(pw, rb, dyrow, img, g, oy, cv);
             }
     }
     for (size_t i = 0; i < per; i++) {

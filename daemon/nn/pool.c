@@ -12,7 +12,11 @@
 #include <string.h>
 
 #define CBLOCK 64 /* channels per task of the max-pool backward */
-#define VL 8      /* floats per vector (256 bits) */
+#ifdef __AVX__
+#define VL 8 /* floats per vector: one AVX register */
+#else
+#define VL 4 /* floats per vector: one SSE / NEON register */
+#endif
 
 typedef float Vf __attribute__((vector_size(VL * sizeof(float))));
 typedef int Vi __attribute__((vector_size(VL * sizeof(int))));
