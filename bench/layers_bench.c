@@ -3,14 +3,16 @@
  * Usage: layers_bench [--threads N] [--batch N] [--chunk-kb KB] [--reps N] [--filter TEXT]
  *                     [--cpu]
  * Times the fast conv2d forward and backward (dinp + dweight) and the direct depthwise,
- * batch-norm and ReLU loops at batch 32 (default), best of --reps runs, and prints one
+ * max-pool, batch-norm and ReLU loops at batch 32 (default), best of --reps runs, and prints one
  * line per layer: milliseconds and GFLOP/s (conv: 2·N·OH·OW·K·kh·kw·C per pass; the
  * backward does twice that, once for a first layer, which needs no input gradient), the
  * weight-gradient-only backward time, or GB/s of memory touched for the direct loops.
  * --chunk-kb is the im2col block (cols) per chunk; 1024 is what a net of 2 threads uses
  * (512 KB per thread). --cpu times with the process CPU clock instead of the wall clock:
  * with one thread on a busy machine it shows what the kernel costs, not how long it
- * waited for a core. */
+ * waited for a core. The max-pool line counts one FLOP per compared element (k·k per
+ * output) in both directions and gives no dW-only time. The "mnet-0.25" depthwise shapes
+ * are MobileNet α = 0.25 at 128 px, which trains at batch 64 (--batch 64). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +25,7 @@
 
 typedef struct {
     const char *name;
-    char kind; /* 'c' conv, 'd' depthwise */
+    char kind; /* 'c' conv, 'd' depthwise, 'm' max pool */
     int H, W, C, K, k, s;
     Padding p;
 } Shape;
@@ -39,6 +41,16 @@ static const Shape shapes[] = {
     {"mobilenet dw 113/2 64 valid", 'd', 113, 113, 64, 64, 3, 2, PAD_VALID},
     {"mobilenet dw 56 128", 'd', 56, 56, 128, 128, 3, 1, PAD_SAME},
     {"mobilenet dw 14 512", 'd', 14, 14, 512, 512, 3, 1, PAD_SAME},
+    {"mobilenet dw 7 1024", 'd', 7, 7, 1024, 1024, 3, 1, PAD_SAME},
+    {"mnet-0.25 dw 64 8", 'd', 64, 64, 8, 8, 3, 1, PAD_SAME},
+    {"mnet-0.25 dw 65/2 16 valid", 'd', 65, 65, 16, 16, 3, 2, PAD_VALID},
+    {"mnet-0.25 dw 32 32", 'd', 32, 32, 32, 32, 3, 1, PAD_SAME},
+    {"mnet-0.25 dw 33/2 32 valid", 'd', 33, 33, 32, 32, 3, 2, PAD_VALID},
+    {"mnet-0.25 dw 16 64", 'd', 16, 16, 64, 64, 3, 1, PAD_SAME},
+    {"mnet-0.25 dw 17/2 64 valid", 'd', 17, 17, 64, 64, 3, 2, PAD_VALID},
+    {"mnet-0.25 dw 8 128", 'd', 8, 8, 128, 128, 3, 1, PAD_SAME},
+    {"mnet-0.25 dw 9/2 128 valid", 'd', 9, 9, 128, 128, 3, 2, PAD_VALID},
+    {"mnet-0.25 dw 4 256", 'd', 4, 4, 256, 256, 3, 1, PAD_SAME},
     {"resnet conv1 7x7/2 valid", 'c', 230, 230, 3, 64, 7, 2, PAD_VALID},
     {"resnet 3x3 56 64->64", 'c', 56, 56, 64, 64, 3, 1, PAD_SAME},
     {"resnet 3x3 28 128->128", 'c', 28, 28, 128, 128, 3, 1, PAD_SAME},
@@ -47,6 +59,7 @@ static const Shape shapes[] = {
     {"resnet 1x1 56 64->256", 'c', 56, 56, 64, 256, 1, 1, PAD_SAME},
     {"resnet 1x1 56 256->64", 'c', 56, 56, 256, 64, 1, 1, PAD_SAME},
     {"resnet 1x1/2 56 256->512", 'c', 56, 56, 256, 512, 1, 2, PAD_VALID},
+    {"resnet maxpool 3x3/2 114 64", 'm', 114, 114, 64, 64, 3, 2, PAD_VALID},
 };
 
 static clockid_t clock_id = CLOCK_MONOTONIC;
@@ -113,12 +126,31 @@ int main(int argc, char **argv)
         size_t nin = (size_t)batch * s->H * s->W * s->C;
         size_t nout = (size_t)batch * g.OH * g.OW * s->K;
         size_t nw = s->kind == 'c' ? (size_t)s->k * s->k * s->C * s->K : (size_t)s->k * s->k * s->K;
-        size_t wf = s->kind == 'c' ? conv2d_workspace(&g, chunk_kb * 1024)
-                                   : depthwise_workspace(&g, threads);
+        size_t wf = s->kind == 'c'   ? conv2d_workspace(&g, chunk_kb * 1024)
+                    : s->kind == 'd' ? depthwise_workspace(&g, threads)
+                                     : 0;
         float *x = buffer(nin, &rng), *w = buffer(nw, &rng), *y = buffer(nout, &rng);
         float *dy = buffer(nout, &rng), *dx = buffer(nin, &rng), *dw = buffer(nw, &rng);
         float *work = buffer(wf ? wf : 1, &rng);
-        double flops = s->kind == 'c' ? 2.0 * nout * s->k * s->k * s->C : 2.0 * nout * s->k * s->k;
+        double flops = s->kind == 'c'   ? 2.0 * nout * s->k * s->k * s->C
+                       : s->kind == 'd' ? 2.0 * nout * s->k * s->k
+                                        : (double)nout * s->k * s->k;
+        if (s->kind == 'm') {
+            double bf = 1e30, bb = 1e30;
+            for (int r = 0; r < reps; r++) {
+                double t0 = now();
+                maxpool_forward(y, x, &g, threads);
+                double t1 = now();
+                maxpool_backward(dx, dy, x, y, &g, threads);
+                double t2 = now();
+                bf = t1 - t0 < bf ? t1 - t0 : bf;
+                bb = t2 - t1 < bb ? t2 - t1 : bb;
+            }
+            printf("%-30s %10.2f %8.1f %10.2f %8.1f\n", s->name, bf * 1e3, flops / bf / 1e9,
+                   bb * 1e3, flops / bb / 1e9);
+            free(x), free(w), free(y), free(dy), free(dx), free(dw), free(work);
+            continue;
+        }
         double bf = 1e30, bb = 1e30, bw = 1e30;
         for (int r = 0; r < reps; r++) {
             double t0 = now();

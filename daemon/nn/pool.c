@@ -3,13 +3,35 @@
  * Shape letters as in layers.h; for the windowed pools g->K = C. TF semantics: max pool
  * ignores padded positions, "same" average pool divides by the pixels inside the input.
  * Fast loops are vectorized over the contiguous channels; the max-pool backward scatters
- * per (image, block of channels), so threads never share a destination. */
+ * per (image, block of channels), so threads never share a destination, and routes a
+ * vector of channels at a time: a lane mask marks the channels whose first maximum (in
+ * row-major window order, the naive reference's tie rule) is already found. */
 #include "nn/layers.h"
 
 #include <math.h>
 #include <string.h>
 
-#define CBLOCK 16
+#define CBLOCK 64 /* channels per task of the max-pool backward */
+#ifdef __AVX__
+#define VL 8 /* floats per vector: one AVX register */
+#else
+#define VL 4 /* floats per vector: one SSE / NEON register */
+#endif
+
+typedef float Vf __attribute__((vector_size(VL * sizeof(float))));
+typedef int Vi __attribute__((vector_size(VL * sizeof(int))));
+
+static inline Vf vload(const float *p)
+{
+    Vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void vstore(float *p, Vf v)
+{
+    memcpy(p, &v, sizeof v);
+}
 
 /* First and one-past-last input index of window o along one axis, clipped to [0, size). */
 static inline void window_range(int o, int s, int pad, int k, int size, int *lo, int *hi)
@@ -52,6 +74,9 @@ void maxpool_backward(float *dinp, const float *dout, const float *inp, const fl
     for (int n = 0; n < g->N; n++)
         for (int b = 0; b < nb; b++) {
             int c0 = b * CBLOCK, c1 = c0 + CBLOCK < C ? c0 + CBLOCK : C;
+            int cv = c0 + (c1 - c0) / VL * VL;
+            const float *img = inp + (size_t)n * H * W * C;
+            float *dimg = dinp + (size_t)n * H * W * C;
             for (int oy = 0; oy < OH; oy++) {
                 int y0, y1;
                 window_range(oy, g->stride, g->pad_top, g->kh, H, &y0, &y1);
@@ -59,13 +84,25 @@ void maxpool_backward(float *dinp, const float *dout, const float *inp, const fl
                     int x0, x1;
                     window_range(ox, g->stride, g->pad_left, g->kw, W, &x0, &x1);
                     size_t o = (((size_t)n * OH + oy) * OW + ox) * C;
-                    for (int c = c0; c < c1; c++) {
+                    /* per lane: the first window pixel equal to the maximum takes dout */
+                    for (int c = c0; c < cv; c += VL) {
+                        Vf m = vload(out + o + c), dy = vload(dout + o + c);
+                        Vi done = {0};
+                        for (int iy = y0; iy < y1; iy++)
+                            for (int ix = x0; ix < x1; ix++) {
+                                size_t i = ((size_t)iy * W + ix) * C + c;
+                                Vi hit = (vload(img + i) == m) & ~done;
+                                done |= hit;
+                                vstore(dimg + i, vload(dimg + i) + (Vf)((Vi)dy & hit));
+                            }
+                    }
+                    for (int c = cv; c < c1; c++) {
                         float m = out[o + c];
                         for (int iy = y0; iy < y1; iy++)
                             for (int ix = x0; ix < x1; ix++) {
-                                size_t i = (((size_t)n * H + iy) * W + ix) * C + c;
-                                if (inp[i] == m) {
-                                    dinp[i] += dout[o + c];
+                                size_t i = ((size_t)iy * W + ix) * C + c;
+                                if (img[i] == m) {
+                                    dimg[i] += dout[o + c];
                                     goto next;
                                 }
                             }

@@ -162,6 +162,70 @@ TEST(nn_kernels_depthwise_fast_matches_naive)
     }
 }
 
+TEST(nn_kernels_depthwise_paths_match_naive)
+{
+    /* Every path of depthwise.c: 3×3 vector blocks (8, 16, 24 channels), vector blocks plus
+     * leftover channels (22), the general loops (40, 64 channels, multiplier 2, 5×5), strides
+     * 1 and 2, same and valid, widths with and without whole interior tiles. */
+    static const int cs[] = {8, 16, 24, 22, 40, 64};
+    Rng rng;
+    rng_seed(&rng, 31);
+    for (int trial = 0; trial < 48; trial++) {
+        int C = cs[trial % 6], s = 1 + (trial / 6) % 2, m = 1 + (trial % 12 == 5);
+        int k = trial % 16 == 15 ? 5 : 3, T = 1 + trial % 3, K = C * m;
+        Padding pad = (trial / 12) % 2 ? PAD_VALID : PAD_SAME;
+        int N = pick(&rng, 1, 2), H = pick(&rng, k, 14), W = pick(&rng, k, 19);
+        ConvGeom g;
+        REQUIRE(shape_conv_geom(&g, N, H, W, C, K, k, k, s, pad) == 0);
+        size_t nin = (size_t)N * H * W * C, nw = (size_t)k * k * K;
+        size_t nout = (size_t)N * g.OH * g.OW * K;
+        float *work = malloc(sizeof(float) * depthwise_workspace(&g, T));
+        float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *b = rnd(&rng, K), *dy = rnd(&rng, nout);
+        float *y1 = malloc(sizeof(float) * nout), *y2 = malloc(sizeof(float) * nout);
+        depthwise_forward(y1, x, w, b, &g, T);
+        depthwise_forward_naive(y2, x, w, b, &g);
+        const char *fmt = "N%d H%d W%d C%d m%d k%d s%d threads %d";
+        CHECK_REL("depthwise forward", y1, y2, nout, fmt, N, H, W, C, m, k, s, T);
+        float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
+        float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, K);
+        depthwise_backward(dx1, dw1, db1, dy, x, w, &g, work, T);
+        depthwise_backward_naive(dx2, dw2, db2, dy, x, w, &g);
+        CHECK_REL("depthwise dinp", dx1, dx2, nin, fmt, N, H, W, C, m, k, s, T);
+        CHECK_REL("depthwise dweight", dw1, dw2, nw, fmt, N, H, W, C, m, k, s, T);
+        CHECK_REL("depthwise dbias", db1, db2, K, fmt, N, H, W, C, m, k, s, T);
+        free(work), free(x), free(w), free(b), free(dy), free(y1), free(y2);
+        free(dx1), free(dw1), free(db1), free(dx2), free(dw2), free(db2);
+    }
+}
+
+TEST(nn_kernels_maxpool_backward_ties_go_to_the_first_maximum)
+{
+    /* Inputs from {0, 1, 2} (as after a ReLU, many equal values): each window's gradient
+     * must go to its first maximum in row-major order, as the naive reference routes it;
+     * 8, 20 and 70 channels cover whole vectors, leftover lanes and two channel tasks. */
+    static const int cs[] = {8, 20, 70};
+    Rng rng;
+    rng_seed(&rng, 12);
+    for (int trial = 0; trial < 12; trial++) {
+        int C = cs[trial % 3], s = 1 + (trial / 3) % 2, T = 1 + trial % 2;
+        Padding pad = (trial / 6) % 2 ? PAD_VALID : PAD_SAME;
+        int N = pick(&rng, 1, 2), H = pick(&rng, 3, 9), W = pick(&rng, 3, 9);
+        ConvGeom g;
+        REQUIRE(shape_conv_geom(&g, N, H, W, C, C, 3, 3, s, pad) == 0);
+        size_t nin = (size_t)N * H * W * C, nout = (size_t)N * g.OH * g.OW * C;
+        float *x = malloc(sizeof(float) * nin), *dy = rnd(&rng, nout);
+        for (size_t i = 0; i < nin; i++)
+            x[i] = (float)rng_below(&rng, 3);
+        float *y = malloc(sizeof(float) * nout), *dx1 = rnd(&rng, nin), *dx2 = dup(dx1, nin);
+        maxpool_forward(y, x, &g, T);
+        maxpool_backward(dx1, dy, x, y, &g, T);
+        maxpool_backward_naive(dx2, dy, x, &g);
+        CHECK_REL("maxpool dinp", dx1, dx2, nin, "N%d H%d W%d C%d s%d threads %d", N, H, W, C,
+                  s, T);
+        free(x), free(dy), free(y), free(dx1), free(dx2);
+    }
+}
+
 TEST(nn_kernels_pools_fast_match_naive)
 {
     Rng rng;
