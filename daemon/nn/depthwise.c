@@ -28,7 +28,6 @@
 #endif
 #define VK 3 /* kernel rows and columns of the vector path */
 #define OB 4 /* interior pixels the vector path computes at once */
-#define PF 4 /* tiles of OB pixels the forward prefetches ahead */
 #define VMAX 32 /* most channels the vector path takes (measured: wider layers streaming
                  * from memory run faster in the general loops' address order) */
 #define CB 32   /* channels per register block of the general forward */
@@ -93,26 +92,6 @@ fwd_pixel_vec(float *restrict orow, const float *const *xr, const Vf *wv, Vf b,
     vstore(orow + (size_t)ox * C + c0, acc);
 }
 
-/* Prefetch input columns [ix, ix + n) of the rows xr: the channel-block loops visit a
- * tile's cache lines out of address order, which the hardware prefetchers do not follow. */
-static inline void prefetch_cols(const float *const *xr, const ConvGeom *g, int ix, int n)
-{
-    if (ix < 0)
-        ix = 0;
-    if (ix + n > g->W)
-        n = g->W - ix;
-    if (n <= 0)
-        return;
-    for (int ky = 0; ky < VK; ky++) {
-        if (!xr[ky])
-            continue;
-        const char *p = (const char *)(xr[ky] + (size_t)ix * g->C);
-        size_t bytes = (size_t)n * g->C * sizeof(float);
-        for (size_t i = 0; i < bytes; i += 64)
-            __builtin_prefetch(p + i);
-    }
-}
-
 /* [lo, hi) of the output columns whose VK taps all fall inside the W input columns. */
 static inline void interior_cols(int OW, int S, int pl, int W, int *lo, int *hi)
 {
@@ -141,7 +120,6 @@ fwd_row_vec(float *restrict orow, const float *restrict img, const float *restri
     interior_cols(OW, S, pl, W, &oxa, &oxb);
     for (int ox = 0; ox < OW;) {
         bool blk = ox >= oxa && ox + OB <= oxb;
-        prefetch_cols(xr, g, (ox + PF * OB) * S - pl, OB * S);
         for (int c0 = 0; c0 < cv; c0 += VL) {
             Vf wv[VK * VK], b = bias ? vload(bias + c0) : (Vf){0};
 #pragma GCC unroll 9
