@@ -53,6 +53,9 @@ typedef struct {
     int fused_add;               /* batch norm: the residual add it runs before it, else 0 */
     int fused_res;               /* batch norm: the add's other input */
     int fused_by;                /* an activation or add run by batch norm fused_by, else 0 */
+    bool folded;                 /* a zero padding its consumers apply themselves */
+    int src[2];                  /* the layers whose out the kernels read: in[], or the
+                                    input of a folded padding */
 } LayerAux;
 
 struct Net {
@@ -490,12 +493,57 @@ static void mark_dependencies(Net *net)
 
 static bool runs_backward(const Net *net, int i)
 {
-    return i > 0 && net->aux[i].reaches_output && net->aux[i].needs_grad;
+    return i > 0 && net->aux[i].reaches_output && net->aux[i].needs_grad &&
+           !net->aux[i].folded;
 }
 
-static bool consumes(const Layer *l, int j)
+/* Whether layer c's kernels read layer j's output. */
+static bool consumes(const Net *net, int c, int j)
 {
-    return l->in[0] == j || l->in[1] == j;
+    const LayerAux *x = &net->aux[c];
+    return !x->folded && (x->src[0] == j || x->src[1] == j);
+}
+
+/* Folds every zero padding read only by convolutions (conv2d, depthwise) into them: they
+ * read the padding's input with the padding added to their own geometry, whose kernels
+ * treat taps outside the input as zeros. The padding then has no buffers and does not run.
+ * (A max pool after a padding keeps it: there the padded zeros take part in the max.) */
+static void plan_padding(Net *net)
+{
+    for (int i = 0; i < net->n_layers; i++) {
+        net->aux[i].src[0] = net->layers[i].in[0];
+        net->aux[i].src[1] = net->layers[i].in[1];
+        net->aux[i].folded = false;
+    }
+    for (int p = 1; p < net->n_layers; p++) {
+        const Layer *pad = &net->layers[p];
+        if (pad->type != LAYER_ZEROPAD)
+            continue;
+        int n = 0, first = 0;
+        bool convs_only = true;
+        for (int c = p + 1; c < net->n_layers; c++) {
+            const Layer *l = &net->layers[c];
+            if (l->in[0] != p && l->in[1] != p)
+                continue;
+            n++;
+            first = first ? first : c;
+            convs_only = convs_only && l->in[1] < 0 &&
+                         (l->type == LAYER_CONV2D || l->type == LAYER_DEPTHWISE);
+        }
+        if (!n || !convs_only)
+            continue;
+        const Layer *x = &net->layers[pad->in[0]];
+        for (int c = p + 1; c < net->n_layers; c++) {
+            if (net->layers[c].in[0] != p)
+                continue;
+            ConvGeom *g = &net->aux[c].geom;
+            g->H = x->h, g->W = x->w;
+            g->pad_top += pad->pad[0], g->pad_left += pad->pad[2];
+            net->aux[c].src[0] = pad->in[0];
+        }
+        net->aux[p].folded = true;
+        net->aux[p].fused_by = first;
+    }
 }
 
 typedef struct {
@@ -523,7 +571,7 @@ static int out_death(const Net *net, int m)
     int death = m;
     for (int c = m + 1; c < L; c++) {
         const Layer *lc = &net->layers[c];
-        if (!consumes(lc, m))
+        if (!consumes(net, c, m))
             continue;
         if (c > death)
             death = c;
@@ -585,14 +633,14 @@ static bool is_relu(const Layer *l)
 static bool own_buffers(const Net *net, int j)
 {
     const LayerAux *x = &net->aux[j];
-    return !x->fused_act && !(x->fused_by && net->layers[j].type == LAYER_ADD);
+    return !x->fused_act && !x->folded && !(x->fused_by && net->layers[j].type == LAYER_ADD);
 }
 
 /* The single consumer of layer j that works in place on it, or 0. */
 static int in_place_successor(const Net *net, const int *root, int j)
 {
     for (int c = j + 1; c < net->n_layers; c++)
-        if (consumes(&net->layers[c], j))
+        if (consumes(net, c, j))
             return root[c] == root[j] ? c : 0;
     return 0;
 }
@@ -617,10 +665,10 @@ static void plan_fusion(Net *net, const int *root)
         }
         if (!c || net->layers[c].type != LAYER_ADD)
             continue;
-        const Layer *add = &net->layers[c];
-        int res = add->in[0] == b ? add->in[1] : add->in[0];
+        const int *in = net->aux[c].src;
+        int res = in[0] == b ? in[1] : in[0];
         int r = in_place_successor(net, root, c);
-        if (res >= b || res == net->layers[b].in[0] || !r || !is_relu(&net->layers[r]))
+        if (res >= b || res == net->aux[b].src[0] || !r || !is_relu(&net->layers[r]))
             continue;
         net->aux[b].fused_act = r;
         net->aux[b].fused_add = c;
@@ -656,18 +704,19 @@ static size_t *plan_buffers(Net *net, size_t *total)
         goto done;
     }
     for (int i = 0; i < L; i++)
-        for (int k = 0; k < 2; k++)
-            if (net->layers[i].in[k] >= 0)
-                consumers[net->layers[i].in[k]]++;
+        for (int k = 0; k < 2 && !net->aux[i].folded; k++)
+            if (net->aux[i].src[k] >= 0)
+                consumers[net->aux[i].src[k]]++;
     for (int i = 0; i < L; i++) { /* in-place groups: root[i] first layer, tail[root] last */
         const Layer *l = &net->layers[i];
+        const int *in = net->aux[i].src;
         root[i] = tail[i] = i;
         if (l->type != LAYER_ACTIVATION && l->type != LAYER_ADD)
             continue;
         /* an add takes over the input computed last: a residual branch's batch norm */
-        int later = l->type == LAYER_ADD && l->in[1] > l->in[0];
+        int later = l->type == LAYER_ADD && in[1] > in[0];
         for (int k = 0; k < 2; k++) {
-            int x = l->in[later ? 1 - k : k];
+            int x = in[later ? 1 - k : k];
             if (x > 0 && consumers[x] == 1 && !backward_reads_output(net->layers[x].type)) {
                 root[i] = root[x];
                 tail[root[i]] = i;
@@ -678,7 +727,7 @@ static size_t *plan_buffers(Net *net, size_t *total)
     plan_fusion(net, root);
     int n = 0;
     for (int r = 0; r < L; r++)
-        if (root[r] == r)
+        if (root[r] == r && !net->aux[r].folded)
             v[n++] = (PlanValue){B * layer_size(&net->layers[r]), r, out_death(net, tail[r]),
                                  2 * r};
     for (int j = 1; j < L; j++) {
@@ -687,7 +736,7 @@ static size_t *plan_buffers(Net *net, size_t *total)
             continue; /* a fused batch norm reads its activation's gradient */
         int first = j; /* the consumer whose backward writes the gradient first */
         for (int c = j + 1; c < L; c++)
-            if (consumes(&net->layers[c], j) && runs_backward(net, c))
+            if (consumes(net, c, j) && runs_backward(net, c))
                 first = c;
         int last_read = x->fused_by ? x->fused_by : j;
         v[n++] = (PlanValue){B * layer_size(&net->layers[j]), 2 * L - first, 2 * L - last_read,
@@ -698,7 +747,7 @@ static size_t *plan_buffers(Net *net, size_t *total)
     *total = pack_slots(v, n, offset, slot_ints, slot_ints + 2 * L, slot_size);
     for (int i = 0; i < L; i++) {
         offset[2 * i] = offset[2 * root[i]];
-        net->aux[i].kept = i == tail[root[i]] && out_death(net, i) > last;
+        net->aux[i].kept = !net->aux[i].folded && i == tail[root[i]] && out_death(net, i) > last;
     }
 done:
     free(consumers), free(root), free(tail), free(v), free(slot_ints), free(slot_size);
@@ -766,6 +815,7 @@ int net_finalize(Net *net, int threads)
     }
     net->param_block = alloc_floats(n_data + 2 * n_grad, &net->raw[0]);
     mark_dependencies(net);
+    plan_padding(net);
     /* arena: the planned activation buffers, then probabilities and loss gradient */
     size_t n_plan = 0;
     size_t *offset = plan_buffers(net, &n_plan);
@@ -817,7 +867,7 @@ int net_finalize(Net *net, int threads)
     float *s = net->state;
     for (int i = 0; i < net->n_layers; i++) {
         Layer *l = &net->layers[i];
-        l->out = net->arena + offset[2 * i];
+        l->out = offset[2 * i] == NO_BUFFER ? NULL : net->arena + offset[2 * i];
         l->dout = offset[2 * i + 1] == NO_BUFFER ? NULL : net->arena + offset[2 * i + 1];
         LayerAux *x = &net->aux[i];
         if (l->type == LAYER_BATCHNORM) {
@@ -1000,7 +1050,9 @@ static void forward_layer(Net *net, int i, Rng *dropout_rng)
 {
     Layer *l = &net->layers[i];
     LayerAux *aux = &net->aux[i];
-    const Layer *x = &net->layers[l->in[0]];
+    if (aux->folded)
+        return; /* its consumers pad */
+    const Layer *x = &net->layers[aux->src[0]];
     const int n = net->n, T = net->threads;
     const size_t count = (size_t)n * layer_size(l);
     ConvGeom g = aux->geom;
@@ -1048,7 +1100,7 @@ static void forward_layer(Net *net, int i, Rng *dropout_rng)
         break;
     case LAYER_ADD:
         if (!aux->fused_by)
-            add_forward(l->out, x->out, net->layers[l->in[1]].out, count, T);
+            add_forward(l->out, x->out, net->layers[aux->src[1]].out, count, T);
         break;
     case LAYER_MAXPOOL:
         maxpool_forward(l->out, x->out, &g, T);
@@ -1122,7 +1174,7 @@ float net_loss(Net *net, const int *labels, const float *class_weights)
  * whether this is the first write, which the caller then makes by overwriting. */
 static float *input_grad_fresh(Net *net, const Layer *l, int k, bool *fresh)
 {
-    int j = l->in[k];
+    int j = net->aux[l - net->layers].src[k];
     if (j <= 0 || !net->aux[j].needs_grad)
         return NULL;
     Layer *x = &net->layers[j];
@@ -1157,13 +1209,14 @@ static void backward_fused_batchnorm(Net *net, int i)
 {
     const LayerAux *aux = &net->aux[i];
     const Layer *l = &net->layers[i], *act = &net->layers[aux->fused_act];
-    const Layer *x = &net->layers[l->in[0]];
+    const Layer *x = &net->layers[aux->src[0]];
     int M = net->n * l->h * l->w;
     bool fresh = false, res_fresh = false;
     BnFused f = {.hi = fused_clip(net, i), .out = act->out};
     if (aux->fused_add) {
         const Layer *add = &net->layers[aux->fused_add];
-        f.dres = input_grad_fresh(net, add, add->in[0] == i ? 1 : 0, &res_fresh);
+        f.dres = input_grad_fresh(net, add, net->aux[aux->fused_add].src[0] == i ? 1 : 0,
+                                  &res_fresh);
         f.res_accumulate = !res_fresh;
     }
     float *dx = input_grad_fresh(net, l, 0, &fresh);
@@ -1183,7 +1236,7 @@ static void backward_layer(Net *net, int i)
 {
     Layer *l = &net->layers[i];
     LayerAux *aux = &net->aux[i];
-    const Layer *x = &net->layers[l->in[0]];
+    const Layer *x = &net->layers[aux->src[0]];
     const int n = net->n, T = net->threads;
     const size_t count = (size_t)n * layer_size(l);
     if (aux->fused_by)
@@ -1273,7 +1326,7 @@ void net_backward(Net *net)
     memcpy(out->dout, net->dlogits, sizeof(float) * net->n * out->c);
     net->cleared[last] = true;
     for (int i = last; i > 0; i--) {
-        if (!net->aux[i].reaches_output || !net->aux[i].needs_grad)
+        if (!runs_backward(net, i))
             continue;
         double t0 = net->profiling ? now_seconds() : 0;
         if (net->observer && own_buffers(net, i))

@@ -296,10 +296,10 @@ TEST(nn_net_gradients_accumulate_until_zero_grad)
     float loss = net_loss(net, labels, NULL);
     CHECK(loss > 0 && isfinite(loss));
     net_zero_grad(net);
-    const Layer *pad = net_layer(net, net_find_layer(net, "conv_pad_1"));
-    size_t nd = (size_t)2 * pad->h * pad->w * pad->c;
+    const Layer *dw = net_layer(net, net_find_layer(net, "conv_dw_1"));
+    size_t nd = (size_t)2 * dw->h * dw->w * dw->c;
     float *d = malloc(sizeof(float) * nd), *d1 = malloc(sizeof(float) * nd);
-    Watch w = {.layer = net_find_layer(net, "conv_pad_1"), .backward = true, .copy = d};
+    Watch w = {.layer = net_find_layer(net, "conv_dw_1"), .backward = true, .copy = d};
     net_set_observer(net, watch_layer, &w);
     net_backward(net);
     float g1 = k->grad[3];
