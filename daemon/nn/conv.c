@@ -290,6 +290,9 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
     if (chunk > rows_total)
         chunk = rows_total;
     float *cols = work, *dcols = work + chunk * kk;
+    /* a short kernel (a first layer: kh·kw·3) split by rows would leave each thread a
+     * sliver of a GEMM tile; split the filters instead */
+    const bool split_k = kk < 64 * (size_t)threads && K >= 8 * threads;
     for (size_t r0 = 0; r0 < rows_total; r0 += chunk) {
         size_t rows = rows_total - r0 < chunk ? rows_total - r0 : chunk;
         const float *dy = dout + r0 * K;
@@ -305,11 +308,19 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
                          dcols + a * kk, (int)kk);
             }
 #pragma omp barrier
-            /* dweight rows [a, b) of (kh·kw·C, K): cols[:, a:b]ᵀ · dy */
-            share(kk, t, T, &a, &b);
-            if (b > a)
-                gemm(true, false, (int)(b - a), K, (int)rows, 1, cols + a, (int)kk, dy, K, 1,
-                     dweight + a * K, K);
+            if (split_k) {
+                /* dweight columns [a, b): colsᵀ · dy[:, a:b] */
+                share((size_t)K, t, T, &a, &b);
+                if (b > a)
+                    gemm(true, false, (int)kk, (int)(b - a), (int)rows, 1, cols, (int)kk,
+                         dy + a, K, 1, dweight + a, K);
+            } else {
+                /* dweight rows [a, b) of (kh·kw·C, K): cols[:, a:b]ᵀ · dy */
+                share(kk, t, T, &a, &b);
+                if (b > a)
+                    gemm(true, false, (int)(b - a), K, (int)rows, 1, cols + a, (int)kk, dy, K,
+                         1, dweight + a * K, K);
+            }
             if (dinp)
                 col2im_add(dinp, dcols, g, r0, rows);
         }
