@@ -8,8 +8,9 @@
  * backward does twice that, once for a first layer, which needs no input gradient), the
  * weight-gradient-only backward time, or GB/s of memory touched for the direct loops.
  * --chunk-kb is the im2col block (cols) per chunk; 1024 is what a net of 2 threads uses
- * (512 KB per thread). --cpu times with the process CPU clock instead of the wall clock:
- * with one thread on a busy machine it shows what the kernel costs, not how long it
+ * (512 KB per thread), raised like the net's to at least 256 output pixels. --cpu times
+ * with the process CPU clock instead of the wall clock: with one thread on a busy machine
+ * it shows what the kernel costs, not how long it
  * waited for a core. The max-pool line counts one FLOP per compared element (k·k per
  * output) in both directions and gives no dW-only time. The "mnet-0.25" depthwise shapes
  * are MobileNet α = 0.25 at 128 px, which trains at batch 64 (--batch 64). */
@@ -59,6 +60,9 @@ static const Shape shapes[] = {
     {"resnet 1x1 56 64->256", 'c', 56, 56, 64, 256, 1, 1, PAD_SAME},
     {"resnet 1x1 56 256->64", 'c', 56, 56, 256, 64, 1, 1, PAD_SAME},
     {"resnet 1x1/2 56 256->512", 'c', 56, 56, 256, 512, 1, 2, PAD_VALID},
+    {"resnet 1x1/2 56 256->128", 'c', 56, 56, 256, 128, 1, 2, PAD_VALID},
+    {"resnet 1x1 28 128->512", 'c', 28, 28, 128, 512, 1, 1, PAD_SAME},
+    {"resnet 1x1 14 1024->256", 'c', 14, 14, 1024, 256, 1, 1, PAD_SAME},
     {"resnet maxpool 3x3/2 114 64", 'm', 114, 114, 64, 64, 3, 2, PAD_VALID},
 };
 
@@ -126,7 +130,11 @@ int main(int argc, char **argv)
         size_t nin = (size_t)batch * s->H * s->W * s->C;
         size_t nout = (size_t)batch * g.OH * g.OW * s->K;
         size_t nw = s->kind == 'c' ? (size_t)s->k * s->k * s->C * s->K : (size_t)s->k * s->k * s->K;
-        size_t wf = s->kind == 'c'   ? conv2d_workspace(&g, chunk_kb * 1024)
+        /* as the net sizes it: at least 256 output pixels of im2col per chunk */
+        size_t chunk = chunk_kb * 1024, kk = (size_t)s->k * s->k * s->C;
+        if (chunk < 256 * kk * sizeof(float))
+            chunk = 256 * kk * sizeof(float);
+        size_t wf = s->kind == 'c'   ? conv2d_workspace(&g, chunk)
                     : s->kind == 'd' ? depthwise_workspace(&g, threads)
                                      : 0;
         float *x = buffer(nin, &rng), *w = buffer(nw, &rng), *y = buffer(nout, &rng);

@@ -4,15 +4,19 @@
  * an NHWC tensor, so a 1×1 stride-1 unpadded conv is the GEMM out (R, K) = inp (R, C) ·
  * weight (C, K). A k×k conv copies the receptive fields of a chunk of output rows into
  * cols (rows, kh·kw·C) (im2col; the (ky, kx, c) order matches the kernel layout) and
- * multiplies by the kernel seen as (kh·kw·C, K). The backward recomputes cols per chunk:
- * dweight += colsᵀ · dout, dcols = dout · weightᵀ, and col2im gathers dcols back into the
+ * multiplies by the kernel seen as (kh·kw·C, K). The backward recomputes cols per chunk for
+ * dweight += colsᵀ · dout. The input gradient of a stride-1 conv is itself a stride-1 conv
+ * of dout (padding kh-1-pad_top, kw-1-pad_left) with the kernel flipped in both spatial
+ * axes and its channels transposed (kh, kw, K, C): im2col of dout and a GEMM whose inner
+ * dimension is kh·kw·K, no scatter. Otherwise (stride 2, or a workspace too small for the
+ * flipped kernel) dcols = dout · weightᵀ per chunk and col2im gathers dcols back into the
  * input gradient, each input pixel summing the entries that read it, so threads never
  * write the same pixel.
  *
  * Threads: sgemm runs single-threaded inside the kernel's own OpenMP team, each thread
  * taking a contiguous share: output rows for the forward (im2col and GEMM of the same rows,
- * so the gathered block is still in that core's cache) and for dcols, kernel rows
- * (kh·kw·C) for dweight. Every output element is computed by one thread in a fixed order,
+ * so the gathered block is still in that core's cache), input pixels for the transposed
+ * conv and for dcols, kernel rows (kh·kw·C) for dweight. Every output element is computed by one thread in a fixed order,
  * so results are bit-reproducible for a given thread count and workspace size. */
 #include "nn/layers.h"
 
@@ -29,6 +33,12 @@ static bool is_pointwise(const ConvGeom *g)
            g->OH == g->H && g->OW == g->W;
 }
 
+/* A stride-1 conv's input gradient runs as a conv of dout (see conv2d_backward). */
+static bool has_transposed_path(const ConvGeom *g)
+{
+    return g->stride == 1 && g->pad_top < g->kh && g->pad_left < g->kw;
+}
+
 size_t conv2d_workspace(const ConvGeom *g, size_t chunk_bytes)
 {
     if (is_pointwise(g))
@@ -40,7 +50,14 @@ size_t conv2d_workspace(const ConvGeom *g, size_t chunk_bytes)
         rows = 1;
     if (rows > rows_total)
         rows = rows_total;
-    return 2 * rows * kk;
+    size_t need = 2 * rows * kk;
+    if (has_transposed_path(g)) {
+        /* the flipped kernel besides the chunk; a chunk this small still gives three
+         * threads one dout row (kh·kw·K) each, more threads fall back to col2im */
+        size_t kt = (size_t)g->kh * g->kw * g->K;
+        need = kk * g->K + (need > 3 * kt ? need : 3 * kt);
+    }
+    return need;
 }
 
 /* cols (rows, kh·kw·C) = receptive fields of output rows [r0, r0 + rows), zeros in padding.
@@ -188,6 +205,55 @@ void conv2d_forward(float *out, const float *inp, const float *weight, const flo
     }
 }
 
+/* wt (kh, kw, K, C) = weight (kh, kw, C, K) flipped in both spatial axes, each tap's
+ * (C, K) block transposed. A worksharing loop over taps. */
+static void flip_kernel(float *restrict wt, const float *restrict weight, const ConvGeom *g)
+{
+    const int kh = g->kh, kw = g->kw, C = g->C, K = g->K;
+#pragma omp for schedule(static)
+    for (int tap = 0; tap < kh * kw; tap++) {
+        int ky = tap / kw, kx = tap % kw;
+        const float *src = weight + ((size_t)(kh - 1 - ky) * kw + (kw - 1 - kx)) * C * K;
+        float *dst = wt + (size_t)tap * K * C;
+        for (int c0 = 0; c0 < C; c0 += 16)
+            for (int k = 0; k < K; k++)
+                for (int c = c0; c < C && c < c0 + 16; c++)
+                    dst[(size_t)k * C + c] = src[(size_t)c * K + k];
+    }
+}
+
+/* dinp += conv(dout, flipped kernel) for a stride-1 conv: input pixel (y, x) receives
+ * dout (y + pad_top - ky, x + pad_left - kx) · weight (ky, kx)ᵀ, i.e. a stride-1 conv of
+ * dout (N, OH, OW, K) with padding kh-1-pad_top, kw-1-pad_left and the kernel wt
+ * (kh, kw, K, C). Each thread takes a contiguous share of the input pixels and walks it in
+ * sub-chunks gathered into its own slice of `area`: no barrier, and every dinp element is
+ * written by one thread. */
+static void dinp_transposed(float *dinp, const float *dout, const float *weight,
+                            const ConvGeom *g, float *work, size_t work_floats, int threads)
+{
+    const ConvGeom t = {.N = g->N, .H = g->OH, .W = g->OW, .C = g->K, .OH = g->H, .OW = g->W,
+                        .K = g->C, .kh = g->kh, .kw = g->kw, .stride = 1,
+                        .pad_top = g->kh - 1 - g->pad_top, .pad_left = g->kw - 1 - g->pad_left};
+    const size_t kt = (size_t)g->kh * g->kw * g->K, nw = kt * g->C;
+    const size_t rows_total = (size_t)g->N * g->H * g->W;
+    float *wt = work, *area = work + nw;
+#pragma omp parallel num_threads(threads)
+    {
+        flip_kernel(wt, weight, g); /* ends with the loop's implicit barrier */
+        int tid = omp_get_thread_num(), T = omp_get_num_threads();
+        size_t lo, hi;
+        share(rows_total, tid, T, &lo, &hi);
+        size_t slice = (work_floats - nw) / T, sub = slice / kt;
+        float *cols = area + tid * slice;
+        for (size_t r0 = lo; r0 < hi; r0 += sub) {
+            size_t rows = hi - r0 < sub ? hi - r0 : sub;
+            im2col(cols, dout, &t, r0, rows);
+            gemm(false, false, (int)rows, g->C, (int)kt, 1, cols, (int)kt, wt, g->C, 1,
+                 dinp + r0 * g->C, g->C);
+        }
+    }
+}
+
 void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, const ConvGeom *g, float *work,
                      size_t work_floats, int threads)
@@ -214,12 +280,19 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
         }
         return;
     }
-    const size_t kk = (size_t)g->kh * g->kw * C;
-    size_t chunk = work_floats / (2 * kk);
+    const size_t kk = (size_t)g->kh * g->kw * C, kt = (size_t)g->kh * g->kw * K;
+    if (dinp && has_transposed_path(g) && work_floats >= kk * K + (size_t)threads * kt) {
+        dinp_transposed(dinp, dout, weight, g, work, work_floats, threads);
+        dinp = NULL; /* done: the chunks below only need cols */
+    }
+    size_t chunk = work_floats / (dinp ? 2 * kk : kk);
     assert(chunk >= 1);
     if (chunk > rows_total)
         chunk = rows_total;
     float *cols = work, *dcols = work + chunk * kk;
+    /* a short kernel (a first layer: kh·kw·3) split by rows would leave each thread a
+     * sliver of a GEMM tile; split the filters instead */
+    const bool split_k = kk < 64 * (size_t)threads && K >= 8 * threads;
     for (size_t r0 = 0; r0 < rows_total; r0 += chunk) {
         size_t rows = rows_total - r0 < chunk ? rows_total - r0 : chunk;
         const float *dy = dout + r0 * K;
@@ -235,11 +308,19 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
                          dcols + a * kk, (int)kk);
             }
 #pragma omp barrier
-            /* dweight rows [a, b) of (kh·kw·C, K): cols[:, a:b]ᵀ · dy */
-            share(kk, t, T, &a, &b);
-            if (b > a)
-                gemm(true, false, (int)(b - a), K, (int)rows, 1, cols + a, (int)kk, dy, K, 1,
-                     dweight + a * K, K);
+            if (split_k) {
+                /* dweight columns [a, b): colsᵀ · dy[:, a:b] */
+                share((size_t)K, t, T, &a, &b);
+                if (b > a)
+                    gemm(true, false, (int)kk, (int)(b - a), (int)rows, 1, cols, (int)kk,
+                         dy + a, K, 1, dweight + a, K);
+            } else {
+                /* dweight rows [a, b) of (kh·kw·C, K): cols[:, a:b]ᵀ · dy */
+                share(kk, t, T, &a, &b);
+                if (b > a)
+                    gemm(true, false, (int)(b - a), K, (int)rows, 1, cols + a, (int)kk, dy, K,
+                         1, dweight + a * K, K);
+            }
             if (dinp)
                 col2im_add(dinp, dcols, g, r0, rows);
         }

@@ -56,7 +56,8 @@ int shape_conv_geom(ConvGeom *g, int N, int H, int W, int C, int K, int kh, int 
 
 /* Workspace floats that make conv2d_forward and conv2d_backward use im2col chunks of
  * about chunk_bytes (at least one output pixel); 0 for a 1×1 stride-1 unpadded conv,
- * which runs as one plain GEMM on the NHWC tensor. */
+ * which runs as one plain GEMM on the NHWC tensor. A stride-1 k×k conv also gets room
+ * for its flipped kernel (kh·kw·C·K floats), which its backward's input gradient uses. */
 size_t conv2d_workspace(const ConvGeom *g, size_t chunk_bytes);
 /* out = conv(inp, weight) + bias. Fast path: im2col of as many output pixels as
  * work_floats holds (work_floats >= kh·kw·C unless the conv is 1×1/1/unpadded), one GEMM
@@ -67,10 +68,13 @@ void conv2d_forward(float *out,          /* (N, OH, OW, K) */
                     const float *weight, /* (kh, kw, C, K) */
                     const float *bias,   /* (K) or NULL */
                     const ConvGeom *g, float *work, size_t work_floats, int threads);
-/* dweight += colsᵀ·dout, dbias += Σ dout, dinp += col2im(dout·weightᵀ), in chunks; the
- * backward chunk holds both cols and dcols (work_floats >= 2·kh·kw·C). Threads share the
- * chunk's rows for im2col and dcols, the kernel's rows for dweight, the input pixels for
- * col2im. */
+/* dweight += colsᵀ·dout, dbias += Σ dout, in chunks of cols; threads share the chunk's
+ * rows for im2col, the kernel's rows for dweight. The input gradient of a stride-1 conv,
+ * when work_floats >= kh·kw·C·K + threads·kh·kw·K (conv2d_workspace's size is), is the
+ * conv of dout with the flipped, channel-transposed kernel: im2col of dout and one GEMM
+ * per block of input pixels, threads sharing the input pixels. Otherwise (stride 2, or a
+ * smaller workspace) dinp += col2im(dout·weightᵀ) chunk by chunk, the chunk holding both
+ * cols and dcols; threads share the input pixels for col2im. work_floats >= 2·kh·kw·C. */
 void conv2d_backward(float *dinp,         /* (N, H, W, C) or NULL */
                      float *dweight,      /* (kh, kw, C, K) */
                      float *dbias,        /* (K) or NULL */

@@ -129,6 +129,48 @@ TEST(nn_kernels_conv2d_fast_matches_naive_on_larger_shapes)
     }
 }
 
+TEST(nn_kernels_conv2d_stride1_input_gradient_as_a_conv)
+{
+    /* Stride-1 k×k convs whose workspace holds the flipped kernel: the input gradient runs
+     * as a conv of dout. Sub-chunks of 1, 2 and 7 input pixels per thread and the whole
+     * share, non-square kernels, same and valid; two runs must agree bit for bit. */
+    static const int kdim[][2] = {{3, 3}, {5, 5}, {7, 7}, {3, 2}, {2, 3}, {1, 3}};
+    static const size_t subs[] = {1, 2, 7, 100000};
+    Rng rng;
+    rng_seed(&rng, 31);
+    for (int trial = 0; trial < 48; trial++) {
+        int kh = kdim[trial % 6][0], kw = kdim[trial % 6][1];
+        Padding pad = (trial / 6) % 2 ? PAD_VALID : PAD_SAME;
+        size_t sub = subs[(trial / 12) % 4];
+        int N = pick(&rng, 1, 3), H = pick(&rng, kh, kh + 8), W = pick(&rng, kw, kw + 8);
+        int C = pick(&rng, 1, 11), K = pick(&rng, 1, 13), T = pick(&rng, 1, 3);
+        ConvGeom g;
+        REQUIRE(shape_conv_geom(&g, N, H, W, C, K, kh, kw, 1, pad) == 0);
+        size_t nin = (size_t)N * H * W * C, nw = (size_t)kh * kw * C * K;
+        size_t nout = (size_t)N * g.OH * g.OW * K, kt = (size_t)kh * kw * K;
+        size_t wf = nw + (size_t)T * kt * sub;
+        if (sub > 1000) /* the size the net asks for */
+            wf = conv2d_workspace(&g, (size_t)pick(&rng, 1, 4096));
+        float *work = malloc(sizeof(float) * wf);
+        float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *dy = rnd(&rng, nout);
+        float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
+        float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, K);
+        float *dx3 = dup(dx1, nin), *dw3 = dup(dw1, nw), *db3 = dup(db1, K);
+        conv2d_backward(dx1, dw1, db1, dy, x, w, &g, work, wf, T);
+        conv2d_backward(dx3, dw3, db3, dy, x, w, &g, work, wf, T);
+        conv2d_backward_naive(dx2, dw2, db2, dy, x, w, &g);
+        const char *fmt = "N%d H%d W%d C%d K%d k%dx%d %s work %zu threads %d";
+        const char *pn = pad == PAD_SAME ? "same" : "valid";
+        CHECK_REL("conv dinp", dx1, dx2, nin, fmt, N, H, W, C, K, kh, kw, pn, wf, T);
+        CHECK_REL("conv dweight", dw1, dw2, nw, fmt, N, H, W, C, K, kh, kw, pn, wf, T);
+        CHECK_REL("conv dbias", db1, db2, K, fmt, N, H, W, C, K, kh, kw, pn, wf, T);
+        CHECK(memcmp(dx1, dx3, sizeof(float) * nin) == 0);
+        CHECK(memcmp(dw1, dw3, sizeof(float) * nw) == 0);
+        free(work), free(x), free(w), free(dy), free(dx1), free(dw1), free(db1);
+        free(dx2), free(dw2), free(db2), free(dx3), free(dw3), free(db3);
+    }
+}
+
 TEST(nn_kernels_depthwise_fast_matches_naive)
 {
     Rng rng;
