@@ -67,8 +67,10 @@ static void channel_sums(double *part, float *scratch, const float *dout, const 
                 } else {
                     const float *restrict dy = dout + (size_t)r * C;
                     const float *restrict yr = y + (size_t)r * C;
+#pragma omp simd
                     for (int c = 0; c < C; c++) {
-                        float g = yr[c] > 0.0f && yr[c] < hi ? dy[c] : 0.0f;
+                        float d = dy[c];
+                        float g = (yr[c] > 0.0f) & (yr[c] < hi) ? d : 0.0f;
                         fs[c] += g;
                         fq[c] += g * ((x[c] - mean[c]) * invstd[c]);
                     }
@@ -190,8 +192,11 @@ static inline void mask_row(float *restrict g, const float *restrict dy, const f
         memcpy(g, dy, sizeof(float) * n);
         return;
     }
-    for (int c = 0; c < n; c++)
-        g[c] = y[c] > 0.0f && y[c] < hi ? dy[c] : 0.0f;
+#pragma omp simd
+    for (int c = 0; c < n; c++) {
+        float d = dy[c];
+        g[c] = (y[c] > 0.0f) & (y[c] < hi) ? d : 0.0f;
+    }
 }
 
 /* d = or += s (n floats). */
