@@ -3,17 +3,17 @@
  * Usage: layers_bench [--threads N] [--batch N] [--chunk-kb KB] [--reps N] [--filter TEXT]
  *                     [--cpu]
  * Times the fast conv2d forward and backward (dinp + dweight) and the direct depthwise,
- * max-pool, batch-norm and ReLU loops at batch 32 (default), best of --reps runs, and prints one
- * line per layer: milliseconds and GFLOP/s (conv: 2·N·OH·OW·K·kh·kw·C per pass; the
- * backward does twice that, once for a first layer, which needs no input gradient), the
- * weight-gradient-only backward time, or GB/s of memory touched for the direct loops.
+ * max-pool, batch-norm and ReLU loops at batch 32 (default), best of --reps runs, and
+ * prints one line per layer: milliseconds and GFLOP/s (conv: 2·N·OH·OW·K·kh·kw·C per pass;
+ * the backward does twice that, once for a first layer, which needs no input gradient),
+ * the weight-gradient-only backward time, or GB/s of memory touched for the direct loops.
  * --chunk-kb is the im2col block (cols) per chunk; 1024 is what a net of 2 threads uses
  * (512 KB per thread), raised like the net's to at least 256 output pixels. --cpu times
  * with the process CPU clock instead of the wall clock: with one thread on a busy machine
- * it shows what the kernel costs, not how long it
- * waited for a core. The max-pool line counts one FLOP per compared element (k·k per
- * output) in both directions and gives no dW-only time. The "mnet-0.25" depthwise shapes
- * are MobileNet α = 0.25 at 128 px, which trains at batch 64 (--batch 64). */
+ * it shows what the kernel costs, not how long it waited for a core. The max-pool line
+ * counts one FLOP per compared element (k·k per output) in both directions and gives no
+ * dW-only time. The "mnet-0.25" depthwise shapes are MobileNet α = 0.25 at 128 px, which
+ * trains at batch 64 (--batch 64). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

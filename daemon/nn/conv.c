@@ -16,8 +16,9 @@
  * Threads: sgemm runs single-threaded inside the kernel's own OpenMP team, each thread
  * taking a contiguous share: output rows for the forward (im2col and GEMM of the same rows,
  * so the gathered block is still in that core's cache), input pixels for the transposed
- * conv and for dcols, kernel rows (kh·kw·C) for dweight. Every output element is computed by one thread in a fixed order,
- * so results are bit-reproducible for a given thread count and workspace size. */
+ * conv and for dcols, kernel rows (kh·kw·C) for dweight. Every output element is computed
+ * by one thread in a fixed order, so results are bit-reproducible for a given thread count
+ * and workspace size. */
 #include "nn/layers.h"
 
 #include <assert.h>
