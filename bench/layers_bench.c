@@ -134,7 +134,7 @@ int main(int argc, char **argv)
         size_t chunk = chunk_kb * 1024, kk = (size_t)s->k * s->k * s->C;
         if (chunk < 256 * kk * sizeof(float))
             chunk = 256 * kk * sizeof(float);
-        size_t wf = s->kind == 'c'   ? conv2d_workspace(&g, chunk)
+        size_t wf = s->kind == 'c'   ? conv2d_workspace(&g, chunk, threads)
                     : s->kind == 'd' ? depthwise_workspace(&g, threads)
                                      : 0;
         float *x = buffer(nin, &rng), *w = buffer(nw, &rng), *y = buffer(nout, &rng);

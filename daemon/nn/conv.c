@@ -40,10 +40,23 @@ static bool has_transposed_path(const ConvGeom *g)
     return g->stride == 1 && g->pad_top < g->kh && g->pad_left < g->kw;
 }
 
-size_t conv2d_workspace(const ConvGeom *g, size_t chunk_bytes)
+/* Rows per thread from which a 1×1 backward runs chunked with per-thread weight-gradient
+ * partials; below it the reduction is short and the plain split by channels is better. */
+#define PW_CHUNKED_ROWS 4096
+/* Bytes of inp and dout rows one chunk of the chunked 1×1 backward reads (L2-sized). */
+#define PW_CHUNK_BYTES (512u << 10)
+
+static bool pointwise_chunked(const ConvGeom *g, int threads)
 {
+    return (size_t)g->N * g->OH * g->OW >= (size_t)PW_CHUNKED_ROWS * threads;
+}
+
+size_t conv2d_workspace(const ConvGeom *g, size_t chunk_bytes, int threads)
+{
+    if (threads < 1)
+        threads = 1;
     if (is_pointwise(g))
-        return 0;
+        return pointwise_chunked(g, threads) ? (size_t)(threads - 1) * g->C * g->K : 0;
     size_t kk = (size_t)g->kh * g->kw * g->C;
     size_t rows_total = (size_t)g->N * g->OH * g->OW;
     size_t rows = chunk_bytes / (sizeof(float) * kk);
@@ -255,6 +268,46 @@ static void dinp_transposed(float *dinp, const float *dout, const float *weight,
     }
 }
 
+/* The backward of a 1×1 stride-1 conv over many rows: each thread walks its own rows in
+ * L2-sized chunks and uses each chunk of dout twice while it is in cache, for its share of
+ * the weight gradient (inpᵀ · dout, into dweight for thread 0 and into a private partial
+ * in work for the others) and for the chunk's input gradient (dout · weightᵀ). The
+ * partials are then added to dweight in thread order. */
+static void pointwise_backward_chunked(float *dinp, float *dweight, const float *dout,
+                                       const float *inp, const float *weight,
+                                       const ConvGeom *g, float *work, int threads)
+{
+    const int C = g->C, K = g->K;
+    const size_t rows_total = (size_t)g->N * g->OH * g->OW, ck = (size_t)C * K;
+    size_t chunk = PW_CHUNK_BYTES / (sizeof(float) * (size_t)(C + K));
+    if (chunk < 64)
+        chunk = 64;
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        float *dw = t == 0 ? dweight : work + (size_t)(t - 1) * ck;
+        if (t > 0)
+            memset(dw, 0, sizeof(float) * ck);
+        size_t a, b;
+        share(rows_total, t, T, &a, &b);
+        for (size_t r0 = a; r0 < b; r0 += chunk) {
+            int rows = (int)(b - r0 < chunk ? b - r0 : chunk);
+            gemm(true, false, C, K, rows, 1, inp + r0 * C, C, dout + r0 * K, K, 1, dw, K);
+            if (dinp)
+                gemm(false, true, rows, C, K, 1, dout + r0 * K, K, weight, K, 1, dinp + r0 * C,
+                     C);
+        }
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < ck; i++) {
+            float acc = dweight[i];
+            for (int p = 1; p < T; p++)
+                acc += work[(size_t)(p - 1) * ck + i];
+            dweight[i] = acc;
+        }
+    }
+}
+
 void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, const ConvGeom *g, float *work,
                      size_t work_floats, int threads)
@@ -264,6 +317,11 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
     gemm_single_threaded();
     if (dbias)
         bias_backward_add(dbias, dout, rows_total, K, threads);
+    if (is_pointwise(g) && pointwise_chunked(g, threads) &&
+        work_floats >= (size_t)(threads - 1) * C * K) {
+        pointwise_backward_chunked(dinp, dweight, dout, inp, weight, g, work, threads);
+        return;
+    }
     if (is_pointwise(g)) {
 #pragma omp parallel num_threads(threads)
         {

@@ -54,11 +54,13 @@ int shape_conv_geom(ConvGeom *g, int N, int H, int W, int C, int K, int kh, int 
 
 /* ---- conv2d (conv.c) ---------------------------------------------------------------- */
 
-/* Workspace floats that make conv2d_forward and conv2d_backward use im2col chunks of
- * about chunk_bytes (at least one output pixel); 0 for a 1×1 stride-1 unpadded conv,
- * which runs as one plain GEMM on the NHWC tensor. A stride-1 k×k conv also gets room
- * for its flipped kernel (kh·kw·C·K floats), which its backward's input gradient uses. */
-size_t conv2d_workspace(const ConvGeom *g, size_t chunk_bytes);
+/* Workspace floats that make conv2d_forward and conv2d_backward with `threads` threads
+ * use im2col chunks of about chunk_bytes (at least one output pixel). A 1×1 stride-1
+ * unpadded conv runs as plain GEMMs on the NHWC tensor and needs no im2col; over many rows
+ * (at least 4096 per thread) its backward keeps a weight-gradient partial per thread but
+ * the first ((threads − 1)·C·K floats). A stride-1 k×k conv also gets room for its flipped
+ * kernel (kh·kw·C·K floats), which its backward's input gradient uses. */
+size_t conv2d_workspace(const ConvGeom *g, size_t chunk_bytes, int threads);
 /* out = conv(inp, weight) + bias. Fast path: im2col of as many output pixels as
  * work_floats holds (work_floats >= kh·kw·C unless the conv is 1×1/1/unpadded), one GEMM
  * per chunk against the (kh·kw·C, K) kernel, each thread gathering and multiplying its own

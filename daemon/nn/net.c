@@ -768,7 +768,7 @@ static size_t layer_workspace(const Net *net, int i, int threads)
         /* at least 256 output pixels per chunk so packing the kernel is amortized */
         if (chunk < 256 * kk * sizeof(float))
             chunk = 256 * kk * sizeof(float);
-        return conv2d_workspace(g, chunk);
+        return conv2d_workspace(g, chunk, threads);
     }
     case LAYER_DEPTHWISE:
         return depthwise_workspace(g, threads);
