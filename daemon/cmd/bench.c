@@ -35,7 +35,10 @@ static const char usage_head[] =
     "conv, depthwise and dense: input and weight gradients):\n"
     "  conv 2·N·Ho·Wo·kh·kw·cin·cout, depthwise 2·N·Ho·Wo·kh·kw·C·m, dense 2·N·in·out,\n"
     "  batch norm 5 forward and 8 backward per element, activation/add/GAP 1 per output\n"
-    "  element each way, pools kh·kw per output element, padding/dropout/flatten 0.\n\n"
+    "  element each way, pools kh·kw per output element, padding/dropout/flatten 0.\n"
+    "A ReLU/ReLU6 (and a residual add before it) that a batch norm computes in its own\n"
+    "kernel is listed as \"in <batch norm>\"; its time and FLOPs count with that batch norm.\n"
+    "A zero padding that its convolution applies itself is listed the same way.\n\n"
     "model options:\n";
 
 static void usage(FILE *out)
@@ -299,8 +302,8 @@ static int cmd_bench(int argc, char **argv)
                    sec > 0 ? fl * 1e-9 / sec : 0);
         }
         if (n_fused)
-            printf("(batch_normalization includes the %d activations and adds it runs in its "
-                   "own kernel, with their FLOPs)\n", n_fused);
+            printf("(%d activations, adds and paddings run inside a batch norm or convolution "
+                   "and count with it)\n", n_fused);
         printf("layers %.1f ms of %.1f ms per step (the rest: loss, zero_grad, SGD step)\n",
                layer_time * 1e3, per_step * 1e3);
     }

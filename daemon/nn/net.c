@@ -52,7 +52,8 @@ typedef struct {
     int fused_act;               /* batch norm: the ReLU/ReLU6 it runs, else 0 */
     int fused_add;               /* batch norm: the residual add it runs before it, else 0 */
     int fused_res;               /* batch norm: the add's other input */
-    int fused_by;                /* an activation or add run by batch norm fused_by, else 0 */
+    int fused_by;                /* the batch norm running this activation or add, or the
+                                    first convolution applying this folded padding; else 0 */
     bool folded;                 /* a zero padding its consumers apply themselves */
     int src[2];                  /* the layers whose out the kernels read: in[], or the
                                     input of a folded padding */
@@ -652,7 +653,9 @@ static void plan_fusion(Net *net, const int *root)
 {
     for (int i = 0; i < net->n_layers; i++) {
         LayerAux *x = &net->aux[i];
-        x->fused_act = x->fused_add = x->fused_res = x->fused_by = 0;
+        x->fused_act = x->fused_add = x->fused_res = 0;
+        if (!x->folded)
+            x->fused_by = 0;
     }
     for (int b = 1; b < net->n_layers; b++) {
         if (net->layers[b].type != LAYER_BATCHNORM)

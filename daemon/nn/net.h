@@ -186,8 +186,9 @@ typedef void (*NetObserver)(void *ctx, const Net *net, int layer, bool backward)
 void net_set_observer(Net *net, NetObserver fn, void *ctx);
 /* Whether Layer.out of layer i still holds its output once net_forward has returned. */
 bool net_output_kept(const Net *net, int i);
-/* The batch norm whose kernel computes layer i (an activation, or a residual add, working in
- * place after it), or -1 when layer i runs on its own. */
+/* The layer whose kernel computes layer i: the batch norm that runs the ReLU/ReLU6 (and
+ * residual add) working in place after it, or the first convolution that applies a zero
+ * padding itself (such a padding has no out or dout); -1 when layer i runs on its own. */
 int net_fused_into(const Net *net, int i);
 void net_seed_dropout(Net *net, uint64_t seed); /* dropout masks draw from this stream */
 /* The RNG state of dropout, to save and restore in checkpoints: each NET_TRAIN forward
