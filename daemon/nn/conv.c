@@ -28,6 +28,10 @@
 
 #include "nn/gemm.h"
 
+#if defined(__AVX512F__) || defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 static bool is_pointwise(const ConvGeom *g)
 {
     return g->kh == 1 && g->kw == 1 && g->stride == 1 && g->pad_top == 0 && g->pad_left == 0 &&
@@ -45,6 +49,10 @@ static bool has_transposed_path(const ConvGeom *g)
 #define PW_CHUNKED_ROWS 4096
 /* Bytes of inp and dout rows one chunk of the chunked 1×1 backward reads (L2-sized). */
 #define PW_CHUNK_BYTES (512u << 10)
+
+/* Longest kernel (kh·kw·C) whose weight gradient runs in dw_short, with a (kh·kw·C, K)
+ * partial per thread. */
+#define DW_SHORT_KK 160
 
 static bool pointwise_chunked(const ConvGeom *g, int threads)
 {
@@ -65,6 +73,8 @@ size_t conv2d_workspace(const ConvGeom *g, size_t chunk_bytes, int threads)
     if (rows > rows_total)
         rows = rows_total;
     size_t need = 2 * rows * kk;
+    if (kk <= DW_SHORT_KK) /* dw_short's partials at the end */
+        need += (size_t)threads * kk * g->K;
     if (has_transposed_path(g)) {
         /* the flipped kernel besides the chunk; a chunk this small still gives three
          * threads one dout row (kh·kw·K) each, more threads fall back to col2im */
@@ -308,6 +318,199 @@ static void pointwise_backward_chunked(float *dinp, float *dweight, const float 
     }
 }
 
+/* ---- weight gradient of a short kernel (a first layer: kh·kw·C of 27 or 147) -------------
+ * colsᵀ · dy as a GEMM has a (kh·kw·C, K) output too small to amortize packing. Instead each
+ * thread walks its own rows of the chunk it just gathered: a tile of IB kernel rows × V
+ * vectors of filters stays in registers while the rows stream by (load V vectors of dy, FMA
+ * each with a broadcast cols entry), and every DW_ROWS rows the tile is added into the
+ * thread's private (kh·kw·C, K) partial. After the last chunk the partials are added into
+ * dweight in thread order, so the result depends only on the thread count and chunk size. */
+
+#if defined(__AVX512F__)
+#define DW_VBYTES 64
+#define DW_ACC 24 /* accumulators of the 32 vector registers */
+#define DW_FMA(acc, y, c) ((acc) = _mm512_fmadd_ps((y), _mm512_set1_ps(c), (acc)))
+#else
+#define DW_VBYTES 32
+#define DW_ACC 12 /* of 16 registers (two xmm per vector without AVX: spills, still correct) */
+#if defined(__FMA__)
+#define DW_FMA(acc, y, c) ((acc) = _mm256_fmadd_ps((y), _mm256_set1_ps(c), (acc)))
+#else
+#define DW_FMA(acc, y, c) ((acc) += (y) * (c))
+#endif
+#endif
+#define DW_VL (DW_VBYTES / (int)sizeof(float)) /* filters per vector */
+#define DW_ROWS 64                              /* rows gathered and summed per flush */
+
+typedef float DwVec __attribute__((vector_size(DW_VBYTES)));
+
+/* part (IB, ·) row stride K, columns [0, valid) += cols (rows, ·)[:, 0:IB]ᵀ · y (rows, V·VL)
+ * with y's row stride ys. Inlined with constant IB and V so the tile lives in registers. */
+static inline __attribute__((always_inline)) void
+dw_tile(float *restrict part, const float *restrict cols, size_t kk, const float *restrict y,
+        size_t ys, int K, size_t rows, const int IB, const int V, int valid)
+{
+    DwVec acc[DW_ACC], yv[4];
+    for (int j = 0; j < IB * V; j++)
+        acc[j] = (DwVec){0};
+    for (size_t r = 0; r < rows; r++) {
+        const float *c = cols + r * kk;
+        for (int v = 0; v < V; v++)
+            memcpy(&yv[v], y + r * ys + (size_t)v * DW_VL, sizeof(DwVec));
+        for (int i = 0; i < IB; i++) {
+            const float ci = c[i];
+            for (int v = 0; v < V; v++)
+                DW_FMA(acc[i * V + v], yv[v], ci);
+        }
+    }
+    for (int i = 0; i < IB; i++) {
+        float *p = part + (size_t)i * K;
+        if (valid == V * DW_VL) {
+            for (int v = 0; v < V; v++) {
+                DwVec s;
+                memcpy(&s, p + v * DW_VL, sizeof s);
+                s += acc[i * V + v];
+                memcpy(p + v * DW_VL, &s, sizeof s);
+            }
+        } else {
+            float s[4 * DW_VL] = {0};
+            memcpy(s, &acc[i * V], sizeof(DwVec) * V);
+            for (int k = 0; k < valid; k++)
+                p[k] += s[k];
+        }
+    }
+}
+
+#define DW_CASE(ib, v)                                                                     \
+    case ib:                                                                               \
+        dw_tile(part, cols, kk, y, ys, K, rows, ib, v, valid);                             \
+        break;
+#define DW_CASES3(v) DW_CASE(1, v) DW_CASE(2, v) DW_CASE(3, v)
+#define DW_CASES6(v) DW_CASES3(v) DW_CASE(4, v) DW_CASE(5, v) DW_CASE(6, v)
+#define DW_CASES12(v)                                                                      \
+    DW_CASES6(v) DW_CASE(7, v) DW_CASE(8, v) DW_CASE(9, v) DW_CASE(10, v) DW_CASE(11, v)   \
+        DW_CASE(12, v)
+#define DW_CASES24(v)                                                                      \
+    DW_CASES12(v) DW_CASE(13, v) DW_CASE(14, v) DW_CASE(15, v) DW_CASE(16, v)              \
+        DW_CASE(17, v) DW_CASE(18, v) DW_CASE(19, v) DW_CASE(20, v) DW_CASE(21, v)         \
+            DW_CASE(22, v) DW_CASE(23, v) DW_CASE(24, v)
+
+/* dw_tile for V vectors of filters and 1 <= ib <= DW_ACC / V kernel rows. */
+static void dw_tile_any(float *restrict part, const float *restrict cols, size_t kk,
+                        const float *restrict y, size_t ys, int K, size_t rows, int ib, int V,
+                        int valid)
+{
+    assert(ib >= 1 && ib * V <= DW_ACC);
+#if DW_ACC == 24
+    if (V == 4) {
+        switch (ib) { DW_CASES6(4) }
+    } else if (V == 2) {
+        switch (ib) { DW_CASES12(2) }
+    } else {
+        switch (ib) { DW_CASES24(1) }
+    }
+#else
+    if (V == 4) {
+        switch (ib) { DW_CASES3(4) }
+    } else if (V == 2) {
+        switch (ib) { DW_CASES6(2) }
+    } else {
+        switch (ib) { DW_CASES12(1) }
+    }
+#endif
+}
+
+/* buf (n, kh·kw·C) = the receptive fields of output rows [r0, r0 + n), zeros in padding: im2col
+ * for a few rows, walking the pixel coordinates instead of dividing per row. */
+static void dw_gather(float *restrict buf, const float *restrict inp, const ConvGeom *g,
+                      size_t r0, size_t n)
+{
+    const int H = g->H, W = g->W, C = g->C, OH = g->OH, OW = g->OW;
+    const int kh = g->kh, kw = g->kw, s = g->stride, wc = kw * C;
+    int ox = (int)(r0 % OW), oy = (int)(r0 / OW % OH);
+    size_t img = r0 / ((size_t)OW * OH);
+    float *d = buf;
+    for (size_t i = 0; i < n; i++) {
+        const float *im = inp + img * H * W * C;
+        const int iy0 = oy * s - g->pad_top, ix0 = ox * s - g->pad_left;
+        const bool inside_x = ix0 >= 0 && ix0 + kw <= W;
+        for (int ky = 0; ky < kh; ky++, d += wc) {
+            const int iy = iy0 + ky;
+            if (iy < 0 || iy >= H) {
+                memset(d, 0, sizeof(float) * wc);
+                continue;
+            }
+            const float *row = im + (size_t)iy * W * C;
+            if (inside_x) {
+                memcpy(d, row + (size_t)ix0 * C, sizeof(float) * wc);
+                continue;
+            }
+            for (int kx = 0; kx < kw; kx++) {
+                const int ix = ix0 + kx;
+                for (int c = 0; c < C; c++)
+                    d[kx * C + c] = ix >= 0 && ix < W ? row[(size_t)ix * C + c] : 0;
+            }
+        }
+        if (++ox == OW) {
+            ox = 0;
+            if (++oy == OH)
+                oy = 0, img++;
+        }
+    }
+}
+
+/* part (kh·kw·C, K) += cols ᵀ · dy (rows, K), cols being the receptive fields of output rows
+ * [r0, r0 + rows) gathered DW_ROWS at a time into a buffer that stays in L1; each block is
+ * summed in registers. Filters go in blocks of 4, 2 or 1 vectors; a last partial vector is
+ * copied into a zero-padded buffer. Kernel rows are split into near-equal tiles. */
+static void dw_short(float *restrict part, const float *restrict inp, const ConvGeom *g,
+                     size_t r0, const float *restrict dy, size_t rows)
+{
+    const int K = g->K;
+    const size_t kk = (size_t)g->kh * g->kw * g->C;
+    float cols[DW_ROWS * DW_SHORT_KK], pad[DW_ROWS * DW_VL];
+    assert(kk <= DW_SHORT_KK);
+    for (size_t q = 0; q < rows; q += DW_ROWS) {
+        const size_t n = rows - q < DW_ROWS ? rows - q : DW_ROWS;
+        const float *yr = dy + q * K;
+        dw_gather(cols, inp, g, r0 + q, n);
+        for (int k0 = 0; k0 < K;) {
+            const int left = K - k0, V = left >= 4 * DW_VL ? 4 : left >= 2 * DW_VL ? 2 : 1;
+            const int valid = left < DW_VL ? left : V * DW_VL;
+            const float *y = yr + k0;
+            size_t ys = (size_t)K;
+            if (left < DW_VL) {
+                memset(pad, 0, sizeof pad);
+                for (size_t r = 0; r < n; r++)
+                    memcpy(pad + r * DW_VL, yr + r * K + k0, sizeof(float) * left);
+                y = pad, ys = DW_VL;
+            }
+            const size_t ibmax = (size_t)(DW_ACC / V), nb = (kk + ibmax - 1) / ibmax;
+            for (size_t b = 0; b < nb; b++) {
+                const size_t i0 = kk * b / nb, i1 = kk * (b + 1) / nb;
+                dw_tile_any(part + i0 * K + k0, cols + i0, kk, y, ys, K, n, (int)(i1 - i0), V,
+                            valid);
+            }
+            k0 += valid;
+        }
+    }
+}
+
+/* dweight[e] += Σ_u part[u][e] over the `parts` partials in order, for this thread's share
+ * of the n entries. */
+static void dw_reduce(float *restrict dweight, const float *restrict part, size_t n, int parts,
+                      int t, int T)
+{
+    size_t lo, hi;
+    share(n, t, T, &lo, &hi);
+    for (size_t e = lo; e < hi; e++) {
+        float s = part[e];
+        for (int u = 1; u < parts; u++)
+            s += part[(size_t)u * n + e];
+        dweight[e] += s;
+    }
+}
+
 void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, const ConvGeom *g, float *work,
                      size_t work_floats, int threads)
@@ -344,13 +547,18 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
         dinp_transposed(dinp, dout, weight, g, work, work_floats, threads);
         dinp = NULL; /* done: the chunks below only need cols */
     }
-    size_t chunk = work_floats / (dinp ? 2 * kk : kk);
+    /* a short kernel (a first layer) keeps one (kh·kw·C, K) partial per thread at the
+     * workspace's end when it fits (see dw_short) */
+    const size_t nw = kk * K, npart = (size_t)threads * nw;
+    const bool short_kk = kk <= DW_SHORT_KK && work_floats >= npart + (dinp ? 2 : 1) * kk;
+    float *part = work + (work_floats - (short_kk ? npart : 0));
+    size_t chunk = (size_t)(part - work) / (dinp ? 2 * kk : kk);
     assert(chunk >= 1);
-    if (chunk > rows_total)
+    if (chunk > rows_total || (short_kk && !dinp)) /* dw_short gathers its own cols */
         chunk = rows_total;
     float *cols = work, *dcols = work + chunk * kk;
-    /* a short kernel (a first layer: kh·kw·3) split by rows would leave each thread a
-     * sliver of a GEMM tile; split the filters instead */
+    /* otherwise a short kernel split by rows would leave each thread a sliver of a GEMM
+     * tile; split the filters instead */
     const bool split_k = kk < 64 * (size_t)threads && K >= 8 * threads;
     for (size_t r0 = 0; r0 < rows_total; r0 += chunk) {
         size_t rows = rows_total - r0 < chunk ? rows_total - r0 : chunk;
@@ -361,13 +569,24 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
             size_t a, b;
             share(rows, t, T, &a, &b);
             if (b > a) {
-                im2col(cols + a * kk, inp, g, r0 + a, b - a);
+                if (!short_kk)
+                    im2col(cols + a * kk, inp, g, r0 + a, b - a);
                 if (dinp)
                     gemm(false, true, (int)(b - a), (int)kk, K, 1, dy + a * K, K, weight, K, 0,
                          dcols + a * kk, (int)kk);
             }
+            if (short_kk) {
+                /* partials of threads absent from this team stay zero */
+                for (int u = t; r0 == 0 && u < threads; u += T)
+                    memset(part + (size_t)u * nw, 0, sizeof(float) * nw);
+                if (b > a)
+                    dw_short(part + (size_t)t * nw, inp, g, r0 + a, dy + a * K, b - a);
+            }
 #pragma omp barrier
-            if (split_k) {
+            if (short_kk) {
+                if (r0 + rows == rows_total)
+                    dw_reduce(dweight, part, nw, threads, t, T);
+            } else if (split_k) {
                 /* dweight columns [a, b): colsᵀ · dy[:, a:b] */
                 share((size_t)K, t, T, &a, &b);
                 if (b > a)

@@ -59,7 +59,9 @@ int shape_conv_geom(ConvGeom *g, int N, int H, int W, int C, int K, int kh, int 
  * unpadded conv runs as plain GEMMs on the NHWC tensor and needs no im2col; over many rows
  * (at least 4096 per thread) its backward keeps a weight-gradient partial per thread but
  * the first ((threads − 1)·C·K floats). A stride-1 k×k conv also gets room for its flipped
- * kernel (kh·kw·C·K floats), which its backward's input gradient uses. */
+ * kernel (kh·kw·C·K floats), which its backward's input gradient uses, and a short kernel
+ * (kh·kw·C ≤ 160, a first layer) a weight-gradient partial per thread (threads·kh·kw·C·K
+ * floats, taken from the workspace's end). */
 size_t conv2d_workspace(const ConvGeom *g, size_t chunk_bytes, int threads);
 /* out = conv(inp, weight) + bias. Fast path: im2col of as many output pixels as
  * work_floats holds (work_floats >= kh·kw·C unless the conv is 1×1/1/unpadded), one GEMM
