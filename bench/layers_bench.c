@@ -168,12 +168,13 @@ int main(int argc, char **argv)
                 depthwise_forward(y, x, w, NULL, &g, threads);
             double t1 = now();
             if (s->kind == 'c') /* a first layer (3 channels) needs no input gradient */
-                conv2d_backward(s->C == 3 ? NULL : dx, dw, NULL, dy, x, w, &g, work, wf, threads);
+                conv2d_backward(s->C == 3 ? NULL : dx, dw, NULL, dy, x, w, &g, work, wf, threads,
+                                false);
             else
                 depthwise_backward(dx, dw, NULL, dy, x, w, &g, work, threads);
             double t2 = now();
             if (s->kind == 'c')
-                conv2d_backward(NULL, dw, NULL, dy, x, w, &g, work, wf, threads);
+                conv2d_backward(NULL, dw, NULL, dy, x, w, &g, work, wf, threads, false);
             else
                 depthwise_backward(NULL, dw, NULL, dy, x, w, &g, work, threads);
             double t3 = now();

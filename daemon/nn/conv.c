@@ -253,7 +253,8 @@ static void flip_kernel(float *restrict wt, const float *restrict weight, const 
  * sub-chunks gathered into its own slice of `area`: no barrier, and every dinp element is
  * written by one thread. */
 static void dinp_transposed(float *dinp, const float *dout, const float *weight,
-                            const ConvGeom *g, float *work, size_t work_floats, int threads)
+                            const ConvGeom *g, float *work, size_t work_floats, int threads,
+                            float beta)
 {
     const ConvGeom t = {.N = g->N, .H = g->OH, .W = g->OW, .C = g->K, .OH = g->H, .OW = g->W,
                         .K = g->C, .kh = g->kh, .kw = g->kw, .stride = 1,
@@ -272,7 +273,7 @@ static void dinp_transposed(float *dinp, const float *dout, const float *weight,
         for (size_t r0 = lo; r0 < hi; r0 += sub) {
             size_t rows = hi - r0 < sub ? hi - r0 : sub;
             im2col(cols, dout, &t, r0, rows);
-            gemm(false, false, (int)rows, g->C, (int)kt, 1, cols, (int)kt, wt, g->C, 1,
+            gemm(false, false, (int)rows, g->C, (int)kt, 1, cols, (int)kt, wt, g->C, beta,
                  dinp + r0 * g->C, g->C);
         }
     }
@@ -285,7 +286,7 @@ static void dinp_transposed(float *dinp, const float *dout, const float *weight,
  * partials are then added to dweight in thread order. */
 static void pointwise_backward_chunked(float *dinp, float *dweight, const float *dout,
                                        const float *inp, const float *weight,
-                                       const ConvGeom *g, float *work, int threads)
+                                       const ConvGeom *g, float *work, int threads, float beta)
 {
     const int C = g->C, K = g->K;
     const size_t rows_total = (size_t)g->N * g->OH * g->OW, ck = (size_t)C * K;
@@ -304,8 +305,8 @@ static void pointwise_backward_chunked(float *dinp, float *dweight, const float 
             int rows = (int)(b - r0 < chunk ? b - r0 : chunk);
             gemm(true, false, C, K, rows, 1, inp + r0 * C, C, dout + r0 * K, K, 1, dw, K);
             if (dinp)
-                gemm(false, true, rows, C, K, 1, dout + r0 * K, K, weight, K, 1, dinp + r0 * C,
-                     C);
+                gemm(false, true, rows, C, K, 1, dout + r0 * K, K, weight, K, beta,
+                     dinp + r0 * C, C);
         }
 #pragma omp barrier
 #pragma omp for schedule(static)
@@ -513,8 +514,9 @@ static void dw_reduce(float *restrict dweight, const float *restrict part, size_
 
 void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, const ConvGeom *g, float *work,
-                     size_t work_floats, int threads)
+                     size_t work_floats, int threads, bool accumulate)
 {
+    const float beta = accumulate ? 1.0f : 0.0f; /* of the GEMMs that write dinp */
     const int K = g->K, C = g->C;
     const size_t rows_total = (size_t)g->N * g->OH * g->OW;
     gemm_single_threaded();
@@ -522,7 +524,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
         bias_backward_add(dbias, dout, rows_total, K, threads);
     if (is_pointwise(g) && pointwise_chunked(g, threads) &&
         work_floats >= (size_t)(threads - 1) * C * K) {
-        pointwise_backward_chunked(dinp, dweight, dout, inp, weight, g, work, threads);
+        pointwise_backward_chunked(dinp, dweight, dout, inp, weight, g, work, threads, beta);
         return;
     }
     if (is_pointwise(g)) {
@@ -537,16 +539,18 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
                      dweight + a * K, K);
             share(rows_total, t, T, &a, &b);
             if (dinp && b > a)
-                gemm(false, true, (int)(b - a), C, K, 1, dout + a * K, K, weight, K, 1,
+                gemm(false, true, (int)(b - a), C, K, 1, dout + a * K, K, weight, K, beta,
                      dinp + a * C, C);
         }
         return;
     }
     const size_t kk = (size_t)g->kh * g->kw * C, kt = (size_t)g->kh * g->kw * K;
     if (dinp && has_transposed_path(g) && work_floats >= kk * K + (size_t)threads * kt) {
-        dinp_transposed(dinp, dout, weight, g, work, work_floats, threads);
+        dinp_transposed(dinp, dout, weight, g, work, work_floats, threads, beta);
         dinp = NULL; /* done: the chunks below only need cols */
     }
+    if (dinp && !accumulate) /* col2im adds the taps of every chunk */
+        memset(dinp, 0, sizeof(float) * g->N * g->H * g->W * C);
     /* a short kernel (a first layer) keeps one (kh·kw·C, K) partial per thread at the
      * workspace's end when it fits (see dw_short) */
     const size_t nw = kk * K, npart = (size_t)threads * nw;

@@ -78,14 +78,17 @@ void conv2d_forward(float *out,          /* (N, OH, OW, K) */
  * conv of dout with the flipped, channel-transposed kernel: im2col of dout and one GEMM
  * per block of input pixels, threads sharing the input pixels. Otherwise (stride 2, or a
  * smaller workspace) dinp += col2im(dout·weightᵀ) chunk by chunk, the chunk holding both
- * cols and dcols; threads share the input pixels for col2im. work_floats >= 2·kh·kw·C. */
+ * cols and dcols; threads share the input pixels for col2im. work_floats >= 2·kh·kw·C.
+ * accumulate false overwrites dinp instead of adding to it (a first writer: the buffer's
+ * old contents are never read); the gradient rule above is accumulate true. */
 void conv2d_backward(float *dinp,         /* (N, H, W, C) or NULL */
                      float *dweight,      /* (kh, kw, C, K) */
                      float *dbias,        /* (K) or NULL */
                      const float *dout,   /* (N, OH, OW, K) */
                      const float *inp,    /* (N, H, W, C) */
                      const float *weight, /* (kh, kw, C, K) */
-                     const ConvGeom *g, float *work, size_t work_floats, int threads);
+                     const ConvGeom *g, float *work, size_t work_floats, int threads,
+                     bool accumulate);
 /* Direct seven-loop convolution, double accumulation. */
 void conv2d_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
                           const ConvGeom *g);

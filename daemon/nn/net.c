@@ -1257,7 +1257,10 @@ static void backward_layer(Net *net, int i)
         pass_grad(net, l, 0, l->dout, count);
         return;
     }
-    float *dx = input_grad(net, l, 0);
+    /* a kernel that can overwrite takes its input gradient as it is on a first write (fresh);
+     * the others accumulate into a cleared one */
+    bool fresh = false, overwrites = l->type == LAYER_CONV2D;
+    float *dx = overwrites ? input_grad_fresh(net, l, 0, &fresh) : input_grad(net, l, 0);
     ConvGeom g = aux->geom;
     g.N = n;
     switch (l->type) {
@@ -1268,7 +1271,7 @@ static void backward_layer(Net *net, int i)
     case LAYER_CONV2D:
         conv2d_backward(dx, param_grad(net, l, 0), l->use_bias ? param_grad(net, l, 1) : NULL,
                         l->dout, x->out, param_data(net, l, 0), &g, net->work,
-                        net->work_floats, T);
+                        net->work_floats, T, !fresh);
         break;
     case LAYER_DEPTHWISE:
         depthwise_backward(dx, param_grad(net, l, 0),

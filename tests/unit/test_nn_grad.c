@@ -176,7 +176,7 @@ static void backward(Case *c)
             conv2d_backward_naive(c->gr[0], c->gr[1], dbias, c->r, c->t[0], c->t[1], g);
         else
             conv2d_backward(c->gr[0], c->gr[1], dbias, c->r, c->t[0], c->t[1], g, c->work,
-                            c->work_floats, T);
+                            c->work_floats, T, true);
         break;
     case OP_DEPTHWISE:
         if (c->naive)

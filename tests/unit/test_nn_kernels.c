@@ -58,6 +58,23 @@ static int pick(Rng *rng, int lo, int hi) /* inclusive */
     return lo + (int)rng_below(rng, (uint64_t)(hi - lo + 1));
 }
 
+/* Relative error of conv2d_backward overwriting a NaN-filled input gradient (accumulate
+ * false: the buffer must never be read) against the naive reference on zeros. */
+static double conv_overwrite_err(const ConvGeom *g, const float *x, const float *w,
+                                 const float *dy, float *work, size_t wf, int T)
+{
+    size_t nin = (size_t)g->N * g->H * g->W * g->C, nw = (size_t)g->kh * g->kw * g->C * g->K;
+    float *d1 = malloc(sizeof(float) * nin), *d2 = calloc(nin, sizeof(float));
+    float *w1 = calloc(nw, sizeof(float)), *w2 = calloc(nw, sizeof(float));
+    for (size_t i = 0; i < nin; i++)
+        d1[i] = NAN;
+    conv2d_backward(d1, w1, NULL, dy, x, w, g, work, wf, T, false);
+    conv2d_backward_naive(d2, w2, NULL, dy, x, w, g);
+    double e = rel_err(d1, d2, nin);
+    free(d1), free(d2), free(w1), free(w2);
+    return e;
+}
+
 TEST(nn_kernels_conv2d_fast_matches_naive)
 {
     static const int ks[] = {1, 3, 5, 7};
@@ -86,11 +103,12 @@ TEST(nn_kernels_conv2d_fast_matches_naive)
         CHECK_REL("conv forward", y1, y2, nout, fmt, N, H, W, C, K, k, s, pn, chunk, T);
         float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
         float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, K);
-        conv2d_backward(dx1, dw1, bias ? db1 : NULL, dy, x, w, &g, work, work_floats, T);
+        conv2d_backward(dx1, dw1, bias ? db1 : NULL, dy, x, w, &g, work, work_floats, T, true);
         conv2d_backward_naive(dx2, dw2, bias ? db2 : NULL, dy, x, w, &g);
         CHECK_REL("conv dinp", dx1, dx2, nin, fmt, N, H, W, C, K, k, s, pn, chunk, T);
         CHECK_REL("conv dweight", dw1, dw2, nw, fmt, N, H, W, C, K, k, s, pn, chunk, T);
         CHECK_REL("conv dbias", db1, db2, K, fmt, N, H, W, C, K, k, s, pn, chunk, T);
+        CHECK(conv_overwrite_err(&g, x, w, dy, work, work_floats, T) < TOL);
         free(work), free(x), free(w), free(b), free(dy), free(y1), free(y2);
         free(dx1), free(dw1), free(db1), free(dx2), free(dw2), free(db2);
     }
@@ -120,7 +138,7 @@ TEST(nn_kernels_conv2d_fast_matches_naive_on_larger_shapes)
         conv2d_forward_naive(y2, x, w, NULL, &g);
         CHECK_REL("conv forward", y1, y2, nout, "shape %zu", i);
         float *dx1 = calloc(nin, 4), *dw1 = calloc(nw, 4), *dx2 = calloc(nin, 4), *dw2 = calloc(nw, 4);
-        conv2d_backward(dx1, dw1, NULL, dy, x, w, &g, work, wf, 2);
+        conv2d_backward(dx1, dw1, NULL, dy, x, w, &g, work, wf, 2, true);
         conv2d_backward_naive(dx2, dw2, NULL, dy, x, w, &g);
         CHECK_REL("conv dinp", dx1, dx2, nin, "shape %zu", i);
         CHECK_REL("conv dweight", dw1, dw2, nw, "shape %zu", i);
@@ -155,8 +173,8 @@ TEST(nn_kernels_conv2d_short_kernel_weight_gradient)
             float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, g.K);
             float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, g.K);
             float *dx3 = dup(dx1, nin), *dw3 = dup(dw1, nw), *db3 = dup(db1, g.K);
-            conv2d_backward(with_dinp ? dx1 : NULL, dw1, db1, dy, x, w, &g, work, wf, T);
-            conv2d_backward(with_dinp ? dx3 : NULL, dw3, db3, dy, x, w, &g, work, wf, T);
+            conv2d_backward(with_dinp ? dx1 : NULL, dw1, db1, dy, x, w, &g, work, wf, T, true);
+            conv2d_backward(with_dinp ? dx3 : NULL, dw3, db3, dy, x, w, &g, work, wf, T, true);
             conv2d_backward_naive(with_dinp ? dx2 : NULL, dw2, db2, dy, x, w, &g);
             const char *fmt = "shape %zu threads %d workspace %zu";
             CHECK_REL("conv dinp", dx1, dx2, nin, fmt, i, T, wf);
@@ -196,8 +214,8 @@ TEST(nn_kernels_conv2d_stride1_input_gradient_as_a_conv)
         float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
         float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, K);
         float *dx3 = dup(dx1, nin), *dw3 = dup(dw1, nw), *db3 = dup(db1, K);
-        conv2d_backward(dx1, dw1, db1, dy, x, w, &g, work, wf, T);
-        conv2d_backward(dx3, dw3, db3, dy, x, w, &g, work, wf, T);
+        conv2d_backward(dx1, dw1, db1, dy, x, w, &g, work, wf, T, true);
+        conv2d_backward(dx3, dw3, db3, dy, x, w, &g, work, wf, T, true);
         conv2d_backward_naive(dx2, dw2, db2, dy, x, w, &g);
         const char *fmt = "N%d H%d W%d C%d K%d k%dx%d %s work %zu threads %d";
         const char *pn = pad == PAD_SAME ? "same" : "valid";
@@ -206,6 +224,7 @@ TEST(nn_kernels_conv2d_stride1_input_gradient_as_a_conv)
         CHECK_REL("conv dbias", db1, db2, K, fmt, N, H, W, C, K, kh, kw, pn, wf, T);
         CHECK(memcmp(dx1, dx3, sizeof(float) * nin) == 0);
         CHECK(memcmp(dw1, dw3, sizeof(float) * nw) == 0);
+        CHECK(conv_overwrite_err(&g, x, w, dy, work, wf, T) < TOL);
         free(work), free(x), free(w), free(dy), free(dx1), free(dw1), free(db1);
         free(dx2), free(dw2), free(db2), free(dx3), free(dw3), free(db3);
     }
@@ -454,16 +473,17 @@ TEST(nn_kernels_pointwise_backward_chunked_matches_naive)
         float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, g.K);
         float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, g.K);
         float *dx3 = dup(dx1, nin), *dw3 = dup(dw1, nw), *db3 = dup(db1, g.K);
-        conv2d_backward(dx1, dw1, db1, dy, x, w, &g, work, wf, T);
+        conv2d_backward(dx1, dw1, db1, dy, x, w, &g, work, wf, T, true);
         conv2d_backward_naive(dx2, dw2, db2, dy, x, w, &g);
         CHECK_REL("pointwise dinp", dx1, dx2, nin, "shape %zu", i);
         CHECK_REL("pointwise dweight", dw1, dw2, nw, "shape %zu", i);
         CHECK_REL("pointwise dbias", db1, db2, g.K, "shape %zu", i);
-        conv2d_backward(dx3, dw3, db3, dy, x, w, &g, work, wf, T);
+        CHECK(conv_overwrite_err(&g, x, w, dy, work, wf, T) < TOL);
+        conv2d_backward(dx3, dw3, db3, dy, x, w, &g, work, wf, T, true);
         CHECK(memcmp(dx1, dx3, sizeof(float) * nin) == 0);
         CHECK(memcmp(dw1, dw3, sizeof(float) * nw) == 0);
         float *dw4 = rnd(&rng, nw), *dw5 = dup(dw4, nw);
-        conv2d_backward(NULL, dw4, NULL, dy, x, w, &g, work, wf, T);
+        conv2d_backward(NULL, dw4, NULL, dy, x, w, &g, work, wf, T, true);
         conv2d_backward_naive(NULL, dw5, NULL, dy, x, w, &g);
         CHECK_REL("pointwise dweight alone", dw4, dw5, nw, "shape %zu", i);
         free(work), free(x), free(w), free(dy), free(dx1), free(dw1), free(db1), free(dx2);
