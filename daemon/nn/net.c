@@ -1273,7 +1273,7 @@ static void backward_layer(Net *net, int i)
     case LAYER_DEPTHWISE:
         depthwise_backward(dx, param_grad(net, l, 0),
                            l->use_bias ? param_grad(net, l, 1) : NULL, l->dout, x->out,
-                           param_data(net, l, 0), &g, net->work, T);
+                           param_data(net, l, 0), &g, net->work, T, true);
         break;
     case LAYER_ZEROPAD:
         if (dx)
