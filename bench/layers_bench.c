@@ -1,7 +1,7 @@
 /* layers_bench.c — GFLOP/s of the engine's layer kernels on MobileNet / ResNet-50 shapes.
  *
  * Usage: layers_bench [--threads N] [--batch N] [--chunk-kb KB] [--reps N] [--filter TEXT]
- *                     [--cpu]
+ *                     [--cpu] [--accumulate]
  * Times the fast conv2d forward and backward (dinp + dweight) and the direct depthwise,
  * max-pool, batch-norm and ReLU loops at batch 32 (default), best of --reps runs, and
  * prints one line per layer: milliseconds and GFLOP/s (conv: 2·N·OH·OW·K·kh·kw·C per pass;
@@ -13,7 +13,10 @@
  * it shows what the kernel costs, not how long it waited for a core. The max-pool line
  * counts one FLOP per compared element (k·k per output) in both directions and gives no
  * dW-only time. The "mnet-0.25" depthwise shapes are MobileNet α = 0.25 at 128 px, which
- * trains at batch 64 (--batch 64). */
+ * trains at batch 64 (--batch 64). The conv and depthwise backwards overwrite their input
+ * gradient, as the net runs them on a first write; --accumulate times instead a cleared
+ * buffer plus the accumulating backward (memset, then dinp +=). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +96,7 @@ int main(int argc, char **argv)
     int threads = 2, batch = 32, reps = 3;
     size_t chunk_kb = 1024;
     const char *filter = NULL;
+    bool accumulate = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -106,9 +110,11 @@ int main(int argc, char **argv)
             filter = argv[++i];
         else if (strcmp(argv[i], "--cpu") == 0)
             clock_id = CLOCK_PROCESS_CPUTIME_ID;
+        else if (strcmp(argv[i], "--accumulate") == 0)
+            accumulate = true;
         else {
             fprintf(stderr, "usage: layers_bench [--threads N] [--batch N] [--chunk-kb KB] "
-                            "[--reps N] [--filter TEXT] [--cpu]\n");
+                            "[--reps N] [--filter TEXT] [--cpu] [--accumulate]\n");
             return 2;
         }
     }
@@ -167,16 +173,18 @@ int main(int argc, char **argv)
             else
                 depthwise_forward(y, x, w, NULL, &g, threads);
             double t1 = now();
+            if (accumulate) /* what the net paid before first writes overwrote */
+                memset(dx, 0, sizeof(float) * nin);
             if (s->kind == 'c') /* a first layer (3 channels) needs no input gradient */
                 conv2d_backward(s->C == 3 ? NULL : dx, dw, NULL, dy, x, w, &g, work, wf, threads,
-                                false);
+                                accumulate);
             else
-                depthwise_backward(dx, dw, NULL, dy, x, w, &g, work, threads);
+                depthwise_backward(dx, dw, NULL, dy, x, w, &g, work, threads, accumulate);
             double t2 = now();
             if (s->kind == 'c')
                 conv2d_backward(NULL, dw, NULL, dy, x, w, &g, work, wf, threads, false);
             else
-                depthwise_backward(NULL, dw, NULL, dy, x, w, &g, work, threads);
+                depthwise_backward(NULL, dw, NULL, dy, x, w, &g, work, threads, false);
             double t3 = now();
             bf = t1 - t0 < bf ? t1 - t0 : bf;
             bb = t2 - t1 < bb ? t2 - t1 : bb;

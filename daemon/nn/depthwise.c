@@ -14,7 +14,10 @@
  * gradient: the row's products summed in float registers, then added to per-thread double
  * partials that are reduced in thread order, deterministic for a thread count). Other
  * kernel sizes, strides and multipliers, and the C mod VL channels left over, take the
- * general loops, which follow the same row split. */
+ * general loops, which follow the same row split. Overwriting the input gradient never
+ * reads what dinp held: the vector path stores each pixel once from its accumulator
+ * (added to the old value only when accumulating), the general loops store a pixel's
+ * first tap and add the rest, and write 0 where no output reads the pixel. */
 #include "nn/layers.h"
 
 #include <omp.h>
@@ -315,7 +318,7 @@ static void dw_row_general(double *restrict pw, float *restrict rb, const float 
  * q = (ix + pad_left − r) / S; dr[ky] is the output row tap row ky reaches, or NULL. */
 static inline __attribute__((always_inline)) void
 dx_phase_vec(float *restrict drow, const float *const *dr, const Vf *wv, const ConvGeom *g,
-             int c0, const int S, const int r)
+             int c0, const int S, const int r, bool accumulate)
 {
     const int W = g->W, C = g->C, OW = g->OW, pl = g->pad_left;
     for (int ix = ((r - pl) % S + S) % S; ix < W; ix += S) {
@@ -333,7 +336,7 @@ dx_phase_vec(float *restrict drow, const float *const *dr, const Vf *wv, const C
             }
         }
         float *d = drow + (size_t)ix * C + c0;
-        vstore(d, vload(d) + acc);
+        vstore(d, accumulate ? vload(d) + acc : acc);
     }
 }
 
@@ -341,7 +344,7 @@ dx_phase_vec(float *restrict drow, const float *const *dr, const Vf *wv, const C
  * output gradient. */
 static inline __attribute__((always_inline)) void
 dx_row_vec(float *restrict drow, const float *restrict dimg, const float *restrict weight,
-           const ConvGeom *g, int iy, int cv, const int S)
+           const ConvGeom *g, int iy, int cv, const int S, bool accumulate)
 {
     const int C = g->C, OH = g->OH, OW = g->OW;
     const float *dr[VK];
@@ -354,50 +357,67 @@ dx_row_vec(float *restrict drow, const float *restrict dimg, const float *restri
 #pragma GCC unroll 9
         for (int t = 0; t < VK * VK; t++)
             wv[t] = vload(weight + (size_t)t * C + c0);
-        dx_phase_vec(drow, dr, wv, g, c0, S, 0);
+        dx_phase_vec(drow, dr, wv, g, c0, S, 0, accumulate);
         if (S == 2)
-            dx_phase_vec(drow, dr, wv, g, c0, S, 1);
+            dx_phase_vec(drow, dr, wv, g, c0, S, 1, accumulate);
     }
 }
 
-/* Input gradient of input row y over input channels [c_lo, C), any kernel, stride and
- * multiplier: each pixel gathers the outputs whose window holds it. */
-static void dx_row_general(float *restrict drow, const float *restrict dimg,
-                           const float *restrict weight, const ConvGeom *g, int y, int c_lo)
+/* Taps k ≡ a (mod s) of a k-tap window whose output index (a − k) / s lies in [0, n):
+ * [*lo, *hi) stepped by s, the first reaching output *o0 (the next ones o0 − 1, ...). */
+static inline void gather_taps(int a, int s, int k, int n, int *lo, int *hi, int *o0)
 {
-    const int C = g->C, K = g->K, OH = g->OH, OW = g->OW, kw = g->kw, s = g->stride;
-    const int m = K / C;
+    int l = a - s * (n - 1) > 0 ? a - s * (n - 1) : 0;
+    *lo = l + (a - l) % s;
+    *hi = a + 1 < k ? a + 1 : k;
+    *o0 = (a - *lo) / s;
+}
+
+/* Input gradient of input row y over input channels [c_lo, C), any kernel, stride and
+ * multiplier: each pixel gathers the outputs whose window holds it, a tap at a time over
+ * all its channels (the address order that suits wide layers streaming from memory). When
+ * overwriting, the pixel's first tap stores and the rest add, and a pixel no output reads
+ * gets 0. */
+static void dx_row_general(float *restrict drow, const float *restrict dimg,
+                           const float *restrict weight, const ConvGeom *g, int y, int c_lo,
+                           bool accumulate)
+{
+    const int C = g->C, K = g->K, OW = g->OW, kw = g->kw, s = g->stride, m = K / C;
+    int ky0, ky1, oy0;
+    gather_taps(y + g->pad_top, s, g->kh, g->OH, &ky0, &ky1, &oy0);
     for (int x = 0; x < g->W; x++) {
         float *restrict d = drow + (size_t)x * C;
-        for (int ky = 0; ky < g->kh; ky++) {
-            int t = y + g->pad_top - ky;
-            if (t < 0 || t % s || t / s >= OH)
-                continue;
-            for (int kx = 0; kx < kw; kx++) {
-                int u = x + g->pad_left - kx;
-                if (u < 0 || u % s || u / s >= OW)
-                    continue;
-                const float *restrict dy = dimg + ((size_t)(t / s) * OW + u / s) * K;
+        int kx0, kx1, ox0;
+        gather_taps(x + g->pad_left, s, kw, OW, &kx0, &kx1, &ox0);
+        bool store = !accumulate;
+        for (int ky = ky0, oy = oy0; ky < ky1; ky += s, oy--)
+            for (int kx = kx0, ox = ox0; kx < kx1; kx += s, ox--) {
+                const float *restrict dy = dimg + ((size_t)oy * OW + ox) * K;
                 const float *restrict w = weight + ((size_t)ky * kw + kx) * K;
-                if (m == 1) {
+                if (m == 1 && store) {
+                    for (int c = c_lo; c < C; c++)
+                        d[c] = dy[c] * w[c];
+                } else if (m == 1) {
                     for (int c = c_lo; c < C; c++)
                         d[c] += dy[c] * w[c];
-                    continue;
+                } else {
+                    for (int c = c_lo; c < C; c++) {
+                        float acc = 0;
+                        for (int j = 0; j < m; j++)
+                            acc += dy[c * m + j] * w[c * m + j];
+                        d[c] = store ? acc : d[c] + acc;
+                    }
                 }
-                for (int c = c_lo; c < C; c++) {
-                    float acc = 0;
-                    for (int j = 0; j < m; j++)
-                        acc += dy[c * m + j] * w[c * m + j];
-                    d[c] += acc;
-                }
+                store = false;
             }
-        }
+        if (store)
+            memset(d + c_lo, 0, sizeof(float) * (size_t)(C - c_lo));
     }
 }
 
 void depthwise_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, const ConvGeom *g, float *work,
-                        int threads)
+                        int threads, bool accumulate)
 {
     const int H = g->H, W = g->W, C = g->C, K = g->K, OH = g->OH, OW = g->OW;
     const int cv = vector_channels(g);
@@ -441,11 +461,11 @@ void depthwise_backward(float *dinp, float *dweight, float *dbias, const float *
             float *drow = dinp + ((size_t)n * H + y) * W * C;
             const float *dimg = dout + (size_t)n * OH * OW * K;
             if (cv && g->stride == 1)
-                dx_row_vec(drow, dimg, weight, g, y, cv, 1);
+                dx_row_vec(drow, dimg, weight, g, y, cv, 1, accumulate);
             else if (cv)
-                dx_row_vec(drow, dimg, weight, g, y, cv, 2);
+                dx_row_vec(drow, dimg, weight, g, y, cv, 2, accumulate);
             if (cv < C)
-                dx_row_general(drow, dimg, weight, g, y, cv);
+                dx_row_general(drow, dimg, weight, g, y, cv, accumulate);
         }
 }
 

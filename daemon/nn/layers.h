@@ -9,8 +9,10 @@
  * (kh, kw, C, m) whose output channel c·m + j reads input channel c, dense (D, K).
  *
  * Gradient rule (the engine's one rule): every backward ACCUMULATES (+=) into the input
- * gradient and the parameter gradients it is given; it never clears them. A NULL input
- * gradient (dinp) or bias gradient skips that computation.
+ * gradient and the parameter gradients it is given; it never clears them. The one
+ * exception is depthwise_backward with accumulate = false, which overwrites its input
+ * gradient (see there). A NULL input gradient (dinp) or bias gradient skips that
+ * computation.
  *
  * Fast paths run in an OpenMP team of `threads` threads (num_threads(threads)); GEMMs go
  * through nn/gemm.h, split into one contiguous share per team member, each a
@@ -107,14 +109,17 @@ void depthwise_forward(float *out,          /* (N, OH, OW, K) */
                        const float *bias,   /* (K) or NULL */
                        const ConvGeom *g, int threads);
 /* Weight gradients reduce per-thread partials (work, depthwise_workspace floats); the input
- * gradient gathers, so no two threads write the same pixel. */
+ * gradient gathers, so no two threads write the same pixel. dweight and dbias always
+ * accumulate. accumulate = true: dinp += the input gradient; false: dinp = the input
+ * gradient, every element written (0 where no output reads the pixel) and none read, so
+ * dinp may hold anything beforehand (NaN included). */
 void depthwise_backward(float *dinp,         /* (N, H, W, C) or NULL */
                         float *dweight,      /* (kh, kw, C, m) */
                         float *dbias,        /* (K) or NULL */
                         const float *dout,   /* (N, OH, OW, K) */
                         const float *inp,    /* (N, H, W, C) */
                         const float *weight, /* (kh, kw, C, m) */
-                        const ConvGeom *g, float *work, int threads);
+                        const ConvGeom *g, float *work, int threads, bool accumulate);
 void depthwise_forward_naive(float *out, const float *inp, const float *weight,
                              const float *bias, const ConvGeom *g);
 void depthwise_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,

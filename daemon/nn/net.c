@@ -1259,7 +1259,8 @@ static void backward_layer(Net *net, int i)
     }
     /* a kernel that can overwrite takes its input gradient as it is on a first write (fresh);
      * the others accumulate into a cleared one */
-    bool fresh = false, overwrites = l->type == LAYER_CONV2D;
+    bool fresh = false;
+    bool overwrites = l->type == LAYER_CONV2D || l->type == LAYER_DEPTHWISE;
     float *dx = overwrites ? input_grad_fresh(net, l, 0, &fresh) : input_grad(net, l, 0);
     ConvGeom g = aux->geom;
     g.N = n;
@@ -1276,7 +1277,7 @@ static void backward_layer(Net *net, int i)
     case LAYER_DEPTHWISE:
         depthwise_backward(dx, param_grad(net, l, 0),
                            l->use_bias ? param_grad(net, l, 1) : NULL, l->dout, x->out,
-                           param_data(net, l, 0), &g, net->work, T);
+                           param_data(net, l, 0), &g, net->work, T, !fresh);
         break;
     case LAYER_ZEROPAD:
         if (dx)

@@ -183,7 +183,7 @@ static void backward(Case *c)
             depthwise_backward_naive(c->gr[0], c->gr[1], dbias, c->r, c->t[0], c->t[1], g);
         else
             depthwise_backward(c->gr[0], c->gr[1], dbias, c->r, c->t[0], c->t[1], g, c->work,
-                               T);
+                               T, true);
         break;
     case OP_ZEROPAD:
         zeropad_backward(c->gr[0], c->r, c->N, c->H, c->W, c->C, c->pad[0], c->pad[1],

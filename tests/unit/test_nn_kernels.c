@@ -253,7 +253,7 @@ TEST(nn_kernels_depthwise_fast_matches_naive)
         CHECK_REL("depthwise forward", y1, y2, nout, fmt, N, H, W, C, m, k, s, T);
         float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
         float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, K);
-        depthwise_backward(dx1, dw1, bias ? db1 : NULL, dy, x, w, &g, work, T);
+        depthwise_backward(dx1, dw1, bias ? db1 : NULL, dy, x, w, &g, work, T, true);
         depthwise_backward_naive(dx2, dw2, bias ? db2 : NULL, dy, x, w, &g);
         CHECK_REL("depthwise dinp", dx1, dx2, nin, fmt, N, H, W, C, m, k, s, T);
         CHECK_REL("depthwise dweight", dw1, dw2, nw, fmt, N, H, W, C, m, k, s, T);
@@ -289,13 +289,60 @@ TEST(nn_kernels_depthwise_paths_match_naive)
         CHECK_REL("depthwise forward", y1, y2, nout, fmt, N, H, W, C, m, k, s, T);
         float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
         float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, K);
-        depthwise_backward(dx1, dw1, db1, dy, x, w, &g, work, T);
+        depthwise_backward(dx1, dw1, db1, dy, x, w, &g, work, T, true);
         depthwise_backward_naive(dx2, dw2, db2, dy, x, w, &g);
         CHECK_REL("depthwise dinp", dx1, dx2, nin, fmt, N, H, W, C, m, k, s, T);
         CHECK_REL("depthwise dweight", dw1, dw2, nw, fmt, N, H, W, C, m, k, s, T);
         CHECK_REL("depthwise dbias", db1, db2, K, fmt, N, H, W, C, m, k, s, T);
         free(work), free(x), free(w), free(b), free(dy), free(y1), free(y2);
         free(dx1), free(dw1), free(db1), free(dx2), free(dw2), free(db2);
+    }
+}
+
+TEST(nn_kernels_depthwise_overwrite_matches_naive_on_zeros)
+{
+    /* accumulate = false must write every input-gradient element without reading it: dinp
+     * starts as NaN and must equal the naive reference run on zeros (also 0 where no output
+     * reads the pixel), while dweight and dbias still accumulate. Covers the vector blocks
+     * (8, 16), blocks plus leftovers (22), the general loops (40, 64, multiplier 2, 5×5),
+     * strides 1 and 2, same and valid, and the net's folded ZeroPadding: the geometry of the
+     * padded input with H and W one less (no pad before, two after). A second run from
+     * other garbage must give the same bits, and accumulate = true must add onto dinp. */
+    static const int cs[] = {8, 16, 22, 40, 64};
+    Rng rng;
+    rng_seed(&rng, 53);
+    for (int trial = 0; trial < 40; trial++) {
+        int C = cs[trial % 5], s = 1 + (trial / 5) % 2, fold = (trial / 20) % 2;
+        int m = 1 + (trial % 4 == 1), k = trial % 6 == 2 ? 5 : 3, T = 1 + trial % 3, K = C * m;
+        Padding pad = fold || (trial / 10) % 2 ? PAD_VALID : PAD_SAME;
+        int N = pick(&rng, 1, 2), H = pick(&rng, k, 13), W = pick(&rng, k, 17);
+        ConvGeom g;
+        REQUIRE(shape_conv_geom(&g, N, H + fold, W + fold, C, K, k, k, s, pad) == 0);
+        g.H = H, g.W = W;
+        size_t nin = (size_t)N * H * W * C, nw = (size_t)k * k * K;
+        size_t nout = (size_t)N * g.OH * g.OW * K;
+        float *work = malloc(sizeof(float) * depthwise_workspace(&g, T));
+        float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *dy = rnd(&rng, nout);
+        float *dx1 = malloc(sizeof(float) * nin), *dx2 = calloc(nin, sizeof(float));
+        float *dx3 = rnd(&rng, nin), *dx4 = dup(dx3, nin), *dx5 = dup(dx3, nin);
+        float *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
+        float *dw2 = dup(dw1, nw), *db2 = dup(db1, K), *dw3 = dup(dw1, nw), *db3 = dup(db1, K);
+        for (size_t i = 0; i < nin; i++)
+            dx1[i] = NAN;
+        depthwise_backward(dx1, dw1, db1, dy, x, w, &g, work, T, false);
+        depthwise_backward_naive(dx2, dw2, db2, dy, x, w, &g);
+        const char *fmt = "N%d H%d W%d C%d m%d k%d s%d %s fold %d threads %d";
+        const char *pn = pad == PAD_SAME ? "same" : "valid";
+        CHECK_REL("overwritten dinp", dx1, dx2, nin, fmt, N, H, W, C, m, k, s, pn, fold, T);
+        CHECK_REL("dweight", dw1, dw2, nw, fmt, N, H, W, C, m, k, s, pn, fold, T);
+        CHECK_REL("dbias", db1, db2, K, fmt, N, H, W, C, m, k, s, pn, fold, T);
+        depthwise_backward(dx3, dw3, db3, dy, x, w, &g, work, T, false);
+        CHECK(memcmp(dx1, dx3, sizeof(float) * nin) == 0);
+        depthwise_backward(dx4, dw3, NULL, dy, x, w, &g, work, T, true);
+        depthwise_backward_naive(dx5, dw2, NULL, dy, x, w, &g);
+        CHECK_REL("accumulated dinp", dx4, dx5, nin, fmt, N, H, W, C, m, k, s, pn, fold, T);
+        free(work), free(x), free(w), free(dy), free(dx1), free(dx2), free(dx3), free(dx4);
+        free(dx5), free(dw1), free(db1), free(dw2), free(db2), free(dw3), free(db3);
     }
 }
 
