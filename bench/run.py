@@ -1,6 +1,7 @@
 """run.py — `make bench`: initlab's training throughput against PyTorch's, measured in the same run.
 
 usage: /usr/bin/python3 bench/run.py [--steps N] [--rounds R] [--only SUBSTRING]
+                                     [--config MODEL:SIZE:BATCH[:ALPHA] ...]
                                      [--no-concurrency] [--initlab PATH] [--out FILE]
 
 For each configuration (mobilenet 224 px batch 32; resnet50 224 px batch 32; mobilenet
@@ -13,7 +14,8 @@ process, also the best of R rounds. Everything goes to build/bench.json as well,
 round included. Throughput on a shared or virtual machine drifts by 20% and more over
 tens of seconds; alternating rounds and keeping each side's best compares the two at
 their best moments rather than whichever ran during a slow spell. Compare ratios, not
-absolute numbers.
+absolute numbers. --config replaces the four configurations (a quick check of the tool on
+small ones; the concurrency line then covers each of them).
 """
 import argparse
 import json
@@ -71,19 +73,36 @@ def concurrent(initlab, c, steps):
     return outs
 
 
+def parse_config(text):
+    """MODEL:SIZE:BATCH[:ALPHA] as one configuration."""
+    parts = text.split(":")
+    if len(parts) not in (3, 4):
+        raise SystemExit(f"--config {text}: expected MODEL:SIZE:BATCH[:ALPHA]")
+    alpha = float(parts[3]) if len(parts) == 4 else 1.0
+    name = f"{parts[0]}{'' if alpha == 1.0 else f' a{alpha:g}'} {int(parts[1])}px b{int(parts[2])}"
+    return {"name": name, "model": parts[0], "size": int(parts[1]), "batch": int(parts[2]),
+            "alpha": alpha}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=10, help="timed steps per run (default 10)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternating runs of each side; the best counts (default 3)")
     ap.add_argument("--only", help="run the configurations whose name contains this")
+    ap.add_argument("--config", action="append", default=[], metavar="MODEL:SIZE:BATCH[:ALPHA]",
+                    help="run this configuration instead of the four (repeatable)")
     ap.add_argument("--no-concurrency", action="store_true")
     ap.add_argument("--initlab", default=os.environ.get("INITLAB_BIN",
                                                          os.path.join(ROOT, "initlab")))
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench.json"))
     a = ap.parse_args()
 
-    configs = [c for c in CONFIGS if not a.only or a.only in c["name"]]
+    configs, concurrent_names = CONFIGS, CONCURRENT
+    if a.config:
+        configs = [parse_config(text) for text in a.config]
+        concurrent_names = [c["name"] for c in configs]
+    configs = [c for c in configs if not a.only or a.only in c["name"]]
     load = os.getloadavg()[0]
     if load > 0.5:
         print(f"note: load average {load:.2f} before the run; other processes skew the numbers",
@@ -110,7 +129,7 @@ def main():
     conc = []
     if not a.no_concurrency:
         for c in configs:
-            if c["name"] not in CONCURRENT:
+            if c["name"] not in concurrent_names:
                 continue
             print(f"running {c['name']}: two 1-thread processes vs one 2-thread ...", flush=True)
             pairs = [concurrent(a.initlab, c, a.steps) for _ in range(max(1, a.rounds))]

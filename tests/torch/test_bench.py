@@ -53,3 +53,37 @@ class BenchTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class MakeBenchTest(unittest.TestCase):
+    """bench/run.py (`make bench`) on one small configuration: the table and the JSON carry
+    what both sides measured, the best round of each and their ratio."""
+
+    def test_table_and_json_report_both_sides(self):
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "bench.json")
+            r = subprocess.run(
+                ["/usr/bin/python3", os.path.join(ROOT, "bench", "run.py"), "--config",
+                 "mobilenet:32:4:0.25", "--steps", "2", "--rounds", "2", "--initlab", INITLAB,
+                 "--out", out], capture_output=True, text=True, cwd=ROOT)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(out) as f:
+                d = json.load(f)
+        self.assertIn("mobilenet a0.25 32px b4", r.stdout)
+        self.assertIn("best of 2 alternating rounds", r.stdout)
+        row, = d["rows"]
+        self.assertEqual((row["model"], row["size"], row["batch"], row["alpha"]),
+                         ("mobilenet", 32, 4, 0.25))
+        for side in ("initlab", "torch"):
+            self.assertEqual(len(row[f"{side}_rounds"]), 2)
+            self.assertEqual(row[side]["images_per_s"], max(row[f"{side}_rounds"]))
+            self.assertGreater(row[side]["peak_rss_mb"], 0)
+        self.assertAlmostEqual(row["ratio"],
+                               row["initlab"]["images_per_s"] / row["torch"]["images_per_s"])
+        line = next(l for l in r.stdout.splitlines() if l.startswith("mobilenet a0.25 32px b4 "))
+        self.assertIn(f"{row['ratio']:.2f}x", line)
+        conc, = d["concurrency"]
+        self.assertAlmostEqual(conc["two_1thread_images_per_s"], sum(conc["each"]))
+        self.assertAlmostEqual(conc["ratio"], conc["two_1thread_images_per_s"]
+                               / conc["one_2thread_images_per_s"])
