@@ -18,9 +18,14 @@
  * every activation, the output and every layer whose output the backward reads; the rest
  * may already hold a later layer's output (net_set_observer sees every one as it is made).
  *
+ * Some layers run inside another's kernel: a batch norm computes the ReLU/ReLU6 (and in a
+ * residual block the add before it) working in place after it (plan_fusion), and a
+ * convolution applies a zero padding read only by convolutions itself (plan_padding).
+ *
  * Passes run layers in build order, which is a topological order because a builder can
- * only name layers that already exist. The backward clears each activation gradient just
- * before its first consumer accumulates into it (equivalent to clearing all first). */
+ * only name layers that already exist. In the backward, the first write into an activation
+ * gradient overwrites it where the kernel can (batch norm, conv2d, depthwise, add, flatten)
+ * and the buffer is cleared just before it otherwise, so every later consumer adds. */
 #include "nn/net.h"
 
 #include <assert.h>
