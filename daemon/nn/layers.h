@@ -9,9 +9,10 @@
  * (kh, kw, C, m) whose output channel c·m + j reads input channel c, dense (D, K).
  *
  * Gradient rule (the engine's one rule): every backward ACCUMULATES (+=) into the input
- * gradient and the parameter gradients it is given; it never clears them. The one
- * exception is depthwise_backward with accumulate = false, which overwrites its input
- * gradient (see there). A NULL input gradient (dinp) or bias gradient skips that
+ * gradient and the parameter gradients it is given; it never clears them. The exception:
+ * conv2d_backward and depthwise_backward with accumulate false, and the fused batch-norm
+ * kernels with BnFused.accumulate false, overwrite their input gradient without reading
+ * it (a first write: the net then needs no clearing pass). A NULL input gradient (dinp) or bias gradient skips that
  * computation.
  *
  * Fast paths run in an OpenMP team of `threads` threads (num_threads(threads)); GEMMs go
