@@ -92,11 +92,10 @@ static void im2col(float *restrict cols, const float *restrict inp, const ConvGe
     const int H = g->H, W = g->W, C = g->C, OH = g->OH, OW = g->OW;
     const int kh = g->kh, kw = g->kw, s = g->stride;
     const size_t kk = (size_t)kh * kw * C;
+    /* the first row's coordinates, then a step per row: no division per row */
+    int ox = (int)(r0 % OW), oy = (int)(r0 / OW % OH);
+    size_t n = r0 / ((size_t)OW * OH);
     for (size_t i = 0; i < rows; i++) {
-        size_t r = r0 + i;
-        int ox = (int)(r % OW);
-        int oy = (int)(r / OW % OH);
-        size_t n = r / ((size_t)OW * OH);
         const float *img = inp + n * H * W * C;
         float *dst = cols + i * kk;
         int iy0 = oy * s - g->pad_top, ix0 = ox * s - g->pad_left;
@@ -119,6 +118,11 @@ static void im2col(float *restrict cols, const float *restrict inp, const ConvGe
                 else
                     memcpy(d + (size_t)kx * C, row + (size_t)ix * C, sizeof(float) * C);
             }
+        }
+        if (++ox == OW) {
+            ox = 0;
+            if (++oy == OH)
+                oy = 0, n++;
         }
     }
 }
@@ -421,45 +425,6 @@ static void dw_tile_any(float *restrict part, const float *restrict cols, size_t
 #endif
 }
 
-/* buf (n, kh·kw·C) = the receptive fields of output rows [r0, r0 + n), zeros in padding: im2col
- * for a few rows, walking the pixel coordinates instead of dividing per row. */
-static void dw_gather(float *restrict buf, const float *restrict inp, const ConvGeom *g,
-                      size_t r0, size_t n)
-{
-    const int H = g->H, W = g->W, C = g->C, OH = g->OH, OW = g->OW;
-    const int kh = g->kh, kw = g->kw, s = g->stride, wc = kw * C;
-    int ox = (int)(r0 % OW), oy = (int)(r0 / OW % OH);
-    size_t img = r0 / ((size_t)OW * OH);
-    float *d = buf;
-    for (size_t i = 0; i < n; i++) {
-        const float *im = inp + img * H * W * C;
-        const int iy0 = oy * s - g->pad_top, ix0 = ox * s - g->pad_left;
-        const bool inside_x = ix0 >= 0 && ix0 + kw <= W;
-        for (int ky = 0; ky < kh; ky++, d += wc) {
-            const int iy = iy0 + ky;
-            if (iy < 0 || iy >= H) {
-                memset(d, 0, sizeof(float) * wc);
-                continue;
-            }
-            const float *row = im + (size_t)iy * W * C;
-            if (inside_x) {
-                memcpy(d, row + (size_t)ix0 * C, sizeof(float) * wc);
-                continue;
-            }
-            for (int kx = 0; kx < kw; kx++) {
-                const int ix = ix0 + kx;
-                for (int c = 0; c < C; c++)
-                    d[kx * C + c] = ix >= 0 && ix < W ? row[(size_t)ix * C + c] : 0;
-            }
-        }
-        if (++ox == OW) {
-            ox = 0;
-            if (++oy == OH)
-                oy = 0, img++;
-        }
-    }
-}
-
 /* part (kh·kw·C, K) += cols ᵀ · dy (rows, K), cols being the receptive fields of output rows
  * [r0, r0 + rows) gathered DW_ROWS at a time into a buffer that stays in L1; each block is
  * summed in registers. Filters go in blocks of 4, 2 or 1 vectors; a last partial vector is
@@ -474,7 +439,7 @@ static void dw_short(float *restrict part, const float *restrict inp, const Conv
     for (size_t q = 0; q < rows; q += DW_ROWS) {
         const size_t n = rows - q < DW_ROWS ? rows - q : DW_ROWS;
         const float *yr = dy + q * K;
-        dw_gather(cols, inp, g, r0 + q, n);
+        im2col(cols, inp, g, r0 + q, n);
         for (int k0 = 0; k0 < K;) {
             const int left = K - k0, V = left >= 4 * DW_VL ? 4 : left >= 2 * DW_VL ? 2 : 1;
             const int valid = left < DW_VL ? left : V * DW_VL;
