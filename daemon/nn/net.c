@@ -735,9 +735,13 @@ static size_t *plan_buffers(Net *net, size_t *total)
     plan_fusion(net, root);
     int n = 0;
     for (int r = 0; r < L; r++)
-        if (root[r] == r && !net->aux[r].folded)
-            v[n++] = (PlanValue){B * layer_size(&net->layers[r]), r, out_death(net, tail[r]),
-                                 2 * r};
+        net->aux[r].kept = false;
+    for (int r = 0; r < L; r++)
+        if (root[r] == r && !net->aux[r].folded) {
+            int death = out_death(net, tail[r]);
+            net->aux[tail[r]].kept = death > last; /* the group's final value survives */
+            v[n++] = (PlanValue){B * layer_size(&net->layers[r]), r, death, 2 * r};
+        }
     for (int j = 1; j < L; j++) {
         const LayerAux *x = &net->aux[j];
         if (!runs_backward(net, j) || !own_buffers(net, j))
@@ -753,10 +757,8 @@ static size_t *plan_buffers(Net *net, size_t *total)
     for (int i = 0; i < 2 * L; i++)
         offset[i] = NO_BUFFER;
     *total = pack_slots(v, n, offset, slot_ints, slot_ints + 2 * L, slot_size);
-    for (int i = 0; i < L; i++) {
+    for (int i = 0; i < L; i++)
         offset[2 * i] = offset[2 * root[i]];
-        net->aux[i].kept = !net->aux[i].folded && i == tail[root[i]] && out_death(net, i) > last;
-    }
 done:
     free(consumers), free(root), free(tail), free(v), free(slot_ints), free(slot_size);
     return offset;
