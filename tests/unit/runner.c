@@ -18,6 +18,18 @@ static struct { const char *name; void (*fn)(void); } tests[MAX_TESTS];
 static int n_tests;
 static int current_failures;
 
+double test_rel_err(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 1e-6;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= num))
+            num = isnan(d) ? INFINITY : d;
+        den = fmax(den, fabs((double)b[i]));
+    }
+    return num / den;
+}
+
 void test_register(const char *name, void (*fn)(void))
 {
     if (n_tests == MAX_TESTS) {

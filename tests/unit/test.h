@@ -3,6 +3,7 @@
 #define INITLAB_TEST_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 
 /* Registers fn under name; called from the constructors TEST() emits. Can't fail. */
@@ -10,6 +11,9 @@ void test_register(const char *name, void (*fn)(void));
 /* Records one failed check of the running test and prints it. Can't fail. */
 void test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Relative error of tensor a against reference b (n floats): max |a − b| over
+ * max(max |b|, 1e-6); infinite when a difference is NaN. */
+double test_rel_err(const float *a, const float *b, size_t n);
 
 /* Defines a test case; cases run in name order, each in the same process. */
 #define TEST(name)                                                            \

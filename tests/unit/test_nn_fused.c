@@ -32,21 +32,9 @@ static float *filled(size_t n, float v)
     return x;
 }
 
-static double rel_err(const float *a, const float *b, size_t n)
-{
-    double num = 0, den = 1e-6;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= num))
-            num = isnan(d) ? INFINITY : d;
-        den = fmax(den, fabs((double)b[i]));
-    }
-    return num / den;
-}
-
 #define CHECK_CLOSE(what, a, b, n)                                                         \
     do {                                                                                   \
-        double e_ = rel_err(a, b, n);                                                      \
+        double e_ = test_rel_err(a, b, n);                                                 \
         if (!(e_ < 1e-4))                                                                  \
             printf("    %s: relative error %.3g (M %d, C %d, T %d, hi %g)\n", what, e_, M, C, \
                    T, hi);                                                                 \

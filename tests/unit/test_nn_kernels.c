@@ -30,21 +30,9 @@ static float *dup(const float *x, size_t n)
     return y;
 }
 
-static double rel_err(const float *a, const float *b, size_t n)
-{
-    double num = 0, den = 1e-6;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= num))
-            num = isnan(d) ? INFINITY : d;
-        den = fmax(den, fabs((double)b[i]));
-    }
-    return num / den;
-}
-
 #define CHECK_REL(what, a, b, n, ...)                                                      \
     do {                                                                                   \
-        double e_ = rel_err(a, b, n);                                                      \
+        double e_ = test_rel_err(a, b, n);                                                 \
         if (!(e_ < TOL)) {                                                                 \
             printf("    %s: relative error %.3g for ", what, e_);                         \
             printf(__VA_ARGS__);                                                           \
@@ -70,7 +58,7 @@ static double conv_overwrite_err(const ConvGeom *g, const float *x, const float 
         d1[i] = NAN;
     conv2d_backward(d1, w1, NULL, dy, x, w, g, work, wf, T, false);
     conv2d_backward_naive(d2, w2, NULL, dy, x, w, g);
-    double e = rel_err(d1, d2, nin);
+    double e = test_rel_err(d1, d2, nin);
     free(d1), free(d2), free(w1), free(w2);
     return e;
 }
