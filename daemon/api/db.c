@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/jsonout.h"
+
 static pthread_key_t store_key;
 static pthread_once_t store_key_once = PTHREAD_ONCE_INIT;
 
@@ -77,7 +79,13 @@ static void csv_value(FILE *f, const json_t *v)
         fputc('"', f);
         return;
     }
-    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(10));
+    if (json_is_real(v)) {
+        char num[NUM_TEXT_MAX];
+        num_format_double(json_real_value(v), num);
+        fputs(num, f);
+        return;
+    }
+    char *text = json_text(v, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!text)
         return;
     bool quote = !json_is_number(v) && !json_is_boolean(v);

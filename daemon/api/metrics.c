@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/jsonout.h"
+
 #define MAX_BOUNDS 32
 #define HTTP_CODES 600
 
@@ -349,16 +351,19 @@ static void text_printf(Text *t, const char *fmt, ...)
     }
 }
 
-/* A sample value as Prometheus reads it (Go's ParseFloat spellings for the specials). */
+/* A sample value as Prometheus reads it (Go's ParseFloat spellings for the specials), in
+ * the shortest form that reads back the same. */
 static const char *fmt_value(double v, char *buf, size_t size)
 {
     if (isnan(v))
         return "NaN";
     if (isinf(v))
         return v > 0 ? "+Inf" : "-Inf";
-    snprintf(buf, size, "%.15g", v);
-    if (strtod(buf, NULL) != v) /* the shortest text that reads back exactly */
-        snprintf(buf, size, "%.17g", v);
+    char num[NUM_TEXT_MAX];
+    int n = num_format_double(v, num);
+    if (n > 2 && strcmp(num + n - 2, ".0") == 0)
+        num[n - 2] = '\0';   /* Prometheus writes whole numbers as integers: le="1" */
+    snprintf(buf, size, "%s", num);
     return buf;
 }
 

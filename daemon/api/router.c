@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "util/jsonout.h"
+
 #define MAX_SEGMENTS 16
 
 typedef struct {
@@ -293,7 +295,7 @@ int api_reply_json(ApiReply *reply, int status, json_t *json)
         set_type(reply, 500, NULL);
         return -1;
     }
-    char *text = json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *text = json_text(json, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(json);
     if (!text) {
         set_type(reply, 500, NULL);
@@ -339,7 +341,7 @@ static int problem(ApiReply *reply, int status, const char *title, const char *f
         if (inst)
             json_object_set_new(j, "instance", inst);
     }
-    char *text = json_dumps(j, JSON_COMPACT);
+    char *text = json_text(j, JSON_COMPACT);
     json_decref(j);
     if (!text) {
         set_type(reply, 500, NULL);

@@ -12,6 +12,7 @@
 #include "jobs/run.h"
 #include "train/config.h"
 #include "util/crc32.h"
+#include "util/jsonout.h"
 
 #define MAX_GRID_JOBS 1000
 
@@ -244,7 +245,7 @@ static int post_grid(ApiRequest *req, ApiReply *reply)
                 n++;
             }
     json_decref(common);
-    char *grid_text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    char *grid_text = json_text(obj, JSON_COMPACT | JSON_SORT_KEYS);
     rc = grid_text ? submit(req, reply, s, grid_text, jobs, n) : -1;
     free(grid_text);
 out:

@@ -15,6 +15,7 @@
 #include "nn/models.h"
 #include "nn/net.h"
 #include "nn/optim.h"
+#include "util/jsonout.h"
 #include "util/rng.h"
 
 static const char usage_head[] =
@@ -264,7 +265,7 @@ static int cmd_bench(int argc, char **argv)
             }
             json_object_set_new(root, "types", tj);
         }
-        char *text = json_dumps(root, JSON_INDENT(1));
+        char *text = json_text(root, JSON_INDENT(1));
         json_decref(root);
         if (!text)
             goto done;

@@ -9,6 +9,7 @@
 #include "cmd/cmd.h"
 #include "nn/gemm.h"
 #include "util/cpu.h"
+#include "util/jsonout.h"
 
 static const char usage_text[] =
     "usage: initlab info [--json] [--size N] [--threads T]\n\n"
@@ -68,7 +69,7 @@ static int cmd_info(int argc, char **argv)
             return 1;
         json_object_set_new(o, "openmp", json_pack("{s:s?, s:s?}", "wait_policy", wait_policy,
                                                    "spin_count", spin));
-        char *text = json_dumps(o, JSON_INDENT(2));
+        char *text = json_text(o, JSON_INDENT(2));
         json_decref(o);
         if (!text)
             return 1;

@@ -6,6 +6,7 @@
 
 #include "cmd/jobargs.h"
 #include "train/config.h"
+#include "util/jsonout.h"
 
 static bool parse_number(const char *s, json_t **out)
 {
@@ -127,7 +128,7 @@ void jobargs_print_options(FILE *out)
     json_object_foreach(obj, key, value) {
         if (strcmp(key, "dataset") == 0)
             continue;
-        char *text = json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT);
+        char *text = json_text(value, JSON_ENCODE_ANY | JSON_COMPACT);
         char flag[64];
         snprintf(flag, sizeof flag, "%s", key);
         for (char *p = flag; *p; p++)

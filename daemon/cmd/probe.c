@@ -18,6 +18,7 @@
 #include "nn/models.h"
 #include "train/probe.h"
 #include "train/trainer.h"
+#include "util/jsonout.h"
 #include "util/rng.h"
 
 static const char usage_text[] =
@@ -164,7 +165,7 @@ static int print_json(const JobConfig *cfg, const ProbeResult *r)
     json_t *out = json_pack("{s:s, s:s, s:s, s:i, s:i, s:o}", "model", cfg->model,
                             "init", cfg->init, "fan_convention", cfg->fan_convention,
                             "epoch", 0, "image_size", cfg->image_size, "stats", rows);
-    char *text = out ? json_dumps(out, JSON_INDENT(1)) : NULL;
+    char *text = out ? json_text(out, JSON_INDENT(1)) : NULL;
     json_decref(out);
     if (!text)
         return 1;

@@ -8,6 +8,7 @@
 #include "cmd/cmd.h"
 #include "data/scan.h"
 #include "data/split.h"
+#include "util/jsonout.h"
 
 static const char usage_text[] =
     "usage: initlab scan DIR [--split 0.6,0.2,0.2] [--seed N] [--threads T] [--verify]\n"
@@ -178,7 +179,7 @@ static int cmd_scan(int argc, char **argv)
     int rc = 0;
     if (json) {
         json_t *o = scan_json(x, f, seed);
-        char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(12)) : NULL;
+        char *text = o ? json_text(o, JSON_INDENT(2)) : NULL;
         json_decref(o);
         if (text) {
             puts(text);

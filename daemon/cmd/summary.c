@@ -11,6 +11,7 @@
 #include "nn/models.h"
 #include "nn/net.h"
 #include "train/weights.h"
+#include "util/jsonout.h"
 
 static const char usage_head[] =
     "usage: initlab summary --model M [--size S] [--classes K] [--head H] [--init I]\n"
@@ -223,7 +224,7 @@ static int cmd_summary(int argc, char **argv)
         goto done;
     }
     if (json) {
-        char *text = json_dumps(summary, JSON_INDENT(1));
+        char *text = json_text(summary, JSON_INDENT(1));
         if (!text)
             goto done;
         puts(text);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "util/log.h"
+#include "util/jsonout.h"
 
 DatasetIndex *jobs_scan_and_split(const char *path, DataSplitFractions f, uint64_t seed,
                                   char *err, size_t errlen)
@@ -26,7 +27,7 @@ static int store_index(Store *s, int64_t id, const DatasetIndex *index)
     json_t *names = json_array();
     for (int c = 0; names && c < index->n_classes; c++)
         json_array_append_new(names, json_string(index->class_names[c]));
-    char *names_json = names ? json_dumps(names, JSON_COMPACT) : NULL;
+    char *names_json = names ? json_text(names, JSON_COMPACT) : NULL;
     json_decref(names);
     StoreDatasetFile *files = calloc((size_t)index->n_files + 1, sizeof *files);
     StoreDatasetSkipped *skipped = calloc((size_t)index->n_skipped + 1, sizeof *skipped);

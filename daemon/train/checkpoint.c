@@ -10,6 +10,7 @@
 
 #include "util/crc32.h"
 #include "util/fileio.h"
+#include "util/jsonout.h"
 
 #define MAGIC "INITLABK"
 #define HEADER_BYTES 32
@@ -73,7 +74,7 @@ int checkpoint_save(const char *path, const Net *net, const CheckpointState *sta
                     char *err, size_t errlen)
 {
     json_t *meta = metadata(net, state);
-    char *meta_text = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+    char *meta_text = meta ? json_text(meta, JSON_COMPACT) : NULL;
     json_decref(meta);
     int n_params = net_n_params(net);
     FilePart *parts = malloc(sizeof(FilePart) * (2 + 2 * (size_t)n_params));

@@ -2,6 +2,7 @@
 #include "train/config.h"
 
 #include "nn/optim.h"
+#include "util/jsonout.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -351,7 +352,7 @@ json_t *config_to_json(const JobConfig *cfg)
 char *config_to_text(const JobConfig *cfg)
 {
     json_t *o = config_to_json(cfg);
-    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *text = o ? json_text(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     return text;
 }
@@ -363,5 +364,5 @@ double config_lr_at(const JobConfig *cfg, int epoch)
     if (lr_schedule_parse(cfg->schedule, &s.kind) < 0)
         s.kind = LR_CONSTANT;
     memcpy(s.milestones, cfg->milestones, sizeof(int) * (size_t)cfg->n_milestones);
-    return lr_schedule_at(&s, epoch, (float)cfg->lr);
+    return num_float_decimal(lr_schedule_at(&s, epoch, (float)cfg->lr));
 }

@@ -100,7 +100,9 @@ char *config_to_text(const JobConfig *cfg);
 
 /* Learning rate of an epoch (0-based) under cfg's schedule (nn/optim.h lr_schedule_at):
  * step multiplies by gamma at each milestone reached, cosine goes from lr to 0 over the
- * epochs, constant keeps lr. */
+ * epochs, constant keeps lr. The optimizer's rate is a float32; it is returned as the
+ * double of its shortest decimal (0.02, not 0.019999999552965164), which converts back to
+ * the same float32. */
 double config_lr_at(const JobConfig *cfg, int epoch);
 
 /* The known names, for listings (NULL-terminated). */

@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/jsonout.h"
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host"
 #endif
@@ -164,7 +166,7 @@ int st_write(const char *path, const StTensor *tensors, int n, const char *const
     json_t *root = build_header(tensors, n, metadata, err, errlen);
     if (!root)
         return -1;
-    text = json_dumps(root, JSON_COMPACT);
+    text = json_text(root, JSON_COMPACT);
     json_decref(root);
     if (!text) {
         set_err(err, errlen, "out of memory building the header");

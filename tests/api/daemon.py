@@ -28,13 +28,38 @@ DEFAULT_WEB = {
 }
 
 
+# A JSON token: a string (skipped whole) or a number literal.
+JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
+# Real literals checked by every JSON response so far: the number check must have work.
+numbers_checked = 0
+
+
+def noisy_numbers(text):
+    """The real literals of JSON text that are not written as the shortest decimal of
+    their double, as Python's repr() writes it ("0.59999999999999998", "1e-5", "2")."""
+    global numbers_checked
+    bad = []
+    for m in JSON_TOKEN.finditer(text):
+        literal = m.group(1)
+        if literal and any(c in literal for c in ".eE"):
+            numbers_checked += 1
+            if repr(float(literal)) != literal:
+                bad.append(literal)
+    return bad
+
+
 class Response:
-    """One HTTP response: status, headers (case-insensitive), body bytes."""
+    """One HTTP response: status, headers (case-insensitive), body bytes. A JSON body whose
+    numbers are not in their shortest form fails the request at once (AssertionError)."""
 
     def __init__(self, status, headers, body):
         self.status = status
         self.headers = headers
         self.body = body
+        if self.content_type.endswith("json"):
+            bad = noisy_numbers(body.decode("utf-8", "replace"))
+            if bad:
+                raise AssertionError(f"numbers not in shortest form {bad[:5]} in {body[:300]!r}")
 
     def header(self, name):
         return self.headers.get(name)
