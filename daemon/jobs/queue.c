@@ -13,6 +13,7 @@
 #include "jobs/run.h"
 #include "jobs/scan.h"
 #include "store/store.h"
+#include "util/jsonout.h"
 #include "util/log.h"
 
 #define POLL_SECONDS 2
@@ -57,7 +58,7 @@ static double now(void)
 static void publish_json(JobQueue *q, const char *event, json_t *data)
 {
     if (data && q->cfg.events.publish) {
-        char *text = json_dumps(data, JSON_COMPACT);
+        char *text = json_text(data, JSON_COMPACT);
         if (text)
             q->cfg.events.publish(q->cfg.events.user, event, text);
         free(text);
@@ -230,6 +231,8 @@ static void *scanner_main(void *arg)
 
         if (jobs_scan_dataset(s, id, err, sizeof err) < 0)
             log_warn("jobs", "dataset %lld: %s", (long long)id, err);
+        /* Jobs queued on the dataset may start now (or fail with the scan's error). */
+        jobs_notify(q);
         StoreDataset d;
         if (store_dataset_get_by_id(s, id, &d) == STORE_OK) {
             publish_json(q, "dataset", report_dataset(&d));
@@ -241,6 +244,27 @@ static void *scanner_main(void *arg)
 }
 
 /* ---- public ---------------------------------------------------------------------- */
+
+/* Queues for the scanner the datasets a previous process left scanning, so the jobs
+ * waiting on them do not wait forever. Called before the threads start. */
+static int rescan_interrupted(JobQueue *q, char *err, size_t errlen)
+{
+    StoreDataset *rows = NULL;
+    int n = 0;
+    if (store_dataset_list(q->stats_store, &rows, &n) != STORE_OK) {
+        snprintf(err, errlen, "listing datasets: %s", store_errmsg(q->stats_store));
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++)
+        if (rows[i].status == STORE_DATASET_SCANNING) {
+            log_info("jobs", "dataset %s: scanning again (interrupted)", rows[i].name);
+            if ((rc = jobs_scan(q, rows[i].id)) < 0)
+                snprintf(err, errlen, "out of memory");
+        }
+    store_datasets_free(rows, n);
+    return rc;
+}
 
 JobQueue *jobs_create(const JobQueueConfig *cfg, char *err, size_t errlen)
 {
@@ -275,6 +299,10 @@ JobQueue *jobs_create(const JobQueueConfig *cfg, char *err, size_t errlen)
     if (requeued)
         log_info("jobs", "%d interrupted job(s) queued again; they resume from their "
                  "checkpoints", requeued);
+    if (rescan_interrupted(q, err, errlen) < 0) {
+        jobs_free(q);
+        return NULL;
+    }
     for (int i = 0; i < q->n_workers; i++) {
         Worker *w = &q->workers[i];
         w->q = q;

@@ -7,7 +7,10 @@
  *     T compute threads (job_execute, run.h);
  *   - one scanner thread registering datasets (POST /datasets) in the background.
  * Submitters call jobs_notify() after storing a job so an idle worker wakes at once;
- * workers also poll every few seconds.
+ * workers also poll every few seconds. A job whose dataset is still being scanned stays
+ * queued (the claim passes over it) until the scan ends, which wakes the workers: it then
+ * trains, or fails with the scan's error. Datasets a crash left scanning are scanned again
+ * at start-up.
  *
  * Stopping: jobs_cancel() marks a queued job cancelled in the store, or asks the worker
  * running it to stop at its next step boundary (it checkpoints, then marks it cancelled).

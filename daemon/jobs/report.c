@@ -114,12 +114,22 @@ static json_t *nullable_id(int64_t id)
     return id ? json_integer(id) : json_null();
 }
 
+/* What holds a queued job back, or JSON null. */
+static json_t *waiting_for(const StoreJob *j)
+{
+    char text[STORE_NAME_MAX + 64];
+    if (j->status != STORE_JOB_QUEUED || !j->dataset_scanning)
+        return json_null();
+    snprintf(text, sizeof text, "the scan of dataset \"%s\"", j->dataset);
+    return json_string(text);
+}
+
 json_t *report_job(const StoreJob *j, const char *phase)
 {
     const StoreJobProgress *p = &j->progress;
     json_t *config = j->config_json ? json_loads(j->config_json, 0, NULL) : NULL;
     return json_pack("{s:I, s:o, s:s, s:i, s:s, s:s, s:s, s:I, s:i, s:o, s:o, s:o, s:o, "
-                     "s:i, s:{s:o, s:i, s:i, s:i, s:o, s:o, s:o, s:i}, s:o}",
+                     "s:i, s:o, s:{s:o, s:i, s:i, s:i, s:o, s:o, s:o, s:i}, s:o}",
                      "id", (json_int_t)j->id, "grid_id", nullable_id(j->grid_id),
                      "status", store_job_status_name(j->status), "priority", j->priority,
                      "dataset", j->dataset, "model", j->model, "initializer", j->initializer,
@@ -128,7 +138,7 @@ json_t *report_job(const StoreJob *j, const char *phase)
                      "started_at", report_time(j->started_at),
                      "finished_at", report_time(j->finished_at),
                      "error", j->error ? json_string(j->error) : json_null(),
-                     "attempts", j->attempts,
+                     "attempts", j->attempts, "waiting_for", waiting_for(j),
                      "progress",
                      "phase", phase ? json_string(phase) : json_null(),
                      "epoch", p->epoch, "step", p->step,

@@ -11,6 +11,7 @@
 #include "data/split.h"
 #include "jobs/report.h"
 #include "jobs/scan.h"
+#include "util/jsonout.h"
 #include "util/log.h"
 
 /* Training progress goes to the store about once a second: each write is an fsync. */
@@ -120,7 +121,7 @@ static char *matrix_json(const int64_t *m, int rows, int cols)
             json_array_append_new(row, json_integer(m[(size_t)i * cols + j]));
         json_array_append_new(a, row);
     }
-    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    char *text = a ? json_text(a, JSON_COMPACT) : NULL;
     json_decref(a);
     return text;
 }
@@ -133,7 +134,7 @@ static char *per_class_json(const double *pc, int K)
                                            "precision", pc[4 * k], "recall", pc[4 * k + 1],
                                            "f1", pc[4 * k + 2], "support",
                                            (json_int_t)pc[4 * k + 3]));
-    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    char *text = a ? json_text(a, JSON_COMPACT) : NULL;
     json_decref(a);
     return text;
 }
@@ -217,7 +218,10 @@ DatasetIndex *job_load_dataset(Store *s, const char *name, char *err, size_t err
         return NULL;
     }
     DatasetIndex *index = NULL;
-    if (d.status != STORE_DATASET_READY) {
+    if (d.status == STORE_DATASET_FAILED) {
+        snprintf(err, errlen, "dataset \"%s\" could not be scanned: %s", name,
+                 d.error ? d.error : "no reason recorded");
+    } else if (d.status != STORE_DATASET_READY) {
         snprintf(err, errlen, "dataset \"%s\" is %s", name, store_dataset_status_name(d.status));
     } else {
         DataSplitFractions f = {d.train_frac, d.val_frac, d.test_frac};

@@ -32,6 +32,7 @@
 #ifndef INITLAB_STORE_STORE_H
 #define INITLAB_STORE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -238,6 +239,7 @@ typedef struct {
     double created_at, started_at, finished_at;  /* 0: not yet */
     char *error;             /* heap; NULL when none */
     int attempts;            /* times a worker claimed the job */
+    bool dataset_scanning;   /* its dataset is being scanned: a queued job waits for it */
     StoreJobProgress progress;
 } StoreJob;
 
@@ -289,10 +291,11 @@ int store_job_set_progress(Store *s, int64_t id, const StoreJobProgress *p);
  * files are the caller's: read them with store_checkpoint_list first). STORE_NOT_FOUND if
  * none; STORE_CONFLICT if it is running (nothing is deleted). */
 int store_job_delete(Store *s, int64_t id);
-/* Takes the next queued job — highest priority first, then oldest — and marks it running
+/* Takes the next queued job — highest priority first, then oldest — whose dataset is not
+ * being scanned (jobs on a scanning dataset wait in the queue) and marks it running
  * (started_at set if unset, finished_at and error cleared, attempts + 1) in one atomic
  * step: two workers never claim the same job. Fills *out (release with store_job_deinit).
- * STORE_NOT_FOUND when nothing is queued. */
+ * STORE_NOT_FOUND when no job can start. */
 int store_job_claim(Store *s, StoreJob *out);
 /* Queues again every job left running (call once at start-up, before workers start);
  * their progress and checkpoints stay so that they resume. *count (may be NULL) receives

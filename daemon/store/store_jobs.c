@@ -10,17 +10,22 @@
     "(1 << CASE status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 WHEN 'done' THEN 2"      \
     " WHEN 'failed' THEN 3 ELSE 4 END)"
 
+/* A job waits while its dataset is being scanned (a failed or missing dataset does not
+ * hold it: the worker fails it with the reason). */
+#define DATASET_SCANNING                                                                   \
+    "EXISTS (SELECT 1 FROM datasets d WHERE d.name = jobs.dataset AND d.status = 'scanning')"
+
 const char store_sql_job_claim[] =
     "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, ?1),"
     " finished_at = NULL, error = NULL, attempts = attempts + 1"
-    " WHERE id = (SELECT id FROM jobs WHERE status = 'queued'"
+    " WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND NOT " DATASET_SCANNING
     "             ORDER BY priority DESC, id LIMIT 1)"
     " RETURNING id";
 
 #define JOB_COLUMNS                                                                        \
     "id, grid_id, status, priority, config, dataset, model, initializer, seed, epochs,"    \
     " created_at, started_at, finished_at, error, attempts, epoch, step, steps_per_epoch," \
-    " images_per_sec, eta_seconds, best_val_acc, best_epoch"
+    " images_per_sec, eta_seconds, best_val_acc, best_epoch, " DATASET_SCANNING
 
 /* Row reader (StoreReadRow); row is a StoreJob. */
 static int read_job(Store *s, sqlite3_stmt *st, void *row)
@@ -48,6 +53,7 @@ static int read_job(Store *s, sqlite3_stmt *st, void *row)
     j->progress.eta_seconds = store_col_real(st, 19);
     j->progress.best_val_acc = store_col_real(st, 20);
     j->progress.best_epoch = sqlite3_column_int(st, 21);
+    j->dataset_scanning = sqlite3_column_int(st, 22) != 0;
     if (store_col_dup(s, st, 4, &j->config_json) != STORE_OK ||
         store_col_dup(s, st, 13, &j->error) != STORE_OK) {
         store_job_deinit(j);

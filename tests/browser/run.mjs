@@ -246,6 +246,27 @@ async function checkProgress(page, api) {
   await api.post(`/jobs/${job.id}/cancel`);
 }
 
+// A job queued while its dataset is being scanned says what it waits for. 300,000 hard
+// links to a few demo images make a scan of a few seconds.
+async function checkWaiting(page, api, data) {
+  const big = path.join(data, 'big');
+  const classes = fs.readdirSync(path.join(data, 'demo'));
+  classes.forEach((c, k) => {
+    // A file takes at most 65,000 links (ext4): spread them over the class's images.
+    const sources = fs.readdirSync(path.join(data, 'demo', c)).map((f) => path.join(data, 'demo', c, f));
+    fs.mkdirSync(path.join(big, `c${k}`), { recursive: true });
+    for (let i = 0; i < 300000 / classes.length; i++) fs.linkSync(sources[i % sources.length], path.join(big, `c${k}`, `${i}.jpg`));
+  });
+  await api.post('/datasets', { name: 'big', path: big });
+  const job = await api.post('/jobs', { dataset: 'big', model: 'plain', depth: 2, width: 4, epochs: 1, image_size: 32 });
+  await open(page, `#/job/${job.id}`, 'job');
+  const text = await page.$eval('.view-head .progress .txt', (e) => e.textContent);
+  const still = (await api.get('/datasets/big')).status === 'scanning';
+  report(`waiting: a job queued during a scan says so ("${text}")`, text === 'waiting for the scan of dataset "big"' && still, still ? '' : 'the scan ended first: nothing was tested');
+  await api.post(`/jobs/${job.id}/cancel`);
+  fs.rmSync(big, { recursive: true, force: true });
+}
+
 async function checkBigJob(browser, base) {
   const { page, problems } = await watchedPage(browser, { width: 1366, height: 768 });
   await page.route(`**/api/v1/jobs/${synthetic.BIG_ID}**`, (route) => {
@@ -303,6 +324,7 @@ async function main() {
     });
     await group('submit form', () => checkForm(page, d.api));
     await group('live progress', () => checkProgress(page, d.api));
+    await group('waiting for a scan', () => checkWaiting(page, d.api, d.data));
     const unexpected = problems.failed.filter((f) => !/^POST \/api\/v1\/(grids|datasets) 400$/.test(f) && !/^GET \/api\/v1\/jobs\/\d+\/(stats|histograms) 404$/.test(f));
     report('no console errors or page errors', !problems.console.length && !problems.pageErrors.length, JSON.stringify([...problems.console, ...problems.pageErrors]));
     report('no failed requests besides the deliberate validation errors', !unexpected.length, JSON.stringify(unexpected));

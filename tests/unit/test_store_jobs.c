@@ -119,6 +119,58 @@ TEST(store_job_claim_priority_then_fifo)
     tmpdb_deinit(&t);
 }
 
+TEST(store_job_claim_waits_for_a_dataset_scan)
+{
+    TmpDb t;
+    REQUIRE(tmpdb_init(&t) == 0);
+    Store *s = tmpdb_open(&t);
+    REQUIRE(s);
+    StoreDatasetNew d = {"weeds", "/data/weeds", 0.6, 0.2, 0.2, 0};
+    StoreDatasetNew other = {"other", "/data/other", 0.6, 0.2, 0.2, 0};
+    int64_t weeds_id, other_id, first, second;
+    REQUIRE(store_dataset_insert(s, &d, &weeds_id) == STORE_OK);
+    REQUIRE(store_dataset_insert(s, &other, &other_id) == STORE_OK);
+    StoreJobNew j = sample_job("mobilenet", "he_uniform", 1);
+    j.priority = 5;
+    REQUIRE(store_job_insert(s, &j, &first) == STORE_OK);      /* on "weeds", scanning */
+    StoreJobNew k = sample_job("mobilenet", "he_uniform", 2);
+    k.dataset = "other";
+    REQUIRE(store_job_insert(s, &k, &second) == STORE_OK);     /* on "other", scanning */
+
+    StoreJob c;
+    CHECK_INT(store_job_claim(s, &c), STORE_NOT_FOUND);
+    REQUIRE(store_job_get(s, first, &c) == STORE_OK);
+    CHECK(c.dataset_scanning);
+    CHECK_INT(c.status, STORE_JOB_QUEUED);
+    store_job_deinit(&c);
+
+    /* "other" fails its scan: its job no longer waits (the worker fails it with the
+     * scan's error); the higher-priority job on "weeds" still waits. */
+    REQUIRE(store_dataset_set_status(s, other_id, STORE_DATASET_FAILED, "no classes") ==
+            STORE_OK);
+    REQUIRE(store_job_claim(s, &c) == STORE_OK);
+    CHECK_INT(c.id, second);
+    CHECK(!c.dataset_scanning);
+    store_job_deinit(&c);
+    CHECK_INT(store_job_claim(s, &c), STORE_NOT_FOUND);
+
+    REQUIRE(store_dataset_set_status(s, weeds_id, STORE_DATASET_READY, NULL) == STORE_OK);
+    REQUIRE(store_job_claim(s, &c) == STORE_OK);
+    CHECK_INT(c.id, first);
+    store_job_deinit(&c);
+
+    /* A job on a dataset nobody registered does not wait either. */
+    StoreJobNew u = sample_job("mobilenet", "he_uniform", 3);
+    u.dataset = "unknown";
+    int64_t third;
+    REQUIRE(store_job_insert(s, &u, &third) == STORE_OK);
+    REQUIRE(store_job_claim(s, &c) == STORE_OK);
+    CHECK_INT(c.id, third);
+    store_job_deinit(&c);
+    store_close(s);
+    tmpdb_deinit(&t);
+}
+
 TEST(store_job_status_moves_and_timestamps)
 {
     TmpDb t;

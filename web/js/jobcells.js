@@ -17,6 +17,7 @@ export function progressFraction(j) {
 export function progressText(j) {
   const p = j.progress || {};
   if (j.status === 'done') return `${j.epochs}/${j.epochs} epochs`;
+  if (j.status === 'queued' && j.waiting_for) return `waiting for ${j.waiting_for}`;
   if (!p.epoch) return p.phase || (j.status === 'running' ? 'starting' : '');
   const step = p.steps_per_epoch ? ` · ${p.step ?? 0}/${p.steps_per_epoch}` : '';
   return `ep ${p.epoch}/${j.epochs}${step}${p.phase && p.phase !== 'train' ? ' · ' + p.phase : ''}`;
