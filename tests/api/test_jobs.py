@@ -10,7 +10,8 @@ import tempfile
 import time
 import unittest
 
-from daemon import BINARY, Daemon
+import daemon as daemon_module
+from daemon import BINARY, Daemon, noisy_numbers
 
 # Small, fast jobs: the point is the plumbing, not the accuracy.
 FAST = {"epochs": 2, "image_size": 32, "batch_size": 16, "probe_size": 8, "lr": 0.01}
@@ -328,6 +329,8 @@ class Lifecycle(unittest.TestCase):
             deadline = time.monotonic() + 120
             while len(progress) < 2 and time.monotonic() < deadline:
                 line = stream.fp.readline().decode()
+                if line.startswith("data:"):
+                    self.assertEqual(noisy_numbers(line[5:]), [], line)
                 if line.startswith("data:") and '"progress"' in line:
                     data = json.loads(line[5:])
                     self.assertNotEqual(data["status"], "done", "the job ended before two "
@@ -382,6 +385,119 @@ class Lifecycle(unittest.TestCase):
 
     def test_sigterm_exits_0_and_the_job_resumes(self):
         self.restart_test(signal.SIGTERM)
+
+
+class ScanWait(unittest.TestCase):
+    """Jobs queued on a dataset whose scan is still running wait for it, then train."""
+
+    def test_jobs_queued_during_a_long_scan_wait_then_train(self):
+        # 200,000 hard links to a few small JPEGs: a scan of a few seconds, made in one.
+        big = os.path.join(ROOT, "big")
+        sources = {c: sorted(os.path.join(DATA, c, f) for f in os.listdir(os.path.join(DATA, c))
+                             if f.startswith(c))[:8] for c in os.listdir(DATA)}
+        for c, files in sources.items():
+            os.makedirs(os.path.join(big, c))
+            for i in range(50000):
+                os.link(files[i % len(files)], os.path.join(big, c, f"{i:05d}.jpg"))
+        try:
+            with Daemon(args=["--data-root", ROOT, "--workers", "2",
+                              "--threads-per-job", "1"]) as d:
+                r = d.request("POST", "/api/v1/datasets", {"name": "big", "path": big})
+                self.assertEqual(r.status, 202, r)
+                job_body = {"dataset": "big", "model": "plain", "depth": 2, "width": 4,
+                            "epochs": 1, "image_size": 32, "batch_size": 64, "probe_size": 8}
+                r = d.request("POST", "/api/v1/grids", {
+                    **job_body, "models": ["plain"], "seeds": [0, 1],
+                    "initializers": ["glorot_uniform", "he_uniform"]})
+                self.assertEqual(r.status, 201, r)
+                grid_jobs = [j["id"] for j in r.json()["jobs"]]
+                r = d.request("POST", "/api/v1/jobs", job_body)
+                self.assertEqual(r.status, 201, r)
+                single = r.json()
+                self.assertEqual(d.get("/api/v1/datasets/big").json()["status"], "scanning",
+                                 "the scan ended before the jobs were queued: nothing tested")
+                self.assertEqual(single["status"], "queued")
+                self.assertEqual(single["waiting_for"], 'the scan of dataset "big"')
+                ids = grid_jobs + [single["id"]]
+                for j in ids:
+                    job = d.get(f"/api/v1/jobs/{j}").json()
+                    self.assertIn(job["status"], ("queued", "running"))
+                    if job["status"] == "queued":
+                        self.assertEqual(job["waiting_for"], 'the scan of dataset "big"')
+                wait_for(lambda: d.get("/api/v1/datasets/big").json()["status"] == "ready",
+                         what="the scan")
+                # Every job trains: it reaches a training step (then it is cancelled, to
+                # keep the test short), and none fails.
+                trained = set()
+
+                def all_trained():
+                    for j in ids:
+                        job = d.get(f"/api/v1/jobs/{j}").json()
+                        self.assertNotEqual(job["status"], "failed", job["error"])
+                        if job["status"] == "running" and job["progress"]["step"] > 0:
+                            trained.add(j)
+                            d.request("POST", f"/api/v1/jobs/{j}/cancel")
+                        if job["status"] == "queued":
+                            self.assertIsNone(job["waiting_for"])
+                    return trained == set(ids)
+                wait_for(all_trained, 300, what="every job to train")
+        finally:
+            shutil.rmtree(big, ignore_errors=True)
+
+    def test_a_failed_scan_fails_its_waiting_jobs_with_the_scan_error(self):
+        empty = os.path.join(ROOT, "no-classes")
+        os.makedirs(empty, exist_ok=True)
+        with Daemon(args=["--data-root", ROOT]) as d:
+            self.assertEqual(d.request("POST", "/api/v1/datasets",
+                                       {"name": "none", "path": empty}).status, 202)
+            r = d.request("POST", "/api/v1/jobs", {"dataset": "none", **FAST, "model": "plain"})
+            self.assertEqual(r.status, 201, r)
+            job = r.json()["id"]
+            self.assertEqual(wait_done(d, job), "failed")
+            error = d.get(f"/api/v1/jobs/{job}").json()["error"]
+            scan_error = d.get("/api/v1/datasets/none").json()["error"]
+            self.assertTrue(scan_error)
+            self.assertIn("could not be scanned", error)
+            self.assertIn(scan_error, error)
+
+
+class Numbers(unittest.TestCase):
+    """Numbers are written in the shortest form that reads back the same: hyperparameters
+    exactly as submitted, no %.17g tails (every JSON reply of the suite is checked by
+    daemon.Response; this class checks the literals and the CSV)."""
+
+    def test_the_number_check_can_fail(self):
+        self.assertEqual(noisy_numbers('{"train":0.59999999999999998,"x":"0.100000000000000001"'
+                                       ',"lr":0.02,"n":3,"w":1e-5,"z":2.0}'),
+                         ["0.59999999999999998", "1e-5"])
+
+    def test_hyperparameters_come_back_exactly_as_submitted(self):
+        with Daemon(args=["--data-root", ROOT]) as d:
+            register(d)
+            self.assertIn('"split":{"train":0.6,"val":0.2,"test":0.2}',
+                          d.get("/api/v1/datasets/weeds").body.decode())
+            r = d.request("POST", "/api/v1/jobs", {
+                "dataset": "weeds", "model": "plain", "depth": 2, "width": 4, "epochs": 2,
+                "image_size": 32, "batch_size": 16, "probe_size": 8, "schedule": "step",
+                "milestones": [2], "lr": 0.02, "momentum": 0.9, "weight_decay": 1e-4})
+            self.assertEqual(r.status, 201, r)
+            job = r.json()["id"]
+            self.assertEqual(wait_done(d, job), "done")
+            text = d.get(f"/api/v1/jobs/{job}").body.decode()
+            for literal in ('"lr":0.02', '"momentum":0.9', '"weight_decay":0.0001'):
+                self.assertIn(literal, text)
+            epochs = d.get(f"/api/v1/jobs/{job}/epochs")
+            self.assertIn('"lr":0.02,', epochs.body.decode())
+            self.assertEqual(epochs.json()["epochs"][0]["lr"], 0.02)
+            csv = d.get(f"/api/v1/jobs/{job}/epochs?format=csv").body.decode().splitlines()
+            header = csv[0].split(",")
+            first = dict(zip(header, csv[1].split(",")))
+            self.assertEqual(first["lr"], "0.02")
+            for row in csv[1:]:
+                for cell in row.split(","):
+                    if cell and any(c in cell for c in ".eE"):
+                        self.assertEqual(repr(float(cell)), cell, row)
+        self.assertGreater(daemon_module.numbers_checked, 100)
 
 
 class Token(unittest.TestCase):
