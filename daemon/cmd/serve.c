@@ -2,9 +2,8 @@
  *
  * DESIGN
  * The main thread parses the settings (defaults < config file < flags), opens the state
- * directory, builds the ApiContext, starts the HTTP server and then sleeps reading a
- * self-pipe that the SIGTERM/SIGINT/SIGHUP handler writes to (a handler, not sigwait:
- * threads created before serve ran, such as OpenBLAS's, do not block the signals). Under
+ * directory, builds the ApiContext, starts the HTTP server and then sleeps until a stop
+ * signal (util/stopsig.h: the copies of one Ctrl-C that reach it count once). Under
  * systemd a supervisor thread sends WATCHDOG=1 every half watchdog interval, but only
  * after a real GET /api/v1/health over loopback answered and the job workers report
  * alive, and keeps STATUS= up to date. Shutdown: STOPPING=1, stop the supervisor, stop
@@ -36,6 +35,7 @@
 #include "util/config.h"
 #include "util/log.h"
 #include "util/notify.h"
+#include "util/stopsig.h"
 
 static const char usage_text[] =
     "usage: initlab serve [--listen ADDR:PORT] [--state-dir DIR] [--data-root DIR]\n"
@@ -65,6 +65,8 @@ static const char usage_text[] =
     "\n"
     "Config file keys are the flag names with '_' for '-' (listen, state_dir, max_body, ...).\n"
     "SIGTERM or SIGINT stops the daemon: running jobs checkpoint and are queued again.\n"
+    "Copies of one stop that arrive within half a second count once (a terminal's Ctrl-C\n"
+    "reaches every process of its group); a second stop after that exits at once.\n"
     "Under systemd (Type=notify) it sends READY=1 once it serves, WATCHDOG=1 while the HTTP\n"
     "threads and the workers answer, and STATUS= with the queue state.\n";
 
@@ -289,55 +291,14 @@ typedef struct {
     bool stopping;
 } Serve;
 
-static int signal_pipe[2] = {-1, -1};
-static volatile sig_atomic_t signal_seen;
-
-static void on_signal(int sig)
-{
-    if (signal_seen) {
-        static const char msg[] = "initlab serve: second signal, exiting at once\n";
-        ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
-        (void)w;
-        _exit(1);
-    }
-    signal_seen = sig;
-    unsigned char b = (unsigned char)sig;
-    ssize_t w = write(signal_pipe[1], &b, 1);
-    (void)w;
-}
-
-static int install_signals(void)
-{
-    if (pipe2(signal_pipe, O_CLOEXEC) < 0)
-        return -1;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    return 0;
-}
-
 /* Blocks until SIGTERM or SIGINT; logs and ignores SIGHUP. Returns the signal. */
 static int wait_for_stop(void)
 {
     for (;;) {
-        unsigned char b;
-        ssize_t n = read(signal_pipe[0], &b, 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n != 1)
-            return SIGTERM;
-        if (b == SIGHUP) {
-            log_info("serve", "SIGHUP ignored: restart the service to apply new settings");
-            signal_seen = 0;
-            continue;
-        }
-        return b;
+        int sig = stopsig_wait();
+        if (sig != SIGHUP)
+            return sig;
+        log_info("serve", "SIGHUP ignored: restart the service to apply new settings");
     }
 }
 
@@ -645,7 +606,7 @@ static int cmd_serve(int argc, char **argv)
         log_warn("serve", "connection limit lowered to %ld by the open-file limit %ld",
                  s->connection_limit, nofile);
     }
-    if (install_signals() < 0) {
+    if (stopsig_install("initlab serve", true) < 0) {
         log_error("serve", "signal pipe: %s", strerror(errno));
         serve_free(sv);
         return 1;

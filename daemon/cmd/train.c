@@ -3,7 +3,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
-#include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +16,8 @@
 #include "jobs/scan.h"
 #include "store/store.h"
 #include "util/fileio.h"
+#include "util/jsonout.h"
+#include "util/stopsig.h"
 
 static const char usage_text[] =
     "usage: initlab train --data DIR --model M --init I [job options] [--preset P]\n"
@@ -24,26 +26,19 @@ static const char usage_text[] =
     "the database the daemon uses (default state/initlab.db; checkpoints and image caches go\n"
     "beside it). The dataset folder is registered under its folder name. Running the same\n"
     "command again after an interruption (Ctrl-C, kill, crash) resumes the unfinished job\n"
-    "from its last checkpoint.\n\n"
+    "from its last checkpoint. Ctrl-C or SIGTERM stops at the next step with a checkpoint\n"
+    "(exit status 130 or 143); a second one, half a second or more later, exits at once.\n\n"
     "  --data DIR        ImageFolder: one subfolder of JPEGs per class\n"
     "  --db FILE         SQLite database (default state/initlab.db)\n"
     "  --split F,F,F     train/validation/test fractions for a new dataset (0.6,0.2,0.2)\n"
     "  --split-seed N    seed of that split (0)\n"
     "  --json            print the job, its epochs and results as JSON at the end\n\n";
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
 static bool should_stop(void *user, int64_t id)
 {
     (void)user;
     (void)id;
-    return stop_requested;
+    return stopsig_received() != 0;
 }
 
 static void print_progress(void *user, int64_t id, const TrainProgress *p)
@@ -162,7 +157,7 @@ static void print_json(Store *s, int64_t id)
             "loss", res.loss, "confusion", json_loads(res.confusion_json, 0, NULL)));
         store_result_deinit(&res);
     }
-    char *text = json_dumps(out, JSON_INDENT(2));
+    char *text = json_text(out, JSON_INDENT(2));
     if (text)
         puts(text);
     free(text);
@@ -244,9 +239,11 @@ static int cmd_train(int argc, char **argv)
     StoreJob job;
     if (store_job_get(s, id, &job) != STORE_OK)
         goto out;
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    if (stopsig_install("initlab train", false) < 0) {
+        fprintf(stderr, "initlab train: signal pipe: %s\n", strerror(errno));
+        store_job_deinit(&job);
+        goto out;
+    }
     JobHooks hooks = {.progress = print_progress, .epoch = print_epoch,
                       .should_stop = should_stop};
     TrainOutcome outcome = job_execute(s, &job, dbdir, 0, &hooks, err, sizeof err);
@@ -256,7 +253,7 @@ static int cmd_train(int argc, char **argv)
                              "interrupted; run the same command again to resume");
         fprintf(stderr, "job %lld: interrupted; checkpoint saved, run the same command to "
                 "resume\n", (long long)id);
-        status = 130;
+        status = 128 + stopsig_received();
     } else if (outcome == TRAIN_FAILED) {
         fprintf(stderr, "job %lld failed: %s\n", (long long)id, err);
     } else {

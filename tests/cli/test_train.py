@@ -162,6 +162,58 @@ class Resume(unittest.TestCase):
         self.assertEqual(epochs, list(range(1, EPOCHS + 1)))
         assert_same_weights(self, weights(db), reference)
 
+    def test_copies_of_one_interrupt_count_once(self):
+        # A terminal's Ctrl-C and a wrapper's SIGTERM a moment later: one graceful stop.
+        db = os.path.join(TMP, "twice-at-once", "initlab.db")
+        proc = subprocess.Popen(train_cmd(db), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        for line in proc.stderr:
+            if " epoch 2/4 step " in line:
+                os.killpg(proc.pid, signal.SIGINT)
+                proc.send_signal(signal.SIGTERM)
+                break
+        rest = proc.stderr.read()
+        self.assertEqual(proc.wait(), 130, rest)
+        self.assertIn("checkpoint saved", rest)
+        self.assertNotIn("exiting at once", rest)
+        out = subprocess.run(train_cmd(db), capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        epochs = [e for (e,) in query(db, "SELECT epoch FROM epochs WHERE job_id = 1 ORDER BY epoch")]
+        self.assertEqual(epochs, list(range(1, EPOCHS + 1)))
+
+    def test_sigterm_checkpoints_and_exits_143(self):
+        db = os.path.join(TMP, "sigterm", "initlab.db")
+        proc = subprocess.Popen(train_cmd(db), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        for line in proc.stderr:
+            if " epoch 2/4 step " in line:
+                proc.send_signal(signal.SIGTERM)
+                break
+        rest = proc.stderr.read()
+        self.assertEqual(proc.wait(), 143, rest)
+        self.assertIn("checkpoint saved", rest)
+
+    def test_a_second_interrupt_a_second_later_exits_at_once(self):
+        # Steps of seconds (ResNet-50 at 224 px on one thread): the graceful stop waits for
+        # the step, and the second interrupt comes first.
+        db = os.path.join(TMP, "twice-apart", "initlab.db")
+        cmd = [BINARY, "train", "--data", DATA, "--db", db, "--model", "resnet50", "--init",
+               "he_uniform", "--epochs", "1", "--image-size", "224", "--batch-size", "16",
+               "--threads", "1", "--probe-size", "4"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        for line in proc.stderr:
+            if " step 1/" in line:
+                time.sleep(0.5)  # inside step 2
+                proc.send_signal(signal.SIGINT)
+                time.sleep(1.0)
+                proc.send_signal(signal.SIGINT)
+                break
+        rest = proc.stderr.read()
+        self.assertEqual(proc.wait(), 130, rest)
+        self.assertIn("second stop signal, exiting at once", rest)
+        self.assertNotIn("checkpoint saved", rest)
+
     def test_a_corrupt_checkpoint_is_refused(self):
         db = Reference.get()
         src = os.path.join(os.path.dirname(db), "jobs", "1", "best.ckpt")
