@@ -2,6 +2,7 @@
 name and BLAS core, and what an OPENBLAS_CORETYPE from the environment costs."""
 import json
 import os
+import sqlite3
 import subprocess
 import tempfile
 import unittest
@@ -191,6 +192,51 @@ class EnvironmentCore(unittest.TestCase):
         self.assertNotIn("GFLOP/s", notes[0])
         quiet = run_initlab(*args, env={"OPENBLAS_CORETYPE": self.best or self.other})
         self.assertNotIn("is set in the environment", quiet.stderr)
+
+
+class DivergingTrainJson(unittest.TestCase):
+    """`initlab train --json` prints every epoch of a diverging run, with null for a loss
+    that is not finite, as the API does (jobs/report.c builds both)."""
+
+    def test_non_finite_losses_print_as_null(self):
+        # Batch norm at learning rate 10 on raw 0-255 inputs: training stays finite, the
+        # validation loss under moving statistics overflows (depending on the BLAS
+        # kernels, for some of these seeds: each core tried diverges on at least one).
+        job = ["--model", "plain", "--depth", "32", "--width", "8", "--init", "he_uniform",
+               "--lr", "10", "--momentum", "0.99", "--schedule", "constant",
+               "--preprocess", "caffe", "--batch-size", "4", "--image-size", "32",
+               "--probe-size", "8", "--epochs", "3", "--stats-every", "100", "--threads", "1"]
+        with tempfile.TemporaryDirectory() as tmp:
+            data = os.path.join(tmp, "weeds")
+            out = run_initlab("demo-data", data, "--classes", "4", "--per-class", "40",
+                              "--size", "48")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            db = os.path.join(tmp, "state", "initlab.db")
+            diverged = []
+            for seed in range(6):
+                out = run_initlab("train", "--data", data, "--db", db, *job,
+                                  "--seed", str(seed), "--json")
+                printed = json.loads(out.stdout, parse_constant=self.refuse)
+                with sqlite3.connect(db) as c:
+                    stored = c.execute("SELECT epoch, val_loss FROM epochs WHERE job_id = ? "
+                                       "ORDER BY epoch", (printed["id"],)).fetchall()
+                self.assertEqual(printed["status"], "done" if out.returncode == 0 else
+                                 "failed", out.stderr)
+                self.assertEqual([e["epoch"] for e in printed["epochs"]],
+                                 [e for e, _ in stored], out.stdout)
+                for e, (_, val_loss) in zip(printed["epochs"], stored):
+                    finite = val_loss is not None and abs(val_loss) != float("inf")
+                    self.assertEqual(e["val_loss"] is not None, finite, (seed, e))
+                    if not finite:
+                        diverged.append((seed, e["epoch"]))
+                if len(diverged) >= 2:
+                    break
+        self.assertTrue(diverged, "no run diverged to a non-finite validation loss on "
+                        "this machine: the configuration needs a stronger push")
+
+    @staticmethod
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
 
 
 if __name__ == "__main__":
