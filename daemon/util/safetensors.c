@@ -107,7 +107,8 @@ static json_t *build_header(const StTensor *tensors, int n, const char *const *m
         }
         /* json_object_set_new takes its value even when it fails (or is NULL). */
         json_t *entry = json_object();
-        if (json_object_set_new(root, t->name, entry) < 0)
+        if (json_object_set_new(root, t->name, entry) < 0 ||
+            json_object_set_new(entry, "dtype", json_string("F32")) < 0)
             goto oom;
         json_t *shape = json_array();
         if (json_object_set_new(entry, "shape", shape) < 0)
@@ -116,8 +117,7 @@ static json_t *build_header(const StTensor *tensors, int n, const char *const *m
             if (json_array_append_new(shape, json_integer(t->shape[d])) < 0)
                 goto oom;
         size_t bytes = count * sizeof(float);
-        if (json_object_set_new(entry, "dtype", json_string("F32")) < 0 ||
-            json_object_set_new(entry, "data_offsets",
+        if (json_object_set_new(entry, "data_offsets",
                                 json_pack("[I, I]", (json_int_t)offset,
                                           (json_int_t)(offset + bytes))) < 0)
             goto oom;
