@@ -3,9 +3,10 @@
 #   make            build ./initlab
 #   make deps       install missing Debian and npm packages (idempotent, ~1 s when done)
 #   make run        deps + build + start the daemon on the demo dataset
-#   make test       deps + every test: C unit tests, the same under ASan/UBSan,
-#                   PyTorch cross-checks, API tests, browser tests
+#   make test       deps + every test: C unit tests, the same under ASan/UBSan, fault
+#                   injection, PyTorch cross-checks, API tests, browser tests
 #   make asan       C unit tests built and run with AddressSanitizer + UBSan
+#   make faults     fault injection: the n-th allocation, write or fsync fails (also ASan)
 #   make bench      throughput against PyTorch on the same machine
 #   make clean
 
@@ -37,16 +38,19 @@ SCHEMA    := $(sort $(wildcard schema/*.sql))
 MAIN_SRC  := daemon/main.c
 TEST_SRC  := $(sort $(wildcard tests/unit/*.c))
 TOOL_SRC  := $(sort $(wildcard tests/tools/*.c))
+FAULT_SRC := $(sort $(wildcard tests/fault/*.c))
 
 REL_OBJ   := $(SRC:%.c=build/rel/%.o)
 ASAN_OBJ  := $(SRC:%.c=build/asan/%.o)
 REL_TOBJ  := $(TEST_SRC:%.c=build/rel/%.o)
 ASAN_TOBJ := $(TEST_SRC:%.c=build/asan/%.o)
+REL_FOBJ  := $(FAULT_SRC:%.c=build/rel/%.o)
+ASAN_FOBJ := $(FAULT_SRC:%.c=build/asan/%.o)
 TOOLS     := $(TOOL_SRC:tests/tools/%.c=build/tools/%)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 
-.PHONY: all deps run test unit asan cli-tests torch-tests api-tests browser-tests bench install clean
+.PHONY: all deps run test unit asan faults cli-tests torch-tests api-tests browser-tests bench install clean
 .DEFAULT_GOAL := all
 
 all: initlab
@@ -71,6 +75,19 @@ build/rel/unit_tests: $(REL_OBJ) $(REL_TOBJ)
 
 build/asan/unit_tests: $(ASAN_OBJ) $(ASAN_TOBJ)
 	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS)
+
+# The fault-injection tests (tests/fault/): the same objects, linked so that their calls
+# to these functions go through tests/fault/fault.c, which can fail the n-th of them.
+# Only calls from initlab's own objects are wrapped; the production binary is not.
+FAULT_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc \
+              -Wl,--wrap=posix_memalign,--wrap=strdup,--wrap=strndup \
+              -Wl,--wrap=write,--wrap=pwrite,--wrap=fsync,--wrap=fdatasync
+
+build/rel/fault_tests: $(REL_OBJ) build/rel/tests/unit/runner.o $(REL_FOBJ)
+	$(CC) $(FAULT_WRAP) -o $@ $^ $(LIBS)
+
+build/asan/fault_tests: $(ASAN_OBJ) build/asan/tests/unit/runner.o $(ASAN_FOBJ)
+	$(CC) $(ASAN_LDFLAGS) $(FAULT_WRAP) -o $@ $^ $(LIBS)
 
 build/tools/%: build/rel/tests/tools/%.o $(REL_OBJ)
 	@mkdir -p $(dir $@)
@@ -100,6 +117,11 @@ asan: build/asan/unit_tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  build/asan/unit_tests
 
+faults: build/rel/fault_tests build/asan/fault_tests
+	build/rel/fault_tests
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  build/asan/fault_tests
+
 # Python suites, each run by tests/run.py: the CLI as a user meets it, then the PyTorch
 # cross-checks (tests/torch/test_*.py drive the programs built from tests/tools/).
 cli-tests: initlab
@@ -115,9 +137,11 @@ browser-tests: initlab
 	@if [ -f tests/browser/package.json ]; then cd tests/browser && node run.mjs; fi
 
 test: deps
-	$(MAKE) --no-print-directory all build/rel/unit_tests build/asan/unit_tests $(TOOLS) $(BENCHES)
+	$(MAKE) --no-print-directory all build/rel/unit_tests build/asan/unit_tests \
+	  build/rel/fault_tests build/asan/fault_tests $(TOOLS) $(BENCHES)
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory asan
+	$(MAKE) --no-print-directory faults
 	$(MAKE) --no-print-directory cli-tests
 	$(MAKE) --no-print-directory torch-tests
 	$(MAKE) --no-print-directory api-tests
@@ -138,5 +162,6 @@ clean:
 	rm -rf build initlab initlab-asan
 
 -include $(REL_OBJ:.o=.d) $(ASAN_OBJ:.o=.d) $(REL_TOBJ:.o=.d) $(ASAN_TOBJ:.o=.d) \
+         $(REL_FOBJ:.o=.d) $(ASAN_FOBJ:.o=.d) \
          build/rel/daemon/main.d build/asan/daemon/main.d $(TOOL_SRC:%.c=build/rel/%.d) \
          $(BENCH_SRC:%.c=build/rel/%.d)

@@ -52,7 +52,7 @@ static int get_info(ApiRequest *req, ApiReply *reply)
     json_t *o = json_pack(
         "{s:s, s:{s:s, s:s, s:s}, s:{s:s, s:s}, s:i, s:i, s:o, s:o, s:i, s:f, s:s, s:b, s:I}",
         "version", ctx->version,
-        "cpu", "model", cpu.brand[0] ? cpu.brand : "unknown", "vendor", cpu.vendor,
+        "cpu", "model", cpu.model[0] ? cpu.model : "unknown", "vendor", cpu.vendor,
                "features", cpu_features,
         "blas", "core", gemm_core_name(), "source", startup_blas_source(),
         "workers", ctx->workers,

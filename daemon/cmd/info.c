@@ -1,9 +1,18 @@
-/* info.c — `initlab info`: version, CPU features, the OpenBLAS core and a measured sgemm rate. */
+/* info.c — `initlab info`: version, CPU features, the OpenBLAS core and a measured sgemm
+ * rate; when the environment overrides the core this CPU supports, that core's rate too.
+ *
+ * OpenBLAS picks its core once, when it loads, so the other core can only be measured in
+ * another process: info runs this program again (/proc/self/exe info --json) with
+ * OPENBLAS_CORETYPE set to that core and reads the rate from its output. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cmd/cmd.h"
@@ -17,10 +26,128 @@ static const char usage_text[] =
     "was chosen (cpuid, environment, fallback or default), the BLAS thread count, the OpenMP\n"
     "wait policy for T threads (a brief spin, or passive when T exceeds the cores, unless\n"
     "OMP_WAIT_POLICY or GOMP_SPINCOUNT is set), the largest relative error of sgemm against\n"
-    "a naive reference, and a measured sgemm rate.\n\n"
+    "a naive reference, and a measured sgemm rate. When OPENBLAS_CORETYPE selects another\n"
+    "core than the one this CPU supports, it also measures that core (in a second process)\n"
+    "and says what the setting costs.\n\n"
     "  --json        one JSON object on stdout\n"
     "  --size N      matrix size of the sgemm measurement (default 2048)\n"
     "  --threads T   BLAS threads for the measurement (default: every core)\n";
+
+extern char **environ;
+
+/* What the environment's core costs: the rates of both cores, or other_gflops < 0 with
+ * the reason in why when the other core could not be measured. */
+typedef struct {
+    const char *value;        /* OPENBLAS_CORETYPE as set */
+    const char *other;        /* the core this CPU supports */
+    double gflops, other_gflops;
+    char why[160];
+} CoreOverride;
+
+/* Runs `initlab info --json --size N --threads T` with OPENBLAS_CORETYPE=core (verified
+ * against the naive sgemm as a core initlab chooses itself is) and returns its measured
+ * GFLOP/s, or -1 with a reason in why. */
+static double measure_other_core(const char *core, int size, int threads, char *why,
+                                 size_t whylen)
+{
+    size_t n_env = 0;
+    while (environ[n_env])
+        n_env++;
+    char **envp = calloc(n_env + 3, sizeof *envp);
+    char core_var[64], size_arg[16], threads_arg[16];
+    snprintf(core_var, sizeof core_var, "OPENBLAS_CORETYPE=%s", core);
+    snprintf(size_arg, sizeof size_arg, "%d", size);
+    snprintf(threads_arg, sizeof threads_arg, "%d", threads);
+    int pipefd[2] = {-1, -1};
+    if (!envp || pipe2(pipefd, O_CLOEXEC) < 0) {
+        snprintf(why, whylen, "%s", envp ? strerror(errno) : "out of memory");
+        free(envp);
+        return -1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n_env; i++)
+        if (strncmp(environ[i], "OPENBLAS_CORETYPE=", 18) != 0 &&
+            strncmp(environ[i], "INITLAB_BLAS_SOURCE=", 20) != 0)
+            envp[k++] = environ[i];
+    envp[k++] = core_var;
+    envp[k++] = "INITLAB_BLAS_SOURCE=cpuid";
+    char *argv[] = {"initlab", "info", "--json", "--size", size_arg, "--threads", threads_arg,
+                    NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
+    pid_t pid;
+    fflush(NULL);
+    int rc = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    free(envp);
+    close(pipefd[1]);
+    if (rc != 0) {
+        snprintf(why, whylen, "cannot run a second process: %s", strerror(rc));
+        close(pipefd[0]);
+        return -1;
+    }
+    char out[16384];
+    size_t len = 0;
+    ssize_t got;
+    while (len < sizeof out - 1 &&
+           ((got = read(pipefd[0], out + len, sizeof out - 1 - len)) > 0 ||
+            (got < 0 && errno == EINTR)))
+        if (got > 0)
+            len += (size_t)got;
+    out[len] = '\0';
+    close(pipefd[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    json_t *o = json_loads(out, 0, NULL);
+    const char *ran = json_string_value(json_object_get(json_object_get(o, "blas"), "core"));
+    json_t *rate = json_object_get(json_object_get(json_object_get(o, "blas"), "sgemm"),
+                                   "gflops");
+    double gflops = -1;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        snprintf(why, whylen, "the measuring process %s %d", WIFEXITED(status) ?
+                 "exited with status" : "was killed by signal",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    else if (!ran || !json_is_number(rate))
+        snprintf(why, whylen, "the measuring process printed no rate");
+    else if (strcasecmp(ran, core) != 0)
+        snprintf(why, whylen, "OpenBLAS ran %s instead (its sgemm disagreed with the "
+                 "reference, or OpenBLAS does not know the core)", ran);
+    else
+        gflops = json_number_value(rate);
+    json_decref(o);
+    return gflops;
+}
+
+/* The sentence `info` prints about an overriding OPENBLAS_CORETYPE, into buf. */
+static void override_message(const CoreOverride *c, char *buf, size_t size)
+{
+    if (c->other_gflops < 0) {
+        snprintf(buf, size, "OPENBLAS_CORETYPE=%s is set: sgemm %.0f GFLOP/s; %s, which this "
+                 "CPU supports, could not be measured: %s", c->value, c->gflops, c->other,
+                 c->why);
+        return;
+    }
+    double ratio = c->gflops > 0 ? c->other_gflops / c->gflops : 0;
+    snprintf(buf, size, "OPENBLAS_CORETYPE=%s is set: sgemm %.0f GFLOP/s; %s, which this CPU "
+             "supports, measured %.0f GFLOP/s (%.2g×)%s", c->value, c->gflops, c->other,
+             c->other_gflops, ratio,
+             ratio > 1 ? "; unset OPENBLAS_CORETYPE to let initlab choose it" : "");
+}
+
+/* The JSON form of an override: {variable, value, gflops, supported_core,
+ * supported_gflops | null, ratio | null, message}; new reference, NULL when out of memory. */
+static json_t *override_json(const CoreOverride *c, const char *message)
+{
+    bool measured = c->other_gflops >= 0 && c->gflops > 0;
+    return json_pack("{s:s, s:s, s:f, s:s, s:o, s:o, s:s}", "variable", "OPENBLAS_CORETYPE",
+                     "value", c->value, "gflops", c->gflops, "supported_core", c->other,
+                     "supported_gflops",
+                     measured ? json_real(c->other_gflops) : json_null(),
+                     "ratio", measured ? json_real(c->other_gflops / c->gflops) : json_null(),
+                     "message", message);
+}
 
 static int cmd_info(int argc, char **argv)
 {
@@ -55,18 +182,32 @@ static int cmd_info(int argc, char **argv)
     double verify = gemm_verify();
     double gflops = gemm_measure_gflops(size, 0.5);
 
+    /* The environment chose a core other than the one this CPU supports: measure that one. */
+    CoreOverride over = {.value = getenv("OPENBLAS_CORETYPE"), .gflops = gflops};
+    bool overridden = strcmp(startup_blas_source(), "environment") == 0 && over.value &&
+                      (over.other = cpu_blas_better_core(&f, gemm_core_name())) != NULL;
+    char message[512] = "";
+    if (overridden) {
+        over.other_gflops = measure_other_core(over.other, size, threads, over.why,
+                                               sizeof over.why);
+        override_message(&over, message, sizeof message);
+    }
+
     const char *wait_policy = getenv("OMP_WAIT_POLICY");
     const char *spin = getenv("GOMP_SPINCOUNT");
     if (json) {
-        json_t *o = json_pack("{s:s, s:{s:s, s:s, s:s, s:s?}, s:{s:s, s:s, s:i, s:f, s:{s:i, s:f}}}",
+        json_t *o = json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:s?}, s:{s:s, s:s, s:i, s:f, s:{s:i, s:f}}}",
             "version", INITLAB_VERSION,
-            "cpu", "vendor", f.vendor, "model", f.brand, "features", features,
+            "cpu", "vendor", f.vendor, "model", f.model, "brand", f.brand,
+                   "features", features,
                    "suggested_core", suggested,
             "blas", "core", gemm_core_name(), "source", startup_blas_source(),
                     "threads", gemm_threads(), "verify_max_rel_error", verify,
                     "sgemm", "size", size, "gflops", gflops);
         if (!o)
             return 1;
+        json_object_set_new(json_object_get(o, "blas"), "override",
+                            overridden ? override_json(&over, message) : json_null());
         json_object_set_new(o, "openmp", json_pack("{s:s?, s:s?}", "wait_policy", wait_policy,
                                                    "spin_count", spin));
         char *text = json_text(o, JSON_INDENT(2));
@@ -78,7 +219,10 @@ static int cmd_info(int argc, char **argv)
         return 0;
     }
     printf("initlab %s\n", INITLAB_VERSION);
-    printf("cpu:          %s (%s)\n", f.brand[0] ? f.brand : "unknown", f.vendor);
+    printf("cpu:          %s (%s", f.model[0] ? f.model : "unknown", f.vendor);
+    if (f.brand[0] && strcmp(f.brand, f.model) != 0)
+        printf("; CPUID brand string: %s", f.brand);
+    printf(")\n");
     printf("features:     %s\n", features);
     printf("blas core:    %s (chosen by %s; best for this cpu: %s)\n", gemm_core_name(),
            startup_blas_source(), suggested ? suggested : "shipped default");
@@ -87,6 +231,8 @@ static int cmd_info(int argc, char **argv)
            spin ? ", GOMP_SPINCOUNT=" : "", spin ? spin : "");
     printf("sgemm check:  max relative error %.2g against the naive reference\n", verify);
     printf("sgemm %d³:  %.1f GFLOP/s\n", size, gflops);
+    if (overridden)
+        printf("blas note:    %s\n", message);
     return 0;
 }
 

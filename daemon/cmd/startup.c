@@ -16,7 +16,12 @@
  * So initlab spins briefly (GOMP_SPINCOUNT=10000, some tens of microseconds: all of the
  * speed on an idle machine) and sleeps at once when the command says it will run more
  * compute threads than there are cores (startup_wait_policy). Setting OMP_WAIT_POLICY or
- * GOMP_SPINCOUNT overrules both. */
+ * GOMP_SPINCOUNT overrules both.
+ *
+ * An OPENBLAS_CORETYPE set in the environment is honoured; when OpenBLAS then runs another
+ * core than the one this CPU supports, the log at start says so once (INITLAB_BLAS_NOTED
+ * keeps re-executed processes from repeating it), without measuring: `initlab info`
+ * measures both cores and prints what the setting costs. */
 #include "cmd/cmd.h"
 
 #include <stdio.h>
@@ -29,6 +34,8 @@
 #include "util/log.h"
 
 #define SOURCE_VAR "INITLAB_BLAS_SOURCE"
+/* Set once the override of a better core has been logged. */
+#define NOTED_VAR "INITLAB_BLAS_NOTED"
 /* "spin" or "passive" when initlab chose the wait policy, "user" when the user did. */
 #define POLICY_VAR "INITLAB_WAIT_POLICY"
 #define SPIN_COUNT "10000"
@@ -75,17 +82,37 @@ static const char *choose_core(void)
     return "cpuid";
 }
 
+/* Logs, once per process tree, that OPENBLAS_CORETYPE from the environment runs another
+ * core than the one this CPU supports. `info` says it itself, with measured rates. */
+static void note_override(int argc, char **argv)
+{
+    const char *value = getenv("OPENBLAS_CORETYPE");
+    if (strcmp(source, "environment") != 0 || !value || getenv(NOTED_VAR) ||
+        (argc > 1 && strcmp(argv[1], "info") == 0))
+        return;
+    CpuFeatures f;
+    cpu_detect(&f);
+    const char *better = cpu_blas_better_core(&f, gemm_core_name());
+    if (!better)
+        return;
+    setenv(NOTED_VAR, "1", 1);
+    log_warn("blas", "OPENBLAS_CORETYPE=%s is set in the environment: OpenBLAS runs its %s "
+             "core, though this CPU supports %s (`initlab info` measures what that costs)",
+             value, gemm_core_name(), better);
+}
+
 void startup_runtime(int argc, char **argv)
 {
-    (void)argc;
     saved_argv = argv;
     const char *marked = getenv(SOURCE_VAR);
     if (!marked) {
         bool policy_changed = choose_wait_policy();
         source = choose_core();
         setenv(SOURCE_VAR, source, 1);
-        if (strcmp(source, "cpuid") != 0 && !policy_changed)
+        if (strcmp(source, "cpuid") != 0 && !policy_changed) {
+            note_override(argc, argv);
             return; /* nothing the loaded libraries have not seen already */
+        }
         reexec(argv);
         /* exec failed: the libraries run as loaded */
         unsetenv("OPENBLAS_CORETYPE");
@@ -96,8 +123,10 @@ void startup_runtime(int argc, char **argv)
     source = strcmp(marked, "cpuid") == 0 ? "cpuid"
            : strcmp(marked, "environment") == 0 ? "environment"
            : strcmp(marked, "fallback") == 0 ? "fallback" : "default";
-    if (strcmp(source, "cpuid") != 0)
+    if (strcmp(source, "cpuid") != 0) {
+        note_override(argc, argv);
         return;
+    }
     const char *tol_text = getenv("INITLAB_BLAS_TOLERANCE");
     double tolerance = tol_text ? strtod(tol_text, NULL) : VERIFY_TOLERANCE;
     double err = gemm_verify();

@@ -12,6 +12,7 @@
 #include "cmd/cmd.h"
 #include "cmd/jobargs.h"
 #include "data/split.h"
+#include "jobs/report.h"
 #include "jobs/run.h"
 #include "jobs/scan.h"
 #include "store/store.h"
@@ -32,7 +33,8 @@ static const char usage_text[] =
     "  --db FILE         SQLite database (default state/initlab.db)\n"
     "  --split F,F,F     train/validation/test fractions for a new dataset (0.6,0.2,0.2)\n"
     "  --split-seed N    seed of that split (0)\n"
-    "  --json            print the job, its epochs and results as JSON at the end\n\n";
+    "  --json            print the job (as the API shows it) with its epochs and test\n"
+    "                    results as JSON at the end; values that are not finite are null\n\n";
 
 static bool should_stop(void *user, int64_t id)
 {
@@ -124,42 +126,47 @@ static int64_t find_unfinished(Store *s, const JobConfig *cfg, const char *confi
     return id;
 }
 
+/* Prints the job in its API form (jobs/report.h) with its epochs and test results added;
+ * values that are not finite (a diverging run) print as null. */
 static void print_json(Store *s, int64_t id)
 {
     StoreJob job;
     StoreResult res;
     StoreEpoch *epochs = NULL;
     int n = 0;
-    json_t *out = json_object();
-    if (store_job_get(s, id, &job) == STORE_OK) {
-        json_object_set_new(out, "id", json_integer(id));
-        json_object_set_new(out, "status", json_string(store_job_status_name(job.status)));
-        json_object_set_new(out, "config", json_loads(job.config_json, 0, NULL));
-        if (job.error)
-            json_object_set_new(out, "error", json_string(job.error));
-        json_object_set_new(out, "seconds", json_real(job.finished_at - job.started_at));
-        store_job_deinit(&job);
+    if (store_job_get(s, id, &job) != STORE_OK) {
+        fprintf(stderr, "initlab train: job %lld: %s\n", (long long)id, store_errmsg(s));
+        return;
     }
+    json_t *out = report_job(&job, NULL);
+    store_job_deinit(&job);
     json_t *rows = json_array();
+    if (!out || !rows) {
+        json_decref(out);
+        json_decref(rows);
+        fprintf(stderr, "initlab train: out of memory printing job %lld\n", (long long)id);
+        return;
+    }
     if (store_epoch_list(s, id, &epochs, &n) == STORE_OK)
         for (int i = 0; i < n; i++)
-            json_array_append_new(rows, json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f}",
-                "epoch", epochs[i].epoch, "train_loss", epochs[i].train_loss,
-                "train_acc", epochs[i].train_acc, "val_loss", epochs[i].val_loss,
-                "val_acc", epochs[i].val_acc, "lr", epochs[i].lr,
-                "seconds", epochs[i].seconds));
+            json_array_append_new(rows, report_epoch(&epochs[i]));
     free(epochs);
     json_object_set_new(out, "epochs", rows);
     if (store_result_get(s, id, &res) == STORE_OK) {
-        json_object_set_new(out, "results", json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:o}",
-            "epoch", res.epoch, "accuracy", res.accuracy, "precision_macro",
-            res.precision_macro, "recall_macro", res.recall_macro, "f1_macro", res.f1_macro,
-            "loss", res.loss, "confusion", json_loads(res.confusion_json, 0, NULL)));
+        json_t *confusion = json_loads(res.confusion_json, 0, NULL);
+        json_object_set_new(out, "results", json_pack("{s:i, s:o, s:o, s:o, s:o, s:o, s:o}",
+            "epoch", res.epoch, "accuracy", report_number(res.accuracy),
+            "precision_macro", report_number(res.precision_macro),
+            "recall_macro", report_number(res.recall_macro),
+            "f1_macro", report_number(res.f1_macro), "loss", report_number(res.loss),
+            "confusion", confusion ? confusion : json_array()));
         store_result_deinit(&res);
     }
     char *text = json_text(out, JSON_INDENT(2));
     if (text)
         puts(text);
+    else
+        fprintf(stderr, "initlab train: out of memory printing job %lld\n", (long long)id);
     free(text);
     json_decref(out);
 }

@@ -103,12 +103,9 @@ static void hook_epoch(void *user, int64_t id, const TrainEpoch *e)
 {
     WorkerRun *run = user;
     JobQueue *q = run->w->q;
-    json_t *row = json_pack("{s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
-                            "job_id", (json_int_t)id, "epoch", e->epoch,
-                            "train_loss", e->train_loss, "train_acc", e->train_acc,
-                            "val_loss", e->val_loss, "val_acc", e->val_acc, "lr", e->lr,
-                            "seconds", e->seconds, "images_per_sec", e->images_per_sec);
-    publish_json(q, "epoch", row);
+    StoreEpoch row;
+    report_train_epoch_to_store(e, &row);
+    publish_json(q, "epoch", report_epoch_event(id, &row));
     if (q->cfg.events.epoch)
         q->cfg.events.epoch(q->cfg.events.user, id, e);
 }

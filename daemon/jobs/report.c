@@ -1,4 +1,5 @@
-/* report.c — JSON of layer statistics and epochs (report.h). */
+/* report.c — the one JSON form of each stored entity: epochs, jobs, datasets, layer
+ * statistics (report.h). */
 #include "jobs/report.h"
 
 #include <math.h>
@@ -69,6 +70,24 @@ json_t *report_epoch(const StoreEpoch *e)
                      "val_acc", report_number(e->val_acc), "lr", report_number(e->lr),
                      "seconds", report_number(e->seconds),
                      "images_per_sec", report_number(e->images_per_sec));
+}
+
+json_t *report_epoch_event(int64_t job_id, const StoreEpoch *e)
+{
+    json_t *o = report_epoch(e);
+    if (o && json_object_set_new(o, "job_id", json_integer(job_id)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+void report_train_epoch_to_store(const TrainEpoch *e, StoreEpoch *row)
+{
+    *row = (StoreEpoch){.epoch = e->epoch, .train_loss = e->train_loss,
+                        .train_acc = e->train_acc, .val_loss = e->val_loss,
+                        .val_acc = e->val_acc, .lr = e->lr, .seconds = e->seconds,
+                        .images_per_sec = e->images_per_sec};
 }
 
 void report_probe_to_store(const ProbeRow *p, StoreLayerStat *s)

@@ -1,5 +1,11 @@
 /* report.h — the JSON forms of stored results, shared by the HTTP API and the CLI.
  *
+ * Each entity has one form, built here and nowhere else: an epoch (GET /jobs/{id}/epochs,
+ * its CSV, the "epoch" server-sent event, `initlab train --json`), a job (the job routes,
+ * the "job" event, `initlab train --json`), a dataset, a layer statistic. Reals that are
+ * NaN or infinite (a diverging run's losses) are written as null, never dropped: jansson
+ * refuses non-finite reals, so no other code path may hand it one.
+ *
  * A layer statistic is
  *   {"layer_index", "layer", "type", "mode", "quantity", "n", "mean", "std", "min", "max",
  *    "q1", "median", "q3", "whisker_lo", "whisker_hi", "p1", "p99", "zero_frac",
@@ -17,11 +23,18 @@
 #include "nn/models.h"
 #include "store/store.h"
 #include "train/probe.h"
+#include "train/trainer.h"
 
 /* A number, or null when x is NaN or infinite. */
 json_t *report_number(double x);
 json_t *report_layer_stat(const StoreLayerStat *s, bool histogram);
+/* An epoch: {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
+ * "images_per_sec"}, null for the values that are not finite. */
 json_t *report_epoch(const StoreEpoch *e);
+/* The "epoch" server-sent event: report_epoch(e) with "job_id" added. */
+json_t *report_epoch_event(int64_t job_id, const StoreEpoch *e);
+/* The store row of an epoch the trainer reports (the fields report_epoch shows). Can't fail. */
+void report_train_epoch_to_store(const TrainEpoch *e, StoreEpoch *row);
 /* A time in unix seconds, or null for 0 ("not yet"). */
 json_t *report_time(double t);
 /* A job as the API shows it: id, grid_id, status, priority, dataset, model, initializer,

@@ -67,10 +67,8 @@ static int on_resumed(void *user, int epoch, int step)
 static int on_epoch(void *user, const TrainEpoch *e)
 {
     Ctx *c = user;
-    StoreEpoch row = {.epoch = e->epoch, .train_loss = e->train_loss,
-                      .train_acc = e->train_acc, .val_loss = e->val_loss,
-                      .val_acc = e->val_acc, .lr = e->lr, .seconds = e->seconds,
-                      .images_per_sec = e->images_per_sec};
+    StoreEpoch row;
+    report_train_epoch_to_store(e, &row);
     if (store_epoch_put(c->store, c->job->id, &row) != STORE_OK) {
         log_error("jobs", "job %lld: epoch %d not stored: %s", (long long)c->job->id,
                   e->epoch, store_errmsg(c->store));

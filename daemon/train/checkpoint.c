@@ -58,9 +58,13 @@ static json_t *metadata(const Net *net, const CheckpointState *s)
     json_t *tensors = json_array();
     for (int i = 0; tensors && i < net_n_params(net); i++) {
         const Param *p = net_param_const(net, i);
-        json_array_append_new(tensors, json_pack("{s:s, s:I, s:b}", "name", p->name,
-                                                 "size", (json_int_t)p->size,
-                                                 "velocity", p->trainable));
+        /* Out of memory: no metadata rather than a table missing a tensor. */
+        if (json_array_append_new(tensors, json_pack("{s:s, s:I, s:b}", "name", p->name,
+                                                     "size", (json_int_t)p->size,
+                                                     "velocity", p->trainable)) < 0) {
+            json_decref(tensors);
+            return NULL;
+        }
     }
     return json_pack("{s:i, s:i, s:I, s:f, s:I, s:I, s:f, s:i, s:s, s:i, s:s?, s:o}",
                      "epoch", s->epoch, "step", s->step, "global_step",

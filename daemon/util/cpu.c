@@ -1,9 +1,57 @@
-/* cpu.c — CPUID feature detection and the OpenBLAS core choice (see cpu.h). */
+/* cpu.c — CPUID feature detection, the CPU's model name and the OpenBLAS core choice
+ * (see cpu.h).
+ *
+ * The model name comes from the kernel, not from CPUID's brand string: the two differ on
+ * virtual machines whose hypervisor rewrites the brand (an AMD EPYC guest reads "Oxide
+ * Virtual Turin-like Processor" from CPUID while the kernel says "AMD EPYC"), and the
+ * kernel's name is the one users see in /proc/cpuinfo and lscpu. */
 #include "util/cpu.h"
 
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+
+#define CPUINFO_PATH "/proc/cpuinfo"
+
+/* Copies s without its leading and trailing white space into buf. */
+static void copy_trimmed(char *buf, size_t size, const char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    snprintf(buf, size, "%.*s", (int)n, s);
+}
+
+int cpu_model_from_cpuinfo(const char *path, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    char line[512];
+    while (!buf[0] && fgets(line, sizeof line, f)) {
+        const char *colon = strchr(line, ':');
+        if (!colon || strncmp(line, "model name", 10) != 0)
+            continue;
+        const char *rest = line + 10;
+        while (rest < colon && isspace((unsigned char)*rest))
+            rest++;
+        if (rest == colon)
+            copy_trimmed(buf, size, colon + 1);
+    }
+    fclose(f);
+    return buf[0] ? 0 : -1;
+}
+
+static void set_model(CpuFeatures *f)
+{
+    if (cpu_model_from_cpuinfo(CPUINFO_PATH, f->model, sizeof f->model) < 0)
+        snprintf(f->model, sizeof f->model, "%s", f->brand);
+}
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -19,8 +67,10 @@ void cpu_detect(CpuFeatures *f)
 {
     unsigned a, b, c, d;
     memset(f, 0, sizeof *f);
-    if (!__get_cpuid(0, &a, &b, &c, &d))
+    if (!__get_cpuid(0, &a, &b, &c, &d)) {
+        set_model(f);
         return;
+    }
     unsigned max_leaf = a;
     memcpy(f->vendor, &b, 4);
     memcpy(f->vendor + 4, &d, 4);
@@ -58,21 +108,19 @@ void cpu_detect(CpuFeatures *f)
         for (unsigned i = 0; i < 3; i++)
             __get_cpuid(0x80000002 + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2],
                         &regs[4 * i + 3]);
-        memcpy(f->brand, regs, 48);
-        f->brand[48] = '\0';
+        char raw[49];
+        memcpy(raw, regs, 48);
+        raw[48] = '\0';
         /* Trim the padding some vendors put around the name. */
-        char *s = f->brand;
-        while (*s == ' ')
-            s++;
-        memmove(f->brand, s, strlen(s) + 1);
-        for (size_t n = strlen(f->brand); n > 0 && f->brand[n - 1] == ' '; n--)
-            f->brand[n - 1] = '\0';
+        copy_trimmed(f->brand, sizeof f->brand, raw);
     }
+    set_model(f);
 }
 #else
 void cpu_detect(CpuFeatures *f)
 {
     memset(f, 0, sizeof *f);
+    set_model(f);
 }
 #endif
 
@@ -85,6 +133,12 @@ const char *cpu_blas_core(const CpuFeatures *f)
     if (f->os_ymm && f->avx)
         return "Sandybridge";
     return NULL;
+}
+
+const char *cpu_blas_better_core(const CpuFeatures *f, const char *running)
+{
+    const char *best = cpu_blas_core(f);
+    return best && (!running || strcasecmp(best, running) != 0) ? best : NULL;
 }
 
 char *cpu_features_string(const CpuFeatures *f, char *buf, size_t size)

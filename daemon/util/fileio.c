@@ -48,28 +48,33 @@ int file_write_atomic(const char *path, const FilePart *parts, int n_parts, char
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "creating %s: %s", tmp, strerror(errno));
         return -1;
     }
+    const char *step = "writing";
     for (int i = 0; i < n_parts; i++)
         if (write_all(fd, parts[i].data, parts[i].len) < 0)
             goto fail;
+    step = "fsync of";
     if (fsync(fd) < 0)
         goto fail;
-    if (close(fd) < 0) {
-        fd = -1;
-        goto fail;
-    }
+    step = "closing";
+    int rc = close(fd);
     fd = -1;
+    if (rc < 0)
+        goto fail;
+    step = "renaming over";
     if (rename(tmp, path) < 0)
         goto fail;
     if (fsync_parent(path) < 0) {
-        snprintf(err, errlen, "%s: fsync of its directory: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: fsync of its directory: %s (the new file is in place but "
+                 "may not survive a crash)", path, strerror(errno));
         return -1;
     }
     return 0;
 fail:
-    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    snprintf(err, errlen, "%s %s: %s (the previous file, if any, is unchanged)", step, path,
+             strerror(errno));
     if (fd >= 0)
         close(fd);
     unlink(tmp);

@@ -13,8 +13,10 @@ typedef struct {
 /* Replaces path atomically with the concatenation of parts: writes "path.tmp.PID" in the
  * same directory, fsyncs it, renames it over path and fsyncs the directory, so a crash
  * leaves either the old file or the whole new one. Returns 0, or -1 with a message naming
- * the path and the system error in err[errlen]; the temp file is removed on failure.
- * Thread-safe for distinct paths. */
+ * the step, the path and the system error in err[errlen]. A failure before the rename
+ * removes the temp file and leaves path as it was; a failed fsync of the directory (the
+ * last step) leaves the whole new file in place, and the message says so. Thread-safe for
+ * distinct paths. */
 int file_write_atomic(const char *path, const FilePart *parts, int n_parts, char *err,
                       size_t errlen);
 

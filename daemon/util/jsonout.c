@@ -120,9 +120,43 @@ static int append(char **out, size_t *len, size_t *cap, const char *s, size_t n)
     return 0;
 }
 
+/* jansson's text of a value, dumped through a buffer whose first failed growth fails
+ * every later append: jansson ignores the status of the dump of an object's key (2.14),
+ * so a transient allocation failure there would otherwise drop the key and still return
+ * text. */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    bool failed;
+} DumpBuffer;
+
+static int dump_append(const char *s, size_t n, void *data)
+{
+    DumpBuffer *d = data;
+    if (d->failed || append(&d->buf, &d->len, &d->cap, s, n) < 0) {
+        d->failed = true;
+        return -1;
+    }
+    return 0;
+}
+
+static char *dump_text(const json_t *v, size_t flags)
+{
+    DumpBuffer d = {.cap = 256};
+    d.buf = malloc(d.cap);
+    if (!d.buf)
+        return NULL;
+    d.buf[0] = '\0';
+    if (json_dump_callback(v, dump_append, &d, flags) < 0 || d.failed) {
+        free(d.buf);
+        return NULL;
+    }
+    return d.buf;
+}
+
 char *json_text(const json_t *v, size_t flags)
 {
-    char *in = json_dumps(v, flags & ~(size_t)JSON_REAL_PRECISION(31));
+    char *in = dump_text(v, flags & ~(size_t)JSON_REAL_PRECISION(31));
     if (!in)
         return NULL;
     size_t len = 0, cap = strlen(in) + 64;

@@ -4,7 +4,8 @@
  * implementation does (JSON object, F32 only, offsets inside the data section, each
  * tensor's byte length equal to its shape's) and copies every tensor into one float block
  * so the data is aligned whatever the header length. The writer pads the header with
- * spaces to a multiple of 8 bytes so the data section starts aligned. */
+ * spaces to a multiple of 8 bytes so the data section starts aligned, and replaces the
+ * file durably through util/fileio.h (temporary file, fsync, rename, directory fsync). */
 #include "util/safetensors.h"
 
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/fileio.h"
 #include "util/jsonout.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -51,35 +53,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- writing ----------------------------------------------------------------------- */
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += k;
-        len -= (size_t)k;
-    }
-    return 0;
-}
-
-/* The directory part of path ("." when there is none) into dir. */
-static void dir_of(const char *path, char *dir, size_t size)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, size, ".");
-    else if (slash == path)
-        snprintf(dir, size, "/");
-    else
-        snprintf(dir, size, "%.*s", (int)(slash - path), path);
-}
-
-/* The JSON header for the tensors and metadata: new reference, or NULL with err set. */
+/* The JSON header for the tensors and metadata: new reference, or NULL with err set. Every
+ * value is checked: a header missing an entry must never reach the file. */
 static json_t *build_header(const StTensor *tensors, int n, const char *const *metadata,
                             char *err, size_t errlen)
 {
@@ -88,7 +63,7 @@ static json_t *build_header(const StTensor *tensors, int n, const char *const *m
         goto oom;
     if (metadata && metadata[0]) {
         json_t *meta = json_object();
-        if (!meta || json_object_set_new(root, "__metadata__", meta) < 0)
+        if (json_object_set_new(root, "__metadata__", meta) < 0)
             goto oom;
         for (int i = 0; metadata[i]; i += 2) {
             if (!metadata[i + 1]) {
@@ -130,21 +105,21 @@ static json_t *build_header(const StTensor *tensors, int n, const char *const *m
             json_decref(root);
             return NULL;
         }
-        json_t *shape = json_array();
+        /* json_object_set_new takes its value even when it fails (or is NULL). */
         json_t *entry = json_object();
-        if (!shape || !entry) {
-            json_decref(shape);
-            json_decref(entry);
+        if (json_object_set_new(root, t->name, entry) < 0 ||
+            json_object_set_new(entry, "dtype", json_string("F32")) < 0)
             goto oom;
-        }
+        json_t *shape = json_array();
+        if (json_object_set_new(entry, "shape", shape) < 0)
+            goto oom;
         for (int d = 0; d < t->ndim; d++)
-            json_array_append_new(shape, json_integer(t->shape[d]));
+            if (json_array_append_new(shape, json_integer(t->shape[d])) < 0)
+                goto oom;
         size_t bytes = count * sizeof(float);
-        json_object_set_new(entry, "dtype", json_string("F32"));
-        json_object_set_new(entry, "shape", shape);
-        json_object_set_new(entry, "data_offsets",
-                            json_pack("[I, I]", (json_int_t)offset, (json_int_t)(offset + bytes)));
-        if (json_object_set_new(root, t->name, entry) < 0)
+        if (json_object_set_new(entry, "data_offsets",
+                                json_pack("[I, I]", (json_int_t)offset,
+                                          (json_int_t)(offset + bytes))) < 0)
             goto oom;
         offset += bytes;
     }
@@ -158,75 +133,36 @@ oom:
 int st_write(const char *path, const StTensor *tensors, int n, const char *const *metadata,
              char *err, size_t errlen)
 {
-    char tmp[PATH_MAX], dir[PATH_MAX];
-    char *text = NULL;
-    int fd = -1, rc = -1;
-    bool created = false;
-
     json_t *root = build_header(tensors, n, metadata, err, errlen);
     if (!root)
         return -1;
-    text = json_text(root, JSON_COMPACT);
+    char *text = json_text(root, JSON_COMPACT);
     json_decref(root);
-    if (!text) {
-        set_err(err, errlen, "out of memory building the header");
+    FilePart *parts = malloc(sizeof *parts * ((size_t)n + 3));
+    if (!text || !parts) {
+        set_err(err, errlen, "%s: out of memory building the header", path);
+        free(text);
+        free(parts);
         return -1;
     }
     size_t len = strlen(text);
     size_t padded = (len + 7) & ~(size_t)7;
-
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
-        set_err(err, errlen, "%s: path too long", path);
-        goto cleanup;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        set_err(err, errlen, "%s: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    created = true;
     unsigned char lenbuf[8];
     for (int i = 0; i < 8; i++)
         lenbuf[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     static const char spaces[8] = "        ";
-    if (write_all(fd, lenbuf, 8) < 0 || write_all(fd, text, len) < 0 ||
-        write_all(fd, spaces, padded - len) < 0)
-        goto io_error;
+    int k = 0;
+    parts[k++] = (FilePart){lenbuf, 8};
+    parts[k++] = (FilePart){text, len};
+    parts[k++] = (FilePart){spaces, padded - len};
     for (int i = 0; i < n; i++)
-        if (tensors[i].count && write_all(fd, tensors[i].data, tensors[i].count * sizeof(float)) < 0)
-            goto io_error;
-    if (fsync(fd) < 0)
-        goto io_error;
-    if (close(fd) < 0) {
-        fd = -1;
-        goto io_error;
-    }
-    fd = -1;
-    if (rename(tmp, path) < 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    created = false;
-    dir_of(path, dir, sizeof dir);
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) < 0) {
-        set_err(err, errlen, "%s: fsync of the directory: %s", dir, strerror(errno));
-        if (dfd >= 0)
-            close(dfd);
-        goto cleanup;
-    }
-    close(dfd);
-    rc = 0;
-    goto cleanup;
-
-io_error:
-    set_err(err, errlen, "%s: %s", tmp, strerror(errno));
-cleanup:
-    if (fd >= 0)
-        close(fd);
-    if (created)
-        unlink(tmp);
+        parts[k++] = (FilePart){tensors[i].data, tensors[i].count * sizeof(float)};
+    char why[PATH_MAX + 256];
+    int rc = file_write_atomic(path, parts, k, why, sizeof why);
+    if (rc < 0)
+        set_err(err, errlen, "%s", why);
     free(text);
+    free(parts);
     return rc;
 }
 

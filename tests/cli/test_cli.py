@@ -1,10 +1,13 @@
-"""test_cli.py — the initlab binary as a user meets it: help, version, info and its BLAS core."""
+"""test_cli.py — the initlab binary as a user meets it: help, version, info, its CPU model
+name and BLAS core, and what an OPENBLAS_CORETYPE from the environment costs."""
 import json
 import os
+import sqlite3
 import subprocess
+import tempfile
 import unittest
 
-from util import CpuInfo, run_initlab
+from util import BINARY, CpuInfo, run_initlab
 
 
 class HelpAndVersion(unittest.TestCase):
@@ -81,6 +84,159 @@ class Info(unittest.TestCase):
         self.assertEqual(info["blas"]["source"], "fallback")
         self.assertEqual(info["blas"]["core"], shipped)
         self.assertIn("falling back to the shipped core", out.stderr)
+
+
+class CpuModel(unittest.TestCase):
+    """initlab names the CPU as the kernel does (/proc/cpuinfo's "model name", what lscpu
+    shows), not by CPUID's brand string, which a hypervisor may rewrite: on an AMD EPYC
+    virtual machine CPUID says "Oxide Virtual Turin-like Processor", the kernel "AMD EPYC"."""
+
+    def test_info_reports_the_kernels_model_name(self):
+        out = run_initlab("info", "--json", "--size", "64")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        cpu = json.loads(out.stdout)["cpu"]
+        self.assertEqual(cpu["model"], CpuInfo().model or cpu["brand"])
+        self.assertTrue(cpu["model"])
+
+    def test_a_brand_string_unlike_the_kernels_name_does_not_replace_it(self):
+        """With /proc/cpuinfo replaced (in a private mount namespace) by one naming the CPU
+        "AMD EPYC", info reports that name and keeps CPUID's brand apart. Where this
+        machine allows no user namespace, the same holds for the real /proc/cpuinfo."""
+        with tempfile.TemporaryDirectory() as tmp:
+            fake = os.path.join(tmp, "cpuinfo")
+            with open(fake, "w") as f:
+                f.write("processor\t: 0\nvendor_id\t: AuthenticAMD\n"
+                        "model name\t: AMD EPYC\n\n")
+            script = 'mount --bind "$1" /proc/cpuinfo && shift && exec "$@"'
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("INITLAB_", "OPENBLAS_CORETYPE"))}
+            out = subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script,
+                                  "sh", fake, BINARY, "info", "--json", "--size", "64"],
+                                 capture_output=True, text=True, env=env, timeout=300)
+        if out.returncode != 0 and not out.stdout:
+            # No namespaces here (a container's seccomp profile, say).
+            self.test_info_reports_the_kernels_model_name()
+            return
+        self.assertEqual(out.returncode, 0, out.stderr)
+        cpu = json.loads(out.stdout)["cpu"]
+        self.assertEqual(cpu["model"], "AMD EPYC")
+        real = run_initlab("info", "--json", "--size", "64")
+        self.assertEqual(cpu["brand"], json.loads(real.stdout)["cpu"]["brand"])
+
+
+class EnvironmentCore(unittest.TestCase):
+    """OPENBLAS_CORETYPE from the environment is honoured; when it selects another core
+    than the one this CPU supports, info measures both and says what the setting costs,
+    and every other command's log says so once at start."""
+
+    def setUp(self):
+        self.best = CpuInfo().blas_core()
+        # A core every x86-64 OpenBLAS knows and no CPU of this century is best served by.
+        self.other = "Prescott"
+
+    def info(self, *args, env=None):
+        out = run_initlab("info", "--size", "256", *args, env=env)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out
+
+    def test_info_measures_what_an_overriding_core_costs(self):
+        info = json.loads(self.info("--json", env={"OPENBLAS_CORETYPE": self.other}).stdout)
+        blas = info["blas"]
+        self.assertEqual((blas["source"], blas["core"]), ("environment", self.other))
+        over = blas["override"]
+        if self.best is None:
+            self.assertIsNone(over)
+            return
+        self.assertEqual(over["variable"], "OPENBLAS_CORETYPE")
+        self.assertEqual(over["value"], self.other)
+        self.assertEqual(over["supported_core"], self.best)
+        self.assertEqual(over["gflops"], blas["sgemm"]["gflops"])
+        self.assertGreater(over["supported_gflops"], 0)
+        self.assertAlmostEqual(over["ratio"], over["supported_gflops"] / over["gflops"])
+        self.assertTrue(over["message"].startswith(
+            f"OPENBLAS_CORETYPE={self.other} is set: sgemm {over['gflops']:.0f} GFLOP/s; "
+            f"{self.best}, which this CPU supports, measured "
+            f"{over['supported_gflops']:.0f} GFLOP/s ("), over["message"])
+
+    def test_info_text_says_it_on_a_line_of_its_own(self):
+        out = self.info(env={"OPENBLAS_CORETYPE": self.other}).stdout
+        notes = [line for line in out.splitlines() if line.startswith("blas note:")]
+        if self.best is None:
+            self.assertEqual(notes, [])
+            return
+        self.assertEqual(len(notes), 1, out)
+        self.assertIn(f"OPENBLAS_CORETYPE={self.other} is set: sgemm ", notes[0])
+        self.assertIn(f"{self.best}, which this CPU supports, measured ", notes[0])
+
+    def test_no_note_when_the_environment_names_the_supported_core(self):
+        core = self.best or self.other
+        for value in (core, core.lower()):
+            info = json.loads(self.info("--json", env={"OPENBLAS_CORETYPE": value}).stdout)
+            self.assertEqual(info["blas"]["source"], "environment")
+            self.assertIsNone(info["blas"]["override"], value)
+            self.assertNotIn("blas note:", self.info(env={"OPENBLAS_CORETYPE": value}).stdout)
+        self.assertIsNone(json.loads(self.info("--json").stdout)["blas"]["override"])
+
+    def test_the_log_at_start_says_it_once_without_measuring(self):
+        args = ("summary", "--model", "plain", "--depth", "2", "--width", "4")
+        out = run_initlab(*args, env={"OPENBLAS_CORETYPE": self.other})
+        self.assertEqual(out.returncode, 0, out.stderr)
+        notes = [line for line in out.stderr.splitlines()
+                 if f"OPENBLAS_CORETYPE={self.other} is set in the environment" in line]
+        if self.best is None:
+            self.assertEqual(notes, [])
+            return
+        self.assertEqual(len(notes), 1, out.stderr)
+        self.assertIn(f"runs its {self.other} core, though this CPU supports {self.best}",
+                      notes[0])
+        self.assertNotIn("GFLOP/s", notes[0])
+        quiet = run_initlab(*args, env={"OPENBLAS_CORETYPE": self.best or self.other})
+        self.assertNotIn("is set in the environment", quiet.stderr)
+
+
+class DivergingTrainJson(unittest.TestCase):
+    """`initlab train --json` prints every epoch of a diverging run, with null for a loss
+    that is not finite, as the API does (jobs/report.c builds both)."""
+
+    def test_non_finite_losses_print_as_null(self):
+        # Batch norm at learning rate 10 on raw 0-255 inputs: training stays finite, the
+        # validation loss under moving statistics overflows (depending on the BLAS
+        # kernels, for some of these seeds: each core tried diverges on at least one).
+        job = ["--model", "plain", "--depth", "32", "--width", "8", "--init", "he_uniform",
+               "--lr", "10", "--momentum", "0.99", "--schedule", "constant",
+               "--preprocess", "caffe", "--batch-size", "4", "--image-size", "32",
+               "--probe-size", "8", "--epochs", "3", "--stats-every", "100", "--threads", "1"]
+        with tempfile.TemporaryDirectory() as tmp:
+            data = os.path.join(tmp, "weeds")
+            out = run_initlab("demo-data", data, "--classes", "4", "--per-class", "40",
+                              "--size", "48")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            db = os.path.join(tmp, "state", "initlab.db")
+            diverged = []
+            for seed in range(6):
+                out = run_initlab("train", "--data", data, "--db", db, *job,
+                                  "--seed", str(seed), "--json")
+                printed = json.loads(out.stdout, parse_constant=self.refuse)
+                with sqlite3.connect(db) as c:
+                    stored = c.execute("SELECT epoch, val_loss FROM epochs WHERE job_id = ? "
+                                       "ORDER BY epoch", (printed["id"],)).fetchall()
+                self.assertEqual(printed["status"], "done" if out.returncode == 0 else
+                                 "failed", out.stderr)
+                self.assertEqual([e["epoch"] for e in printed["epochs"]],
+                                 [e for e, _ in stored], out.stdout)
+                for e, (_, val_loss) in zip(printed["epochs"], stored):
+                    finite = val_loss is not None and abs(val_loss) != float("inf")
+                    self.assertEqual(e["val_loss"] is not None, finite, (seed, e))
+                    if not finite:
+                        diverged.append((seed, e["epoch"]))
+                if len(diverged) >= 2:
+                    break
+        self.assertTrue(diverged, "no run diverged to a non-finite validation loss on "
+                        "this machine: the configuration needs a stronger push")
+
+    @staticmethod
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
 
 
 if __name__ == "__main__":

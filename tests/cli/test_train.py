@@ -114,9 +114,15 @@ class Records(unittest.TestCase):
 
 class Resume(unittest.TestCase):
     def test_kill_9_at_a_random_moment_resumes_bit_identically(self):
+        """The moment is drawn from a seed printed at the start; INITLAB_KILL_SEED=N replays
+        it (the same epoch and fraction of the next one; the step it lands on still
+        depends on the machine's speed)."""
         reference = weights(Reference.get())
         db = os.path.join(TMP, "killed", "initlab.db")
-        rnd = random.Random()
+        seed = os.environ.get("INITLAB_KILL_SEED")
+        seed = int(seed) if seed else random.SystemRandom().randrange(2 ** 32)
+        print(f"\n    kill -9 moment: INITLAB_KILL_SEED={seed}", file=sys.stderr, flush=True)
+        rnd = random.Random(seed)
         after_epochs = rnd.randint(1, EPOCHS - 2)
         proc = subprocess.Popen(train_cmd(db), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -133,14 +139,19 @@ class Resume(unittest.TestCase):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         before = epochs_done()
-        self.assertLess(before, EPOCHS, "the run ended before the kill; nothing was tested")
+        replay = f"replay with INITLAB_KILL_SEED={seed}"
+        self.assertLess(before, EPOCHS, "the run ended before the kill; nothing was tested; "
+                        + replay)
         out = subprocess.run(train_cmd(db), capture_output=True, text=True)
-        self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertIn("resuming", out.stderr, f"killed after {before} epochs")
+        self.assertEqual(out.returncode, 0, out.stderr + replay)
+        self.assertIn("resuming", out.stderr, f"killed after {before} epochs; {replay}")
         epochs = [e for (e,) in query(db, "SELECT epoch FROM epochs WHERE job_id = 1 ORDER BY epoch")]
-        self.assertEqual(epochs, list(range(1, EPOCHS + 1)))
-        self.assertEqual(query(db, "SELECT count(*) FROM jobs"), [(1,)])
-        assert_same_weights(self, weights(db), reference)
+        self.assertEqual(epochs, list(range(1, EPOCHS + 1)), replay)
+        self.assertEqual(query(db, "SELECT count(*) FROM jobs"), [(1,)], replay)
+        try:
+            assert_same_weights(self, weights(db), reference)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; {replay}") from None
 
     def test_ctrl_c_checkpoints_mid_epoch_and_resumes_bit_identically(self):
         reference = weights(Reference.get())

@@ -17,15 +17,19 @@ def run_initlab(*args, env=None, timeout=600, cwd=None):
 
 
 class CpuInfo:
-    """The CPU's flags as the kernel reports them in /proc/cpuinfo (independent of CPUID code)."""
+    """The CPU's flags and model name as the kernel reports them in /proc/cpuinfo
+    (independent of CPUID code). model is None where the kernel gives no model name."""
 
     def __init__(self):
         self.flags = set()
+        self.model = None
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    self.flags = set(line.split(":", 1)[1].split())
-                    break
+                key, _, value = line.partition(":")
+                if key.strip() == "flags" and not self.flags:
+                    self.flags = set(value.split())
+                elif key.strip() == "model name" and self.model is None and value.strip():
+                    self.model = value.strip()
 
     def blas_core(self):
         f = self.flags
