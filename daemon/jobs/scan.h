@@ -2,6 +2,7 @@
 #ifndef INITLAB_JOBS_SCAN_H
 #define INITLAB_JOBS_SCAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,7 +17,15 @@ DatasetIndex *jobs_scan_and_split(const char *path, DataSplitFractions f, uint64
 
 /* Scans the dataset registered as `id` in s (status scanning) and records its classes,
  * files with their split and skipped files, marking it ready; on a scan failure marks it
- * failed with the reason. Returns 0 when ready, -1 otherwise (err says why). */
+ * failed with the reason. Names go to the store in their text form (data_name_text), so
+ * that names that are not UTF-8 keep their place and their bytes. Returns 0 when ready,
+ * -1 otherwise (err says why). */
 int jobs_scan_dataset(Store *s, int64_t id, char *err, size_t errlen);
+
+/* jobs_scan_dataset with a cancel check (data/scan.h: DataScanOptions.cancel; may be NULL):
+ * returns -2 when cancel stopped the scan, leaving the dataset in status scanning so that
+ * the next start scans it again. */
+int jobs_scan_dataset_cancellable(Store *s, int64_t id, bool (*cancel)(void *user), void *user,
+                                  char *err, size_t errlen);
 
 #endif
