@@ -398,7 +398,8 @@ int data_scan(const char *root, const DataScanOptions *options, DatasetIndex **o
     *out = NULL;
 
     data_name_text_buf(root, shown, sizeof shown);
-    abs = realpath(root, NULL);
+    bool canonical = options && options->canonical;
+    abs = canonical ? strdup(root) : realpath(root, NULL);
     if (!abs) {
         snprintf(err, errlen, "cannot open dataset directory %s: %s", shown, strerror(errno));
         goto cleanup;
@@ -406,7 +407,8 @@ int data_scan(const char *root, const DataScanOptions *options, DatasetIndex **o
     data_name_text_buf(abs, shown, sizeof shown);
     if ((root_fd = data_root_open(abs)) < 0) {
         snprintf(err, errlen, "cannot open dataset directory %s: %s", shown,
-                 root_fd == -ELOOP ? "a symbolic link appeared in its path"
+                 root_fd == -ELOOP ? "a symbolic link appeared in its path since it was "
+                                     "registered; register the dataset again"
                                    : strerror(-root_fd));
         goto cleanup;
     }

@@ -64,6 +64,10 @@ typedef struct {
     int threads;   /* file checks in parallel (I/O bound); <= 0 means 2 */
     bool quick;    /* check headers and end markers only; otherwise (the default) decode
                       every image at 1/8 scale, which finds damaged image data */
+    bool canonical; /* root is a canonical absolute path (a registered dataset's, resolved
+                       at registration): opened as it is, a symbolic link anywhere in it
+                       refused, instead of being resolved with realpath — so a folder
+                       swapped for a link since registration cannot lead the scan away */
     /* Asked often (every directory entry and file) from the scan's threads; true stops
      * the scan. May be NULL. Must be thread-safe and cheap. */
     bool (*cancel)(void *user);

@@ -35,6 +35,13 @@ DatasetIndex *jobs_scan_and_split(const char *path, DataSplitFractions f, uint64
     return scan_and_split(path, NULL, f, seed, NULL, err, errlen);
 }
 
+DatasetIndex *jobs_scan_registered(const char *path, DataSplitFractions f, uint64_t seed,
+                                   char *err, size_t errlen)
+{
+    DataScanOptions opt = {.canonical = true};
+    return scan_and_split(path, &opt, f, seed, NULL, err, errlen);
+}
+
 static void free_texts(char **t, int n)
 {
     for (int i = 0; t && i < n; i++)
@@ -97,7 +104,7 @@ int jobs_scan_dataset_cancellable(Store *s, int64_t id, bool (*cancel)(void *use
         return -1;
     }
     DataSplitFractions f = {d.train_frac, d.val_frac, d.test_frac};
-    DataScanOptions opt = {.cancel = cancel, .cancel_user = user};
+    DataScanOptions opt = {.canonical = true, .cancel = cancel, .cancel_user = user};
     bool cancelled = false;
     DatasetIndex *index = scan_and_split(d.path, &opt, f, (uint64_t)d.seed, &cancelled, err,
                                          errlen);

@@ -1,9 +1,11 @@
 /* test_data_seal.c — a dataset is sealed in its folder: symbolic links out of it are skipped
  * and reported, nothing outside is opened (watched with inotify), the portable resolver
  * answers as the kernel's openat2 does, files swapped for links after the scan are refused
- * by the cache, and a scan can be cancelled. */
+ * by the cache, a registered folder swapped for a link is refused, and a scan can be
+ * cancelled. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,8 +20,10 @@
 #include "data/fsutil.h"
 #include "data/scan.h"
 #include "data/split.h"
+#include "jobs/scan.h"
 #include "test.h"
 #include "test_data_fixture.h"
+#include "test_store_util.h"
 
 /* The reason the scan gave for rel, or NULL when rel was not skipped. */
 static const char *reason_of(const DatasetIndex *x, const char *rel)
@@ -320,4 +324,45 @@ TEST(data_scan_can_be_cancelled)
     data_index_free(x);
     fixture_data_rmrf(dir);
     free(dir);
+}
+
+/* A registered dataset folder swapped for a link since registration (here to a folder
+ * outside) fails its next scan instead of being followed; a folder a user names on the
+ * command line may be reached through links. */
+TEST(jobs_scan_refuses_a_registered_folder_swapped_for_a_link)
+{
+    Sandbox b;
+    REQUIRE(sandbox_init(&b) == 0);
+    char real[PATH_MAX], moved[700];
+    REQUIRE(realpath(b.ds, real));
+    TmpDb t;
+    REQUIRE(tmpdb_init(&t) == 0);
+    Store *s = tmpdb_open(&t);
+    REQUIRE(s);
+    StoreDatasetNew nd = {"swapped", real, 0.6, 0.2, 0.2, 0};
+    int64_t id = 0;
+    REQUIRE(store_dataset_insert(s, &nd, &id) == STORE_OK);
+    snprintf(moved, sizeof moved, "%s/moved", b.tmp);
+    REQUIRE(rename(b.ds, moved) == 0 && symlink(b.outside, b.ds) == 0);
+    REQUIRE(sandbox_watch(&b) == 0);
+
+    char err[512];
+    CHECK_INT(jobs_scan_dataset(s, id, err, sizeof err), -1);
+    CHECK(strstr(err, "a symbolic link appeared in its path") != NULL);
+    CHECK_INT(sandbox_events(&b), 0);
+    StoreDataset d;
+    REQUIRE(store_dataset_get_by_id(s, id, &d) == STORE_OK);
+    CHECK_INT(d.status, STORE_DATASET_FAILED);
+    CHECK_INT(d.n_files, 0);
+    store_dataset_deinit(&d);
+    DataSplitFractions f = DATA_SPLIT_DEFAULT;
+    DatasetIndex *x = jobs_scan_registered(real, f, 0, err, sizeof err);
+    CHECK(x == NULL);
+    data_index_free(x);
+    x = jobs_scan_and_split(b.ds, f, 0, err, sizeof err); /* named by a user: followed */
+    CHECK(x != NULL && x->n_files == 2);
+    data_index_free(x);
+    store_close(s);
+    tmpdb_deinit(&t);
+    sandbox_deinit(&b);
 }
