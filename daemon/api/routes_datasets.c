@@ -9,6 +9,8 @@
 #include "api/api.h"
 #include "api/db.h"
 #include "api/router.h"
+#include "data/names.h"
+#include "data/split.h"
 #include "jobs/report.h"
 
 /* Is real (a resolved path) root itself or below it? */
@@ -32,15 +34,33 @@ static bool valid_name(const char *name)
     return name[0] != '.';
 }
 
-/* split: [train, val, test] or "train,val,test"; absent means 0.6, 0.2, 0.2. */
+/* A new JSON string of a name read from the store: stored names are text already
+ * (jobs/scan.c); a row written before names were escaped may hold bytes jansson refuses,
+ * and gets their text form rather than vanishing from the reply. */
+static json_t *stored_name(const char *text)
+{
+    json_t *j = json_string(text);
+    if (j)
+        return j;
+    char *t = data_name_text(text);
+    j = t ? json_string(t) : NULL;
+    free(t);
+    return j;
+}
+
+/* split: [train, val, test] or "train,val,test" (exactly three numbers); absent means
+ * 0.6, 0.2, 0.2. */
 static int parse_split(const json_t *v, double f[3], ApiReply *reply)
 {
     f[0] = 0.6, f[1] = 0.2, f[2] = 0.2;
     if (!v)
         return 0;
     if (json_is_string(v)) {
-        if (sscanf(json_string_value(v), "%lf,%lf,%lf", &f[0], &f[1], &f[2]) != 3)
+        DataSplitFractions sf;
+        char msg[256];
+        if (data_split_parse(json_string_value(v), &sf, msg, sizeof msg) != 0)
             goto bad;
+        f[0] = sf.train, f[1] = sf.val, f[2] = sf.test;
     } else if (json_is_array(v) && json_array_size(v) == 3) {
         for (int i = 0; i < 3; i++) {
             if (!json_is_number(json_array_get(v, (size_t)i)))
@@ -92,15 +112,29 @@ static int post_dataset(ApiRequest *req, ApiReply *reply)
                                 "--data-root, so no dataset path is allowed");
         goto out;
     }
-    char real[PATH_MAX];
+    /* a relative path is relative to the data root, not to the daemon's directory */
+    char given[PATH_MAX], real[PATH_MAX];
+    if (snprintf(given, sizeof given, "%s%s%s", path[0] == '/' ? "" : root,
+                 path[0] == '/' || root[strlen(root) - 1] == '/' ? "" : "/",
+                 path) >= (int)sizeof given) {
+        api_reply_problem_field(reply, 400, "path", "is too long");
+        goto out;
+    }
     struct stat st;
-    if (!realpath(path, real) || stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        api_reply_problem_field(reply, 400, "path", "\"%.200s\" is not a directory", path);
+    if (!realpath(given, real) || stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        api_reply_problem_field(reply, 400, "path", "\"%.200s\" is not a directory", given);
         goto out;
     }
     if (!under_root(real, root)) {
         api_reply_problem_field(reply, 400, "path", "\"%.200s\" is outside the data root "
-                                "%.200s", path, root);
+                                "%.200s", given, root);
+        goto out;
+    }
+    if (!data_utf8_valid(real, strlen(real))) {
+        char shown[512];
+        api_reply_problem_field(reply, 400, "path", "\"%.200s\" resolves to %.300s, which is "
+                                "not UTF-8; rename the folder", given,
+                                data_name_text_buf(real, shown, sizeof shown));
         goto out;
     }
     StoreDatasetNew nd = {.name = name, .path = real, .train_frac = f[0], .val_frac = f[1],
@@ -183,8 +217,9 @@ static int get_dataset(ApiRequest *req, ApiReply *reply)
     json_t *sk = json_array();
     if (store_dataset_skipped(s, d.id, &skipped, &n_skipped) == STORE_OK)
         for (int i = 0; i < n_skipped; i++)
-            json_array_append_new(sk, json_pack("{s:s, s:s}", "path", skipped[i].relpath,
-                                                "reason", skipped[i].reason));
+            json_array_append_new(sk, json_pack("{s:o, s:o}", "path",
+                                                stored_name(skipped[i].relpath), "reason",
+                                                stored_name(skipped[i].reason)));
     store_dataset_skipped_free(skipped, n_skipped);
     json_object_set_new(out, "skipped", sk);
     store_dataset_deinit(&d);

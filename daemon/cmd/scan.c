@@ -6,42 +6,39 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "data/names.h"
 #include "data/scan.h"
 #include "data/split.h"
 #include "util/jsonout.h"
 
 static const char usage_text[] =
-    "usage: initlab scan DIR [--split 0.6,0.2,0.2] [--seed N] [--threads T] [--verify]\n"
+    "usage: initlab scan DIR [--split 0.6,0.2,0.2] [--seed N] [--threads T] [--quick]\n"
     "                        [--json]\n\n"
     "Reads the ImageFolder dataset DIR (one subfolder per class holding .jpg/.jpeg files,\n"
     "any case; classes in byte order of the folder names; hidden files ignored; files\n"
     "found recursively below each class folder) and prints its classes, the images per\n"
     "class in the train/val/test split, and every skipped file with the reason: unreadable,\n"
-    "zero-byte, not a JPEG (or not named .jpg/.jpeg), truncated, corrupt.\n\n"
+    "zero-byte, not a JPEG (or not named .jpg/.jpeg), truncated, corrupt, too large, a\n"
+    "symbolic link out of DIR (nothing outside DIR is read), a class folder without a\n"
+    "usable image (not a class). Every image is decoded at 1/8 scale, which finds damaged\n"
+    "image data. Names that are not UTF-8 are shown with \\xHH escapes (a backslash as\n"
+    "\\\\).\n\n"
     "  --split F,F,F   train, validation and test fractions (default 0.6,0.2,0.2), applied\n"
     "                  per class with a seeded shuffle\n"
     "  --seed N        seed of the split (default 0)\n"
     "  --threads T     files checked in parallel (default 2)\n"
-    "  --verify        decode every image fully instead of checking its header and\n"
-    "                  end-of-image marker (slow; finds corrupt data inside files)\n"
+    "  --quick         check headers and end-of-image markers only, without decoding (fast;\n"
+    "                  misses damage inside the image data, which training would refuse)\n"
     "  --json          one JSON object on stdout\n\n"
     "Exit status: 0 when the dataset was read (skipped files do not count as errors),\n"
     "1 when DIR is not a dataset, 2 on a usage error.\n";
 
-/* A new JSON string of text; bytes that are not UTF-8 (file names need not be) become '?'. */
-static json_t *jstr(const char *text)
+/* A new JSON string of the text form of a name (names.h), or NULL when out of memory. */
+static json_t *jname(const char *name)
 {
-    json_t *j = json_string(text);
-    if (j)
-        return j;
-    char *copy = strdup(text);
-    if (!copy)
-        return NULL;
-    for (unsigned char *p = (unsigned char *)copy; *p; p++)
-        if (*p >= 0x80)
-            *p = '?';
-    j = json_string(copy);
-    free(copy);
+    char *t = data_name_text(name);
+    json_t *j = t ? json_string(t) : NULL;
+    free(t);
     return j;
 }
 
@@ -51,7 +48,7 @@ static json_t *scan_json(const DatasetIndex *x, DataSplitFractions f, unsigned l
 {
     json_t *o = json_object();
     json_t *classes = json_array(), *skipped = json_array();
-    int bad = !o || json_object_set_new(o, "root", jstr(x->root)) != 0;
+    int bad = !o || json_object_set_new(o, "root", jname(x->root)) != 0;
     bad |= !o || json_object_set_new(o, "seed", json_integer((json_int_t)seed)) != 0;
     bad |= !o || json_object_set_new(o, "images", json_integer(x->n_files)) != 0;
     bad |= !o || json_object_set_new(o, "fractions",
@@ -76,13 +73,13 @@ static json_t *scan_json(const DatasetIndex *x, DataSplitFractions f, unsigned l
         }
         bad |= json_array_append_new(
                    classes, json_pack("{s:i, s:o, s:i, s:i, s:i, s:i}", "index", c, "name",
-                                      jstr(x->class_names[c]), "count", data_index_count(x, c, -1),
+                                      jname(x->class_names[c]), "count", data_index_count(x, c, -1),
                                       "train", n[0], "val", n[1], "test", n[2])) != 0;
     }
     for (int i = 0; i < x->n_skipped; i++)
         bad |= json_array_append_new(skipped, json_pack("{s:o, s:o}", "path",
-                                                        jstr(x->skipped[i].path), "reason",
-                                                        jstr(x->skipped[i].reason))) != 0;
+                                                        jname(x->skipped[i].path), "reason",
+                                                        jname(x->skipped[i].reason))) != 0;
     bad |= json_object_set_new(o, "split",
                                json_pack("{s:i, s:i, s:i}", "train", totals[0], "val",
                                          totals[1], "test", totals[2])) != 0;
@@ -95,14 +92,16 @@ static json_t *scan_json(const DatasetIndex *x, DataSplitFractions f, unsigned l
 
 static void print_text(const DatasetIndex *x, DataSplitFractions f, unsigned long long seed)
 {
+    char name[1024], root[1024];
     int width = 5;
     for (int c = 0; c < x->n_classes; c++) {
-        int l = (int)strlen(x->class_names[c]);
+        int l = (int)strlen(data_name_text_buf(x->class_names[c], name, sizeof name));
         if (l > width)
             width = l;
     }
     printf("dataset %s: %d classes, %d images, %d skipped (split %g/%g/%g, seed %llu)\n\n",
-           x->root, x->n_classes, x->n_files, x->n_skipped, f.train, f.val, f.test, seed);
+           data_name_text_buf(x->root, root, sizeof root), x->n_classes, x->n_files,
+           x->n_skipped, f.train, f.val, f.test, seed);
     printf("  %3s  %-*s %8s %8s %8s %8s\n", "#", width, "class", "images", "train", "val",
            "test");
     int t[4] = {0, 0, 0, 0};
@@ -111,14 +110,16 @@ static void print_text(const DatasetIndex *x, DataSplitFractions f, unsigned lon
                     data_index_count(x, c, 1), data_index_count(x, c, 2)};
         for (int k = 0; k < 4; k++)
             t[k] += n[k];
-        printf("  %3d  %-*s %8d %8d %8d %8d\n", c, width, x->class_names[c], n[0], n[1], n[2],
+        printf("  %3d  %-*s %8d %8d %8d %8d\n", c, width,
+               data_name_text_buf(x->class_names[c], name, sizeof name), n[0], n[1], n[2],
                n[3]);
     }
     printf("  %3s  %-*s %8d %8d %8d %8d\n", "", width, "total", t[0], t[1], t[2], t[3]);
     if (x->n_skipped) {
         printf("\nskipped:\n");
         for (int i = 0; i < x->n_skipped; i++)
-            printf("  %s: %s\n", x->skipped[i].path, x->skipped[i].reason);
+            printf("  %s: %s\n", data_name_text_buf(x->skipped[i].path, name, sizeof name),
+                   x->skipped[i].reason);
     }
 }
 
@@ -126,7 +127,7 @@ static int cmd_scan(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"split", required_argument, NULL, 's'}, {"seed", required_argument, NULL, 'S'},
-        {"threads", required_argument, NULL, 't'}, {"verify", no_argument, NULL, 'v'},
+        {"threads", required_argument, NULL, 't'}, {"quick", no_argument, NULL, 'q'},
         {"json", no_argument, NULL, 'j'},        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     DataSplitFractions f = DATA_SPLIT_DEFAULT;
@@ -156,7 +157,7 @@ static int cmd_scan(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'v': so.verify = true; break;
+        case 'q': so.quick = true; break;
         case 'j': json = 1; break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: fputs(usage_text, stderr); return 2;

@@ -24,6 +24,7 @@
 
 #include "data/decode.h"
 #include "data/fsutil.h"
+#include "data/names.h"
 #include "data/workers.h"
 
 #define MAGIC "INITLABC"
@@ -145,6 +146,7 @@ static int map_existing(const char *path, const Header *want, DataCache *c)
 typedef struct {
     const DatasetIndex *x;
     const DataCacheConfig *cfg;
+    int root_fd;            /* the dataset folder: images are opened below it only */
     int fd;
     uint64_t data_offset;
     uint8_t *status;
@@ -184,11 +186,8 @@ static void build_worker(void *arg)
         int i = atomic_fetch_add(&job->next, 1);
         if (i >= job->x->n_files)
             break;
-        char *path = data_path_join(job->x->root, job->x->paths[i]);
-        DataJpegStatus st = path ? data_jpeg_decode_file(codec, path, s, job->cfg->resize, img,
-                                                         reason, sizeof reason)
-                                 : DATA_JPEG_UNREADABLE;
-        free(path);
+        DataJpegStatus st = data_jpeg_decode_at(codec, job->root_fd, job->x->paths[i], s,
+                                                job->cfg->resize, img, reason, sizeof reason);
         if (st != DATA_JPEG_OK)
             memset(img, 0, bytes);
         job->status[i] = (uint8_t)st;
@@ -243,15 +242,26 @@ static int build(const DatasetIndex *x, const DataCacheConfig *cfg, const char *
                  Header *h, uint8_t *status, char *err, size_t errlen)
 {
     int rc = -1;
+    int root_fd = data_root_open(x->root);
+    if (root_fd < 0) {
+        char shown[512];
+        snprintf(err, errlen, "cannot open dataset directory %s: %s",
+                 data_name_text_buf(x->root, shown, sizeof shown),
+                 root_fd == -ELOOP ? "a symbolic link appeared in its path"
+                                   : strerror(-root_fd));
+        return -1;
+    }
     char *tmp = malloc(strlen(path) + 5);
     if (!tmp) {
         snprintf(err, errlen, "out of memory");
+        close(root_fd);
         return -1;
     }
     sprintf(tmp, "%s.tmp", path);
     int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         snprintf(err, errlen, "cannot create cache file %s: %s", tmp, strerror(errno));
+        close(root_fd);
         free(tmp);
         return -1;
     }
@@ -261,7 +271,7 @@ static int build(const DatasetIndex *x, const DataCacheConfig *cfg, const char *
         goto cleanup;
     }
 
-    BuildJob job = {.x = x, .cfg = cfg, .fd = fd, .data_offset = h->data_offset,
+    BuildJob job = {.x = x, .cfg = cfg, .root_fd = root_fd, .fd = fd, .data_offset = h->data_offset,
                     .status = status};
     atomic_init(&job.next, 0);
     atomic_init(&job.done, 0);
@@ -311,6 +321,7 @@ static int build(const DatasetIndex *x, const DataCacheConfig *cfg, const char *
     rc = 0;
 cleanup:
     close(fd);
+    close(root_fd);
     if (rc != 0)
         unlink(tmp);
     free(tmp);

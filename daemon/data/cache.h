@@ -12,6 +12,10 @@
  * an flock on <file>.lock so that concurrent jobs build it once; readers that mapped an
  * older file keep their (unlinked) copy. Memory stays bounded: images are written
  * through the page cache and read through the mapping, never held whole in RAM.
+ * Images are read sealed in the dataset folder (data_jpeg_decode_at): a file replaced by a
+ * symbolic link out of the folder after the scan is not read but excluded. Version 2
+ * counts libjpeg's damaged-data warnings as failures (decode.h), so files of version 1,
+ * which kept such images, are rebuilt.
  *
  * Thread-safety: a DataCache is immutable after open; its reading functions may be
  * called from any number of threads. */
@@ -26,7 +30,7 @@
 #include "data/resize.h"
 #include "data/scan.h"
 
-#define DATA_CACHE_VERSION 1
+#define DATA_CACHE_VERSION 2
 
 typedef struct DataCache DataCache;
 
@@ -42,7 +46,8 @@ typedef struct {
 
 /* Opens the cache of index for cfg, building (or rebuilding) it when missing or stale.
  * Images that fail to decode are excluded from index (data_index_exclude: split NONE,
- * listed in skipped) — every time the cache is opened, so call this after
+ * listed in skipped with "<status> (found while decoding)"), never trained on as zeros or
+ * garbage — every time the cache is opened, so call this after
  * data_split_assign and before using or persisting the split. Returns 0 and a new cache
  * in *out; -1 with a message in err[errlen] on I/O errors, -2 when the progress callback
  * cancelled the build (the old file, if any, is left as it was). Safe to call from

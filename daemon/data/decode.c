@@ -16,8 +16,6 @@
 
 #define HEAD_BYTES (256 * 1024)
 #define TAIL_BYTES 4096
-/* Decoded images larger than this many pixels are refused (a corrupt or hostile header). */
-#define MAX_PIXELS (1L << 27)
 
 struct DataCodec {
     tjhandle dec;
@@ -39,6 +37,7 @@ const char *data_jpeg_status_name(DataJpegStatus st)
     case DATA_JPEG_NOT_JPEG: return "not a JPEG";
     case DATA_JPEG_TRUNCATED: return "truncated";
     case DATA_JPEG_CORRUPT: return "corrupt";
+    case DATA_JPEG_TOO_LARGE: return "too large";
     }
     return "unknown";
 }
@@ -128,7 +127,15 @@ void data_jpeg_scale_for(int w, int h, int size, int *num, int *denom)
     *denom = bd;
 }
 
-/* Status of a failed tjDecompress*: warnings are tolerated except a premature end. */
+/* True for a libjpeg warning that says the image data is damaged (decode.h). */
+static int damaged_data_warning(const char *msg)
+{
+    if (strstr(msg, "Corrupt JPEG data"))
+        return !strstr(msg, "ICC");
+    return strstr(msg, "Invalid SOS parameters") || strstr(msg, "Inconsistent progression");
+}
+
+/* Status of a failed tjDecompress* (decode.h says which warnings are damage). */
 static DataJpegStatus decode_failure(tjhandle h, char *reason, size_t len)
 {
     const char *msg = tjGetErrorStr2(h);
@@ -137,7 +144,7 @@ static DataJpegStatus decode_failure(tjhandle h, char *reason, size_t len)
         set_reason(reason, len, "truncated: %s", msg);
         return DATA_JPEG_TRUNCATED;
     }
-    if (!fatal)
+    if (!fatal && !damaged_data_warning(msg))
         return DATA_JPEG_OK;
     set_reason(reason, len, "corrupt: %s", msg);
     return DATA_JPEG_CORRUPT;
@@ -171,6 +178,11 @@ static DataJpegStatus header(DataCodec *c, const uint8_t *jpeg, size_t n, int *w
         set_reason(reason, len, "not a JPEG: no image in the data");
         return DATA_JPEG_NOT_JPEG;
     }
+    if ((long)*w * *h > DATA_JPEG_MAX_PIXELS) {
+        set_reason(reason, len, "too large: %dx%d pixels, more than the %ld an image may have",
+                   *w, *h, DATA_JPEG_MAX_PIXELS);
+        return DATA_JPEG_TOO_LARGE;
+    }
     return DATA_JPEG_OK;
 }
 
@@ -182,12 +194,6 @@ static DataJpegStatus decode_scaled(DataCodec *c, const uint8_t *jpeg, size_t n,
     tjscalingfactor f = {num, denom};
     *sw = TJSCALED(w, f);
     *sh = TJSCALED(h, f);
-    if ((long)*sw * *sh > MAX_PIXELS) {
-        char dims[48];
-        snprintf(dims, sizeof dims, "%dx%d", *sw, *sh);
-        set_reason(reason, len, "corrupt: image too large (%s)", dims);
-        return DATA_JPEG_CORRUPT;
-    }
     int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
     int pf = cmyk ? TJPF_CMYK : TJPF_RGB;
     size_t px = (size_t)*sw * *sh;
@@ -251,6 +257,31 @@ DataJpegStatus data_jpeg_decode_file(DataCodec *c, const char *path, int size,
     return data_jpeg_decode(c, c->file, n, size, mode, out, reason, len);
 }
 
+DataJpegStatus data_jpeg_decode_at(DataCodec *c, int root_fd, const char *rel, int size,
+                                   DataResize mode, uint8_t *out, char *reason, size_t len)
+{
+    size_t n = 0;
+    int fd = data_open_beneath(root_fd, rel, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) {
+        set_reason(reason, len, "unreadable: %s", data_open_error(fd));
+        return DATA_JPEG_UNREADABLE;
+    }
+    struct stat st;
+    int rc = fstat(fd, &st) != 0 ? -errno : !S_ISREG(st.st_mode) ? -EINVAL
+                                 : data_read_fd(fd, &c->file, &c->file_cap, &n);
+    close(fd);
+    if (rc != 0) {
+        set_reason(reason, len, "unreadable: %s",
+                   rc == -EINVAL ? "not a regular file" : strerror(-rc));
+        return DATA_JPEG_UNREADABLE;
+    }
+    if (n == 0) {
+        set_reason(reason, len, "zero-byte file");
+        return DATA_JPEG_EMPTY;
+    }
+    return data_jpeg_decode(c, c->file, n, size, mode, out, reason, len);
+}
+
 DataJpegStatus data_jpeg_decode_full(DataCodec *c, const uint8_t *jpeg, size_t n,
                                      const uint8_t **rgb, int *w, int *h, char *reason,
                                      size_t len)
@@ -283,18 +314,13 @@ static int pread_full(int fd, uint8_t *buf, size_t n, off_t off)
     return 0;
 }
 
-DataJpegStatus data_jpeg_check(DataCodec *c, const char *path, bool full, int *wp, int *hp,
+DataJpegStatus data_jpeg_check(DataCodec *c, int fd, bool full, int *wp, int *hp,
                                char *reason, size_t len)
 {
     DataJpegStatus st = DATA_JPEG_OK;
     int w = 0, h = 0, cs = 0, rc;
     if (len)
         reason[0] = '\0';
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
-    if (fd < 0) {
-        set_reason(reason, len, "unreadable: %s", strerror(errno));
-        return DATA_JPEG_UNREADABLE;
-    }
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         set_reason(reason, len, "unreadable: not a regular file");
@@ -330,7 +356,7 @@ DataJpegStatus data_jpeg_check(DataCodec *c, const char *path, bool full, int *w
 
     size_t have = head; /* c->file[0..have) holds the start of the file */
     st = header(c, c->file, head, &w, &h, &cs, reason, len);
-    if (st != DATA_JPEG_OK && soi && head < size) {
+    if (st != DATA_JPEG_OK && st != DATA_JPEG_TOO_LARGE && soi && head < size) {
         /* the header may run past the first HEAD_BYTES (large EXIF/ICC blocks) */
         if (grow(&c->file, &c->file_cap, size) != 0 ||
             (rc = pread_full(fd, c->file, size, 0)) != 0) {
@@ -368,7 +394,6 @@ DataJpegStatus data_jpeg_check(DataCodec *c, const char *path, bool full, int *w
         st = DATA_JPEG_TRUNCATED;
     }
 done:
-    close(fd);
     if (st == DATA_JPEG_OK) {
         if (wp)
             *wp = w;

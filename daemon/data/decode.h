@@ -30,11 +30,18 @@ typedef enum {
     DATA_JPEG_EMPTY,        /* zero bytes */
     DATA_JPEG_NOT_JPEG,     /* no JPEG signature, or a header TurboJPEG rejects */
     DATA_JPEG_TRUNCATED,    /* end-of-image marker missing and the data ends early */
-    DATA_JPEG_CORRUPT,      /* the entropy-coded data does not decode */
+    DATA_JPEG_CORRUPT,      /* the entropy-coded data does not decode, or decodes with
+                               libjpeg's "Corrupt JPEG data" warnings (see below) */
+    DATA_JPEG_TOO_LARGE,    /* more than DATA_JPEG_MAX_PIXELS pixels */
 } DataJpegStatus;
 
+/* The most pixels (width × height at full size) an image may have: 2^27, 384 MiB as RGB.
+ * Larger headers (a 65500×65500 one, say) are refused before anything is allocated, so
+ * that every accepted image decodes within that bound at any scale. */
+#define DATA_JPEG_MAX_PIXELS (1L << 27)
+
 /* Short fixed text for a status ("unreadable", "zero-byte file", "not a JPEG",
- * "truncated", "corrupt"). Can't fail. */
+ * "truncated", "corrupt", "too large"). Can't fail. */
 const char *data_jpeg_status_name(DataJpegStatus st);
 
 /* A new codec, or NULL when out of memory / TurboJPEG cannot initialize. */
@@ -42,15 +49,24 @@ DataCodec *data_codec_create(void);
 /* Frees codec and its buffers; NULL is fine. */
 void data_codec_free(DataCodec *codec);
 
-/* Checks the file at path: readable, not empty, JPEG signature, a header TurboJPEG parses
- * (tjDecompressHeader3, on the first 256 KiB and on the whole file if the header runs
- * past that), and an end-of-image marker in the last 4 KiB. When the marker is missing
- * (a truncated file, or data appended after the image) or when full is true, the image
- * is decoded at the smallest scale: a "premature end" warning (of the file or of a data
- * segment) marks it truncated, a fatal error corrupt; other libjpeg warnings (such as
- * extraneous bytes before a marker) are tolerated, as TensorFlow's decoder tolerates them. Returns DATA_JPEG_OK and fills *w, *h (may be
- * NULL), or another status with a one-line reason in reason[len] (always terminated). */
-DataJpegStatus data_jpeg_check(DataCodec *codec, const char *path, bool full, int *w, int *h,
+/* What a decode makes of damaged data. A fatal libjpeg error is corrupt; a "premature end"
+ * warning (of the file or of a data segment) is truncated; the warnings that say the
+ * image data itself is damaged — "Corrupt JPEG data: ..." (bad Huffman or arithmetic code,
+ * extraneous bytes before a marker, a wrong restart marker), "Invalid SOS parameters",
+ * "Inconsistent progression sequence" — are corrupt too: the pixels after them are
+ * garbage, and initlab never trains on garbage. Warnings about metadata only (an unknown
+ * JFIF revision or Adobe transform, a bad ICC marker) are tolerated. TurboJPEG reports the
+ * first warning of an image only, so damage behind a metadata warning goes unseen. */
+
+/* Checks the open file fd (read with pread from offset 0; fd is not closed): a regular
+ * file, not empty, JPEG signature, a header TurboJPEG parses (tjDecompressHeader3, on the
+ * first 256 KiB and on the whole file if the header runs past that), at most
+ * DATA_JPEG_MAX_PIXELS pixels, and an end-of-image marker in the last 4 KiB. When full is
+ * true, or when the marker is missing, the image is also decoded at the smallest scale
+ * (1/8: every entropy-coded bit is read, little is computed), with the verdicts above.
+ * Returns DATA_JPEG_OK and fills *w, *h (may be NULL), or another status with a one-line
+ * reason in reason[len] (always terminated). */
+DataJpegStatus data_jpeg_check(DataCodec *codec, int fd, bool full, int *w, int *h,
                                char *reason, size_t len);
 
 /* Decodes jpeg[0..n) and resizes it to out (size, size, 3) with mode. Returns DATA_JPEG_OK,
@@ -59,9 +75,15 @@ DataJpegStatus data_jpeg_check(DataCodec *codec, const char *path, bool full, in
 DataJpegStatus data_jpeg_decode(DataCodec *codec, const uint8_t *jpeg, size_t n, int size,
                                 DataResize mode, uint8_t *out, char *reason, size_t len);
 
-/* data_jpeg_decode of the file at path (read into the codec's buffer). */
+/* data_jpeg_decode of the file at path (read into the codec's buffer). For a path a user
+ * names (tools); the images of a dataset are read with data_jpeg_decode_at. */
 DataJpegStatus data_jpeg_decode_file(DataCodec *codec, const char *path, int size,
                                      DataResize mode, uint8_t *out, char *reason, size_t len);
+
+/* data_jpeg_decode of the file rel below the dataset folder root_fd, opened with
+ * data_open_beneath (fsutil.h): a file that leads out of the folder is unreadable. */
+DataJpegStatus data_jpeg_decode_at(DataCodec *codec, int root_fd, const char *rel, int size,
+                                   DataResize mode, uint8_t *out, char *reason, size_t len);
 
 /* Decodes jpeg[0..n) at full size into *rgb (w, h, 3), a buffer owned by the codec and
  * valid until its next call. Same errors as data_jpeg_decode. */

@@ -1,30 +1,39 @@
-/* scan.c — walks an ImageFolder directory, checks every JPEG and builds a DatasetIndex (scan.h).
+/* scan.c — walks an ImageFolder directory sealed in its root, checks every JPEG and builds a
+ * DatasetIndex (scan.h).
  *
- * DESIGN: the walk is single-threaded and collects candidates; the checks (open, header,
- * end marker) run on DataScanOptions.threads workers (data_run_workers) that claim
- * candidates through one atomic counter. Each thread owns its DataCodec and writes only the result fields of the
- * candidates it claimed; the walker reads them after joining, so no lock is needed. */
+ * DESIGN: the walk is single-threaded and collects candidates; it reads each folder
+ * through a descriptor opened below the root (data_open_beneath, or openat with
+ * O_NOFOLLOW for a real subfolder) and classifies entries with fstatat without following
+ * links. The checks (open below the root, header, decode) run on DataScanOptions.threads
+ * workers (data_run_workers) that claim candidates through one atomic counter. Each
+ * thread owns its DataCodec and writes only the result fields of the candidates it
+ * claimed; the walker reads them after joining, so no lock is needed. Cancellation is one
+ * atomic flag set by whichever thread first sees the cancel callback say so. */
 #include "data/scan.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "data/decode.h"
 #include "data/fsutil.h"
+#include "data/names.h"
 #include "data/workers.h"
 
 #define MAX_DEPTH 32
 #define REASON_LEN 256
+#define EMPTY_CLASS_REASON "no usable image in this class folder: not a class"
 
 typedef struct {
-    char *rel;          /* relative to root */
-    int label;
+    char *rel;          /* relative to root, bytes */
+    int label;          /* class index before empty classes are dropped; -1 in the root */
     int jpeg_name;      /* .jpg/.jpeg */
     int64_t size, mtime;
     DataJpegStatus status;
@@ -37,6 +46,25 @@ typedef struct {
     int n, cap;
     int oom;
 } CandList;
+
+/* What the walk and the checks share. */
+typedef struct {
+    int root_fd;                  /* O_PATH descriptor of the root */
+    const DataScanOptions *opt;   /* may be NULL */
+    atomic_int stop;              /* the cancel callback said so */
+} ScanCtx;
+
+/* True when the scan must stop; asks the callback and remembers its answer. */
+static bool scan_cancelled(ScanCtx *ctx)
+{
+    if (atomic_load(&ctx->stop))
+        return true;
+    if (ctx->opt && ctx->opt->cancel && ctx->opt->cancel(ctx->opt->cancel_user)) {
+        atomic_store(&ctx->stop, 1);
+        return true;
+    }
+    return false;
+}
 
 static int cand_add(CandList *l, const char *rel, int label)
 {
@@ -77,6 +105,7 @@ static int cmp_cand(const void *a, const void *b)
     return strcmp(x->rel, y->rel);
 }
 
+/* Records rel as skipped for reason (a walk problem: the checks leave it alone). */
 static void skip_walk(CandList *l, const char *rel, int label, const char *reason)
 {
     if (cand_add(l, rel, label) == 0) {
@@ -88,48 +117,66 @@ static void skip_walk(CandList *l, const char *rel, int label, const char *reaso
     }
 }
 
-/* Collects the files below root/rel into l with label. */
-static void walk(const char *root, const char *rel, int label, int depth, CandList *l)
+/* What a symbolic link at rel (relative to the root) leads to, without opening anything
+ * outside the root: 1 a folder inside, 0 something else inside (or nothing: dangling), or
+ * the negative errno of a link that leads out (-EXDEV) or is a loop / magic link (-ELOOP). */
+static int link_kind(int root_fd, const char *rel)
 {
-    char *dir = data_path_join(root, rel);
-    if (!dir) {
-        l->oom = -1;
-        return;
-    }
-    DIR *d = opendir(dir);
+    int fd = data_open_beneath(root_fd, rel, O_PATH);
+    if (fd == -EXDEV || fd == -ELOOP)
+        return fd;
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    int dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+    close(fd);
+    return dir;
+}
+
+/* Collects the files of the folder fd (consumed), which is root/rel, into l with label. */
+static void walk(ScanCtx *ctx, int fd, const char *rel, int label, int depth, CandList *l)
+{
+    char reason[REASON_LEN];
+    DIR *d = fdopendir(fd);
     if (!d) {
-        char reason[REASON_LEN];
         snprintf(reason, sizeof reason, "unreadable directory: %s", strerror(errno));
+        close(fd);
         skip_walk(l, rel, label, reason);
-        free(dir);
         return;
     }
     struct dirent *e;
-    while ((e = readdir(d)) && !l->oom) {
+    while (!l->oom && !scan_cancelled(ctx) && (e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
         char *crel = data_path_join(rel, e->d_name);
-        char *full = crel ? data_path_join(root, crel) : NULL;
         struct stat st;
-        if (!crel || !full) {
+        int link = 0; /* for a symbolic link: link_kind */
+        if (!crel) {
             l->oom = -1;
-        } else if (lstat(full, &st) != 0) {
-            char reason[REASON_LEN];
+        } else if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
             snprintf(reason, sizeof reason, "unreadable: %s", strerror(errno));
             skip_walk(l, crel, label, reason);
         } else if (S_ISDIR(st.st_mode)) {
-            if (depth < MAX_DEPTH)
-                walk(root, crel, label, depth + 1, l);
-            else
-                skip_walk(l, crel, label, "unreadable directory: nested too deep");
-        } else if (S_ISLNK(st.st_mode) && stat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
-            /* symlinked subdirectories are not followed */
+            int sub = depth < MAX_DEPTH ? openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY |
+                                                 O_NOFOLLOW | O_CLOEXEC)
+                                        : -1;
+            if (sub >= 0) {
+                walk(ctx, sub, crel, label, depth + 1, l);
+            } else {
+                snprintf(reason, sizeof reason, "unreadable directory: %s",
+                         depth < MAX_DEPTH ? strerror(errno) : "nested too deep");
+                skip_walk(l, crel, label, reason);
+            }
+        } else if (S_ISLNK(st.st_mode) && (link = link_kind(ctx->root_fd, crel)) != 0) {
+            skip_walk(l, crel, label, link > 0 ? "symbolic link to a folder: not followed"
+                                               : data_open_error(link));
+        } else if (!S_ISLNK(st.st_mode) && !S_ISREG(st.st_mode)) {
+            skip_walk(l, crel, label, "unreadable: not a regular file");
         } else if (cand_add(l, crel, label) == 0) {
+            /* a regular file, or a link to one inside the root (or a dangling link,
+             * which the check reports unreadable) */
             Candidate *c = &l->v[l->n - 1];
             c->jpeg_name = has_jpeg_ext(e->d_name);
-            /* for a dangling symlink st is the link's; the check reports it unreadable */
-            c->size = (int64_t)st.st_size;
-            c->mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
             if (!c->jpeg_name) {
                 c->status = DATA_JPEG_NOT_JPEG;
                 c->reason = strdup("not a .jpg/.jpeg file");
@@ -138,19 +185,37 @@ static void walk(const char *root, const char *rel, int label, int depth, CandLi
             }
         }
         free(crel);
-        free(full);
     }
     closedir(d);
-    free(dir);
 }
 
 typedef struct {
-    const char *root;
+    ScanCtx *ctx;
     CandList *l;
-    bool verify;
+    bool full;
     atomic_int next;
     atomic_int failed;  /* a thread could not get a codec or memory */
 } CheckJob;
+
+static void check_one(CheckJob *job, DataCodec *codec, Candidate *c, char *reason)
+{
+    int fd = data_open_beneath(job->ctx->root_fd, c->rel, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) {
+        c->status = DATA_JPEG_UNREADABLE;
+        if (fd == -EXDEV || fd == -ELOOP)
+            snprintf(reason, REASON_LEN, "%s", data_open_error(fd));
+        else
+            snprintf(reason, REASON_LEN, "unreadable: %s", data_open_error(fd));
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+        c->size = (int64_t)st.st_size;
+        c->mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    }
+    c->status = data_jpeg_check(codec, fd, job->full, &c->w, &c->h, reason, REASON_LEN);
+    close(fd);
+}
 
 static void check_thread(void *arg)
 {
@@ -161,21 +226,14 @@ static void check_thread(void *arg)
         return;
     }
     char reason[REASON_LEN];
-    for (;;) {
+    while (!scan_cancelled(job->ctx)) {
         int i = atomic_fetch_add(&job->next, 1);
         if (i >= job->l->n)
             break;
         Candidate *c = &job->l->v[i];
         if (!c->jpeg_name || c->reason)
             continue;
-        char *full = data_path_join(job->root, c->rel);
-        if (!full) {
-            atomic_store(&job->failed, 1);
-            break;
-        }
-        c->status = data_jpeg_check(codec, full, job->verify, &c->w, &c->h, reason,
-                                    sizeof reason);
-        free(full);
+        check_one(job, codec, c, reason);
         if (c->status != DATA_JPEG_OK && !(c->reason = strdup(reason))) {
             atomic_store(&job->failed, 1);
             break;
@@ -185,10 +243,11 @@ static void check_thread(void *arg)
 }
 
 /* Runs the checks on threads (or inline when a thread cannot start). */
-static int check_all(const char *root, CandList *l, const DataScanOptions *opt)
+static int check_all(ScanCtx *ctx, CandList *l)
 {
+    const DataScanOptions *opt = ctx->opt;
     int threads = opt && opt->threads > 0 ? opt->threads : 2;
-    CheckJob job = {.root = root, .l = l, .verify = opt && opt->verify};
+    CheckJob job = {.ctx = ctx, .l = l, .full = !(opt && opt->quick)};
     atomic_init(&job.next, 0);
     atomic_init(&job.failed, 0);
     data_run_workers(threads, check_thread, NULL, &job);
@@ -219,80 +278,207 @@ static DatasetIndex *index_alloc(int n_classes, int n_files, int n_skipped)
     return x;
 }
 
+/* The class folders of the root: its subfolders and its links to folders inside it,
+ * sorted; links that lead out are recorded in l (label -1). Returns the number of classes
+ * with *classes set (heap), or -1 with a message (unreadable root, out of memory). */
+static int list_classes(ScanCtx *ctx, const char *shown_root, char ***classes, CandList *l,
+                        char *err, size_t errlen)
+{
+    int n = 0, cap = 0;
+    char **v = NULL;
+    int fd = openat(ctx->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        snprintf(err, errlen, "cannot read dataset directory %s: %s", shown_root,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    struct dirent *e;
+    while (!l->oom && !scan_cancelled(ctx) && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        struct stat st;
+        int is_class = 0;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            is_class = 1;
+        } else if (S_ISLNK(st.st_mode)) {
+            int k = link_kind(ctx->root_fd, e->d_name);
+            if (k < 0)
+                skip_walk(l, e->d_name, -1, data_open_error(k));
+            is_class = k > 0;
+        }
+        if (!is_class)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            char **nv = realloc(v, (size_t)cap * sizeof *nv);
+            if (!nv) {
+                l->oom = -1;
+                break;
+            }
+            v = nv;
+        }
+        if (!(v[n] = strdup(e->d_name))) {
+            l->oom = -1;
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (l->oom) {
+        for (int c = 0; c < n; c++)
+            free(v[c]);
+        free(v);
+        snprintf(err, errlen, "out of memory while scanning %s", shown_root);
+        return -1;
+    }
+    if (n > 0)
+        qsort(v, (size_t)n, sizeof *v, cmp_str);
+    *classes = v;
+    return n;
+}
+
+/* Marks every class without a usable image as skipped (its folder's own entry gets the
+ * reason appended, or a new entry is made) and sets new_label[c] (-1 for those). Returns
+ * the number of classes kept, or -1 when out of memory. */
+static int drop_empty_classes(CandList *l, char **classes, int n_classes, int *new_label)
+{
+    int *ok = calloc((size_t)n_classes, sizeof *ok);
+    if (!ok)
+        return -1;
+    for (int i = 0; i < l->n; i++)
+        if (l->v[i].status == DATA_JPEG_OK)
+            ok[l->v[i].label]++;
+    int kept = 0, n_before = l->n;
+    for (int c = 0; c < n_classes; c++) {
+        new_label[c] = ok[c] ? kept++ : -1;
+        if (ok[c])
+            continue;
+        Candidate *own = NULL;
+        for (int i = 0; i < n_before && !own; i++)
+            if (l->v[i].label == c && strcmp(l->v[i].rel, classes[c]) == 0)
+                own = &l->v[i];
+        if (own) {
+            size_t len = strlen(own->reason) + sizeof EMPTY_CLASS_REASON + 3;
+            char *r = malloc(len);
+            if (!r)
+                goto oom;
+            snprintf(r, len, "%s; %s", own->reason, EMPTY_CLASS_REASON);
+            free(own->reason);
+            own->reason = r;
+        } else {
+            skip_walk(l, classes[c], c, EMPTY_CLASS_REASON);
+            if (l->oom)
+                goto oom;
+        }
+    }
+    free(ok);
+    return kept;
+oom:
+    free(ok);
+    return -1;
+}
+
 int data_scan(const char *root, const DataScanOptions *options, DatasetIndex **out, char *err,
               size_t errlen)
 {
-    int rc = -1;
+    int rc = -1, root_fd = -1;
     char *abs = NULL;
     char **classes = NULL;
-    int n_classes = 0, cap_classes = 0;
+    int n_classes = 0, *new_label = NULL;
     CandList l = {0};
     DatasetIndex *x = NULL;
-    DIR *d = NULL;
+    char shown[512];
+    ScanCtx ctx = {.root_fd = -1, .opt = options};
+    atomic_init(&ctx.stop, 0);
     *out = NULL;
 
-    abs = realpath(root, NULL);
-    if (!abs || !(d = opendir(abs))) {
-        snprintf(err, errlen, "cannot open dataset directory %s: %s", root, strerror(errno));
+    data_name_text_buf(root, shown, sizeof shown);
+    bool canonical = options && options->canonical;
+    abs = canonical ? strdup(root) : realpath(root, NULL);
+    if (!abs) {
+        snprintf(err, errlen, "cannot open dataset directory %s: %s", shown, strerror(errno));
         goto cleanup;
     }
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char *full = data_path_join(abs, e->d_name);
-        if (!full)
-            goto oom;
-        struct stat st;
-        int is_dir = stat(full, &st) == 0 && S_ISDIR(st.st_mode);
-        free(full);
-        if (!is_dir)
-            continue;
-        if (n_classes == cap_classes) {
-            cap_classes = cap_classes ? cap_classes * 2 : 32;
-            char **nc = realloc(classes, (size_t)cap_classes * sizeof *nc);
-            if (!nc)
-                goto oom;
-            classes = nc;
-        }
-        if (!(classes[n_classes] = strdup(e->d_name)))
-            goto oom;
-        n_classes++;
+    data_name_text_buf(abs, shown, sizeof shown);
+    if ((root_fd = data_root_open(abs)) < 0) {
+        snprintf(err, errlen, "cannot open dataset directory %s: %s", shown,
+                 root_fd == -ELOOP ? "a symbolic link appeared in its path since it was "
+                                     "registered; register the dataset again"
+                                   : strerror(-root_fd));
+        goto cleanup;
     }
-    closedir(d);
-    d = NULL;
+    ctx.root_fd = root_fd;
+    if ((n_classes = list_classes(&ctx, shown, &classes, &l, err, errlen)) < 0) {
+        n_classes = 0;
+        goto cleanup;
+    }
+    if (scan_cancelled(&ctx))
+        goto cancelled;
     if (n_classes == 0) {
-        snprintf(err, errlen, "no class folders in %s (expected one subfolder per class)", abs);
+        snprintf(err, errlen, "no class folders in %s (expected one subfolder per class)",
+                 shown);
         goto cleanup;
     }
-    qsort(classes, (size_t)n_classes, sizeof *classes, cmp_str);
-
-    for (int c = 0; c < n_classes && !l.oom; c++)
-        walk(abs, classes[c], c, 1, &l);
+    for (int c = 0; c < n_classes && !l.oom && !scan_cancelled(&ctx); c++) {
+        int fd = data_open_beneath(root_fd, classes[c], O_RDONLY | O_DIRECTORY);
+        if (fd >= 0) {
+            walk(&ctx, fd, classes[c], c, 1, &l);
+        } else {
+            char reason[REASON_LEN];
+            snprintf(reason, sizeof reason, "unreadable directory: %s", data_open_error(fd));
+            skip_walk(&l, classes[c], c, reason);
+        }
+    }
     if (l.oom)
         goto oom;
-    qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_cand);
-    if (check_all(abs, &l, options) != 0)
+    if (check_all(&ctx, &l) != 0)
         goto oom;
+    if (scan_cancelled(&ctx))
+        goto cancelled;
+    if (!(new_label = malloc((size_t)n_classes * sizeof *new_label)))
+        goto oom;
+    int kept = drop_empty_classes(&l, classes, n_classes, new_label);
+    if (kept < 0)
+        goto oom;
+    qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_cand);
+    if (kept == 0) {
+        const Candidate *first = NULL;
+        for (int i = 0; i < l.n && !first; i++)
+            if (l.v[i].label >= 0 && strchr(l.v[i].rel, '/'))
+                first = &l.v[i];
+        char name[200] = "";
+        if (first)
+            data_name_text_buf(first->rel, name, sizeof name);
+        snprintf(err, errlen, "no class folder of %s holds a usable JPEG image (%d skipped%s%s%s%.200s)",
+                 shown, l.n, first ? ", e.g. " : "", name, first ? ": " : "",
+                 first ? first->reason : "");
+        goto cleanup;
+    }
 
     int n_ok = 0;
     for (int i = 0; i < l.n; i++)
         n_ok += l.v[i].status == DATA_JPEG_OK;
-    if (!(x = index_alloc(n_classes, n_ok, l.n - n_ok)))
+    if (!(x = index_alloc(kept, n_ok, l.n - n_ok)))
         goto oom;
     x->root = abs;
     abs = NULL;
-    x->n_classes = n_classes;
     for (int c = 0; c < n_classes; c++) {
-        x->class_names[c] = classes[c];
-        classes[c] = NULL;
+        if (new_label[c] >= 0) {
+            x->class_names[x->n_classes++] = classes[c];
+            classes[c] = NULL;
+        }
     }
     for (int i = 0; i < l.n; i++) {
         Candidate *c = &l.v[i];
         if (c->status == DATA_JPEG_OK) {
             int k = x->n_files++;
             x->paths[k] = c->rel;
-            x->labels[k] = c->label;
+            x->labels[k] = new_label[c->label];
             x->sizes[k] = c->size;
             x->mtimes[k] = c->mtime;
             x->widths[k] = c->w;
@@ -309,11 +495,15 @@ int data_scan(const char *root, const DataScanOptions *options, DatasetIndex **o
     x = NULL;
     rc = 0;
     goto cleanup;
+cancelled:
+    snprintf(err, errlen, "scan cancelled");
+    rc = -2;
+    goto cleanup;
 oom:
-    snprintf(err, errlen, "out of memory while scanning %s", root);
+    snprintf(err, errlen, "out of memory while scanning %s", shown);
 cleanup:
-    if (d)
-        closedir(d);
+    if (root_fd >= 0)
+        close(root_fd);
     for (int i = 0; i < l.n; i++) {
         free(l.v[i].rel);
         free(l.v[i].reason);
@@ -322,6 +512,7 @@ cleanup:
     for (int c = 0; c < n_classes; c++)
         free(classes ? classes[c] : NULL);
     free(classes);
+    free(new_label);
     free(abs);
     data_index_free(x);
     return rc;

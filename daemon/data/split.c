@@ -13,7 +13,7 @@ int data_split_parse(const char *text, DataSplitFractions *f, char *err, size_t 
 {
     double v[3];
     char tail;
-    if (sscanf(text, "%lf,%lf,%lf%c", &v[0], &v[1], &v[2], &tail) != 3) {
+    if (sscanf(text, "%lf,%lf,%lf %c", &v[0], &v[1], &v[2], &tail) != 3) {
         snprintf(err, errlen, "split must be three fractions like 0.6,0.2,0.2, not '%s'", text);
         return -1;
     }

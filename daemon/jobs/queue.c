@@ -205,6 +205,16 @@ static void *worker_main(void *arg)
 
 /* ---- scanner --------------------------------------------------------------------- */
 
+/* The scan's cancel check, asked for every file: the daemon is shutting down. */
+static bool scan_cancelled(void *user)
+{
+    JobQueue *q = user;
+    pthread_mutex_lock(&q->lock);
+    bool stop = q->shutting_down;
+    pthread_mutex_unlock(&q->lock);
+    return stop;
+}
+
 static void *scanner_main(void *arg)
 {
     JobQueue *q = arg;
@@ -226,7 +236,13 @@ static void *scanner_main(void *arg)
         memmove(q->scan_queue, q->scan_queue + 1, sizeof(int64_t) * (size_t)--q->n_scan);
         pthread_mutex_unlock(&q->lock);
 
-        if (jobs_scan_dataset(s, id, err, sizeof err) < 0)
+        int rc = jobs_scan_dataset_cancellable(s, id, scan_cancelled, q, err, sizeof err);
+        if (rc == -2) {
+            log_info("jobs", "dataset %lld: scan stopped for the shutdown; it runs again at "
+                     "the next start", (long long)id);
+            break;
+        }
+        if (rc < 0)
             log_warn("jobs", "dataset %lld: %s", (long long)id, err);
         /* Jobs queued on the dataset may start now (or fail with the scan's error). */
         jobs_notify(q);

@@ -50,6 +50,21 @@ int fixture_data_write(const char *dir, const char *rel, const void *bytes, size
     return rc;
 }
 
+int fixture_data_link(const char *dir, const char *rel, const char *target)
+{
+    char *path = data_path_join(dir, rel);
+    if (!path)
+        return -1;
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    int rc = data_mkdirs(path);
+    *slash = '/';
+    if (rc == 0)
+        rc = symlink(target, path);
+    free(path);
+    return rc == 0 ? 0 : -1;
+}
+
 int fixture_data_encode(const uint8_t *pix, int w, int h, int channels, int quality,
                         uint8_t **out, size_t *n)
 {

@@ -11,6 +11,8 @@ char *fixture_data_tmpdir(void);
 void fixture_data_rmrf(const char *dir);
 /* Writes bytes to dir/rel (creating parent folders). Returns 0 or -1. */
 int fixture_data_write(const char *dir, const char *rel, const void *bytes, size_t n);
+/* Makes dir/rel a symbolic link to target (creating parent folders). Returns 0 or -1. */
+int fixture_data_link(const char *dir, const char *rel, const char *target);
 /* Encodes pix (h, w, channels) at quality and writes it to dir/rel. Returns 0 or -1. */
 int fixture_data_write_jpeg(const char *dir, const char *rel, const uint8_t *pix, int w, int h,
                             int channels, int quality);
