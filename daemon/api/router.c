@@ -450,16 +450,20 @@ const char *api_status_phrase(int status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
     case 409: return "Conflict";
     case 411: return "Length Required";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
+    case 421: return "Misdirected Request";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
     }
 }
@@ -632,6 +636,17 @@ static bool method_matches(const char *route_method, const char *method)
 {
     return strcmp(route_method, method) == 0 ||
            (strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0);
+}
+
+bool router_has_route(const Router *r, const char *method, const char *path)
+{
+    PathSegments ps;
+    if (split_path(path, &ps) < 0)
+        return false;
+    for (int i = 0; i < r->n; i++)
+        if (route_matches(&r->routes[i], &ps) && method_matches(r->routes[i].method, method))
+            return true;
+    return false;
 }
 
 RouterResult router_dispatch(const Router *r, ApiRequest *req, ApiReply *reply)
