@@ -257,7 +257,10 @@ class Daemon:
 
     def request(self, method, path, body=None, headers=None, token="default", timeout=30):
         """Sends one request on a new connection. token "default" sends the daemon's token
-        (if it has one), None sends no Authorization header, a string sends that token."""
+        (if it has one), None sends no Authorization header, a string sends that token. A
+        body (a dict or list is sent as JSON, bytes as they are) goes out as
+        application/json, as the API wants it, unless headers name another Content-Type or
+        None for none."""
         hdrs = dict(headers or {})
         if token == "default":
             token = self.token
@@ -265,7 +268,9 @@ class Daemon:
             hdrs["Authorization"] = "Bearer " + token
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
+        if body is not None:
             hdrs.setdefault("Content-Type", "application/json")
+        hdrs = {k: v for k, v in hdrs.items() if v is not None}
         conn = self.connection(timeout)
         try:
             conn.request(method, path, body=body, headers=hdrs)
