@@ -8,8 +8,9 @@
  * while the daemon's own threads are live: the HTTP threads (server_liveness: none stuck
  * in a request, and GET /api/v1/health answered over the server's own probe connection,
  * which needs no free connection slot, so clients holding every slot cannot stop the
- * pings) and the job workers (their heartbeats); it keeps STATUS= up to date. Shutdown: STOPPING=1, stop the supervisor, stop
- * accepting, end the event streams, stop the HTTP threads, then the jobs' shutdown hook. */
+ * pings) and the job workers (their heartbeats); it keeps STATUS= up to date.
+ * Shutdown: STOPPING=1, stop the supervisor, stop accepting, end the event streams, stop
+ * the HTTP threads, then the jobs' shutdown hook. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

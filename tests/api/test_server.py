@@ -183,7 +183,8 @@ class ServerTest(unittest.TestCase):
         for method, path in sorted(openapi_operations(doc)):
             url = re.sub(r"{\w+}", "1", path)
             if method == "get" and path == "/api/v1/events":
-                r = self.d.raw(b"HEAD /api/v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n", read_all=False)
+                r = self.d.raw(b"HEAD /api/v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                               read_all=False)
                 status, _, _ = parse_raw_response(r)
                 routed = status == 200
             else:
@@ -342,7 +343,8 @@ class ServerTest(unittest.TestCase):
 
     def test_event_stream_headers(self):
         with socket.create_connection((self.d.host, self.d.port), timeout=10) as s:
-            s.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+            s.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: localhost\r\n"
+                      b"Accept: text/event-stream\r\n\r\n")
             data = b""
             while b"retry:" not in data:
                 b = s.recv(4096)
