@@ -4,9 +4,12 @@
 #   make deps       install missing Debian and npm packages (idempotent, ~1 s when done)
 #   make run        deps + build + start the daemon on the demo dataset
 #   make test       deps + every test: C unit tests, the same under ASan/UBSan, fault
-#                   injection, PyTorch cross-checks, API tests, browser tests
+#                   injection, PyTorch cross-checks, API tests, the daemon under ASan/UBSan
+#                   (HTTP fuzzer, API tests), browser tests
 #   make asan       C unit tests built and run with AddressSanitizer + UBSan
 #   make faults     fault injection: the n-th allocation, write or fsync fails (also ASan)
+#   make fuzz-asan  the HTTP fuzzer against the daemon built with ASan + UBSan
+#   make api-tests-asan  the API tests against that daemon
 #   make bench      throughput against PyTorch on the same machine
 #   make clean
 
@@ -50,7 +53,8 @@ TOOLS     := $(TOOL_SRC:tests/tools/%.c=build/tools/%)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 
-.PHONY: all deps run test unit asan faults cli-tests torch-tests api-tests browser-tests bench install clean
+.PHONY: all deps run test unit asan faults cli-tests torch-tests api-tests fuzz-asan \
+        api-tests-asan browser-tests bench install clean
 .DEFAULT_GOAL := all
 
 all: initlab
@@ -58,7 +62,7 @@ all: initlab
 initlab: $(REL_OBJ) build/rel/daemon/main.o
 	$(CC) -o $@ $^ $(LIBS)
 
-# The daemon under ASan+UBSan, for the malformed-request run (tests/tools/fuzzhttp.c).
+# The daemon under ASan+UBSan, for the fuzzer (tests/tools/fuzzhttp.c) and the API tests.
 initlab-asan: $(ASAN_OBJ) build/asan/daemon/main.o
 	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -133,11 +137,27 @@ torch-tests: initlab $(TOOLS)
 api-tests: initlab
 	@if ls tests/api/test_*.py >/dev/null 2>&1; then $(PYTHON) tests/run.py tests/api; fi
 
+# The daemon itself under the sanitizers: any report in its log fails the run
+# (tests/api/daemon.py), so does a leak at exit. An allocation too large to make returns
+# NULL, as it does without ASan (the API tests submit a job too big for memory).
+# FUZZ_SECONDS bounds the fuzzer's run; API_ASAN_TESTS, when set, picks test files by
+# substring (the whole suite takes minutes: its jobs train under ASan).
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:allocator_may_return_null=1 \
+          UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 INITLAB_BIN=./initlab-asan
+FUZZ_SECONDS ?= 30
+API_ASAN_TESTS ?=
+
+fuzz-asan: initlab-asan build/tools/fuzzhttp
+	$(SAN_ENV) $(PYTHON) tests/api/fuzz_daemon.py -d $(FUZZ_SECONDS)
+
+api-tests-asan: initlab-asan
+	$(SAN_ENV) $(PYTHON) tests/run.py tests/api $(API_ASAN_TESTS)
+
 browser-tests: initlab
 	@if [ -f tests/browser/package.json ]; then cd tests/browser && node run.mjs; fi
 
 test: deps
-	$(MAKE) --no-print-directory all build/rel/unit_tests build/asan/unit_tests \
+	$(MAKE) --no-print-directory all initlab-asan build/rel/unit_tests build/asan/unit_tests \
 	  build/rel/fault_tests build/asan/fault_tests $(TOOLS) $(BENCHES)
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory asan
@@ -145,6 +165,8 @@ test: deps
 	$(MAKE) --no-print-directory cli-tests
 	$(MAKE) --no-print-directory torch-tests
 	$(MAKE) --no-print-directory api-tests
+	$(MAKE) --no-print-directory fuzz-asan
+	$(MAKE) --no-print-directory api-tests-asan
 	$(MAKE) --no-print-directory browser-tests
 
 run: deps

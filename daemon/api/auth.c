@@ -1,6 +1,9 @@
-/* auth.c — bearer-token checks and the CORS policy (see auth.h). Immutable after creation. */
+/* auth.c — bearer-token checks, Host names, cross-origin writes and the CORS policy (see
+ * auth.h). Read-only once the server runs. */
 #include "api/auth.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,11 +17,23 @@
 
 #define TOKEN_MIN 16
 #define TOKEN_MAX 4096
+#define HOST_MAX 256
+#define MAX_ALLOWED_HOSTS 32
+
+/* What the listen address says about the Host names to accept. */
+typedef enum { LISTEN_SPECIFIC, LISTEN_LOOPBACK, LISTEN_WILDCARD } ListenKind;
 
 struct Auth {
     char *token;       /* NULL when no token is configured */
     size_t token_len;
     char *cors_origin; /* NULL when CORS is off */
+    bool hosts_set;    /* auth_set_hosts ran: Host is checked */
+    bool hosts_any;    /* "*" in the allow-list */
+    ListenKind listen_kind;
+    int listen_family; /* AF_INET or AF_INET6 */
+    unsigned char listen_addr[16];
+    int nallowed;
+    char *allowed[MAX_ALLOWED_HOSTS]; /* lower case; a leading '.' matches subdomains */
 };
 
 static bool is_space(char c)
@@ -137,6 +152,8 @@ void auth_free(Auth *a)
         free(a->token);
     }
     free(a->cors_origin);
+    for (int i = 0; i < a->nallowed; i++)
+        free(a->allowed[i]);
     free(a);
 }
 
@@ -149,9 +166,223 @@ bool auth_required(const Auth *a, const ApiRequest *req)
 {
     if (!auth_enabled(a))
         return false;
+    if (strcmp(req->path, "/metrics") == 0)
+        return true;
     if (strncmp(req->path, "/api/", 5) != 0 && strcmp(req->path, "/api") != 0)
         return false;
     return strcmp(req->path, "/api/v1/health") != 0;
+}
+
+/* ---- Host names ------------------------------------------------------------------- */
+
+static bool host_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '-' || c == '.' || c == '_';
+}
+
+/* Copies the host part of a Host value ("name", "name:port", "[v6]", "[v6]:port") into buf,
+ * lower case, without brackets or a final dot; *literal6 tells a bracketed IPv6 literal.
+ * False when value is no valid host[:port] or does not fit. */
+static bool host_part(const char *value, char *buf, size_t size, bool *literal6)
+{
+    const char *end, *port;
+    *literal6 = value[0] == '[';
+    if (*literal6) {
+        value++;
+        end = strchr(value, ']');
+        if (!end)
+            return false;
+        port = end + 1;
+    } else {
+        end = strchr(value, ':');
+        if (!end)
+            end = value + strlen(value);
+        port = end;
+    }
+    if (*port == ':')
+        port++;
+    else if (*port)
+        return false;
+    for (const char *p = port; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    size_t n = (size_t)(end - value);
+    if (n > 1 && value[n - 1] == '.' && !*literal6)
+        n--;
+    if (n == 0 || n >= size)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = value[i];
+        if (*literal6 ? !(isxdigit((unsigned char)c) || c == ':' || c == '.') : !host_char(c))
+            return false;
+        buf[i] = (char)tolower((unsigned char)c);
+    }
+    buf[n] = 0;
+    return true;
+}
+
+/* Parses an IP literal (dotted IPv4, or IPv6 when literal6); the family, or 0. */
+static int ip_literal(const char *host, bool literal6, unsigned char addr[16])
+{
+    if (literal6)
+        return inet_pton(AF_INET6, host, addr) == 1 ? AF_INET6 : 0;
+    return inet_pton(AF_INET, host, addr) == 1 ? AF_INET : 0;
+}
+
+static bool is_loopback(int family, const unsigned char *addr)
+{
+    static const unsigned char v6_loopback[16] = {[15] = 1};
+    return family == AF_INET ? addr[0] == 127 : memcmp(addr, v6_loopback, 16) == 0;
+}
+
+static bool is_wildcard(int family, const unsigned char *addr)
+{
+    static const unsigned char zero[16];
+    return memcmp(addr, zero, family == AF_INET ? 4 : 16) == 0;
+}
+
+int auth_set_hosts(Auth *a, const char *listen, const char *allowed, char *err, size_t errlen)
+{
+    char host[HOST_MAX];
+    bool literal6;
+    const char *colon = listen[0] == '[' ? strstr(listen, "]:") : strrchr(listen, ':');
+    size_t n = colon ? (size_t)(colon - listen) + (listen[0] == '[') : 0;
+    if (!colon || n >= sizeof host) {
+        snprintf(err, errlen, "listen address '%s' has no host:port form", listen);
+        return -1;
+    }
+    memcpy(host, listen, n);
+    host[n] = 0;
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    char name[HOST_MAX];
+    if (!host_part(host, name, sizeof name, &literal6) ||
+        !(a->listen_family = ip_literal(name, literal6, a->listen_addr))) {
+        snprintf(err, errlen, "listen address '%s' is not an IP address", listen);
+        return -1;
+    }
+    a->listen_kind = is_wildcard(a->listen_family, a->listen_addr)   ? LISTEN_WILDCARD
+                     : is_loopback(a->listen_family, a->listen_addr) ? LISTEN_LOOPBACK
+                                                                     : LISTEN_SPECIFIC;
+    for (const char *p = allowed ? allowed : ""; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        while (len && (*p == ' ' || *p == '\t')) {
+            p++;
+            len--;
+        }
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        char entry[HOST_MAX];
+        if (len == 0 || len >= sizeof entry) {
+            snprintf(err, errlen, "allowed host '%.*s': give host names separated by commas",
+                     (int)(len < 64 ? len : 64), p);
+            return -1;
+        }
+        memcpy(entry, p, len);
+        entry[len] = 0;
+        char norm[HOST_MAX];
+        bool suffix = entry[0] == '.';
+        const char *bracket = strchr(entry, ']');
+        bool port = entry[0] == '[' ? bracket && bracket[1] : strchr(entry, ':') != NULL;
+        if (strcmp(entry, "*") == 0) {
+            a->hosts_any = true;
+        } else if (port || (suffix && entry[1] == '[') ||
+                   !host_part(entry + suffix, norm + suffix, sizeof norm - 1, &literal6)) {
+            snprintf(err, errlen, "allowed host '%s' is not a host name or IP address "
+                     "without a port (a leading '.' allows the subdomains too)", entry);
+            return -1;
+        } else if (a->nallowed == MAX_ALLOWED_HOSTS) {
+            snprintf(err, errlen, "more than %d allowed hosts", MAX_ALLOWED_HOSTS);
+            return -1;
+        } else {
+            norm[0] = suffix ? '.' : norm[0];
+            if (!(a->allowed[a->nallowed] = strdup(norm))) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            a->nallowed++;
+        }
+        p += len;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == ',')
+            p++;
+    }
+    a->hosts_set = true;
+    return 0;
+}
+
+static bool host_allowed(const Auth *a, const char *name, bool literal6)
+{
+    if (a->hosts_any)
+        return true;
+    for (int i = 0; i < a->nallowed; i++) {
+        const char *e = a->allowed[i];
+        size_t n = strlen(name), m = strlen(e);
+        if (strcmp(name, e) == 0 ||
+            (e[0] == '.' && (strcmp(name, e + 1) == 0 ||
+                             (n > m && strcmp(name + n - m, e) == 0))))
+            return true;
+    }
+    unsigned char addr[16];
+    int family = ip_literal(name, literal6, addr);
+    if (family) {
+        if (a->listen_kind == LISTEN_WILDCARD)
+            return true;
+        if (family == a->listen_family &&
+            memcmp(addr, a->listen_addr, family == AF_INET ? 4 : 16) == 0)
+            return true;
+        return a->listen_kind == LISTEN_LOOPBACK && is_loopback(family, addr) &&
+               (family == AF_INET6 || (addr[1] == 0 && addr[2] == 0 && addr[3] == 1));
+    }
+    return a->listen_kind != LISTEN_SPECIFIC && strcmp(name, "localhost") == 0;
+}
+
+int auth_check_host(const Auth *a, const ApiRequest *req, ApiReply *reply)
+{
+    const char *value = api_header(req, "Host");
+    if (!a || !a->hosts_set || !value)
+        return 0;
+    char name[HOST_MAX];
+    bool literal6;
+    if (!host_part(value, name, sizeof name, &literal6)) {
+        api_reply_problem(reply, 400, NULL, "Host '%.200s' is not a valid host[:port]", value);
+        return -1;
+    }
+    if (host_allowed(a, name, literal6))
+        return 0;
+    api_reply_problem(reply, 421, NULL, "Host '%s' does not name this daemon; a name it "
+                      "should answer to must be given with --allowed-host", name);
+    return -1;
+}
+
+/* ---- cross-origin writes ---------------------------------------------------------- */
+
+bool auth_unsafe_method(const char *method)
+{
+    return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+           strcmp(method, "PATCH") == 0 || strcmp(method, "DELETE") == 0;
+}
+
+int auth_check_origin(const Auth *a, const ApiRequest *req, ApiReply *reply)
+{
+    const char *origin = api_header(req, "Origin");
+    if (!origin || !auth_unsafe_method(req->method))
+        return 0;
+    if (a && a->cors_origin &&
+        (strcmp(a->cors_origin, "*") == 0 || strcmp(a->cors_origin, origin) == 0))
+        return 0;
+    const char *host = api_header(req, "Host");
+    const char *authority = strncasecmp(origin, "http://", 7) == 0    ? origin + 7
+                            : strncasecmp(origin, "https://", 8) == 0 ? origin + 8
+                                                                      : NULL;
+    if (authority && host && *authority && strcasecmp(authority, host) == 0)
+        return 0;
+    api_reply_problem(reply, 403, NULL, "cross-origin %s from '%.200s' refused: only the "
+                      "daemon's own pages and the origin given by --cors-origin may change "
+                      "it", req->method, origin);
+    return -1;
 }
 
 bool auth_equal_ct(const char *presented, size_t presented_len, const char *secret,

@@ -1,10 +1,16 @@
-/* auth.h — bearer-token access control for /api/ and the CORS policy.
+/* auth.h — who may ask: the bearer token, the Host names, cross-origin writes and CORS.
  *
- * With a token file, every request under /api/ except GET /api/v1/health must carry
- * "Authorization: Bearer <token>"; otherwise it gets a 401 problem with
+ * With a token file, every request under /api/ except GET /api/v1/health, and /metrics,
+ * must carry "Authorization: Bearer <token>"; otherwise it gets a 401 problem with
  * `WWW-Authenticate: Bearer realm="initlab"`. The comparison takes the same time whatever
  * the presented token is; the token is never logged or echoed. Without a token file
  * everything is open (the daemon listens on loopback by default).
+ *
+ * Without a token, a browser is what could be turned against the daemon, so:
+ *   - Host must name this daemon (DNS rebinding: a page of evil.example whose name now
+ *     resolves to 127.0.0.1 sends "Host: evil.example"); otherwise 421.
+ *   - A POST, PUT, PATCH or DELETE that carries an Origin must come from the daemon's own
+ *     pages or the configured CORS origin; otherwise 403 (cross-site request forgery).
  *
  * CORS: no Access-Control-* header is ever sent unless an allowed origin is configured,
  * and then only to requests whose Origin equals it. */
@@ -27,11 +33,37 @@ void auth_free(Auth *a);
 /* True when a token is configured. Thread-safe. */
 bool auth_enabled(const Auth *a);
 
-/* True when req->path needs a token (under /api/, not /api/v1/health). Thread-safe. */
+/* True when req->path needs a token (under /api/ but /api/v1/health, and /metrics).
+ * Thread-safe. */
 bool auth_required(const Auth *a, const ApiRequest *req);
 /* Checks the Authorization header of req. Returns 0 when access is granted, or -1 after
  * setting a 401 problem with WWW-Authenticate on reply. Thread-safe. */
 int auth_check(const Auth *a, const ApiRequest *req, ApiReply *reply);
+
+/* Sets the names a request's Host may carry: the host of the listen address (listen as
+ * "127.0.0.1:8470", "[::1]:0", "0.0.0.0:8470" or "localhost:8470"); for a loopback or
+ * wildcard listener also "localhost", "127.0.0.1" and "::1"; for a wildcard listener any IP
+ * literal; and the names in allowed, comma-separated (".example.org" also matches its
+ * subdomains, "*" turns the check off; NULL or "" adds none). Until it is called, every
+ * Host passes. Returns 0, or -1 with a message in err (a malformed entry or address,
+ * allocation failure). Call before the server starts: Auth is read-only afterwards. */
+int auth_set_hosts(Auth *a, const char *listen, const char *allowed, char *err, size_t errlen);
+
+/* Checks the host part of req's Host header against the names above; the port is not
+ * compared (an SSH tunnel or a port forward changes it, DNS rebinding changes the name). A
+ * request without Host passes (the server refuses HTTP/1.1 without one). Returns 0, or -1
+ * after setting a 421 problem naming the refused host. Thread-safe. */
+int auth_check_host(const Auth *a, const ApiRequest *req, ApiReply *reply);
+
+/* True for the methods that change state: POST, PUT, PATCH and DELETE. Can't fail. */
+bool auth_unsafe_method(const char *method);
+
+/* Refuses a cross-origin write: a POST, PUT, PATCH or DELETE whose Origin header is
+ * present passes only when that origin's host[:port] equals the Host header (the daemon's
+ * own pages) or the origin is the configured CORS origin ("*": any origin). Requests
+ * without Origin (curl, scripts) pass. Returns 0, or -1 after setting a 403 problem.
+ * Thread-safe. */
+int auth_check_origin(const Auth *a, const ApiRequest *req, ApiReply *reply);
 
 /* Adds the CORS response headers when req's Origin is allowed. Thread-safe. */
 void auth_cors_headers(const Auth *a, const ApiRequest *req, ApiReply *reply);

@@ -53,7 +53,7 @@ void events_config_default(EventHubConfig *cfg)
 {
     cfg->queue_bytes = 256 * 1024;
     cfg->heartbeat_ms = 15000;
-    cfg->max_clients = 256;
+    cfg->max_clients = 64;
 }
 
 /* Appends n bytes to c's queue; false when the queue limit would be exceeded or memory ran
@@ -409,8 +409,13 @@ int events_subscribe(EventHub *hub, ApiReply *reply)
         bool closing = hub->closing;
         pthread_mutex_unlock(&hub->lock);
         free(c);
-        return api_reply_problem(reply, 503, NULL, closing ? "the daemon is shutting down"
-                                                           : "too many event-stream clients");
+        int rc = closing ? api_reply_problem(reply, 503, NULL, "the daemon is shutting down")
+                         : api_reply_problem(reply, 503, NULL, "too many event-stream clients: "
+                                             "%d streams are open, the limit (--sse-limit)",
+                                             hub->cfg.max_clients);
+        api_reply_header(reply, "Retry-After", "10");
+        api_reply_header(reply, "Connection", "close");
+        return rc;
     }
     if (!queue_append(c, hello, sizeof hello - 1)) {
         pthread_mutex_unlock(&hub->lock);

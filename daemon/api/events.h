@@ -19,10 +19,11 @@
 typedef struct {
     size_t queue_bytes;   /* per-client queue; a client that would exceed it is dropped */
     int heartbeat_ms;     /* comment to idle clients this often (default 15000) */
-    int max_clients;      /* further subscribers get 503 */
+    int max_clients;      /* further subscribers get 503; keep it below the server's
+                             per-address connection limit, which streams never leave */
 } EventHubConfig;
 
-/* Defaults: 256 KiB per client, 15 s heartbeat, 256 clients. Can't fail. */
+/* Defaults: 256 KiB per client, 15 s heartbeat, 64 clients. Can't fail. */
 void events_config_default(EventHubConfig *cfg);
 
 /* Starts a hub and its heartbeat thread. Returns NULL on failure (allocation, thread). */
@@ -45,7 +46,8 @@ void events_free(EventHub *hub);
 int events_publish(EventHub *hub, const char *event, const char *json);
 
 /* Makes reply the event stream of a new client (200 text/event-stream), or a 503 problem
- * when the hub is closed or full. Returns 0, or -1 when the reply could not be set. */
+ * with Retry-After and "Connection: close" (the slot is freed at once) when the hub is
+ * closed or full. Returns 0, or -1 when the reply could not be set. */
 int events_subscribe(EventHub *hub, ApiReply *reply);
 
 /* Clients connected now; clients dropped for being slow since the start. Thread-safe. */

@@ -455,8 +455,10 @@ const char *api_status_phrase(int status)
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
+    case 421: return "Misdirected Request";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
@@ -632,6 +634,17 @@ static bool method_matches(const char *route_method, const char *method)
 {
     return strcmp(route_method, method) == 0 ||
            (strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0);
+}
+
+bool router_has_route(const Router *r, const char *method, const char *path)
+{
+    PathSegments ps;
+    if (split_path(path, &ps) < 0)
+        return false;
+    for (int i = 0; i < r->n; i++)
+        if (route_matches(&r->routes[i], &ps) && method_matches(r->routes[i].method, method))
+            return true;
+    return false;
 }
 
 RouterResult router_dispatch(const Router *r, ApiRequest *req, ApiReply *reply)

@@ -207,6 +207,10 @@ typedef enum {
  * Guarantees a set reply for ROUTER_HANDLED (500 when the handler left none). */
 RouterResult router_dispatch(const Router *r, ApiRequest *req, ApiReply *reply);
 
+/* True when a route handles method on path (HEAD counts for GET), without running it.
+ * Thread-safe once the server runs. */
+bool router_has_route(const Router *r, const char *method, const char *path);
+
 /* The number of routes and the i-th route's method and pattern (for the OpenAPI check). */
 int router_count(const Router *r);
 void router_route(const Router *r, int i, const char **method, const char **pattern);

@@ -1,4 +1,5 @@
-/* server.c — libmicrohttpd glue: listen socket, request bodies, dispatch, responses.
+/* server.c — libmicrohttpd glue: listen socket, admission and timeouts, request bodies,
+ * dispatch, responses, and the watchdog's probe.
  *
  * DESIGN
  * This is the only file that includes microhttpd.h. libmicrohttpd runs `threads` internal
@@ -8,7 +9,25 @@
  * call. Shared state (ApiContext, Router, StaticDir, Auth) is read-only while the server
  * runs; Metrics and EventHub are thread-safe. Event streams pause their connection with
  * MHD_suspend_connection from inside the content reader and are resumed from other threads
- * with MHD_resume_connection (events.c explains the locking). */
+ * with MHD_resume_connection (events.c explains the locking).
+ *
+ * Admission (server.h says what it promises). Every connection has a Conn record, its
+ * socket context, made in on_connection when libmicrohttpd starts the connection and freed
+ * there when it closes, before libmicrohttpd closes the socket. conn_lock guards the list
+ * of records (oldest first), every record's fields and the count. on_accept, libmicrohttpd's
+ * accept policy, runs on the accepting thread: it counts the newcomer's address and evicts
+ * with shutdown(2) of the victim's socket, under conn_lock, so that socket cannot have
+ * been closed and reused meanwhile; the owning thread then sees the stream end and closes
+ * the connection as it would for any peer that left. The reaper thread does the same to
+ * connections past their head or body deadline. A connection's phase moves HEAD (waiting
+ * for a request head) -> BODY (on_request's first call) -> REPLY (a response was queued)
+ * -> HEAD (on_completed), each move under conn_lock.
+ *
+ * Liveness. Each pool thread owns a slot of busy[] holding the time it entered on_request
+ * or a stream read (0 outside them); server_liveness reads the slots. The probe connection
+ * is one end of a socket pair handed to MHD_add_connection with an AF_UNIX address, by
+ * which on_accept and on_connection know it: it is never counted, evicted or timed out,
+ * and only the supervisor thread touches the other end. */
 #include "api/server.h"
 
 #include <arpa/inet.h>
@@ -17,12 +36,16 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +59,34 @@
  * middle of an upload. After this many discarded bytes the connection is closed instead. */
 #define DISCARD_LIMIT ((size_t)64 << 20)
 #define STREAM_BLOCK 8192
+/* libmicrohttpd keeps a request head in a per-connection pool of MEMORY_LIMIT bytes and
+ * answers a head that does not fit with its own HTML 414 or 431 page (it has no hook for
+ * it). Below that, longer paths and heads than these get the server's own problem. */
+#define MEMORY_LIMIT ((size_t)64 * 1024)
+#define MAX_PATH_BYTES 8192
+#define MAX_HEAD_BYTES (32 * 1024)
+#define MAX_HTTP_THREADS 80
+#define REAPER_PERIOD_MS 200
+#define PROBE_NAME "initlab-watchdog-probe"
+
+typedef enum { PHASE_HEAD, PHASE_BODY, PHASE_REPLY } Phase;
+
+typedef enum { CLOSE_EVICTED, CLOSE_HEADER_TIMEOUT, CLOSE_BODY_TIMEOUT, NCLOSE } CloseReason;
+
+static const char *const close_labels[NCLOSE] = {
+    "reason=\"evicted\"", "reason=\"header_timeout\"", "reason=\"body_timeout\""};
+
+/* One open connection (see DESIGN). */
+typedef struct Conn {
+    struct Conn *prev, *next;
+    int fd;
+    unsigned char key[17]; /* family, then the IPv4 address or the IPv6 /64 prefix */
+    Phase phase;
+    double since;          /* when the current phase began, CLOCK_MONOTONIC seconds */
+    bool internal;         /* the watchdog's probe connection */
+    bool stream;           /* an event stream: capped by the hub, never evicted */
+    bool closing;          /* shut down by the server; libmicrohttpd closes it next */
+} Conn;
 
 struct Server {
     ServerConfig cfg;
@@ -48,10 +99,24 @@ struct Server {
     socklen_t addrlen;
     int port;
     char address[INET6_ADDRSTRLEN + 16];
+    unsigned soft_limit;      /* connections admitted before eviction starts */
+
+    pthread_mutex_t conn_lock; /* guards conns, conns_tail, nconns, stopping, every Conn */
+    pthread_cond_t reaper_wake;
+    Conn *conns, *conns_tail; /* oldest first */
+    unsigned nconns;          /* counted connections: neither internal nor closing */
+    bool stopping;
+    pthread_t reaper;
+    bool reaper_running;
+
+    atomic_llong busy[MAX_HTTP_THREADS]; /* microseconds since start+1 when in a callback */
+    atomic_int nbusy;                    /* slots handed out */
+    int probe_fd;                        /* our end of the probe connection, -1 if none */
 };
 
 typedef struct {
     double t0;
+    Conn *conn;       /* the connection's record, NULL when it could not be made */
     char *body;
     size_t len, cap;
     bool too_large;
@@ -63,9 +128,17 @@ void server_config_default(ServerConfig *cfg)
     cfg->listen = "127.0.0.1:8470";
     cfg->max_body = 1u << 20;
     cfg->threads = 4;
-    cfg->connection_limit = 512;
-    cfg->per_ip_limit = 256;
+    cfg->connection_limit = 1024;
+    cfg->per_ip_limit = 512;
     cfg->timeout_s = 30;
+    cfg->header_timeout_s = 10;
+    cfg->body_timeout_s = 30;
+}
+
+unsigned server_per_ip_ceiling(unsigned connection_limit)
+{
+    unsigned c = connection_limit - connection_limit / 8;
+    return c ? c : 1;
 }
 
 /* ---- addresses -------------------------------------------------------------------- */
@@ -240,10 +313,242 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
     return (size_t)(w - s);
 }
 
+/* ---- connections: records, eviction, deadlines ------------------------------------ */
+
+static long long micros_now(void)
+{
+    return (long long)(api_now() * 1e6) + 1;
+}
+
+/* The admission key of a client address: IPv4 (also when mapped into IPv6) or the /64 of
+ * an IPv6 address, which one client usually holds whole. */
+static void address_key(const struct sockaddr *sa, unsigned char key[17])
+{
+    memset(key, 0, 17);
+    if (sa->sa_family == AF_INET) {
+        struct sockaddr_in a4;
+        memcpy(&a4, sa, sizeof a4);
+        key[0] = AF_INET;
+        memcpy(key + 1, &a4.sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 a6;
+        memcpy(&a6, sa, sizeof a6);
+        if (IN6_IS_ADDR_V4MAPPED(&a6.sin6_addr)) {
+            key[0] = AF_INET;
+            memcpy(key + 1, a6.sin6_addr.s6_addr + 12, 4);
+        } else {
+            key[0] = AF_INET6;
+            memcpy(key + 1, a6.sin6_addr.s6_addr, 8);
+        }
+    }
+}
+
+/* Publishes the open-connection count; called with conn_lock held. */
+static void conns_gauge(Server *s)
+{
+    if (s->ctx->metrics)
+        metrics_gauge_set(s->ctx->metrics, "initlab_http_connections", "", s->nconns);
+}
+
+/* Shuts c's socket down so that its thread closes it; called with conn_lock held. */
+static void conn_close(Server *s, Conn *c, CloseReason why)
+{
+    shutdown(c->fd, SHUT_RDWR);
+    c->closing = true;
+    s->nconns--;
+    conns_gauge(s);
+    if (s->ctx->metrics)
+        metrics_counter_add(s->ctx->metrics, "initlab_http_connections_closed_total",
+                            close_labels[why], 1);
+}
+
+/* Which of two connections to evict first: one still sending its request head, then its
+ * body, then one receiving its reply; among equals the one waiting longest. */
+static bool evict_before(const Conn *c, const Conn *than)
+{
+    return !than || c->phase < than->phase || (c->phase == than->phase && c->since < than->since);
+}
+
+/* libmicrohttpd's accept policy: admits every connection, evicting to make room (see
+ * server.h); refuses only when every slot of the address, or of all, holds a stream. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    Server *s = cls;
+    if (addrlen < sizeof(sa_family_t) ||
+        (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+        return MHD_YES; /* the probe connection (server_liveness) */
+    unsigned char key[17];
+    address_key(addr, key);
+    pthread_mutex_lock(&s->conn_lock);
+    unsigned same = 0;
+    Conn *mine = NULL, *any = NULL;
+    for (Conn *c = s->conns; c; c = c->next) {
+        if (c->internal || c->closing)
+            continue;
+        bool ours = memcmp(c->key, key, sizeof key) == 0;
+        same += ours;
+        if (c->stream)
+            continue;
+        if (ours && evict_before(c, mine))
+            mine = c;
+        if (evict_before(c, any))
+            any = c;
+    }
+    Conn *victim = NULL;
+    bool refuse = false;
+    if (same >= s->cfg.per_ip_limit) {
+        victim = mine;
+        refuse = !mine;
+    } else if (s->nconns >= s->soft_limit) {
+        victim = any;
+        refuse = !any;
+    }
+    if (victim)
+        conn_close(s, victim, CLOSE_EVICTED);
+    pthread_mutex_unlock(&s->conn_lock);
+    if (refuse) {
+        if (s->ctx->metrics)
+            metrics_counter_add(s->ctx->metrics, "initlab_http_connections_refused_total", "",
+                                1);
+        log_debug("http", "connection refused: every slot of its address holds a stream");
+    }
+    return refuse ? MHD_NO : MHD_YES;
+}
+
+/* libmicrohttpd's connection start and end: makes and frees the Conn record. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    Server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fdi =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ai =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        Conn *c = calloc(1, sizeof *c);
+        if (!c || !fdi) {
+            free(c); /* unaccountable: let it go rather than bypass the limits */
+            if (fdi)
+                shutdown(fdi->connect_fd, SHUT_RDWR);
+            *socket_context = NULL;
+            return;
+        }
+        c->fd = fdi->connect_fd;
+        const struct sockaddr *sa = ai ? ai->client_addr : NULL;
+        c->internal = sa && sa->sa_family == AF_UNIX;
+        if (sa && !c->internal)
+            address_key(sa, c->key);
+        c->phase = PHASE_HEAD;
+        c->since = api_now();
+        pthread_mutex_lock(&s->conn_lock);
+        c->prev = s->conns_tail;
+        if (s->conns_tail)
+            s->conns_tail->next = c;
+        else
+            s->conns = c;
+        s->conns_tail = c;
+        if (!c->internal) {
+            s->nconns++;
+            conns_gauge(s);
+        }
+        pthread_mutex_unlock(&s->conn_lock);
+        *socket_context = c;
+        return;
+    }
+    Conn *c = *socket_context;
+    if (!c)
+        return;
+    pthread_mutex_lock(&s->conn_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        s->conns_tail = c->prev;
+    if (!c->internal && !c->closing) {
+        s->nconns--;
+        conns_gauge(s);
+    }
+    pthread_mutex_unlock(&s->conn_lock);
+    free(c);
+    *socket_context = NULL;
+}
+
+static Conn *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return i ? i->socket_context : NULL;
+}
+
+static void conn_phase(Server *s, Conn *c, Phase phase, bool stream)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&s->conn_lock);
+    c->phase = phase;
+    c->since = api_now();
+    c->stream |= stream;
+    pthread_mutex_unlock(&s->conn_lock);
+}
+
+/* Closes connections past their head or body deadline, every REAPER_PERIOD_MS. */
+static void *reaper_main(void *arg)
+{
+    Server *s = arg;
+    double head = s->cfg.header_timeout_s, body = s->cfg.body_timeout_s;
+    pthread_mutex_lock(&s->conn_lock);
+    while (!s->stopping) {
+        double now = api_now();
+        for (Conn *c = s->conns; c; c = c->next) {
+            if (c->internal || c->closing || c->stream)
+                continue;
+            if (head > 0 && c->phase == PHASE_HEAD && now - c->since > head)
+                conn_close(s, c, CLOSE_HEADER_TIMEOUT);
+            else if (body > 0 && c->phase == PHASE_BODY && now - c->since > body)
+                conn_close(s, c, CLOSE_BODY_TIMEOUT);
+        }
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        long long ns = deadline.tv_nsec + REAPER_PERIOD_MS * 1000000LL;
+        deadline.tv_sec += (time_t)(ns / 1000000000LL);
+        deadline.tv_nsec = (long)(ns % 1000000000LL);
+        pthread_cond_timedwait(&s->reaper_wake, &s->conn_lock, &deadline);
+    }
+    pthread_mutex_unlock(&s->conn_lock);
+    return NULL;
+}
+
+/* ---- liveness of the HTTP threads ------------------------------------------------- */
+
+static _Thread_local Server *busy_server;
+static _Thread_local int busy_slot = -1;
+
+/* Marks the calling pool thread as inside a callback from now on. */
+static void busy_enter(Server *s)
+{
+    if (busy_server != s) {
+        busy_server = s;
+        int i = atomic_fetch_add(&s->nbusy, 1);
+        busy_slot = i < MAX_HTTP_THREADS ? i : -1;
+    }
+    if (busy_slot >= 0)
+        atomic_store(&s->busy[busy_slot], micros_now());
+}
+
+static void busy_leave(Server *s)
+{
+    if (busy_server == s && busy_slot >= 0)
+        atomic_store(&s->busy[busy_slot], 0);
+}
+
 /* ---- event streams ---------------------------------------------------------------- */
 
 typedef struct {
     ApiStream api;        /* first: the router-side handle */
+    Server *server;
     ApiStreamRead read;
     ApiStreamFree free_fn;
     void *cls;
@@ -263,7 +568,9 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     Stream *st = cls;
     (void)pos;
+    busy_enter(st->server);
     long n = st->read(st->cls, &st->api, buf, max);
+    busy_leave(st->server);
     return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)n;
 }
 
@@ -283,7 +590,8 @@ static bool is_api_path(const char *path)
 }
 
 /* Turns reply into an MHD response (taking over its body); NULL on failure. */
-static struct MHD_Response *make_response(struct MHD_Connection *conn, ApiReply *reply)
+static struct MHD_Response *make_response(Server *s, struct MHD_Connection *conn,
+                                          ApiReply *reply)
 {
     struct MHD_Response *r = NULL;
     switch (reply->kind) {
@@ -304,6 +612,7 @@ static struct MHD_Response *make_response(struct MHD_Connection *conn, ApiReply 
         st->api.pause = stream_pause;
         st->api.wake = stream_wake;
         st->api.server_data = conn;
+        st->server = s;
         st->read = reply->stream_read;
         st->free_fn = reply->stream_free;
         st->cls = reply->stream_cls;
@@ -337,49 +646,38 @@ static struct MHD_Response *make_response(struct MHD_Connection *conn, ApiReply 
     return r;
 }
 
-/* Queues reply on conn, counting it; falls back to a bare 500 when no response can be
- * built. Returns MHD_YES, or MHD_NO to close the connection when even that failed. */
-static enum MHD_Result send_reply(Server *s, struct MHD_Connection *conn, const char *path,
-                                  const char *method, ApiReply *reply, double t0)
+/* Queues reply on conn, counting it (the probe's requests are not counted); falls back to
+ * a bare 500 when no response can be built. Returns MHD_YES, or MHD_NO to close the
+ * connection when even that failed. */
+static enum MHD_Result send_reply(Server *s, struct MHD_Connection *conn, Exchange *ex,
+                                  const ApiRequest *req, ApiReply *reply)
 {
     if (!api_reply_get_header(reply, "Cache-Control"))
         api_reply_header(reply, "Cache-Control", "no-store");
     api_reply_header(reply, "X-Content-Type-Options", "nosniff");
     api_reply_header(reply, "Referrer-Policy", "no-referrer");
     int status = reply->status ? reply->status : 500;
-    struct MHD_Response *r = make_response(conn, reply);
+    bool stream = reply->kind == API_BODY_STREAM;
+    struct MHD_Response *r = make_response(s, conn, reply);
     if (!r) {
         status = 500;
+        stream = false;
         r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
         if (!r)
             return MHD_NO;
     }
     enum MHD_Result ok = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
+    conn_phase(s, ex->conn, PHASE_REPLY, stream && ok == MHD_YES);
+    if (ex->conn && ex->conn->internal)
+        return ok;
     if (s->ctx->metrics)
-        metrics_http_observe(s->ctx->metrics, status, api_now() - t0);
+        metrics_http_observe(s->ctx->metrics, status, api_now() - ex->t0);
     if (status >= 500)
-        log_warn("http", "%s %s -> %d", method, path, status);
+        log_warn("http", "%s %s -> %d", req->method, req->path, status);
     else
-        log_debug("http", "%s %s -> %d", method, path, status);
+        log_debug("http", "%s %s -> %d", req->method, req->path, status);
     return ok;
-}
-
-static void handle(Server *s, ApiRequest *req, ApiReply *reply)
-{
-    const Auth *auth = s->ctx->auth;
-    bool api = is_api_path(req->path);
-    if (auth_cors_preflight(auth, req, reply))
-        return;
-    if (api && auth_check(auth, req, reply) < 0)
-        return;
-    if (router_dispatch(s->router, req, reply) == ROUTER_NO_PATH) {
-        if (api)
-            api_reply_problem(reply, 404, NULL, "no API route %s", req->path);
-        else
-            static_serve(s->ctx->web, req, reply);
-    }
-    auth_cors_headers(auth, req, reply);
 }
 
 /* The path of an absolute-form request target ("http://host:port/path" -> "/path"). */
@@ -394,28 +692,213 @@ static const char *origin_form(const char *url)
     return slash ? slash : "/";
 }
 
-static enum MHD_Result respond(Server *s, struct MHD_Connection *conn, Exchange *ex,
-                               const char *url, const char *method)
+/* ---- admission of a request head -------------------------------------------------- */
+
+/* What the headers say about the framing of the body and the Host. */
+typedef struct {
+    int hosts;                 /* Host header fields */
+    int lengths;               /* Content-Length fields */
+    const char *length;        /* the first one */
+    bool lengths_differ;
+    int encodings;             /* Transfer-Encoding fields */
+    const char *encoding;      /* the first one */
+    const char *content_type;
+} Framing;
+
+static enum MHD_Result framing_step(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    Framing *f = cls;
+    (void)kind;
+    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+        f->hosts++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (f->lengths++ == 0)
+            f->length = value;
+        else if (strcmp(value ? value : "", f->length ? f->length : "") != 0)
+            f->lengths_differ = true;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        if (f->encodings++ == 0)
+            f->encoding = value;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_TYPE) == 0 && !f->content_type) {
+        f->content_type = value;
+    }
+    return MHD_YES;
+}
+
+/* True when a Content-Type names application/json (parameters such as charset allowed). */
+static bool media_is_json(const char *type)
+{
+    while (*type == ' ' || *type == '\t')
+        type++;
+    static const char json[] = "application/json";
+    if (strncasecmp(type, json, sizeof json - 1) != 0)
+        return false;
+    char after = type[sizeof json - 1];
+    return after == 0 || after == ';' || after == ' ' || after == '\t';
+}
+
+/* Judges what the request head alone decides, before any body is read: framing, size,
+ * Host, Origin, token and media type (in that order). Returns true when reply was set:
+ * the request is answered at once (and the connection closed if a body was announced). */
+static bool admit(Server *s, struct MHD_Connection *conn, Exchange *ex, const char *version,
+                  ApiRequest *req, ApiReply *reply)
+{
+    const Auth *auth = s->ctx->auth;
+    Framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_step, &f);
+    const union MHD_ConnectionInfo *head =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    unsigned long long length = 0;
+    bool length_overflows = false;
+    if (f.length) {
+        char *end;
+        errno = 0;
+        length = strtoull(f.length, &end, 10);
+        length_overflows = errno == ERANGE || (end != f.length && length > s->cfg.max_body);
+    }
+    if (f.hosts > 1) {
+        api_reply_problem(reply, 400, NULL, "Host: sent %d times; send it once", f.hosts);
+    } else if (f.hosts == 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0) {
+        api_reply_problem(reply, 400, NULL, "Host: required in an HTTP/1.1 request");
+    } else if (f.encodings > 1 || (f.encodings && strcasecmp(f.encoding, "chunked") != 0)) {
+        api_reply_problem(reply, 501, NULL, "Transfer-Encoding '%.100s' is not supported: "
+                          "send the body chunked or with a Content-Length", f.encoding);
+    } else if (f.encodings && f.lengths) {
+        api_reply_problem(reply, 400, NULL, "Content-Length and Transfer-Encoding together: "
+                          "send one of them");
+    } else if (f.lengths_differ) {
+        api_reply_problem(reply, 400, NULL, "Content-Length: two different values ('%.40s' "
+                          "and another)", f.length);
+    } else if (strlen(req->path) > MAX_PATH_BYTES) {
+        reply->instance = NULL; /* not worth echoing */
+        api_reply_problem(reply, 414, NULL, "the path is longer than %d bytes",
+                          MAX_PATH_BYTES);
+    } else if (head && head->header_size > MAX_HEAD_BYTES) {
+        api_reply_problem(reply, 431, NULL, "the request head has %zu bytes, more than %d",
+                          head->header_size, MAX_HEAD_BYTES);
+    } else if (length_overflows) {
+        ex->too_large = true;
+        api_reply_problem_field(reply, 413, "body", "larger than the limit of %zu bytes",
+                                s->cfg.max_body);
+    }
+    if (reply->status)
+        return true;
+    if (auth_check_host(auth, req, reply) < 0 || auth_cors_preflight(auth, req, reply) ||
+        auth_check_origin(auth, req, reply) < 0 || auth_check(auth, req, reply) < 0)
+        return true;
+    bool body = f.encodings || length > 0;
+    if (auth_unsafe_method(req->method) && (f.content_type || body) &&
+        !(f.content_type && media_is_json(f.content_type)) &&
+        router_has_route(s->router, req->method, req->path)) {
+        if (f.content_type)
+            api_reply_problem_field(reply, 415, "Content-Type", "send application/json "
+                                    "(got '%.100s')", f.content_type);
+        else
+            api_reply_problem_field(reply, 415, "Content-Type", "required with a body: send "
+                                    "application/json");
+        api_reply_header(reply, "Accept-Post", "application/json");
+        return true;
+    }
+    return false;
+}
+
+/* ---- the request handler ---------------------------------------------------------- */
+
+static void request_init(Server *s, struct MHD_Connection *conn, ApiRequest *req,
+                         ApiReply *reply, const char *method, const char *url)
 {
     url = origin_form(url);
+    api_request_init(req, method, url, s->ctx);
+    req->io = &mhd_io;
+    req->io_cls = conn;
+    api_reply_init(reply, url);
+}
+
+/* Adds the CORS headers, sends reply and frees it. */
+static enum MHD_Result finish(Server *s, struct MHD_Connection *conn, Exchange *ex,
+                              ApiRequest *req, ApiReply *reply)
+{
+    auth_cors_headers(s->ctx->auth, req, reply);
+    enum MHD_Result rc = send_reply(s, conn, ex, req, reply);
+    api_reply_deinit(reply);
+    return rc;
+}
+
+/* The first call of a request (its head is complete): the Exchange, then admission. */
+static enum MHD_Result request_start(Server *s, struct MHD_Connection *conn, const char *url,
+                                     const char *method, const char *version, void **req_cls)
+{
+    Exchange *ex = calloc(1, sizeof *ex);
+    if (!ex)
+        return MHD_NO;
+    ex->t0 = api_now();
+    ex->conn = conn_of(conn);
+    *req_cls = ex;
+    conn_phase(s, ex->conn, PHASE_BODY, false);
+    if (ex->conn && ex->conn->internal)
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     ApiRequest req;
     ApiReply reply;
-    api_request_init(&req, method, url, s->ctx);
-    req.io = &mhd_io;
-    req.io_cls = conn;
+    request_init(s, conn, &req, &reply, method, url);
+    if (admit(s, conn, ex, version, &req, &reply))
+        return finish(s, conn, ex, &req, &reply);
+    api_reply_deinit(&reply);
+    return MHD_YES;
+}
+
+/* Appends a piece of the body, or counts it away once the body is too large. */
+static enum MHD_Result request_body(Server *s, Exchange *ex, const char *data, size_t n)
+{
+    if (ex->too_large) {
+        ex->discarded += n;
+        return ex->discarded > DISCARD_LIMIT ? MHD_NO : MHD_YES;
+    }
+    if (n > s->cfg.max_body - ex->len) {
+        ex->too_large = true;
+        ex->discarded = ex->len + n;
+        free(ex->body);
+        ex->body = NULL;
+        ex->len = ex->cap = 0;
+        return MHD_YES;
+    }
+    if (ex->len + n + 1 > ex->cap) {
+        size_t cap = ex->cap ? ex->cap : 1024;
+        while (cap < ex->len + n + 1)
+            cap *= 2;
+        char *b = realloc(ex->body, cap);
+        if (!b)
+            return MHD_NO;
+        ex->body = b;
+        ex->cap = cap;
+    }
+    memcpy(ex->body + ex->len, data, n);
+    ex->len += n;
+    ex->body[ex->len] = 0;
+    return MHD_YES;
+}
+
+/* The last call: the whole body is in; route and answer. */
+static enum MHD_Result request_end(Server *s, struct MHD_Connection *conn, Exchange *ex,
+                                   const char *url, const char *method)
+{
+    ApiRequest req;
+    ApiReply reply;
+    request_init(s, conn, &req, &reply, method, url);
     if (ex->body) {
         req.body = ex->body;
         req.body_len = ex->len;
     }
-    api_reply_init(&reply, url);
     if (ex->too_large)
         api_reply_problem_field(&reply, 413, "body", "larger than the limit of %zu bytes",
                                 s->cfg.max_body);
-    else
-        handle(s, &req, &reply);
-    enum MHD_Result rc = send_reply(s, conn, url, method, &reply, ex->t0);
-    api_reply_deinit(&reply);
-    return rc;
+    else if (router_dispatch(s->router, &req, &reply) == ROUTER_NO_PATH) {
+        if (is_api_path(req.path))
+            api_reply_problem(&reply, 404, NULL, "no API route %s", req.path);
+        else
+            static_serve(s->ctx->web, &req, &reply);
+    }
+    return finish(s, conn, ex, &req, &reply);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -425,69 +908,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     Server *s = cls;
     Exchange *ex = *req_cls;
-    (void)version;
+    enum MHD_Result rc;
+    busy_enter(s);
     if (!ex) {
-        ex = calloc(1, sizeof *ex);
-        if (!ex)
-            return MHD_NO;
-        ex->t0 = api_now();
-        *req_cls = ex;
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl) {
-            char *end;
-            errno = 0;
-            unsigned long long n = strtoull(cl, &end, 10);
-            if (errno == ERANGE || (end != cl && n > s->cfg.max_body)) {
-                /* Answer before reading the body; the connection closes afterwards. */
-                ex->too_large = true;
-                return respond(s, conn, ex, url, method);
-            }
-        }
-        return MHD_YES;
-    }
-    if (*upload_data_size) {
+        rc = request_start(s, conn, url, method, version, req_cls);
+    } else if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (ex->too_large) {
-            ex->discarded += n;
-            return ex->discarded > DISCARD_LIMIT ? MHD_NO : MHD_YES;
-        }
-        if (n > s->cfg.max_body - ex->len) {
-            ex->too_large = true;
-            ex->discarded = ex->len + n;
-            free(ex->body);
-            ex->body = NULL;
-            ex->len = ex->cap = 0;
-            return MHD_YES;
-        }
-        if (ex->len + n + 1 > ex->cap) {
-            size_t cap = ex->cap ? ex->cap : 1024;
-            while (cap < ex->len + n + 1)
-                cap *= 2;
-            char *b = realloc(ex->body, cap);
-            if (!b)
-                return MHD_NO;
-            ex->body = b;
-            ex->cap = cap;
-        }
-        memcpy(ex->body + ex->len, upload_data, n);
-        ex->len += n;
-        ex->body[ex->len] = 0;
-        return MHD_YES;
+        rc = request_body(s, ex, upload_data, n);
+    } else {
+        rc = request_end(s, conn, ex, url, method);
     }
-    return respond(s, conn, ex, url, method);
+    busy_leave(s);
+    return rc;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)conn;
+    Server *s = cls;
     (void)toe;
     Exchange *ex = *req_cls;
     if (!ex)
         return;
+    conn_phase(s, conn_of(conn), PHASE_HEAD, false);
     free(ex->body);
     free(ex);
     *req_cls = NULL;
@@ -507,6 +951,27 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- lifecycle -------------------------------------------------------------------- */
 
+static int register_metrics(Metrics *m)
+{
+    if (!m)
+        return 0;
+    if (metrics_register(m, "initlab_http_connections", METRIC_GAUGE,
+                         "Open HTTP connections.", NULL, 0) < 0 ||
+        metrics_register(m, "initlab_http_connections_closed_total", METRIC_COUNTER,
+                         "HTTP connections the server closed: evicted to admit a newcomer of "
+                         "the same address or past the total, or past the deadline of their "
+                         "request head or body.", NULL, 0) < 0 ||
+        metrics_register(m, "initlab_http_connections_refused_total", METRIC_COUNTER,
+                         "HTTP connections refused because every slot of their address held "
+                         "an event stream.", NULL, 0) < 0)
+        return -1;
+    for (int i = 0; i < NCLOSE; i++)
+        if (metrics_counter_add(m, "initlab_http_connections_closed_total", close_labels[i],
+                                0) < 0)
+            return -1;
+    return metrics_counter_add(m, "initlab_http_connections_refused_total", "", 0);
+}
+
 Server *server_start(const ServerConfig *cfg, ApiContext *ctx, const Router *router, char *err,
                      size_t errlen)
 {
@@ -520,36 +985,62 @@ Server *server_start(const ServerConfig *cfg, ApiContext *ctx, const Router *rou
     s->router = router;
     s->listen_fd = -1;
     s->quiesced_fd = MHD_INVALID_SOCKET;
+    s->probe_fd = -1;
     if (s->cfg.max_body == 0 || s->cfg.max_body > ((size_t)1 << 40))
         s->cfg.max_body = (size_t)1 << 40;
-    if (open_listen_socket(s, err, errlen) < 0) {
-        free(s);
-        return NULL;
+    if (s->cfg.connection_limit < 2)
+        s->cfg.connection_limit = 2;
+    unsigned reserve = s->cfg.connection_limit / 16 ? s->cfg.connection_limit / 16 : 1;
+    s->soft_limit = s->cfg.connection_limit - reserve;
+    unsigned ceiling = server_per_ip_ceiling(s->cfg.connection_limit);
+    if (s->cfg.per_ip_limit == 0 || s->cfg.per_ip_limit > ceiling)
+        s->cfg.per_ip_limit = ceiling;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->reaper_wake, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&s->conn_lock, NULL);
+    if (register_metrics(ctx->metrics) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
     }
+    if (open_listen_socket(s, err, errlen) < 0)
+        goto fail;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (s->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     unsigned threads = cfg->threads ? cfg->threads : 1;
     s->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s,
+        flags, 0, on_accept, s, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->listen_fd,
         MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0,
-        MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+        MHD_OPTION_CONNECTION_LIMIT, s->cfg.connection_limit,
+        MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, MEMORY_LIMIT,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, s,
         MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, errlen, "libmicrohttpd could not start on %s", s->address);
         close(s->listen_fd);
-        free(s);
-        return NULL;
+        goto fail;
     }
+    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+        snprintf(err, errlen, "could not start the connection reaper thread");
+        MHD_stop_daemon(s->mhd);
+        goto fail;
+    }
+    s->reaper_running = true;
     return s;
+fail:
+    pthread_cond_destroy(&s->reaper_wake);
+    pthread_mutex_destroy(&s->conn_lock);
+    free(s);
+    return NULL;
 }
 
 int server_port(const Server *s)
@@ -583,67 +1074,112 @@ void server_free(Server *s)
 {
     if (!s)
         return;
+    pthread_mutex_lock(&s->conn_lock);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->reaper_wake);
+    pthread_mutex_unlock(&s->conn_lock);
+    if (s->reaper_running)
+        pthread_join(s->reaper, NULL);
     MHD_stop_daemon(s->mhd); /* closes the listen socket unless it was quiesced */
     if (s->quiesced_fd != MHD_INVALID_SOCKET)
         close(s->quiesced_fd);
+    if (s->probe_fd >= 0)
+        close(s->probe_fd);
+    pthread_cond_destroy(&s->reaper_wake);
+    pthread_mutex_destroy(&s->conn_lock);
     free(s);
 }
 
-/* ---- self check ------------------------------------------------------------------- */
+/* ---- liveness --------------------------------------------------------------------- */
 
-static double ms_left(double deadline)
+static int ms_left(double deadline)
 {
     double left = (deadline - api_now()) * 1e3;
-    return left > 0 ? left : 0;
+    return left > 0 ? (int)left + 1 : 0;
 }
 
-int server_self_check(const Server *s, int timeout_ms)
+/* Hands one end of a new socket pair to libmicrohttpd as the probe connection and keeps
+ * the other in s->probe_fd. Returns 0, or -1 with errno set. */
+static int probe_open(Server *s)
 {
-    struct sockaddr_storage to = s->addr;
-    /* A wildcard address is reached through loopback. */
-    if (to.ss_family == AF_INET) {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)&to;
-        if (a4->sin_addr.s_addr == htonl(INADDR_ANY))
-            a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    } else {
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&to;
-        if (IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr))
-            a6->sin6_addr = in6addr_loopback;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+        return -1;
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    memcpy(un.sun_path, PROBE_NAME, sizeof PROBE_NAME);
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof PROBE_NAME);
+    if (MHD_add_connection(s->mhd, sv[1], (struct sockaddr *)&un, len) != MHD_YES) {
+        int e = errno;
+        close(sv[0]); /* libmicrohttpd closed sv[1] */
+        errno = e;
+        return -1;
+    }
+    s->probe_fd = sv[0];
+    return 0;
+}
+
+/* Sends GET /api/v1/health on the probe connection and reads the whole reply. Returns the
+ * status, or -1 when no complete reply came within the deadline. */
+static int probe_exchange(Server *s, double deadline)
+{
+    char req[160];
+    int n = snprintf(req, sizeof req, "GET /api/v1/health HTTP/1.1\r\nHost: %s\r\n"
+                     "User-Agent: initlab-watchdog\r\n\r\n", s->address);
+    if (send(s->probe_fd, req, (size_t)n, MSG_NOSIGNAL) != n)
+        return -1;
+    char buf[2048];
+    size_t got = 0, need = 0;
+    struct pollfd p = {.fd = s->probe_fd, .events = POLLIN};
+    while (!need || got < need) {
+        if (poll(&p, 1, ms_left(deadline)) != 1)
+            return -1;
+        ssize_t r = recv(s->probe_fd, buf + got, sizeof buf - 1 - got, 0);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+        buf[got] = 0;
+        char *end = strstr(buf, "\r\n\r\n");
+        if (!need && end) {
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            if (!cl || cl > end)
+                return -1;
+            need = (size_t)(end + 4 - buf) + strtoul(cl + 17, NULL, 10);
+            if (need >= sizeof buf)
+                return -1;
+        }
+        if (!need && got == sizeof buf - 1)
+            return -1;
+    }
+    if (got != need || strncmp(buf, "HTTP/1.1 ", 9) != 0)
+        return -1;
+    return atoi(buf + 9);
+}
+
+int server_liveness(Server *s, int timeout_ms, double stuck_s, char *why, size_t whylen)
+{
+    long long now = micros_now();
+    int slots = atomic_load(&s->nbusy);
+    for (int i = 0; i < slots && i < MAX_HTTP_THREADS; i++) {
+        long long since = atomic_load(&s->busy[i]);
+        if (since && (double)(now - since) > stuck_s * 1e6) {
+            snprintf(why, whylen, "an HTTP thread has been handling one request for %.0f s",
+                     (double)(now - since) / 1e6);
+            return -1;
+        }
     }
     double deadline = api_now() + timeout_ms / 1e3;
-    int fd = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
+    if (s->probe_fd < 0 && probe_open(s) < 0) {
+        snprintf(why, whylen, "the probe connection could not be made: %s", strerror(errno));
         return -1;
-    int rc = -1;
-    struct pollfd p = {.fd = fd};
-    if (connect(fd, (struct sockaddr *)&to, s->addrlen) < 0) {
-        if (errno != EINPROGRESS)
-            goto done;
-        p.events = POLLOUT;
-        int err = 0;
-        socklen_t len = sizeof err;
-        if (poll(&p, 1, (int)ms_left(deadline)) != 1 ||
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err)
-            goto done;
     }
-    static const char req[] = "GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n"
-                              "User-Agent: initlab-watchdog\r\nConnection: close\r\n\r\n";
-    if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1))
-        goto done;
-    char buf[64];
-    size_t got = 0;
-    p.events = POLLIN;
-    while (got < 12) {
-        if (poll(&p, 1, (int)ms_left(deadline)) != 1)
-            goto done;
-        ssize_t n = recv(fd, buf + got, sizeof buf - 1 - got, 0);
-        if (n <= 0)
-            goto done;
-        got += (size_t)n;
-    }
-    buf[got] = 0;
-    rc = strncmp(buf, "HTTP/1.1 200", 12) == 0 ? 0 : -1;
-done:
-    close(fd);
-    return rc;
+    int status = probe_exchange(s, deadline);
+    if (status == 200)
+        return 0;
+    close(s->probe_fd); /* a late or partial reply must not be read as the next one */
+    s->probe_fd = -1;
+    if (status < 0)
+        snprintf(why, whylen, "GET /api/v1/health did not answer within %d ms", timeout_ms);
+    else
+        snprintf(why, whylen, "GET /api/v1/health answered %d", status);
+    return -1;
 }

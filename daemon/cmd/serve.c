@@ -5,9 +5,12 @@
  * directory, builds the ApiContext, starts the HTTP server and then sleeps until a stop
  * signal (util/stopsig.h: the copies of one Ctrl-C that reach it count once). Under
  * systemd a supervisor thread sends WATCHDOG=1 every half watchdog interval, but only
- * after a real GET /api/v1/health over loopback answered and the job workers report
- * alive, and keeps STATUS= up to date. Shutdown: STOPPING=1, stop the supervisor, stop
- * accepting, end the event streams, stop the HTTP threads, then the jobs' shutdown hook. */
+ * while the daemon's own threads are live: the HTTP threads (server_liveness: none stuck
+ * in a request, and GET /api/v1/health answered over the server's own probe connection,
+ * which needs no free connection slot, so clients holding every slot cannot stop the
+ * pings) and the job workers (their heartbeats); it keeps STATUS= up to date.
+ * Shutdown: STOPPING=1, stop the supervisor, stop accepting, end the event streams, stop
+ * the HTTP threads, then the jobs' shutdown hook. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -37,10 +40,15 @@
 #include "util/notify.h"
 #include "util/stopsig.h"
 
+/* An HTTP thread inside one request for longer than this is stuck: handlers only read
+ * SQLite (busy timeout 5 s) or files, so a minute is far beyond any honest request. */
+#define HTTP_STUCK_SECONDS 60.0
+
 static const char usage_text[] =
     "usage: initlab serve [--listen ADDR:PORT] [--state-dir DIR] [--data-root DIR]\n"
     "                     [--workers N] [--threads-per-job T] [--token-file F] [--web-dir DIR]\n"
-    "                     [--config FILE] [--cors-origin O] [--max-body BYTES] [--log-level L]\n"
+    "                     [--config FILE] [--cors-origin O] [--allowed-host H,...]\n"
+    "                     [--max-body BYTES] [--log-level L] [limits below]\n"
     "\n"
     "Runs the daemon: the job queue, its workers and the HTTP API with the dashboard.\n"
     "\n"
@@ -51,16 +59,31 @@ static const char usage_text[] =
     "  --workers N            jobs trained at the same time (default 1)\n"
     "  --threads-per-job T    compute threads per job (default: every core)\n"
     "  --token-file F         require \"Authorization: Bearer <token>\" on /api/ (except\n"
-    "                         /api/v1/health); F holds the token (16+ visible characters)\n"
+    "                         /api/v1/health) and /metrics; F holds the token (16+ visible\n"
+    "                         characters)\n"
     "  --web-dir DIR          dashboard files (default ./web, else the installed copy)\n"
     "  --config FILE          key = value settings; the flags above override them\n"
     "  --cors-origin O        send CORS headers to this origin (\"https://host:port\" or *)\n"
+    "                         and accept its writes; other origins may not POST or DELETE\n"
+    "  --allowed-host H,...   host names requests may carry in Host besides the listen\n"
+    "                         address (and localhost, 127.0.0.1, [::1] when listening on\n"
+    "                         loopback or all addresses; any IP when on all); \".example.org\"\n"
+    "                         includes subdomains, * turns the check off\n"
     "  --max-body BYTES       largest request body, with optional k/M suffix (default 1M)\n"
     "  --log-level L          error, warn, info (default) or debug\n"
     "  --http-threads N       HTTP threads (default 4)\n"
-    "  --connection-limit N   open connections in all (default 512)\n"
-    "  --per-ip-limit N       open connections per client address (default 256)\n"
-    "  --connection-timeout S close idle connections after S seconds (default 30)\n"
+    "  --connection-limit N   open connections in all (default 1024); 1/16 stays in reserve\n"
+    "  --per-ip-limit N       open connections per client address or IPv6 /64 (default 512);\n"
+    "                         at most 7/8 of the connection limit; at the limit the\n"
+    "                         address's connection waiting longest on its client makes\n"
+    "                         room for a new one\n"
+    "  --sse-limit N          open event streams (default 64); at most half the per-ip limit\n"
+    "  --header-timeout S     close a connection whose request head is not complete S seconds\n"
+    "                         after it opened or after the previous reply (default 10)\n"
+    "  --body-timeout S       close a connection whose request body is not complete S seconds\n"
+    "                         after its head (default 30)\n"
+    "  --connection-timeout S close a connection whose reply makes no progress for S seconds\n"
+    "                         (default 30)\n"
     "  --sse-heartbeat S      comment line to idle event streams every S seconds (default 15)\n"
     "\n"
     "Config file keys are the flag names with '_' for '-' (listen, state_dir, max_body, ...).\n"
@@ -68,12 +91,14 @@ static const char usage_text[] =
     "Copies of one stop that arrive within half a second count once (a terminal's Ctrl-C\n"
     "reaches every process of its group); a second stop after that exits at once.\n"
     "Under systemd (Type=notify) it sends READY=1 once it serves, WATCHDOG=1 while the HTTP\n"
-    "threads and the workers answer, and STATUS= with the queue state.\n";
+    "threads and the workers are live (judged from inside: clients holding every connection\n"
+    "do not stop it), and STATUS= with the queue state.\n";
 
 typedef struct {
     char *listen, *state_dir, *data_root, *token_file, *web_dir, *cors_origin, *log_level;
+    char *allowed_host;
     long workers, threads_per_job, http_threads, connection_limit, per_ip_limit;
-    long connection_timeout, sse_heartbeat;
+    long connection_timeout, sse_heartbeat, sse_limit, header_timeout, body_timeout;
     long long max_body;
 } Settings;
 
@@ -93,6 +118,7 @@ static const struct {
     {"token_file", SET_STRING, offsetof(Settings, token_file), 0, 0},
     {"web_dir", SET_STRING, offsetof(Settings, web_dir), 0, 0},
     {"cors_origin", SET_STRING, offsetof(Settings, cors_origin), 0, 0},
+    {"allowed_host", SET_STRING, offsetof(Settings, allowed_host), 0, 0},
     {"max_body", SET_SIZE, offsetof(Settings, max_body), 1024, 1LL << 32},
     {"log_level", SET_STRING, offsetof(Settings, log_level), 0, 0},
     {"http_threads", SET_INT, offsetof(Settings, http_threads), 1, 64},
@@ -100,13 +126,17 @@ static const struct {
     {"per_ip_limit", SET_INT, offsetof(Settings, per_ip_limit), 1, 100000},
     {"connection_timeout", SET_INT, offsetof(Settings, connection_timeout), 1, 3600},
     {"sse_heartbeat", SET_INT, offsetof(Settings, sse_heartbeat), 1, 3600},
+    {"sse_limit", SET_INT, offsetof(Settings, sse_limit), 1, 100000},
+    {"header_timeout", SET_INT, offsetof(Settings, header_timeout), 1, 3600},
+    {"body_timeout", SET_INT, offsetof(Settings, body_timeout), 1, 3600},
 };
 #define NSETTINGS (int)(sizeof settings_table / sizeof settings_table[0])
 
 static const char *const config_keys[] = {
     "listen", "state_dir", "data_root", "workers", "threads_per_job", "token_file", "web_dir",
-    "cors_origin", "max_body", "log_level", "http_threads", "connection_limit", "per_ip_limit",
-    "connection_timeout", "sse_heartbeat", NULL};
+    "cors_origin", "allowed_host", "max_body", "log_level", "http_threads", "connection_limit",
+    "per_ip_limit", "connection_timeout", "sse_heartbeat", "sse_limit", "header_timeout",
+    "body_timeout", NULL};
 
 static void settings_default(Settings *s)
 {
@@ -114,10 +144,13 @@ static void settings_default(Settings *s)
     s->workers = 1;
     s->max_body = 1 << 20;
     s->http_threads = 4;
-    s->connection_limit = 512;
-    s->per_ip_limit = 256;
+    s->connection_limit = 1024;
+    s->per_ip_limit = 512;
     s->connection_timeout = 30;
     s->sse_heartbeat = 15;
+    s->sse_limit = 64;
+    s->header_timeout = 10;
+    s->body_timeout = 30;
 }
 
 static void settings_free(Settings *s)
@@ -427,7 +460,8 @@ static void describe_queue(Serve *sv, char *buf, size_t size)
         snprintf(buf, size, "serving on %s", server_address(sv->server));
 }
 
-/* The systemd supervisor: watchdog pings gated on a real health check, STATUS= updates. */
+/* The systemd supervisor: watchdog pings gated on the liveness of the daemon's threads,
+ * STATUS= updates. */
 static void *supervisor_main(void *arg)
 {
     Serve *sv = arg;
@@ -435,12 +469,13 @@ static void *supervisor_main(void *arg)
     double interval = wd_usec ? (double)wd_usec / 2e6 : 5.0;
     int probe_ms = (int)(interval * 1e3 / 2);
     probe_ms = probe_ms < 20 ? 20 : probe_ms > 2000 ? 2000 : probe_ms;
-    char status[256] = "", last[256] = "";
+    char status[256] = "", last[256] = "", why[256] = "";
     bool failing = false;
     pthread_mutex_lock(&sv->lock);
     while (!sv->stopping) {
         pthread_mutex_unlock(&sv->lock);
-        bool http_ok = server_self_check(sv->server, probe_ms) == 0;
+        bool http_ok = server_liveness(sv->server, probe_ms, HTTP_STUCK_SECONDS, why,
+                                       sizeof why) == 0;
         bool workers_ok = !sv->ctx.jobs.alive || sv->ctx.jobs.alive(sv->ctx.jobs.handle);
         if (http_ok && workers_ok) {
             if (wd_usec)
@@ -450,7 +485,7 @@ static void *supervisor_main(void *arg)
             failing = false;
         } else if (!failing) {
             log_warn("serve", "health check failed (%s); withholding the watchdog ping",
-                     !http_ok ? "the HTTP server did not answer" : "a job worker is stuck");
+                     !http_ok ? why : "a job worker is stuck");
             failing = true;
         }
         describe_queue(sv, status, sizeof status);
@@ -498,7 +533,11 @@ static int serve_build_api(Serve *sv)
 {
     char err[512];
     Settings *s = &sv->set;
-    if (!(sv->auth = auth_create(s->token_file, s->cors_origin, err, sizeof err))) {
+    ServerConfig defaults;
+    server_config_default(&defaults);
+    if (!(sv->auth = auth_create(s->token_file, s->cors_origin, err, sizeof err)) ||
+        auth_set_hosts(sv->auth, s->listen ? s->listen : defaults.listen, s->allowed_host,
+                       err, sizeof err) < 0) {
         log_error("serve", "%s", err);
         return -1;
     }
@@ -520,6 +559,7 @@ static int serve_build_api(Serve *sv)
     EventHubConfig ecfg;
     events_config_default(&ecfg);
     ecfg.heartbeat_ms = (int)s->sse_heartbeat * 1000;
+    ecfg.max_clients = (int)s->sse_limit;
     sv->metrics = metrics_create();
     sv->events = events_create(&ecfg);
     sv->router = router_create();
@@ -606,6 +646,18 @@ static int cmd_serve(int argc, char **argv)
         log_warn("serve", "connection limit lowered to %ld by the open-file limit %ld",
                  s->connection_limit, nofile);
     }
+    /* One address must leave room for others, and streams room for requests. */
+    long per_ip_max = (long)server_per_ip_ceiling((unsigned)s->connection_limit);
+    if (s->per_ip_limit > per_ip_max) {
+        s->per_ip_limit = per_ip_max;
+        log_warn("serve", "per-ip limit lowered to %ld, 7/8 of the connection limit %ld",
+                 s->per_ip_limit, s->connection_limit);
+    }
+    if (s->sse_limit > s->per_ip_limit / 2) {
+        s->sse_limit = s->per_ip_limit / 2 > 1 ? s->per_ip_limit / 2 : 1;
+        log_warn("serve", "sse limit lowered to %ld, half the per-ip limit %ld", s->sse_limit,
+                 s->per_ip_limit);
+    }
     if (stopsig_install("initlab serve", true) < 0) {
         log_error("serve", "signal pipe: %s", strerror(errno));
         serve_free(sv);
@@ -627,6 +679,8 @@ static int cmd_serve(int argc, char **argv)
     scfg.connection_limit = (unsigned)s->connection_limit;
     scfg.per_ip_limit = (unsigned)s->per_ip_limit;
     scfg.timeout_s = (unsigned)s->connection_timeout;
+    scfg.header_timeout_s = (unsigned)s->header_timeout;
+    scfg.body_timeout_s = (unsigned)s->body_timeout;
     char err[512];
     if (!(sv->server = server_start(&scfg, &sv->ctx, sv->router, err, sizeof err))) {
         log_error("serve", "%s", err);
@@ -638,6 +692,9 @@ static int cmd_serve(int argc, char **argv)
     if (!loopback && !auth_enabled(sv->auth))
         log_warn("serve", "listening on %s without --token-file: anyone who can reach this "
                  "address can submit and delete jobs", addr);
+    if (s->cors_origin && strcmp(s->cors_origin, "*") == 0 && !auth_enabled(sv->auth))
+        log_warn("serve", "--cors-origin * without --token-file: any web page a user of this "
+                 "machine opens can submit and delete jobs");
     log_info("serve", "initlab %s: state %s, web %s, %d worker(s) x %d thread(s), token %s",
              INITLAB_VERSION, sv->state_dir, sv->web_dir ? sv->web_dir : "(none)",
              sv->ctx.workers, sv->ctx.threads_per_job, auth_enabled(sv->auth) ? "on" : "off");

@@ -3,8 +3,9 @@
 Daemon starts the binary (./initlab, or $INITLAB_BIN, e.g. ./initlab-asan) with
 `--listen 127.0.0.1:0`, a temporary state directory and a temporary web directory, reads the
 bound port from the "listening on http://HOST:PORT/" log line, waits for /api/v1/health,
-and on stop() sends SIGTERM and returns the exit status. The harness does not build
-anything: `make` first."""
+and on stop() sends SIGTERM and returns the exit status. A daemon whose log holds a report of
+AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer (the sanitizer build) fails the
+test that closes it. The harness does not build anything: `make` first."""
 import atexit
 import http.client
 import json
@@ -14,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -22,6 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BINARY = os.path.abspath(os.environ.get("INITLAB_BIN", os.path.join(ROOT, "initlab")))
 LISTENING = re.compile(r"listening on http://(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+)/")
 SECRET_MARKER = "initlab-secret-outside-web-dir"
+# Lines that begin a sanitizer's report in the daemon's log.
+SANITIZER_REPORT = re.compile(r"ERROR: (?:Address|Leak)Sanitizer|runtime error: |"
+                              r"SUMMARY: UndefinedBehaviorSanitizer")
 
 DEFAULT_WEB = {
     "index.html": "<!doctype html><title>initlab</title><h1>initlab test index</h1>\n",
@@ -82,7 +87,10 @@ _running = set()
 def _stop_leftovers():
     """Stops daemons a failed setUp never got to close (no orphans after the run)."""
     for d in list(_running):
-        d.close()
+        try:
+            d.close()
+        except AssertionError as e:
+            print(e, file=sys.stderr)
 
 
 def free_port(host="127.0.0.1"):
@@ -114,6 +122,8 @@ class Daemon:
         self.lines = []
         self._lines_lock = threading.Lock()
         self._listening = threading.Event()
+        self._reader = None
+        self._reported = False
         self.tmp = None
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -161,7 +171,8 @@ class Daemon:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      env=env, cwd=self.tmp)
         _running.add(self)
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + self.startup_timeout
         while not self._listening.wait(0.05):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -207,25 +218,49 @@ class Daemon:
             self.proc.wait()
             raise
 
+    def sanitizer_report(self):
+        """The log from the first sanitizer report on, or "" when there is none."""
+        with self._lines_lock:
+            for i, line in enumerate(self.lines):
+                if SANITIZER_REPORT.search(line):
+                    return "\n".join(self.lines[i:i + 60])
+        return ""
+
     def close(self):
+        """Stops the daemon and removes its files; raises AssertionError when its log holds
+        a sanitizer report."""
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self.stop()
             except subprocess.TimeoutExpired:
                 pass
+        if self.proc is not None and self.proc.stderr is not None:
+            self._reader.join(10)
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
         _running.discard(self)
+        report = self.sanitizer_report()
+        if report and not self._reported:
+            self._reported = True
+            raise AssertionError("the daemon's sanitizer found a defect:\n" + report)
 
     # ---- HTTP ------------------------------------------------------------------------
+
+    @property
+    def host_header(self):
+        """The Host the daemon answers to: its bound address."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def connection(self, timeout=30):
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
     def request(self, method, path, body=None, headers=None, token="default", timeout=30):
         """Sends one request on a new connection. token "default" sends the daemon's token
-        (if it has one), None sends no Authorization header, a string sends that token."""
+        (if it has one), None sends no Authorization header, a string sends that token. A
+        body (a dict or list is sent as JSON, bytes as they are) goes out as
+        application/json, as the API wants it, unless headers name another Content-Type or
+        None for none."""
         hdrs = dict(headers or {})
         if token == "default":
             token = self.token
@@ -233,7 +268,9 @@ class Daemon:
             hdrs["Authorization"] = "Bearer " + token
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
+        if body is not None:
             hdrs.setdefault("Content-Type", "application/json")
+        hdrs = {k: v for k, v in hdrs.items() if v is not None}
         conn = self.connection(timeout)
         try:
             conn.request(method, path, body=body, headers=hdrs)

@@ -1,9 +1,12 @@
 """test_server.py — the HTTP side of `initlab serve` against a real daemon: system routes,
 the OpenAPI document, errors as problem+json, static files and path traversal, the token,
-CORS, body limits, malformed input, event streams, signals and the systemd protocol."""
+CORS, Host names and cross-origin writes, body limits, malformed input and framing, event
+streams, admission under held connections, slow clients, signals and the systemd
+protocol."""
 import json
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -189,7 +192,8 @@ class ServerTest(unittest.TestCase):
         for method, path in sorted(openapi_operations(doc)):
             url = re.sub(r"{\w+}", "1", path)
             if method == "get" and path == "/api/v1/events":
-                r = self.d.raw(b"HEAD /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n", read_all=False)
+                r = self.d.raw(b"HEAD /api/v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                               read_all=False)
                 status, _, _ = parse_raw_response(r)
                 routed = status == 200
             else:
@@ -290,7 +294,7 @@ class ServerTest(unittest.TestCase):
         for path in attempts:
             for target in (path, "http://127.0.0.1" + path):  # origin and absolute form
                 with self.subTest(target=target):
-                    raw = self.d.raw(b"GET " + target.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                    raw = self.d.raw(b"GET " + target.encode() + b" HTTP/1.1\r\nHost: localhost\r\n"
                                      b"Connection: close\r\n\r\n")
                     status, headers, body = parse_raw_response(raw)
                     self.assertNotIn(SECRET_MARKER.encode(), raw)
@@ -300,7 +304,7 @@ class ServerTest(unittest.TestCase):
     def test_oversize_content_length_is_413(self):
         for length in (MAX_BODY + 1, 10**12, 2**64 - 1):
             with self.subTest(length=length):
-                raw = self.d.raw(b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\n"
+                raw = self.d.raw(b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\n"
                                  b"Content-Type: application/json\r\n"
                                  b"Content-Length: %d\r\n\r\n{\"model\":" % length, timeout=10)
                 status, headers, body = parse_raw_response(raw)
@@ -314,7 +318,7 @@ class ServerTest(unittest.TestCase):
         chunk = b"x" * 8192
         body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk)
                         for _ in range(2 * MAX_BODY // len(chunk))) + b"0\r\n\r\n"
-        raw = self.d.raw(b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        raw = self.d.raw(b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
                          b"Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
                          + body, timeout=20)
         status, _, body = parse_raw_response(raw)
@@ -328,18 +332,18 @@ class ServerTest(unittest.TestCase):
     def test_malformed_http_leaves_daemon_answering(self):
         garbage = [
             b"\x00\xff\xfe garbage \r\n\r\n", b"GET\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n",
-            b"G\x00T / HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/1.1\r\nHost x\r\n\r\n",
-            b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
-            b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
-            b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"G\x00T / HTTP/1.1\r\nHost: localhost\r\n\r\n", b"GET / HTTP/1.1\r\nHost x\r\n\r\n",
+            b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Length: -5\r\n\r\n",
+            b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Length: abc\r\n\r\n",
+            b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"zz\r\nhello\r\n0\r\n\r\n",
-            b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"ffffffffffffffffff\r\nx\r\n",
-            b"GET /" + b"a" * 100000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 200000 + b"\r\n\r\n",
+            b"GET /" + b"a" * 100000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"b" * 200000 + b"\r\n\r\n",
             b"GET / HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(5000)) + b"\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", bytes(range(256)) * 20,
-            b"GET /api/v1/info?%zz=%00&a=%&=&&b HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /api/v1/info?%zz=%00&a=%&=&&b HTTP/1.1\r\nHost: localhost\r\n\r\n",
         ]
         for g in garbage:
             self.d.raw(g, timeout=3)
@@ -348,7 +352,8 @@ class ServerTest(unittest.TestCase):
 
     def test_event_stream_headers(self):
         with socket.create_connection((self.d.host, self.d.port), timeout=10) as s:
-            s.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+            s.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: localhost\r\n"
+                      b"Accept: text/event-stream\r\n\r\n")
             data = b""
             while b"retry:" not in data:
                 b = s.recv(4096)
@@ -410,7 +415,22 @@ class TokenTest(unittest.TestCase):
     def test_health_and_static_files_stay_open(self):
         self.assertEqual(self.d.get("/api/v1/health", token=None).status, 200)
         self.assertEqual(self.d.get("/", token=None).status, 200)
-        self.assertEqual(self.d.get("/metrics", token=None).status, 200)
+
+    def test_metrics_need_the_token(self):
+        self.assert_401(self.d.get("/metrics", token=None), "/metrics")
+        self.assert_401(self.d.get("/metrics", token=TOKEN + "x"), "/metrics")
+        r = self.d.get("/metrics")
+        self.assertEqual(r.status, 200)
+        self.assertIn("initlab_build_info", r.body.decode())
+
+    def test_writes_from_the_configured_origin_only(self):
+        job = {"dataset": "none", "model": "mobilenet", "init": "he_uniform"}
+        r = self.d.request("POST", "/api/v1/jobs", job, headers={"Origin": self.ORIGIN})
+        self.assertNotIn(r.status, (401, 403, 415), r)
+        self.assertEqual(r.header("Access-Control-Allow-Origin"), self.ORIGIN)
+        r = self.d.request("POST", "/api/v1/jobs", job,
+                           headers={"Origin": "http://other.example"})
+        assert_problem(self, r, 403)  # the token does not make a foreign page trusted
 
     def test_token_never_logged(self):
         self.d.get("/api/v1/info", token=TOKEN + "x")
@@ -464,6 +484,13 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(r.returncode, 1)
             self.assertIn("in use", r.stderr)
 
+    def test_bad_allowed_hosts(self):
+        for value in ["lab.example:8470", "[::1]:80", "bad host", "a/b", ",", ".[::1]"]:
+            with self.subTest(value=value):
+                r = self.run_serve("--listen", "127.0.0.1:0", "--allowed-host", value)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("allowed host", r.stderr)
+
     def test_bad_token_file(self):
         with tempfile.NamedTemporaryFile("w", suffix=".tok") as f:
             f.write("short\n")
@@ -511,7 +538,7 @@ class LifecycleTest(unittest.TestCase):
             socks = []
             for _ in range(20):
                 s = socket.create_connection((d.host, d.port), timeout=10)
-                s.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 data = b""
                 while b"connected" not in data:
                     data += s.recv(4096)
@@ -532,7 +559,7 @@ class LifecycleTest(unittest.TestCase):
     def test_event_stream_heartbeat(self):
         with Daemon(args=["--sse-heartbeat", "1"]) as d:
             with socket.create_connection((d.host, d.port), timeout=10) as s:
-                s.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 data, t0 = b"", time.monotonic()
                 while data.count(b": heartbeat") < 2:
                     b = s.recv(4096)
@@ -558,32 +585,9 @@ class LifecycleTest(unittest.TestCase):
 class NotifyTest(unittest.TestCase):
     """The systemd protocol over a real AF_UNIX datagram socket."""
 
-    def notify_socket(self, tmp, abstract=False):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        if abstract:
-            name = "initlab-test-%d-%d" % (os.getpid(), time.monotonic_ns())
-            s.bind("\0" + name)
-            return s, "@" + name
-        path = os.path.join(tmp, "notify.sock")
-        s.bind(path)
-        return s, path
-
-    def receive(self, s, until, timeout):
-        """Collects datagrams until one equals `until` or timeout passes."""
-        got = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([s], [], [], 0.05)
-            if r:
-                msg = s.recv(4096).decode()
-                got.append((time.monotonic(), msg))
-                if msg == until:
-                    break
-        return got
-
     def start_with_notify(self, abstract, env_extra):
         tmp = tempfile.mkdtemp(prefix="initlab-notify-")
-        sock, addr = self.notify_socket(tmp, abstract)
+        sock, addr = notify_socket(tmp, abstract)
         port = free_port()
         env = {"NOTIFY_SOCKET": addr, **env_extra}
         d = Daemon(listen="127.0.0.1:%d" % port, env=env)
@@ -594,16 +598,16 @@ class NotifyTest(unittest.TestCase):
         try:
             starter = threading.Thread(target=d.start)
             starter.start()
-            got = self.receive(sock, "READY=1", 60)
+            got = receive(sock, "READY=1", 60)
             self.assertTrue(got and got[-1][1] == "READY=1", got)
             # READY=1 means the socket accepts: connect right away, without retrying.
             with socket.create_connection(("127.0.0.1", port), timeout=2):
                 pass
             starter.join()
-            pings = [m for _, m in self.receive(sock, None, 1.0) if m == "WATCHDOG=1"]
+            pings = [m for _, m in receive(sock, None, 1.0) if m == "WATCHDOG=1"]
             self.assertGreaterEqual(len(pings), 4, pings)  # every 100 ms for 1 s
             self.assertEqual(d.stop(), 0, d.log())
-            after = [m for _, m in self.receive(sock, "STOPPING=1", 2)]
+            after = [m for _, m in receive(sock, "STOPPING=1", 2)]
             self.assertIn("STOPPING=1", after)
         finally:
             d.close()
@@ -621,7 +625,7 @@ class NotifyTest(unittest.TestCase):
                                                             "WATCHDOG_PID": "1"})
         try:
             d.start()
-            msgs = [m for _, m in self.receive(sock, None, 1.0)]
+            msgs = [m for _, m in receive(sock, None, 1.0)]
             self.assertIn("READY=1", msgs)
             self.assertNotIn("WATCHDOG=1", msgs)
             status = [m for m in msgs if m.startswith("STATUS=")]
@@ -631,6 +635,400 @@ class NotifyTest(unittest.TestCase):
             d.close()
             sock.close()
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- admission: held connections, slow clients, the watchdog ------------------------------
+
+def raise_open_files(want):
+    """Raises this process's open-file limit towards want; returns the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def notify_socket(tmp, abstract=False):
+    """A bound AF_UNIX datagram socket and the NOTIFY_SOCKET value naming it."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if abstract:
+        name = "initlab-test-%d-%d" % (os.getpid(), time.monotonic_ns())
+        s.bind("\0" + name)
+        return s, "@" + name
+    path = os.path.join(tmp, "notify.sock")
+    s.bind(path)
+    return s, path
+
+
+def receive(s, until, timeout):
+    """Collects (time, datagram) until one equals `until` or timeout passes."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([s], [], [], 0.05)
+        if r:
+            msg = s.recv(4096).decode()
+            got.append((time.monotonic(), msg))
+            if msg == until:
+                break
+    return got
+
+
+def metric(d, name, labels=""):
+    """The value of one series of the daemon's /metrics (0 when absent)."""
+    text = d.get("/metrics").body.decode()
+    m = re.search(r"^%s%s (\S+)$" % (re.escape(name), re.escape(labels)), text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def read_head(s):
+    """Reads one response head (and what came with it) from socket s."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    return data
+
+
+def peer_closed(s):
+    """True when the daemon closed socket s (end of stream or reset); never blocks."""
+    r, _, _ = select.select([s], [], [], 0)
+    if not r:
+        return False
+    try:
+        return s.recv(65536, socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+class HeldClients:
+    """Connections from 127.0.0.1 that hold slots of a daemon: event streams, and slow
+    clients that send part of a request head and then trickle one byte of a header every
+    half second, never finishing it."""
+
+    def __init__(self, d):
+        self.d = d
+        self.streams, self.refused, self.slow = [], [], []
+        self._stop = threading.Event()
+        self._trickler = threading.Thread(target=self._trickle, daemon=True)
+
+    def open_streams(self, n):
+        for _ in range(n):
+            s = socket.create_connection((self.d.host, self.d.port), timeout=30)
+            try:
+                s.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                status, headers, body = parse_raw_response(read_head(s))
+                if status == 200:
+                    self.streams.append(s)
+                    continue
+                while True:  # a refused stream: the daemon answers and closes at once
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    body += b
+            except OSError as e:  # dropped without an answer
+                status, headers, body = None, {}, str(e).encode()
+            s.close()
+            self.refused.append((status, headers, body))
+
+    def open_slow(self, n, head=b"GET /api/v1/info HTTP/1.1\r\nHost: localhost\r\nX-Slow: "):
+        for _ in range(n):
+            s = socket.create_connection((self.d.host, self.d.port), timeout=30)
+            try:
+                s.sendall(head)
+            except OSError:
+                pass  # dropped at once: counted as closed
+            self.slow.append(s)
+        if not self._trickler.is_alive():
+            self._trickler.start()
+
+    def _trickle(self):
+        while not self._stop.wait(0.5):
+            for s in list(self.slow):
+                try:
+                    s.send(b"a", socket.MSG_DONTWAIT)
+                except OSError:
+                    pass
+
+    def open_count(self, socks):
+        return sum(not peer_closed(s) for s in socks)
+
+    def close(self):
+        self._stop.set()
+        if self._trickler.is_alive():
+            self._trickler.join()
+        for s in self.streams + self.slow:
+            s.close()
+
+
+def timed_get(d, path="/api/v1/health"):
+    """GET path on a new connection: (status or the error, seconds)."""
+    t0 = time.monotonic()
+    try:
+        status = d.get(path, timeout=30).status
+    except OSError as e:
+        status = repr(e)
+    return status, time.monotonic() - t0
+
+
+class AdmissionTest(unittest.TestCase):
+    """One local client holding hundreds of connections starves neither /health, nor the
+    watchdog, nor other requests."""
+
+    def setUp(self):
+        limit = raise_open_files(8192)
+        self.assertGreaterEqual(limit, 1600, "the open-file limit is too low for this test")
+
+    def test_streams_and_slow_clients_leave_health_and_watchdog_alive(self):
+        tmp = tempfile.mkdtemp(prefix="initlab-admission-")
+        sock, addr = notify_socket(tmp)
+        # Slow clients must stay held for the whole test, however slow the build.
+        d = Daemon(args=["--header-timeout", "600"],
+                   env={"NOTIFY_SOCKET": addr, "WATCHDOG_USEC": "1000000"})
+        held = HeldClients(d)
+        try:
+            d.start()
+            held.open_streams(300)
+            held.open_slow(300)
+            receive(sock, None, 0.1)
+            t0 = time.monotonic()
+            answers = [timed_get(d) for _ in range(10)]
+            info = timed_get(d, "/api/v1/info")[0]
+            pings = [m for _, m in receive(sock, None, max(0.0, 3.0 - (time.monotonic() - t0)))
+                     if m == "WATCHDOG=1"]
+            self.assertEqual([s for s, _ in answers], [200] * 10)
+            slowest = max(t for _, t in answers)
+            self.assertLess(slowest, 1.0, answers)  # the issue's bound
+            self.assertGreaterEqual(len(pings), 2, "the watchdog stopped pinging")
+            self.assertEqual(info, 200)
+            self.assertEqual(len(held.streams), 64)  # the default --sse-limit
+            self.assertEqual(len(held.refused), 236)
+            for status, headers, body in held.refused[:5]:
+                self.assertEqual(status, 503)
+                self.assertEqual(headers["content-type"], "application/problem+json")
+                self.assertEqual(headers["connection"], "close")
+                self.assertIn("--sse-limit", json.loads(body)["detail"])
+            self.assertEqual(held.open_count(held.streams), 64)
+            self.assertEqual(held.open_count(held.slow), 300)
+            self.assertGreaterEqual(metric(d, "initlab_http_connections"), 364)
+            print(f"\n  held {len(held.streams)} event streams and {len(held.slow)} slow "
+                  f"clients from 127.0.0.1 ({len(held.refused)} streams refused with 503); "
+                  f"/api/v1/health 10 of 10 answered, slowest {slowest * 1e3:.1f} ms; "
+                  f"{len(pings)} watchdog pings in 3 s", end=" ")
+        finally:
+            held.close()
+            d.close()
+            sock.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_an_address_at_its_limit_makes_room_for_a_whole_request(self):
+        with Daemon(args=["--per-ip-limit", "40", "--sse-limit", "8",
+                          "--header-timeout", "600"]) as d:
+            held = HeldClients(d)
+            try:
+                held.open_streams(9)
+                held.open_slow(100)
+                answers = [timed_get(d) for _ in range(5)]
+                self.assertEqual([s for s, _ in answers], [200] * 5)
+                self.assertLess(max(t for _, t in answers), 1.0, answers)
+                self.assertEqual((len(held.streams), len(held.refused)), (8, 1))
+                # Streams are never evicted; the slow clients waiting longest were.
+                self.assertEqual(held.open_count(held.streams), 8)
+                self.assertLessEqual(held.open_count(held.slow), 40 - 8)
+                self.assertGreaterEqual(metric(d, "initlab_http_connections_closed_total",
+                                               '{reason="evicted"}'), 100 - 32)
+                self.assertLessEqual(metric(d, "initlab_http_connections"), 40)
+            finally:
+                held.close()
+
+    def wait_closed(self, s, limit=20):
+        """Keeps trickling a byte every 0.2 s on s until the daemon closes it; returns
+        whether it did within limit seconds."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if peer_closed(s):
+                return True
+            try:
+                s.send(b"a")
+            except OSError:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def test_slow_heads_bodies_and_idle_connections_are_closed(self):
+        with Daemon(args=["--header-timeout", "1", "--body-timeout", "1",
+                          "--connection-timeout", "60"]) as d:
+            head = socket.create_connection((d.host, d.port), timeout=10)
+            head.sendall(b"GET /api/v1/info HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+            body = socket.create_connection((d.host, d.port), timeout=10)
+            body.sendall(b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{")
+            idle = socket.create_connection((d.host, d.port), timeout=10)
+            idle.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            self.assertEqual(parse_raw_response(read_head(idle))[0], 200)
+            try:
+                self.assertTrue(self.wait_closed(head), "a request head trickled forever")
+                self.assertTrue(self.wait_closed(body), "a request body trickled forever")
+                deadline = time.monotonic() + 20
+                while not peer_closed(idle) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                self.assertTrue(peer_closed(idle), "an idle keep-alive connection stayed")
+            finally:
+                head.close()
+                body.close()
+                idle.close()
+            self.assertGreaterEqual(metric(d, "initlab_http_connections_closed_total",
+                                           '{reason="header_timeout"}'), 2)
+            self.assertGreaterEqual(metric(d, "initlab_http_connections_closed_total",
+                                           '{reason="body_timeout"}'), 1)
+            # A request sent whole is not affected.
+            self.assertEqual(d.get("/api/v1/health").status, 200)
+
+
+# ---- Host names, cross-origin writes, media types ----------------------------------------
+
+class CrossSiteTest(unittest.TestCase):
+    """A daemon without a token, as a web page in the user's browser could reach it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="initlab-xsite-")
+        out = subprocess.run([BINARY, "demo-data", os.path.join(cls.root, "weeds"),
+                              "--classes", "2", "--per-class", "4", "--size", "16"],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        cls.d = Daemon(args=["--data-root", cls.root, "--allowed-host",
+                             "lab.example, .corp.example"]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.close()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def dataset(self, name):
+        return {"name": name, "path": os.path.join(self.root, "weeds")}
+
+    def names(self):
+        return {x["name"] for x in self.d.get("/api/v1/datasets").json()["datasets"]}
+
+    def test_cross_origin_text_plain_post_is_refused(self):
+        body = json.dumps(self.dataset("csrf")).encode()
+        r = self.d.request("POST", "/api/v1/datasets", body=body, headers={
+            "Content-Type": "text/plain", "Origin": "http://evil.example"})
+        p = assert_problem(self, r, 403)
+        self.assertIn("evil.example", p["detail"])
+        r = self.d.request("POST", "/api/v1/datasets", body=body, headers={
+            "Content-Type": "text/plain"})
+        p = assert_problem(self, r, 415)
+        self.assertEqual(p["field"], "Content-Type")
+        r = self.d.request("POST", "/api/v1/datasets", body=body, headers={
+            "Content-Type": "application/json", "Origin": "http://evil.example"})
+        assert_problem(self, r, 403)
+        self.assertNotIn("csrf", self.names())
+        # The daemon's own pages may write (Origin equals Host), and so may curl (no Origin).
+        r = self.d.request("POST", "/api/v1/datasets", self.dataset("own"), headers={
+            "Origin": "http://" + self.d.host_header})
+        self.assertEqual(r.status, 202, r)
+        r = self.d.request("POST", "/api/v1/datasets", self.dataset("curl"),
+                           headers={"Content-Type": "application/json; charset=utf-8"})
+        self.assertEqual(r.status, 202, r)
+        self.assertTrue({"own", "curl"} <= self.names())
+
+    def test_foreign_host_is_refused(self):
+        r = self.d.request("POST", "/api/v1/datasets", self.dataset("rebind"), headers={
+            "Host": "evil.example:%d" % self.d.port})
+        p = assert_problem(self, r, 421)
+        self.assertIn("evil.example", p["detail"])
+        self.assertIn("--allowed-host", p["detail"])
+        self.assertNotIn("rebind", self.names())
+        for host in ["evil.example", "127.0.0.1.evil.example", "evilcorp.example",
+                     "lab.example.evil", "10.1.2.3:%d" % self.d.port]:
+            with self.subTest(host=host):
+                assert_problem(self, self.d.get("/api/v1/info", headers={"Host": host}), 421)
+        for host in ["localhost:%d" % self.d.port, "127.0.0.1", "[::1]:9", "LOCALHOST",
+                     "localhost.", "lab.example", "lab.example:443", "corp.example",
+                     "a.b.corp.example"]:
+            with self.subTest(host=host):
+                self.assertEqual(self.d.get("/api/v1/info", headers={"Host": host}).status,
+                                 200)
+        r = self.d.get("/", headers={"Host": "evil.example"})
+        assert_problem(self, r, 421)
+
+    def test_bodies_need_json_and_bodiless_writes_need_no_type(self):
+        for ctype in ["text/plain", "application/x-www-form-urlencoded",
+                      "multipart/form-data; boundary=x", "application/jsonx"]:
+            with self.subTest(ctype=ctype):
+                r = self.d.request("POST", "/api/v1/jobs", body=b"{}",
+                                   headers={"Content-Type": ctype})
+                assert_problem(self, r, 415)
+        r = self.d.request("POST", "/api/v1/jobs", body=b"{}", headers={"Content-Type": None})
+        assert_problem(self, r, 415)
+        # An empty form is refused too (a cross-site form has no other way in)...
+        r = self.d.request("POST", "/api/v1/jobs/999/cancel", body=b"",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert_problem(self, r, 415)
+        # ... but a POST or DELETE without a body needs no Content-Type.
+        assert_problem(self, self.d.request("POST", "/api/v1/jobs/999/cancel"), 404)
+        assert_problem(self, self.d.request("DELETE", "/api/v1/jobs/999"), 404)
+        # A method the path does not take is a 405 whatever the body.
+        r = self.d.request("POST", "/api/v1/info", body=b"x", headers={"Content-Type": None})
+        assert_problem(self, r, 405)
+
+
+class FramingTest(unittest.TestCase):
+    """Request heads the daemon refuses itself, with problem details."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.close()
+
+    def refused(self, raw, status, needle):
+        r = self.d.raw(raw, timeout=10)
+        got, headers, body = parse_raw_response(r)
+        self.assertEqual(got, status, r[:400])
+        self.assertEqual(headers.get("content-type"), "application/problem+json", r[:400])
+        p = json.loads(body)
+        self.assertEqual(p["status"], status)
+        self.assertIn(needle, p["detail"])
+        return p
+
+    def test_conflicting_framing_is_refused(self):
+        post = b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\n" \
+               b"Content-Type: application/json\r\n"
+        self.refused(post + b"Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}",
+                     400, "Content-Length")
+        self.refused(post + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"0\r\n\r\n", 400, "Transfer-Encoding")
+        self.refused(post + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501,
+                     "gzip")
+        # The same length twice is one length (RFC 9112 allows either answer).
+        r = self.d.raw(post + b"Content-Length: 2\r\nContent-Length: 2\r\n"
+                       b"Connection: close\r\n\r\n{}")
+        status, _, body = parse_raw_response(r)
+        self.assertEqual(status, 400)
+        self.assertNotIn("Content-Length", json.loads(body)["detail"])
+
+    def test_host_is_required_once(self):
+        self.refused(b"GET /api/v1/health HTTP/1.1\r\n\r\n", 400, "Host")
+        self.refused(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n"
+                     b"Host: localhost\r\n\r\n", 400, "Host")
+        r = self.d.raw(b"GET /api/v1/health HTTP/1.0\r\n\r\n")
+        self.assertEqual(parse_raw_response(r)[0], 200)
+
+    def test_long_paths_and_heads_get_problems(self):
+        p = self.refused(b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                         414, "8192")
+        self.assertNotIn("instance", p)
+        self.refused(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\nX-Big: " +
+                     b"b" * 40000 + b"\r\n\r\n", 431, "32768")
 
 
 if __name__ == "__main__":

@@ -793,14 +793,14 @@ class Sandbox(unittest.TestCase):
             self.assertEqual(sorted(used - allowed), [], name)
 
     def test_address_families_and_peers(self):
-        # RestrictAddressFamilies=, and IPAddressAllow=localhost for the daemon's own
-        # connections (the watchdog's health check).
+        # RestrictAddressFamilies=, and IPAddressAllow=localhost for every peer the daemon
+        # talks to (the clients it accepts here all connect over loopback).
         families = set(self.unit["RestrictAddressFamilies"][0].split())
         peers = 0
         for name, trace in self.traces.items():
             for _, rest in trace.of("socket"):
                 self.assertIn(rest.split(",")[0], families, name)
-            for _, rest in trace.of("connect", "sendto", "sendmsg"):
+            for _, rest in trace.of("connect", "sendto", "sendmsg", "accept", "accept4"):
                 for m in re.finditer(r"sin6?_addr=inet_(?:addr|pton)\((?:AF_INET6?, )?"
                                      r"\"([^\"]+)\"", rest):
                     self.assertIn(m.group(1), ("127.0.0.1", "::1"), name)

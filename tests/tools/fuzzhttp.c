@@ -7,8 +7,10 @@
  * from THREADS threads (default 4): random bytes, garbage request lines, invalid methods,
  * huge and numerous headers, truncated and malformed JSON bodies, bad Content-Length
  * values, bad chunked encodings, traversal and percent-encoding tricks in URLs, byte-level
- * mutations of valid requests, pipelined bursts, HTTP/0.9 and HTTP/2 prefaces, and slow
- * clients that trickle a request and then stall (these run beside the others). -x leaves
+ * mutations of valid requests, pipelined bursts, HTTP/0.9 and HTTP/2 prefaces, foreign
+ * Host and Origin headers, and slow clients that trickle a request and then stall (these
+ * run beside the others). Requests name the target in Host (so that they pass the
+ * daemon's Host check and reach its handlers) unless they are meant not to. -x leaves
  * out the target paths containing SUBSTRING (sent as /api/v1/health instead). Every 500
  * requests and at the end it checks that GET /api/v1/health answers 200. Bodies are never
  * valid job submissions, but DELETE and POST requests do reach the API: run it against a
@@ -40,6 +42,7 @@
 static struct sockaddr_storage target;
 static socklen_t target_len;
 static const char *token;
+static char target_host[INET6_ADDRSTRLEN + 16]; /* "127.0.0.1:PORT", the Host to send */
 static atomic_long next_index;
 static atomic_long sent_count;
 static atomic_long health_failures;
@@ -137,9 +140,10 @@ static bool health_ok(int timeout_ms)
     int fd = connect_target(timeout_ms);
     if (fd < 0)
         return false;
-    static const char req[] = "GET /api/v1/health HTTP/1.1\r\nHost: fuzz\r\n"
-                              "Connection: close\r\n\r\n";
-    send_all(fd, req, sizeof req - 1, timeout_ms);
+    char req[160];
+    int n = snprintf(req, sizeof req, "GET /api/v1/health HTTP/1.1\r\nHost: %s\r\n"
+                     "Connection: close\r\n\r\n", target_host);
+    send_all(fd, req, (size_t)n, timeout_ms);
     char buf[64];
     size_t got = 0;
     double end = now_s() + timeout_ms / 1e3;
@@ -200,6 +204,18 @@ static void printf_(Buf *b, const char *fmt, ...)
     va_end(ap);
     if (n > 0)
         put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+/* The Host line, mostly the target's; one request in 16 sends a foreign name, another a
+ * foreign Origin as well, another none at all. */
+static void host_line(Buf *b, uint64_t *rs)
+{
+    switch (below(rs, 16)) {
+    case 0: puts_(b, "Host: evil.example\r\n"); break;
+    case 1: printf_(b, "Host: %s\r\nOrigin: http://evil.example\r\n", target_host); break;
+    case 2: break;
+    default: printf_(b, "Host: %s\r\n", target_host); break;
+    }
 }
 
 static const char *const api_paths[] = {
@@ -280,15 +296,17 @@ static void garbage_line(Buf *b, uint64_t *rs)
 
 static void bad_method(Buf *b, uint64_t *rs)
 {
-    printf_(b, "%s %s HTTP/1.1\r\nHost: fuzz\r\n", methods[below(rs, NMETHODS)],
+    printf_(b, "%s %s HTTP/1.1\r\n", methods[below(rs, NMETHODS)],
             pick(api_paths[below(rs, NPATHS)]));
+    host_line(b, rs);
     auth_header(b, rs);
     puts_(b, "\r\n");
 }
 
 static void huge_headers(Buf *b, uint64_t *rs)
 {
-    printf_(b, "GET %s HTTP/1.1\r\nHost: fuzz\r\n", pick(api_paths[below(rs, NPATHS)]));
+    printf_(b, "GET %s HTTP/1.1\r\n", pick(api_paths[below(rs, NPATHS)]));
+    host_line(b, rs);
     if (below(rs, 2)) {
         puts_(b, "X-Huge: ");
         size_t n = 1000 + below(rs, 200000);
@@ -316,8 +334,8 @@ static void truncated_json(Buf *b, uint64_t *rs)
     const char *body = json_bodies[below(rs, NBODIES)];
     size_t len = strlen(body);
     size_t claimed = len + 1 + below(rs, 1000);
-    printf_(b, "POST %s HTTP/1.1\r\nHost: fuzz\r\nContent-Type: application/json\r\n"
-            "Content-Length: %zu\r\n", post_path(rs), claimed);
+    printf_(b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            "Content-Length: %zu\r\n", post_path(rs), target_host, claimed);
     auth_header(b, rs);
     puts_(b, "\r\n");
     put(b, body, len);
@@ -327,8 +345,8 @@ static void malformed_json(Buf *b, uint64_t *rs)
 {
     const char *body = json_bodies[below(rs, NBODIES)];
     size_t len = strlen(body);
-    printf_(b, "POST %s HTTP/1.1\r\nHost: fuzz\r\nContent-Type: application/json\r\n"
-            "Content-Length: %zu\r\nIdempotency-Key: %s\r\n", post_path(rs), len,
+    printf_(b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            "Content-Length: %zu\r\nIdempotency-Key: %s\r\n", post_path(rs), target_host, len,
             below(rs, 3) ? "k" : "");
     auth_header(b, rs);
     puts_(b, "\r\n");
@@ -340,7 +358,8 @@ static void bad_content_length(Buf *b, uint64_t *rs)
     static const char *const values[] = {"-1", "abc", "18446744073709551616", "1e3", " 5",
                                          "5, 5", "0x10", "99999999999999999999999999", "",
                                          "4294967296", "+7"};
-    printf_(b, "POST %s HTTP/1.1\r\nHost: fuzz\r\nContent-Length: %s\r\n", post_path(rs),
+    printf_(b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %s\r\n", post_path(rs),
+            target_host,
             values[below(rs, sizeof values / sizeof values[0])]);
     if (below(rs, 2))
         puts_(b, "Content-Length: 3\r\n");
@@ -357,7 +376,8 @@ static void bad_chunks(Buf *b, uint64_t *rs)
         "0\r\nTrailer: x\r\nBad trailer\r\n\r\n", "3\r\nabc\r\n", "\r\n\r\n\r\n",
         "7fffffffffffffff\r\n", "1\r\n{\r\n1\r\n\"\r\n0\r\n\r\n", "5 \r\nhello\r\n0\r\n\r\n",
     };
-    printf_(b, "POST %s HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encoding: %s\r\n", post_path(rs),
+    printf_(b, "POST %s HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: %s\r\n", post_path(rs),
+            target_host,
             below(rs, 4) ? "chunked" : "gzip, chunked");
     auth_header(b, rs);
     puts_(b, "\r\n");
@@ -366,8 +386,8 @@ static void bad_chunks(Buf *b, uint64_t *rs)
 
 static void nasty_url(Buf *b, uint64_t *rs)
 {
-    printf_(b, "GET %s HTTP/1.%d\r\nHost: fuzz\r\n", pick(nasty_urls[below(rs, NURLS)]),
-            (int)below(rs, 2));
+    printf_(b, "GET %s HTTP/1.%d\r\n", pick(nasty_urls[below(rs, NURLS)]), (int)below(rs, 2));
+    host_line(b, rs);
     auth_header(b, rs);
     puts_(b, "\r\n");
 }
@@ -375,12 +395,16 @@ static void nasty_url(Buf *b, uint64_t *rs)
 static void valid_request(Buf *b, uint64_t *rs)
 {
     const char *m = below(rs, 4) ? "GET" : below(rs, 2) ? "POST" : "DELETE";
-    printf_(b, "%s %s?x=%u&format=%s HTTP/1.1\r\nHost: fuzz\r\n", m, pick(api_paths[below(rs, NPATHS)]),
+    printf_(b, "%s %s?x=%u&format=%s HTTP/1.1\r\n", m, pick(api_paths[below(rs, NPATHS)]),
             (unsigned)below(rs, 1000), below(rs, 2) ? "csv" : "json");
+    host_line(b, rs);
     auth_header(b, rs);
     if (m[0] == 'P') {
         const char *body = json_bodies[below(rs, NBODIES)];
-        printf_(b, "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
+        static const char *const types[] = {"application/json", "application/json; charset=utf-8",
+                                            "text/plain", "application/x-www-form-urlencoded"};
+        printf_(b, "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n%s",
+                types[below(rs, 8) < 6 ? below(rs, 2) : 2 + below(rs, 2)], strlen(body), body);
     } else {
         puts_(b, "\r\n");
     }
@@ -404,7 +428,8 @@ static void pipelined(Buf *b, uint64_t *rs)
 {
     int n = 2 + (int)below(rs, 50);
     for (int i = 0; i < n && b->len + 256 < b->cap; i++)
-        printf_(b, "GET %s HTTP/1.1\r\nHost: fuzz\r\n\r\n", pick(api_paths[below(rs, NPATHS)]));
+        printf_(b, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", pick(api_paths[below(rs, NPATHS)]),
+                target_host);
     if (below(rs, 2))
         puts_(b, "GARBAGE AT THE END\r\n\r\n");
 }
@@ -479,9 +504,9 @@ static void *slow_main(void *arg)
     while (!atomic_load(&stop_now) && now_s() < deadline_s &&
            atomic_load(&sent_count) < total_requests) {
         char req[512];
-        int n = snprintf(req, sizeof req, "POST /api/v1/jobs HTTP/1.1\r\nHost: fuzz\r\n"
+        int n = snprintf(req, sizeof req, "POST /api/v1/jobs HTTP/1.1\r\nHost: %s\r\n"
                          "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
-                         "{\"model\": \"mobilenet\", \"epochs\": 3");
+                         "{\"model\": \"mobilenet\", \"epochs\": 3", target_host);
         size_t upto = below(&rs, (uint32_t)n);
         int fd = connect_target(2000);
         if (fd < 0) {
@@ -538,6 +563,8 @@ int main(int argc, char **argv)
         return usage();
     struct sockaddr_in *a4 = (struct sockaddr_in *)&target;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&target;
+    snprintf(target_host, sizeof target_host, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
+             port);
     if (inet_pton(AF_INET, host, &a4->sin_addr) == 1 && (ntohl(a4->sin_addr.s_addr) >> 24) == 127) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)port);

@@ -465,7 +465,7 @@ TEST(api_auth_checks_bearer_token)
         {"/api/v1/health/x", NULL, 0},
         {"/api", NULL, 0},
         {"/index.html", NULL, 1},
-        {"/metrics", NULL, 1},
+        {"/metrics", NULL, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ApiRequest req;
