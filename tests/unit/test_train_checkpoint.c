@@ -79,7 +79,7 @@ TEST(checkpoint_round_trip_restores_everything)
                          .correct = 99, .seen = 128, .best_val_acc = 0.875, .best_epoch = 5,
                          .model = "small", .classes = 5};
     char err[256];
-    CHECK_INT(checkpoint_save(path, a, &s, err, sizeof err), 0);
+    CHECK_INT(checkpoint_save(path, a, &s, NULL, err, sizeof err), 0);
     CheckpointState r;
     CHECK_INT(checkpoint_load(path, b, &r, err, sizeof err), 0);
     CHECK(nets_equal(a, b));
@@ -120,7 +120,7 @@ TEST(checkpoint_refuses_damaged_files_and_keeps_the_net)
     REQUIRE(path);
     CheckpointState s = {.model = "small", .classes = 5};
     char err[256];
-    REQUIRE(checkpoint_save(path, a, &s, err, sizeof err) == 0);
+    REQUIRE(checkpoint_save(path, a, &s, NULL, err, sizeof err) == 0);
 
     CheckpointState r;
     CHECK_INT(checkpoint_load(path, other, &r, err, sizeof err), -1); /* another model */
@@ -132,12 +132,12 @@ TEST(checkpoint_refuses_damaged_files_and_keeps_the_net)
     CHECK(strstr(err, "CRC mismatch") != NULL);
     CHECK(net_param(b, 0)->data[0] == before);
 
-    REQUIRE(checkpoint_save(path, a, &s, err, sizeof err) == 0);
+    REQUIRE(checkpoint_save(path, a, &s, NULL, err, sizeof err) == 0);
     flip_byte(path, 0);
     CHECK_INT(checkpoint_load(path, b, &r, err, sizeof err), -1);
     CHECK(strstr(err, "bad magic") != NULL);
 
-    REQUIRE(checkpoint_save(path, a, &s, err, sizeof err) == 0);
+    REQUIRE(checkpoint_save(path, a, &s, NULL, err, sizeof err) == 0);
     REQUIRE(truncate(path, 100) == 0);
     CHECK_INT(checkpoint_load(path, b, &r, err, sizeof err), -1);
     CHECK(strstr(err, "truncated") != NULL);
