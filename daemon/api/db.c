@@ -1,5 +1,4 @@
-/* db.c — per-thread store connections for handlers (fenced writes), and CSV rendering
- * (db.h). */
+/* db.c — per-thread store connections for handlers (fenced), and CSV rendering (db.h). */
 #include "api/db.h"
 
 #include <pthread.h>
@@ -59,10 +58,7 @@ Store *api_store_checked(ApiRequest *req, char *why, size_t n)
 Store *api_store(ApiRequest *req, ApiReply *reply)
 {
     char why[1024];
-    const char *m = req->method ? req->method : "GET";
-    bool reads = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0;
-    Store *s = reads ? thread_store(req, why, sizeof why)
-                     : api_store_checked(req, why, sizeof why);
+    Store *s = api_store_checked(req, why, sizeof why);
     if (!s)
         api_reply_problem(reply, 503, NULL, "the database is not available: %s", why);
     return s;
