@@ -178,6 +178,35 @@ class DatabaseReplaced(unittest.TestCase):
             shutil.rmtree(state, ignore_errors=True)
 
 
+class DeleteJob(unittest.TestCase):
+    def test_delete_removes_the_jobs_files_and_sets_aside_another_jobs(self):
+        state = tempfile.mkdtemp(prefix="initlab-api-state-")
+        try:
+            with Daemon(args=daemon_args(), state_dir=state) as d:
+                register(d)
+                a = submit(d, seed=1).json()["id"]
+                b = submit(d, seed=2).json()["id"]
+                self.assertEqual(wait_finished(d, a), "done")
+                self.assertEqual(wait_finished(d, b), "done")
+                folder = os.path.join(state, "jobs", str(b))
+                # A write killed half-way, and job a's checkpoint copied over job b's best.
+                gone = subprocess.Popen(["true"])
+                gone.wait()
+                with open(os.path.join(folder, f"latest.ckpt.tmp.{gone.pid}"), "wb") as f:
+                    f.write(b"half")
+                shutil.copy(os.path.join(state, "jobs", str(a), "latest.ckpt"),
+                            os.path.join(folder, "best.ckpt"))
+                self.assertEqual(d.request("DELETE", f"/api/v1/jobs/{b}").status, 204)
+                self.assertFalse(os.path.exists(folder))
+                moved = os.listdir(os.path.join(state, "quarantine"))
+                self.assertEqual(sorted(m.rsplit(".", 1)[1] for m in moved), ["ckpt", "txt"])
+                self.assertTrue(all(m.startswith(f"job{b}-best.") for m in moved))
+                self.assertTrue(os.path.exists(os.path.join(state, "jobs", str(a),
+                                                            "latest.ckpt")))
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+
+
 class RestoreFromOlderBackup(unittest.TestCase):
     """A backup taken before two jobs ran, restored over the database while their
     checkpoint folders stay: a new job trains from scratch, exactly as the same job in
