@@ -653,7 +653,10 @@ static Store *open_store(const char *path, int max_version, bool create, char *e
     s->fence[0] = '\0';
     return s;
 fail:
-    if (errlen)
+    /* The fence's message names the file itself. */
+    if (errlen && s->errcode == STORE_UNAVAILABLE)
+        snprintf(err, errlen, "%s", s->errmsg);
+    else if (errlen)
         snprintf(err, errlen, "%s: %s", path, s->errmsg);
     sqlite3_close(s->db);
     pin_release(s->pin);

@@ -390,7 +390,10 @@ static int test_best(Run *r)
     if (stat(r->best_path, &st) == 0) {
         if (checkpoint_load(r->best_path, r->net, &best, err, sizeof err) < 0)
             return fail(r, "%s", err);
-        if (strcmp(best.identity.job_uid, r->state.identity.job_uid) != 0)
+        /* Judged at the start; a file without identity was adopted then only by a job
+         * that predates identities. */
+        bool legacy = !best.identity.job_uid[0] && r->setup->adopt_legacy;
+        if (!legacy && strcmp(best.identity.job_uid, r->state.identity.job_uid) != 0)
             return fail(r, "%s was replaced during the run by a checkpoint of another job "
                         "(uid %s, this job's is %s): no test results from it", r->best_path,
                         best.identity.job_uid[0] ? best.identity.job_uid : "none",
@@ -536,9 +539,14 @@ static int start_or_resume(Run *r)
                 goto out;
             }
             r->state.identity = *r->setup->identity;
-            log_info("train", "resuming after epoch %d, step %d from %s (written by attempt "
-                     "%d)", r->state.epoch, r->state.step, r->latest_path,
-                     latest.identity.attempt);
+            if (latest.has_identity)
+                log_info("train", "resuming after epoch %d, step %d from %s (written by "
+                         "attempt %d)", r->state.epoch, r->state.step, r->latest_path,
+                         latest.identity.attempt);
+            else
+                log_info("train", "resuming after epoch %d, step %d from %s (written before "
+                         "checkpoints had identities)", r->state.epoch, r->state.step,
+                         r->latest_path);
             if (r->cb->resumed &&
                 r->cb->resumed(r->cb->user, r->state.epoch, r->state.step) != 0) {
                 fail(r, "could not prepare the resumption");

@@ -3,15 +3,18 @@ configuration and data it was written for: another job's checkpoint is set aside
 job trains from scratch to exactly the weights of a clean run; a changed configuration or
 dataset and a damaged best.ckpt are refused before any training; job ids are never handed
 out twice, even when the database is lost."""
+import json
 import os
 import shutil
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import zlib
 
 from util import BINARY, run_initlab
 
@@ -87,6 +90,21 @@ def flip_byte(path, offset=-3):
         byte = f.read(1)
         f.seek(offset, os.SEEK_END)
         f.write(bytes([byte[0] ^ 0x10]))
+
+
+def make_legacy(path):
+    """Rewrites the checkpoint at path as initlab wrote it before checkpoints had identities:
+    format version 1, no "identity" in the metadata, the CRC computed again."""
+    with open(path, "rb") as f:
+        data = f.read()
+    magic, _, meta_len, data_len, _, reserved = struct.unpack("<8sIIQII", data[:32])
+    meta = json.loads(data[32:32 + meta_len])
+    del meta["identity"]
+    text = json.dumps(meta, separators=(",", ":")).encode()
+    body = text + data[32 + meta_len:]
+    header = struct.pack("<8sIIQII", magic, 1, len(text), data_len, zlib.crc32(body), reserved)
+    with open(path, "wb") as f:
+        f.write(header + body)
 
 
 class Reference:
@@ -186,6 +204,42 @@ class Refusals(unittest.TestCase):
         self.assertIn("best.ckpt is not usable: CRC mismatch", out.stderr)
         self.assertNotIn(": epoch 2 ", out.stderr)
         self.assertEqual(query(db, "SELECT epoch FROM epochs WHERE job_id = 1"), [(1,)])
+
+
+class LegacyCheckpoints(unittest.TestCase):
+    """Checkpoints without identity (format 1): resumed by a job that predates identities
+    when their configuration is the job's, set aside by any other job."""
+
+    def legacy_state(self, name):
+        db = os.path.join(TMP, name, "initlab.db")
+        interrupt(db, "--seed", "2")
+        for kind in ("latest", "best"):
+            make_legacy(os.path.join(job_folder(db, 1), kind + ".ckpt"))
+        info = run_initlab("check", "--state-dir", os.path.dirname(db), "--json")
+        kinds = {f["kind"] for f in json.loads(info.stdout)["findings"]}
+        self.assertEqual(kinds, {"foreign"})
+        return db
+
+    def test_a_job_from_before_identities_resumes_from_its_own(self):
+        db = self.legacy_state("legacy-own")
+        with sqlite3.connect(db) as c:
+            c.execute("UPDATE jobs SET pre_identity = 1")
+        out = run_initlab("check", "--state-dir", os.path.dirname(db))
+        self.assertEqual(out.returncode, 0, out.stdout)
+        out = train(db, "--seed", "2")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("written before checkpoints had identities", out.stderr)
+        self.assertEqual(query(db, "SELECT epoch FROM epochs WHERE job_id = 1 ORDER BY epoch"),
+                         [(1,), (2,), (3,), (4,)])
+        self.assertTrue(same_weights(weights(db, 1), weights(Reference.get(), 1)))
+
+    def test_a_newer_job_sets_them_aside(self):
+        db = self.legacy_state("legacy-foreign")
+        out = train(db, "--seed", "2")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("has no identity", out.stderr)
+        self.assertNotIn("resuming after epoch", out.stderr)
+        self.assertTrue(same_weights(weights(db, 1), weights(Reference.get(), 1)))
 
 
 class TemporaryFiles(unittest.TestCase):
