@@ -79,12 +79,21 @@ static void on_progress(void *user, const TrainProgress *p)
 static int on_resumed(void *user, int epoch, int step)
 {
     Ctx *c = user;
-    if (epoch || step)
-        log_info("jobs", "job %lld resumes after epoch %d (step %d)", (long long)c->job->id,
-                 epoch, step);
-    /* From scratch, the checkpoints recorded (if any) were set aside by the trainer. */
-    if (store_job_discard_after(c->store, c->job->id, epoch) == STORE_OK &&
-        ((epoch || step) || store_checkpoint_forget(c->store, c->job->id, -1) == STORE_OK))
+    log_info("jobs", "job %lld resumes after epoch %d (step %d)", (long long)c->job->id,
+             epoch, step);
+    if (store_job_discard_after(c->store, c->job->id, epoch) == STORE_OK)
+        return 0;
+    note_store_failure(c);
+    return -1;
+}
+
+/* From scratch: the rows of an earlier run go (epoch 0's are written again), and so do the
+ * records of its checkpoints, which the trainer set aside. */
+static int on_from_scratch(void *user)
+{
+    Ctx *c = user;
+    if (store_job_discard_after(c->store, c->job->id, 0) == STORE_OK &&
+        store_checkpoint_forget(c->store, c->job->id, -1) == STORE_OK)
         return 0;
     note_store_failure(c);
     return -1;
@@ -107,7 +116,6 @@ static int on_may_resume(void *user, int epoch, int step, char *why, size_t n)
     for (int i = 0; i < count; i++)
         covered += rows[i].epoch >= 1 && rows[i].epoch <= epoch;
     free(rows);
-    (void)step;
     if (covered == epoch)
         return 0;
     snprintf(why, n, "the database holds %d of the %d epochs that checkpoint covers (was "
@@ -314,9 +322,8 @@ int job_identity(const StoreJob *job, CheckpointIdentity *id, char *err, size_t 
     id->job_id = job->id;
     id->attempt = job->attempts;
     if (!job->uid[0]) {
-        snprintf(err, errlen, "job %lld has no uid (its row was written by an older initlab "
-                 "after this database was upgraded); it cannot be run safely",
-                 (long long)job->id);
+        snprintf(err, errlen, "job %lld has no uid (was its row written by hand?): without "
+                 "one its checkpoints cannot be told from another job's", (long long)job->id);
         return -1;
     }
     if (checkpoint_config_hash(job->config_json ? job->config_json : "", id->config_hash) < 0) {
@@ -414,9 +421,6 @@ TrainOutcome job_execute(Store *s, const StoreJob *job, const char *state_dir, i
     CheckpointIdentity identity;
     if (job_identity(job, &identity, err, errlen) < 0)
         goto finish;
-    char ids_err[512];
-    if (job_ids_fence(s, state_dir, ids_err, sizeof ids_err) < 0)
-        log_warn("jobs", "%s", ids_err);
     index = job_load_dataset(s, cfg.dataset, err, errlen);
     if (!index)
         goto finish;
@@ -428,7 +432,7 @@ TrainOutcome job_execute(Store *s, const StoreJob *job, const char *state_dir, i
     remove_stale_temps(ckpt_dir);
     Ctx ctx = {.store = s, .job = job, .hooks = hooks ? hooks : &no_hooks};
     TrainCallbacks cb = {.user = &ctx, .progress = on_progress, .resumed = on_resumed,
-                         .may_resume = on_may_resume, .epoch_done = on_epoch,
+                         .from_scratch = on_from_scratch, .may_resume = on_may_resume, .epoch_done = on_epoch,
                          .stats = on_stats, .checkpoint = on_checkpoint,
                          .results = on_results, .should_stop = on_should_stop};
     TrainSetup setup = {.cfg = &cfg, .index = index, .cache_dir = cache_dir,

@@ -565,7 +565,7 @@ static int start_or_resume(Run *r)
                                "the job trains from scratch: the best checkpoint of its "
                                "abandoned run is set aside") < 0)
         goto out;
-    if (r->cb->resumed && r->cb->resumed(r->cb->user, 0, 0) != 0) {
+    if (r->cb->from_scratch && r->cb->from_scratch(r->cb->user) != 0) {
         fail(r, "could not clear the records of an earlier run");
         goto out;
     }

@@ -91,9 +91,12 @@ typedef struct {
 typedef struct {
     void *user;
     void (*progress)(void *user, const TrainProgress *p); /* about twice a second */
-    /* Training goes on after epoch `epoch`, `step` steps into the next: (0, 0) for a start
-     * from scratch. Whatever was recorded after that point is stale. */
+    /* Resuming after epoch `epoch`, `step` steps into the next: whatever was recorded
+     * after that point is stale. */
     int (*resumed)(void *user, int epoch, int step);
+    /* Starting from scratch: whatever an earlier run of the job recorded is stale (its
+     * checkpoints, if any, were set aside). */
+    int (*from_scratch)(void *user);
     /* May the run resume from its own checkpoint of `epoch` (step `step` into the next)?
      * 0: yes; 1: no, start from scratch (why says why, n bytes); -1: fail the run. */
     int (*may_resume)(void *user, int epoch, int step, char *why, size_t n);
