@@ -1,4 +1,4 @@
-/* db.c — per-thread store connections for handlers, and CSV rendering (db.h). */
+/* db.c — per-thread store connections for handlers (fenced), and CSV rendering (db.h). */
 #include "api/db.h"
 
 #include <pthread.h>
@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jobs/run.h"
 #include "util/jsonout.h"
 
 static pthread_key_t store_key;
@@ -21,20 +22,45 @@ static void make_key(void)
     pthread_key_create(&store_key, close_store);
 }
 
-Store *api_store(ApiRequest *req, ApiReply *reply)
+/* This thread's Store, opened on first use; NULL with the reason in why. */
+static Store *thread_store(ApiRequest *req, char *why, size_t n)
 {
     pthread_once(&store_key_once, make_key);
     Store *s = pthread_getspecific(store_key);
     if (s)
         return s;
-    char err[512] = "no database";
+    char err[1024] = "no database";
     if (req->ctx->store_path)
         s = store_open(req->ctx->store_path, err, sizeof err);
     if (!s) {
-        api_reply_problem(reply, 503, NULL, "the database is not available: %s", err);
+        snprintf(why, n, "%s", err);
+        return NULL;
+    }
+    if (req->ctx->state_dir && job_ids_fence(s, req->ctx->state_dir, err, sizeof err) < 0) {
+        snprintf(why, n, "%s", err);
+        store_close(s);
         return NULL;
     }
     pthread_setspecific(store_key, s);
+    return s;
+}
+
+Store *api_store_checked(ApiRequest *req, char *why, size_t n)
+{
+    Store *s = thread_store(req, why, n);
+    if (s && store_verify_file(s) != STORE_OK) {
+        snprintf(why, n, "%s", store_errmsg(s));
+        return NULL;
+    }
+    return s;
+}
+
+Store *api_store(ApiRequest *req, ApiReply *reply)
+{
+    char why[1024];
+    Store *s = api_store_checked(req, why, sizeof why);
+    if (!s)
+        api_reply_problem(reply, 503, NULL, "the database is not available: %s", why);
     return s;
 }
 
@@ -45,7 +71,11 @@ JobQueue *api_queue(ApiRequest *req)
 
 int api_reply_store_error(ApiReply *reply, Store *s)
 {
-    api_reply_problem(reply, 500, NULL, "database error: %s", store_errmsg(s));
+    if (store_errcode(s) == STORE_UNAVAILABLE)
+        api_reply_problem(reply, 503, NULL, "the database is not available: %s",
+                          store_errmsg(s));
+    else
+        api_reply_problem(reply, 500, NULL, "database error: %s", store_errmsg(s));
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "train/config.h"
 #include "util/crc32.h"
 #include "util/jsonout.h"
+#include "util/log.h"
 
 #define MAX_GRID_JOBS 1000
 
@@ -378,29 +379,22 @@ static int delete_job(ApiRequest *req, ApiReply *reply)
     if (api_queue(req) && jobs_is_running(api_queue(req), id))
         return api_reply_problem(reply, 409, NULL, "job %lld is running; cancel it first",
                                  (long long)id);
-    StoreCheckpoint *ck = NULL;
-    int n_ck = 0;
-    store_checkpoint_list(s, id, &ck, &n_ck);
-    int rc = store_job_delete(s, id);
-    if (rc == STORE_NOT_FOUND) {
-        free(ck);
-        return api_reply_problem(reply, 404, NULL, "job %lld does not exist", (long long)id);
+    StoreJob job = {0};
+    int rc = store_job_get(s, id, &job);
+    if (rc == STORE_OK && (rc = store_job_delete(s, id)) == STORE_OK) {
+        char err[1024];
+        if (job_remove_files(req->ctx->state_dir, &job, err, sizeof err) < 0)
+            log_warn("api", "job %lld deleted, but not all of its files: %s", (long long)id,
+                     err);
     }
-    if (rc == STORE_CONFLICT) {
-        free(ck);
+    store_job_deinit(&job);
+    if (rc == STORE_NOT_FOUND)
+        return api_reply_problem(reply, 404, NULL, "job %lld does not exist", (long long)id);
+    if (rc == STORE_CONFLICT)
         return api_reply_problem(reply, 409, NULL, "job %lld is running; cancel it first",
                                  (long long)id);
-    }
-    if (rc != STORE_OK) {
-        free(ck);
+    if (rc != STORE_OK)
         return api_reply_store_error(reply, s);
-    }
-    for (int i = 0; i < n_ck; i++)
-        unlink(ck[i].path);
-    free(ck);
-    char dir[4096];
-    job_checkpoint_dir(req->ctx->state_dir, id, dir, sizeof dir);
-    rmdir(dir);
     return api_reply_empty(reply, 204);
 }
 

@@ -8,6 +8,7 @@
 
 #include "api/api.h"
 #include "api/auth.h"
+#include "api/db.h"
 #include "api/events.h"
 #include "api/metrics.h"
 #include "api/router.h"
@@ -15,10 +16,15 @@
 #include "nn/gemm.h"
 #include "util/cpu.h"
 
-/* GET /api/v1/health: answers as long as the HTTP threads do (the watchdog's probe). */
+/* GET /api/v1/health: 200 {"status": "ok"} while the HTTP threads answer and the database
+ * file is the one the daemon opened; 503 {"status": "unavailable", "reason": ...} when it
+ * cannot be opened or was deleted or replaced (writes are refused then: api/db.h). */
 static int get_health(ApiRequest *req, ApiReply *reply)
 {
-    (void)req;
+    char why[1024];
+    if (!api_store_checked(req, why, sizeof why))
+        return api_reply_json(reply, 503, json_pack("{s:s, s:s}", "status", "unavailable",
+                                                    "reason", why));
     return api_reply_json(reply, 200, json_pack("{s:s}", "status", "ok"));
 }
 

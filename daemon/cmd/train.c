@@ -223,6 +223,11 @@ static int cmd_train(int argc, char **argv)
     char *config_json = config_to_text(&cfg);
     if (!config_json)
         goto out;
+    if (job_ids_fence(s, dbdir, err, sizeof err) < 0) {
+        fprintf(stderr, "initlab train: %s\n", err);
+        free(config_json);
+        goto out;
+    }
     int64_t id = find_unfinished(s, &cfg, config_json);
     if (id) {
         fprintf(stderr, "job %lld: resuming the unfinished job with this configuration\n",

@@ -172,6 +172,7 @@ static void *worker_main(void *arg)
     Store *s = store_open(q->db_path, err, sizeof err);
     if (!s)
         log_error("jobs", "worker %d: %s", w->index, err);
+    char claim_err[1024] = "";  /* the last claim failure, logged once while it lasts */
     while (s) {
         pthread_mutex_lock(&q->lock);
         bool stop = q->shutting_down;
@@ -181,13 +182,17 @@ static void *worker_main(void *arg)
             break;
         StoreJob job;
         int rc = store_job_claim(s, &job);
+        if (rc == STORE_OK || rc == STORE_NOT_FOUND) {
+            claim_err[0] = '\0';
+        } else if (strncmp(claim_err, store_errmsg(s), sizeof claim_err - 1) != 0) {
+            log_warn("jobs", "worker %d: claiming a job: %s", w->index, store_errmsg(s));
+            snprintf(claim_err, sizeof claim_err, "%s", store_errmsg(s));
+        }
         if (rc == STORE_OK) {
             run_claimed(w, s, &job);
             store_job_deinit(&job);
             continue;
         }
-        if (rc != STORE_NOT_FOUND)
-            log_warn("jobs", "worker %d: claiming a job: %s", w->index, store_errmsg(s));
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += POLL_SECONDS;

@@ -1,12 +1,18 @@
-/* run.c — one job from the store through the trainer and back into the store (run.h). */
+/* run.c — one job from the store through the trainer and back into the store, and the
+ * job files of the state directory (run.h). */
 #include "jobs/run.h"
 
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "data/split.h"
 #include "jobs/report.h"
@@ -24,7 +30,19 @@ typedef struct {
     double last_store_write;
     StoreLayerStat *stat_rows;
     int stat_cap;
+    bool unavailable;        /* the store refused a write: its database file is gone */
+    char unavailable_why[1024];
 } Ctx;
+
+/* Notes a store failure: when the database file was deleted or replaced, the run stops
+ * at its next step (nothing more can be recorded). */
+static void note_store_failure(Ctx *c)
+{
+    if (store_errcode(c->store) == STORE_UNAVAILABLE && !c->unavailable) {
+        c->unavailable = true;
+        snprintf(c->unavailable_why, sizeof c->unavailable_why, "%s", store_errmsg(c->store));
+    }
+}
 
 static double now(void)
 {
@@ -51,9 +69,11 @@ static void on_progress(void *user, const TrainProgress *p)
                            .eta_seconds = p->eta_seconds,
                            .best_val_acc = p->best_val_acc >= 0 ? p->best_val_acc : NAN,
                            .best_epoch = p->best_epoch};
-    if (store_job_set_progress(c->store, c->job->id, &sp) != STORE_OK)
+    if (store_job_set_progress(c->store, c->job->id, &sp) != STORE_OK && !c->unavailable) {
         log_warn("jobs", "job %lld: progress not stored: %s", (long long)c->job->id,
                  store_errmsg(c->store));
+        note_store_failure(c);
+    }
 }
 
 static int on_resumed(void *user, int epoch, int step)
@@ -61,7 +81,46 @@ static int on_resumed(void *user, int epoch, int step)
     Ctx *c = user;
     log_info("jobs", "job %lld resumes after epoch %d (step %d)", (long long)c->job->id,
              epoch, step);
-    return store_job_discard_after(c->store, c->job->id, epoch) == STORE_OK ? 0 : -1;
+    if (store_job_discard_after(c->store, c->job->id, epoch) == STORE_OK)
+        return 0;
+    note_store_failure(c);
+    return -1;
+}
+
+/* From scratch: the rows of an earlier run go (epoch 0's are written again), and so do the
+ * records of its checkpoints, which the trainer set aside. */
+static int on_from_scratch(void *user)
+{
+    Ctx *c = user;
+    if (store_job_discard_after(c->store, c->job->id, 0) == STORE_OK &&
+        store_checkpoint_forget(c->store, c->job->id, -1) == STORE_OK)
+        return 0;
+    note_store_failure(c);
+    return -1;
+}
+
+/* The store must hold epochs 1..epoch of the job: a checkpoint ahead of the records (a
+ * database restored from an older backup) would leave them missing for good. */
+static int on_may_resume(void *user, int epoch, int step, char *why, size_t n)
+{
+    Ctx *c = user;
+    StoreEpoch *rows = NULL;
+    int count = 0;
+    if (store_epoch_list(c->store, c->job->id, &rows, &count) != STORE_OK) {
+        log_error("jobs", "job %lld: reading its epochs: %s", (long long)c->job->id,
+                  store_errmsg(c->store));
+        note_store_failure(c);
+        return -1;
+    }
+    int covered = 0;
+    for (int i = 0; i < count; i++)
+        covered += rows[i].epoch >= 1 && rows[i].epoch <= epoch;
+    free(rows);
+    if (covered == epoch)
+        return 0;
+    snprintf(why, n, "the database holds %d of the %d epochs that checkpoint covers (was "
+             "it restored from an older backup?)", covered, epoch);
+    return 1;
 }
 
 static int on_epoch(void *user, const TrainEpoch *e)
@@ -72,6 +131,7 @@ static int on_epoch(void *user, const TrainEpoch *e)
     if (store_epoch_put(c->store, c->job->id, &row) != STORE_OK) {
         log_error("jobs", "job %lld: epoch %d not stored: %s", (long long)c->job->id,
                   e->epoch, store_errmsg(c->store));
+        note_store_failure(c);
         return -1;
     }
     if (c->hooks->epoch)
@@ -94,20 +154,28 @@ static int on_stats(void *user, int epoch, const ProbeRow *rows, int n)
     if (store_stats_put(c->store, c->job->id, epoch, c->stat_rows, n) != STORE_OK) {
         log_error("jobs", "job %lld: statistics of epoch %d not stored: %s",
                   (long long)c->job->id, epoch, store_errmsg(c->store));
+        note_store_failure(c);
         return -1;
     }
     return 0;
 }
 
 static int on_checkpoint(void *user, const char *kind, int epoch, const char *path,
-                         double val_acc)
+                         double val_acc, uint32_t crc)
 {
     Ctx *c = user;
     StoreCheckpoint ck = {.job_id = c->job->id, .epoch = epoch, .val_acc = val_acc};
     if (store_checkpoint_kind_parse(kind, &ck.kind) < 0)
         return -1;
     snprintf(ck.path, sizeof ck.path, "%s", path);
-    return store_checkpoint_put(c->store, &ck) == STORE_OK ? 0 : -1;
+    snprintf(ck.attempt_uid, sizeof ck.attempt_uid, "%s", c->job->attempt_uid);
+    ck.crc = crc;
+    if (store_checkpoint_put(c->store, &ck) == STORE_OK)
+        return 0;
+    log_error("jobs", "job %lld: %s checkpoint not recorded: %s", (long long)c->job->id, kind,
+              store_errmsg(c->store));
+    note_store_failure(c);
+    return -1;
 }
 
 static char *matrix_json(const int64_t *m, int rows, int cols)
@@ -156,12 +224,179 @@ static int on_results(void *user, const TrainResults *r)
 static bool on_should_stop(void *user)
 {
     Ctx *c = user;
-    return c->hooks->should_stop && c->hooks->should_stop(c->hooks->user, c->job->id);
+    return c->unavailable ||
+           (c->hooks->should_stop && c->hooks->should_stop(c->hooks->user, c->job->id));
 }
 
 void job_checkpoint_dir(const char *state_dir, int64_t id, char *buf, size_t size)
 {
     snprintf(buf, size, "%s/jobs/%lld", state_dir, (long long)id);
+}
+
+void job_quarantine_dir(const char *state_dir, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/quarantine", state_dir);
+}
+
+bool job_temp_is_stale(const char *name, long *pid)
+{
+    const char *tmp = strstr(name, ".tmp.");
+    while (tmp && strstr(tmp + 1, ".tmp."))
+        tmp = strstr(tmp + 1, ".tmp.");
+    if (!tmp || !tmp[5])
+        return false;
+    char *end;
+    errno = 0;
+    long p = strtol(tmp + 5, &end, 10);
+    if (*end || errno || p <= 0)
+        return false;
+    if (pid)
+        *pid = p;
+    return p == (long)getpid() || (kill((pid_t)p, 0) < 0 && errno == ESRCH);
+}
+
+/* Removes the stale temporary files of dir (a job's checkpoint folder). */
+static void remove_stale_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!job_temp_is_stale(e->d_name, NULL))
+            continue;
+        char path[4352];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0)
+            log_info("jobs", "removed %s, left by a write that never finished", path);
+    }
+    closedir(d);
+}
+
+/* Whether name is all digits (a job's folder). */
+static bool all_digits(const char *name)
+{
+    if (!name[0])
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!isdigit((unsigned char)*p))
+            return false;
+    return true;
+}
+
+int job_ids_fence(Store *s, const char *state_dir, char *err, size_t errlen)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/jobs", state_dir);
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "%.300s: %s", dir, strerror(errno));
+        return -1;
+    }
+    long long top = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (all_digits(e->d_name) && strlen(e->d_name) < 19) {
+            long long id = atoll(e->d_name);
+            if (id > top)
+                top = id;
+        }
+    closedir(d);
+    if (top > 0 && store_job_reserve_ids(s, top) != STORE_OK) {
+        snprintf(err, errlen, "keeping job ids above %lld (the folders of %.300s): %s", top,
+                 dir, store_errmsg(s));
+        return -1;
+    }
+    return 0;
+}
+
+int job_identity(const StoreJob *job, CheckpointIdentity *id, char *err, size_t errlen)
+{
+    memset(id, 0, sizeof *id);
+    snprintf(id->job_uid, sizeof id->job_uid, "%s", job->uid);
+    snprintf(id->attempt_uid, sizeof id->attempt_uid, "%s", job->attempt_uid);
+    id->job_id = job->id;
+    id->attempt = job->attempts;
+    if (!job->uid[0]) {
+        snprintf(err, errlen, "job %lld has no uid (was its row written by hand?): without "
+                 "one its checkpoints cannot be told from another job's", (long long)job->id);
+        return -1;
+    }
+    if (checkpoint_config_hash(job->config_json ? job->config_json : "", id->config_hash) < 0) {
+        snprintf(err, errlen, "job %lld: its stored configuration is not a JSON object",
+                 (long long)job->id);
+        return -1;
+    }
+    return 0;
+}
+
+/* What to do with a checkpoint file found in the folder of deleted job `job`: true to
+ * remove it (the job's own, or damaged), false to set it aside (another job's; why says
+ * whose). */
+static bool deleted_jobs_file(const char *path, const StoreJob *job,
+                              const CheckpointIdentity *want, char *why, size_t n)
+{
+    CheckpointInfo info;
+    char err[512];
+    int got = checkpoint_inspect(path, &info, err, sizeof err);
+    bool own = got == -2 ||
+               (got == 0 && checkpoint_judge(path, &info, want, job->pre_identity, why, n) !=
+                                CHECKPOINT_FOREIGN);
+    if (got == -1)
+        snprintf(why, n, "%s", err);
+    checkpoint_info_deinit(&info);
+    return own;
+}
+
+int job_remove_files(const char *state_dir, const StoreJob *job, char *err, size_t errlen)
+{
+    char dir[4096], quarantine[4096];
+    job_checkpoint_dir(state_dir, job->id, dir, sizeof dir);
+    job_quarantine_dir(state_dir, quarantine, sizeof quarantine);
+    CheckpointIdentity want;
+    if (job_identity(job, &want, err, errlen) < 0)
+        return -1;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "%.300s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[4352], why[1024] = "", label[64], ierr[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        const char *kind = strcmp(e->d_name, "latest.ckpt") == 0 ? "latest"
+                           : strcmp(e->d_name, "best.ckpt") == 0 ? "best"
+                                                                 : NULL;
+        bool remove = job_temp_is_stale(e->d_name, NULL);
+        if (kind && deleted_jobs_file(path, job, &want, why, sizeof why)) {
+            remove = true;
+        } else if (kind) {
+            snprintf(label, sizeof label, "job%lld-%s", (long long)job->id, kind);
+            if (checkpoint_set_aside(path, quarantine, label, why, NULL, 0, ierr,
+                                     sizeof ierr) == 0) {
+                log_warn("jobs", "%s; set aside in %s", why, quarantine);
+            } else {
+                snprintf(err, errlen, "%s", ierr);
+                rc = -1;
+            }
+        }
+        if (remove && unlink(path) < 0) {
+            snprintf(err, errlen, "%.300s: %s", path, strerror(errno));
+            rc = -1;
+        }
+    }
+    closedir(d);
+    if (rmdir(dir) < 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST) {
+        snprintf(err, errlen, "%.300s: %s", dir, strerror(errno));
+        rc = -1;
+    }
+    return rc;
 }
 
 TrainOutcome job_execute(Store *s, const StoreJob *job, const char *state_dir, int threads,
@@ -181,30 +416,42 @@ TrainOutcome job_execute(Store *s, const StoreJob *job, const char *state_dir, i
     }
     if (threads > 0)
         cfg.threads = threads;
+    CheckpointIdentity identity;
+    if (job_identity(job, &identity, err, errlen) < 0)
+        goto finish;
     index = job_load_dataset(s, cfg.dataset, err, errlen);
     if (!index)
         goto finish;
-    char ckpt_dir[4096], cache_dir[4096];
+    checkpoint_data_hash(index, identity.data_hash);
+    char ckpt_dir[4096], cache_dir[4096], quarantine_dir[4096];
     job_checkpoint_dir(state_dir, job->id, ckpt_dir, sizeof ckpt_dir);
+    job_quarantine_dir(state_dir, quarantine_dir, sizeof quarantine_dir);
     snprintf(cache_dir, sizeof cache_dir, "%s/cache", state_dir);
+    remove_stale_temps(ckpt_dir);
     Ctx ctx = {.store = s, .job = job, .hooks = hooks ? hooks : &no_hooks};
     TrainCallbacks cb = {.user = &ctx, .progress = on_progress, .resumed = on_resumed,
-                         .epoch_done = on_epoch, .stats = on_stats,
-                         .checkpoint = on_checkpoint, .results = on_results,
-                         .should_stop = on_should_stop};
+                         .from_scratch = on_from_scratch, .may_resume = on_may_resume, .epoch_done = on_epoch,
+                         .stats = on_stats, .checkpoint = on_checkpoint,
+                         .results = on_results, .should_stop = on_should_stop};
     TrainSetup setup = {.cfg = &cfg, .index = index, .cache_dir = cache_dir,
-                        .ckpt_dir = ckpt_dir};
+                        .ckpt_dir = ckpt_dir, .quarantine_dir = quarantine_dir,
+                        .identity = &identity, .adopt_legacy = job->pre_identity};
     outcome = train_run(&setup, &cb, err, errlen);
     free(ctx.stat_rows);
+    if (ctx.unavailable) {
+        snprintf(err, errlen, "%s", ctx.unavailable_why);
+        outcome = TRAIN_FAILED;
+    }
 finish:
     json_decref(obj);
     data_index_free(index);
-    if (outcome == TRAIN_DONE)
-        store_job_set_status(s, job->id, STORE_JOB_BIT(STORE_JOB_RUNNING), STORE_JOB_DONE,
-                             NULL);
-    else if (outcome == TRAIN_FAILED)
-        store_job_set_status(s, job->id, STORE_JOB_BIT(STORE_JOB_RUNNING), STORE_JOB_FAILED,
-                             err);
+    if (outcome == TRAIN_DONE || outcome == TRAIN_FAILED) {
+        StoreJobStatus to = outcome == TRAIN_DONE ? STORE_JOB_DONE : STORE_JOB_FAILED;
+        if (store_job_end_attempt(s, job->id, job->attempt_uid, to,
+                                  outcome == TRAIN_DONE ? NULL : err) != STORE_OK)
+            log_warn("jobs", "job %lld: its end (%s) is not recorded: %s", (long long)job->id,
+                     store_job_status_name(to), store_errmsg(s));
+    }
     return outcome;
 }
 

@@ -1,18 +1,25 @@
-/* store.c — opening the database, schema migrations, errors, backup, query plans, and the
- * helpers the other store files share (see store.h for the threading DESIGN). */
+/* store.c — opening the database, schema migrations, fencing of the database file, errors,
+ * integrity checks, backup, query plans, and the helpers the other store files share (see
+ * store.h for the threading and fencing DESIGN). */
 #include "store/store_internal.h"
 
 #include "util/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* build/gen/schema_sql.c: schema/NNN_*.sql in file-name order; migration i brings the
  * database to user_version i + 1. Both arrays are NULL-terminated. */
@@ -34,6 +41,7 @@ int store_fail(Store *s, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
     va_end(ap);
+    s->errcode = code;
     return code;
 }
 
@@ -41,6 +49,8 @@ int store_db_fail(Store *s, const char *what)
 {
     int rc = sqlite3_extended_errcode(s->db);
     int code = STORE_ERROR;
+    if (rc == SQLITE_CONSTRAINT_COMMITHOOK && s->fence[0])
+        return store_fail(s, STORE_UNAVAILABLE, "%s", s->fence);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         switch (rc) {
         case SQLITE_CONSTRAINT_FOREIGNKEY: code = STORE_NOT_FOUND; break;
@@ -95,6 +105,24 @@ void store_rollback(Store *s)
 {
     if (!sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int store_random_uid(Store *s, char *out)
+{
+    unsigned char bytes[STORE_UID_LEN / 2];
+    size_t got = 0;
+    while (got < sizeof bytes) {
+        ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return store_fail(s, STORE_ERROR, "no random bytes for a uid: %s",
+                              n < 0 ? strerror(errno) : "getrandom returned nothing");
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof bytes; i++)
+        snprintf(out + 2 * i, 3, "%02x", bytes[i]);
+    return STORE_OK;
 }
 
 double store_now(void)
@@ -433,9 +461,146 @@ static int configure(Store *s)
     return store_exec(s, "PRAGMA foreign_keys = ON", "enabling foreign keys");
 }
 
-Store *store_open_version(const char *path, int max_version, char *err, size_t errlen)
+/* ---- Fencing: one file per path and process ----------------------------------------- */
+
+struct StorePin {
+    char path[PATH_MAX];  /* the database path, its directory resolved */
+    dev_t dev;
+    ino_t ino;
+    int refs;             /* Stores of this process on the path */
+    bool reported;        /* the file's loss was logged (until it comes back) */
+    StorePin *next;
+};
+
+static pthread_mutex_t pins_lock = PTHREAD_MUTEX_INITIALIZER;
+static StorePin *pins;   /* guarded by pins_lock, as are every pin's refs and reported */
+
+/* The path with its directory resolved (the last component stays as given, as SQLite
+ * opens it) into out; false for in-memory and URI names or an unresolvable directory. */
+static bool pin_key(const char *path, char *out, size_t size)
+{
+    if (!path[0] || strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0)
+        return false;
+    char a[PATH_MAX], b[PATH_MAX], dir[PATH_MAX];
+    if (snprintf(a, sizeof a, "%s", path) >= (int)sizeof a)
+        return false;
+    snprintf(b, sizeof b, "%s", path);
+    if (!realpath(dirname(a), dir))
+        return false;
+    return snprintf(out, size, "%s/%s", dir, basename(b)) < (int)size;
+}
+
+/* The pin of key with one more reference, or NULL when there is none. */
+static StorePin *pin_acquire(const char *key)
+{
+    pthread_mutex_lock(&pins_lock);
+    StorePin *p = pins;
+    while (p && strcmp(p->path, key) != 0)
+        p = p->next;
+    if (p)
+        p->refs++;
+    pthread_mutex_unlock(&pins_lock);
+    return p;
+}
+
+/* Pins key to (dev, ino), or takes the pin another thread made meanwhile. NULL when out of
+ * memory. */
+static StorePin *pin_create(const char *key, dev_t dev, ino_t ino)
+{
+    pthread_mutex_lock(&pins_lock);
+    StorePin *p = pins;
+    while (p && strcmp(p->path, key) != 0)
+        p = p->next;
+    if (p) {
+        p->refs++;
+    } else if ((p = calloc(1, sizeof *p))) {
+        snprintf(p->path, sizeof p->path, "%s", key);
+        p->dev = dev;
+        p->ino = ino;
+        p->refs = 1;
+        p->next = pins;
+        pins = p;
+    }
+    pthread_mutex_unlock(&pins_lock);
+    return p;
+}
+
+static void pin_release(StorePin *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&pins_lock);
+    if (--p->refs == 0) {
+        StorePin **at = &pins;
+        while (*at != p)
+            at = &(*at)->next;
+        *at = p->next;
+        free(p);
+    }
+    pthread_mutex_unlock(&pins_lock);
+}
+
+/* Whether p's path still names p's file; when not, writes why into msg (n bytes) and logs
+ * it once per loss. Thread-safe. */
+static bool pin_holds(StorePin *p, char *msg, size_t n)
+{
+    struct stat st;
+    bool holds;
+    if (stat(p->path, &st) != 0) {
+        holds = false;
+        if (errno == ENOENT)
+            snprintf(msg, n, "the database file %.400s was deleted or moved away while in use: "
+                     "writes are refused because they would be lost; restart initlab to "
+                     "open the database now at that path", p->path);
+        else
+            snprintf(msg, n, "the database file %.400s cannot be checked (%s): writes are "
+                     "refused because they could be lost", p->path, strerror(errno));
+    } else if (st.st_dev != p->dev || st.st_ino != p->ino) {
+        holds = false;
+        snprintf(msg, n, "the database file %.400s was replaced by another file while in use "
+                 "(inode %llu, now %llu): writes are refused because they would be lost; "
+                 "restart initlab to open the database now at that path", p->path,
+                 (unsigned long long)p->ino, (unsigned long long)st.st_ino);
+    } else {
+        holds = true;
+    }
+    pthread_mutex_lock(&pins_lock);
+    bool news = p->reported == holds;
+    p->reported = !holds;
+    pthread_mutex_unlock(&pins_lock);
+    if (news && !holds)
+        log_error("store", "%s", msg);
+    else if (news)
+        log_info("store", "the database file %s is back in place: writes resume", p->path);
+    return holds;
+}
+
+/* SQLite's commit hook: a non-zero return turns the commit into a rollback. */
+static int commit_hook(void *arg)
+{
+    Store *s = arg;
+    s->fence[0] = '\0';
+    return pin_holds(s->pin, s->fence, sizeof s->fence) ? 0 : 1;
+}
+
+int store_verify_file(Store *s)
+{
+    if (!s->pin)
+        return STORE_OK;
+    char msg[sizeof s->fence];
+    if (pin_holds(s->pin, msg, sizeof msg))
+        return STORE_OK;
+    return store_fail(s, STORE_UNAVAILABLE, "%s", msg);
+}
+
+/* Opens path. A path this process already has open must still name the same file: it is
+ * neither created nor migrated otherwise. With create false, a missing file is an error. */
+static Store *open_store(const char *path, int max_version, bool create, char *err,
+                         size_t errlen)
 {
     Store *s = calloc(1, sizeof *s);
+    char key[PATH_MAX];
+    bool keyed = pin_key(path, key, sizeof key);
     if (!s) {
         if (errlen)
             snprintf(err, errlen, "%s: out of memory", path);
@@ -446,26 +611,72 @@ Store *store_open_version(const char *path, int max_version, char *err, size_t e
                    schema_migration_count);
         goto fail;
     }
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (keyed)
+        s->pin = pin_acquire(key);
+    struct stat st;
+    if (s->pin && !pin_holds(s->pin, s->fence, sizeof s->fence)) {
+        store_fail(s, STORE_UNAVAILABLE, "%s", s->fence);
+        goto fail;
+    }
+    if (!s->pin && !create && stat(path, &st) != 0) {
+        store_fail(s, STORE_NOT_FOUND, "no database at %s (%s)", path, strerror(errno));
+        goto fail;
+    }
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+                (create && !s->pin ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
         store_fail(s, STORE_ERROR, "%s", s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail;
     }
-    if (configure(s) != STORE_OK || migrate(s, max_version) != STORE_OK)
+    if (configure(s) != STORE_OK || migrate(s, max_version) != STORE_OK ||
+        read_user_version(s, &s->schema) != STORE_OK)
         goto fail;
+    if (keyed && !s->pin) {
+        /* The file exists now (configure wrote its header): pin what was opened. */
+        if (stat(path, &st) != 0) {
+            store_fail(s, STORE_ERROR, "%s", strerror(errno));
+            goto fail;
+        }
+        if (!(s->pin = pin_create(key, st.st_dev, st.st_ino))) {
+            store_fail(s, STORE_ERROR, "out of memory");
+            goto fail;
+        }
+        if (!pin_holds(s->pin, s->fence, sizeof s->fence)) {
+            store_fail(s, STORE_UNAVAILABLE, "%s", s->fence);
+            goto fail;
+        }
+    }
+    if (s->pin)
+        sqlite3_commit_hook(s->db, commit_hook, s);
     s->errmsg[0] = '\0';
+    s->errcode = STORE_OK;
+    s->fence[0] = '\0';
     return s;
 fail:
-    if (errlen)
+    /* The fence's message names the file itself. */
+    if (errlen && s->errcode == STORE_UNAVAILABLE)
+        snprintf(err, errlen, "%s", s->errmsg);
+    else if (errlen)
         snprintf(err, errlen, "%s: %s", path, s->errmsg);
     sqlite3_close(s->db);
+    pin_release(s->pin);
     free(s);
     return NULL;
 }
 
+Store *store_open_version(const char *path, int max_version, char *err, size_t errlen)
+{
+    return open_store(path, max_version, true, err, errlen);
+}
+
 Store *store_open(const char *path, char *err, size_t errlen)
 {
-    return store_open_version(path, schema_migration_count, err, errlen);
+    return open_store(path, schema_migration_count, true, err, errlen);
+}
+
+Store *store_open_existing(const char *path, char *err, size_t errlen)
+{
+    return open_store(path, schema_migration_count, false, err, errlen);
 }
 
 void store_close(Store *s)
@@ -474,12 +685,69 @@ void store_close(Store *s)
         return;
     if (sqlite3_close(s->db) != SQLITE_OK)
         log_error("store", "closing the database: %s", sqlite3_errmsg(s->db));
+    pin_release(s->pin);
     free(s);
 }
 
 const char *store_errmsg(const Store *s)
 {
     return s->errmsg;
+}
+
+int store_errcode(const Store *s)
+{
+    return s->errcode;
+}
+
+/* ---- Integrity ----------------------------------------------------------------------- */
+
+/* Writes each row of st to f as one line, prefix then "column=value" pairs, skipping a
+ * single "ok" row (integrity_check's all-well answer). */
+static int collect_lines(Store *s, sqlite3_stmt *st, const char *prefix, FILE *f)
+{
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int cols = sqlite3_column_count(st);
+        const char *first = (const char *)sqlite3_column_text(st, 0);
+        if (cols == 1 && first && strcmp(first, "ok") == 0)
+            continue;
+        fputs(prefix, f);
+        for (int c = 0; c < cols; c++) {
+            const char *v = (const char *)sqlite3_column_text(st, c);
+            fprintf(f, "%s%s=%s", c ? " " : "", sqlite3_column_name(st, c), v ? v : "NULL");
+        }
+        fputc('\n', f);
+    }
+    return step == SQLITE_DONE ? STORE_OK : store_db_fail(s, "checking the database");
+}
+
+int store_check_integrity(Store *s, char **report)
+{
+    static const struct { const char *sql, *prefix; } checks[] = {
+        {"PRAGMA integrity_check", "integrity_check: "},
+        {"PRAGMA foreign_key_check", "foreign_key_check: "},
+    };
+    *report = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return store_fail(s, STORE_ERROR, "out of memory");
+    int rc = STORE_OK;
+    for (size_t i = 0; i < sizeof checks / sizeof checks[0] && rc == STORE_OK; i++) {
+        sqlite3_stmt *st;
+        if ((rc = store_prepare(s, checks[i].sql, &st)) == STORE_OK) {
+            rc = collect_lines(s, st, checks[i].prefix, f);
+            sqlite3_finalize(st);
+        }
+    }
+    fclose(f);
+    if (rc != STORE_OK || len == 0) {
+        free(buf);
+        return rc;
+    }
+    *report = buf;
+    return STORE_OK;
 }
 
 /* ---- Backup -------------------------------------------------------------------------- */

@@ -13,6 +13,24 @@
  *   The cost is one fsync per call; progress updates should therefore be throttled by the
  *   caller (about one per second per job is plenty for the dashboard).
  *
+ * Fencing (the file behind the path)
+ *   A write committed to a database file that was deleted, or replaced by another file,
+ *   while a process held it open is acknowledged and then lost: the next start opens what
+ *   is at the path now. So within one process every Store on a path refers to one file.
+ *   The first store_open of a path pins that file's identity (device and inode) for as
+ *   long as any Store of the process has the path open (a process-wide table guarded by
+ *   its own mutex; paths are compared after resolving their directory). Then:
+ *     - every commit checks, just before it happens (SQLite's commit hook, one stat(2)),
+ *       that the path still names the pinned file; if not, the transaction is rolled
+ *       back and the call fails with STORE_UNAVAILABLE and a message saying what happened
+ *       (deleted or replaced), logged once per change;
+ *     - a later store_open of the path opens nothing new: a missing file is not created
+ *       and another file is refused, both with STORE_UNAVAILABLE's message;
+ *     - store_verify_file() asks the same question without writing (health checks).
+ *   If the original file comes back at the path (same inode), writes go on. A deletion
+ *   that lands between the check and the fsync of a commit is not seen: the window is one
+ *   commit long.
+ *
  * Conventions
  *   - Functions return STORE_OK (0) or a negative StoreCode; on failure store_errmsg()
  *     says what went wrong (it names the object: "job 12 not found"). Nothing is stored
@@ -42,11 +60,14 @@ typedef enum {
     STORE_NOT_FOUND = -2,  /* the row (or a row it refers to) does not exist */
     STORE_CONFLICT = -3,   /* duplicate name/key, or the row is in the wrong state */
     STORE_INVALID = -4,    /* an argument is out of range or a string too long */
+    STORE_UNAVAILABLE = -5, /* the database file was deleted or replaced while open (see
+                               Fencing above): nothing is written any more */
 } StoreCode;
 
 #define STORE_NAME_MAX 128   /* bytes, with the NUL */
 #define STORE_PATH_MAX 4096  /* bytes, with the NUL */
 #define STORE_HIST_BINS 64
+#define STORE_UID_LEN 32     /* hex digits of a job or attempt uid (128 random bits) */
 
 typedef struct Store Store;
 
@@ -58,6 +79,9 @@ typedef struct Store Store;
  * timeout. A database whose schema is newer than this binary knows is refused.
  * Returns the Store, or NULL with a message in err (errlen bytes, may be 0). */
 Store *store_open(const char *path, char *err, size_t errlen);
+/* As store_open, but a missing file is an error ("no database at PATH") instead of a new
+ * database: for commands that inspect or copy an existing state directory. */
+Store *store_open_existing(const char *path, char *err, size_t errlen);
 /* As store_open, but applies migrations only up to schema version max_version (1..latest).
  * For tests and tooling that need an older schema; the rest of this API expects the
  * latest one. Refuses a database already newer than max_version. */
@@ -67,6 +91,17 @@ void store_close(Store *s);
 /* The message of the last failed call on s, "" if none. Owned by s; valid until the next
  * call on s. */
 const char *store_errmsg(const Store *s);
+/* The StoreCode of the last failed call on s, STORE_OK if none. */
+int store_errcode(const Store *s);
+/* STORE_OK while the path s was opened with still names the file s has open (see Fencing
+ * above); otherwise STORE_UNAVAILABLE with the message saying whether the file was
+ * deleted or replaced. Writes nothing: one stat(2). Always STORE_OK for an in-memory
+ * database. */
+int store_verify_file(Store *s);
+/* The database's integrity: PRAGMA integrity_check and PRAGMA foreign_key_check. STORE_OK
+ * with *report NULL when both find nothing; STORE_OK with *report a heap string (free()),
+ * one problem per line, when they do; STORE_ERROR when the checks could not run. */
+int store_check_integrity(Store *s, char **report);
 /* The schema version of the open database (PRAGMA user_version), or STORE_ERROR. */
 int store_schema_version(Store *s);
 /* The schema version this binary brings databases to (number of migrations). */
@@ -241,6 +276,10 @@ typedef struct {
     int attempts;            /* times a worker claimed the job */
     bool dataset_scanning;   /* its dataset is being scanned: a queued job waits for it */
     StoreJobProgress progress;
+    char uid[STORE_UID_LEN + 1];         /* random, set at insert, never reused */
+    char attempt_uid[STORE_UID_LEN + 1]; /* random, new at every start; "" before the first */
+    bool pre_identity;       /* created before jobs had uids (migration 004): may adopt a
+                                checkpoint written without identity (train/checkpoint.h) */
 } StoreJob;
 
 typedef struct {
@@ -264,8 +303,9 @@ int store_grid_list(Store *s, StoreGrid **rows, int *n);
 void store_grid_deinit(StoreGrid *g);                /* accepts NULL; can't fail */
 void store_grids_free(StoreGrid *rows, int n);
 
-/* Queues one job (or starts it, with start_running); *id receives its id. The job is on
- * disk when this returns.
+/* Queues one job (or starts it, with start_running); *id receives its id. The job gets a
+ * random uid (and, started, an attempt uid) from getrandom(2). The job is on disk when
+ * this returns.
  * STORE_INVALID for a missing or too long field; STORE_NOT_FOUND if grid_id does not
  * exist. */
 int store_job_insert(Store *s, const StoreJobNew *job, int64_t *id);
@@ -279,24 +319,37 @@ int store_job_list(Store *s, const StoreJobFilter *f, StoreJob **rows, int *n, i
  * STORE_JOB_BIT; 0 = from any status) — e.g. cancel only a queued job without racing a
  * worker that claims it. Moving to running is a start, as store_job_claim: started_at is
  * set if unset, finished_at and error are cleared, attempts + 1 (a foreground run
- * resuming its own job uses this). Done, failed and cancelled set finished_at and store
+ * resuming its own job uses this; the job gets a new attempt uid). Done, failed and
+ * cancelled set finished_at and store
  * error (NULL = none); queued clears finished_at and error. A move to the current status
  * is allowed and applies the same rules.
  * STORE_NOT_FOUND if no such job; STORE_CONFLICT if its status is not in from_mask. */
 int store_job_set_status(Store *s, int64_t id, unsigned from_mask, StoreJobStatus to,
                          const char *error);
+/* Ends attempt attempt_uid of running job id: moves it to `to` (done, failed, cancelled or
+ * queued, with store_job_set_status's rules) only while that attempt is the job's current
+ * one. STORE_CONFLICT when the job is not running or another attempt started since (the
+ * message names it): the job belongs to that attempt now and is left alone.
+ * STORE_NOT_FOUND if no such job. */
+int store_job_end_attempt(Store *s, int64_t id, const char *attempt_uid, StoreJobStatus to,
+                          const char *error);
 /* Overwrites the progress columns of job id. STORE_NOT_FOUND if none. */
 int store_job_set_progress(Store *s, int64_t id, const StoreJobProgress *p);
 /* Deletes job id with its epochs, statistics, results and checkpoint rows (the checkpoint
- * files are the caller's: read them with store_checkpoint_list first). STORE_NOT_FOUND if
- * none; STORE_CONFLICT if it is running (nothing is deleted). */
+ * files are the caller's). STORE_NOT_FOUND if none; STORE_CONFLICT if it is running
+ * (nothing is deleted). */
 int store_job_delete(Store *s, int64_t id);
 /* Takes the next queued job — highest priority first, then oldest — whose dataset is not
  * being scanned (jobs on a scanning dataset wait in the queue) and marks it running
- * (started_at set if unset, finished_at and error cleared, attempts + 1) in one atomic
- * step: two workers never claim the same job. Fills *out (release with store_job_deinit).
- * STORE_NOT_FOUND when no job can start. */
+ * (started_at set if unset, finished_at and error cleared, attempts + 1, a new attempt
+ * uid) in one atomic step: two workers never claim the same job. Fills *out (release with
+ * store_job_deinit). STORE_NOT_FOUND when no job can start. */
 int store_job_claim(Store *s, StoreJob *out);
+/* Makes sure that no job id up to `above` is handed out from now on: raises the jobs'
+ * AUTOINCREMENT counter to `above` when it is lower, and does nothing otherwise. For ids
+ * the database cannot know about, e.g. those that named checkpoint folders before the
+ * database was lost or restored from an older backup. STORE_INVALID for above < 0. */
+int store_job_reserve_ids(Store *s, int64_t above);
 /* Queues again every job left running (call once at start-up, before workers start);
  * their progress and checkpoints stay so that they resume. *count (may be NULL) receives
  * how many there were. */
@@ -435,15 +488,24 @@ typedef struct {
     double val_acc;          /* NAN: not validated */
     uint32_t crc;
     double created_at;       /* set by the store */
+    char attempt_uid[STORE_UID_LEN + 1]; /* put: the attempt that wrote it, "" = unchecked;
+                                            not stored, not read back */
 } StoreCheckpoint;
 
 /* Records (or replaces) the job's checkpoint of kind c->kind; call after the file is
- * durably renamed into place. STORE_NOT_FOUND if no such job. */
+ * durably renamed into place. With c->attempt_uid set, records it only while that attempt
+ * is the job's current one (STORE_CONFLICT otherwise, naming the current attempt).
+ * STORE_NOT_FOUND if no such job. */
 int store_checkpoint_put(Store *s, const StoreCheckpoint *c);
 /* The job's checkpoint of one kind. STORE_NOT_FOUND if none. */
 int store_checkpoint_get(Store *s, int64_t job_id, StoreCheckpointKind kind, StoreCheckpoint *out);
 /* The job's checkpoints (latest, then best); free() *rows. */
 int store_checkpoint_list(Store *s, int64_t job_id, StoreCheckpoint **rows, int *n);
+/* Every recorded checkpoint of every job, by job id then kind; free() *rows. */
+int store_checkpoint_list_all(Store *s, StoreCheckpoint **rows, int *n);
+/* Forgets the job's checkpoint record of kind `kind`, or both with kind -1: its file was
+ * set aside, or the job starts from scratch. Forgetting nothing is not an error. */
+int store_checkpoint_forget(Store *s, int64_t job_id, int kind);
 
 typedef struct {
     double mean, std;        /* over the seeds with results; std is the sample standard

@@ -8,9 +8,15 @@
 
 #include <sqlite3.h>
 
+typedef struct StorePin StorePin;
+
 struct Store {
     sqlite3 *db;          /* owned; used by one thread at a time */
-    char errmsg[512];     /* message of the last failed call */
+    char errmsg[1024];    /* message of the last failed call */
+    int errcode;          /* StoreCode of the last failed call */
+    int schema;           /* schema version after opening (store_open_version may stop early) */
+    StorePin *pin;        /* the file this connection opened (store.c); NULL in memory */
+    char fence[1024];     /* why the last commit was refused ("" when none was) */
 };
 
 /* Sets s's error message (printf-style) and returns code. */
@@ -30,6 +36,13 @@ int store_exec(Store *s, const char *sql, const char *what);
 int store_begin(Store *s);
 int store_commit(Store *s);
 void store_rollback(Store *s);
+
+/* The schema version that gave jobs their uids (schema/004_job_identity.sql). */
+#define STORE_SCHEMA_IDENTITY 4
+
+/* Fills out (STORE_UID_LEN + 1 bytes) with 128 random bits from getrandom(2) as lower-case
+ * hex. STORE_OK, or STORE_ERROR with the message set when no randomness is available. */
+int store_random_uid(Store *s, char *out);
 
 /* The current time, unix seconds. */
 double store_now(void);

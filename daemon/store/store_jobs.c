@@ -1,7 +1,9 @@
-/* store_jobs.c — grids, jobs (queue, status, progress), submissions and idempotency keys. */
+/* store_jobs.c — grids, jobs (queue, status, progress, identities), submissions and
+ * idempotency keys. */
 #include "store/store_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +19,7 @@
 
 const char store_sql_job_claim[] =
     "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, ?1),"
-    " finished_at = NULL, error = NULL, attempts = attempts + 1"
+    " finished_at = NULL, error = NULL, attempts = attempts + 1, attempt_uid = ?2"
     " WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND NOT " DATASET_SCANNING
     "             ORDER BY priority DESC, id LIMIT 1)"
     " RETURNING id";
@@ -25,7 +27,8 @@ const char store_sql_job_claim[] =
 #define JOB_COLUMNS                                                                        \
     "id, grid_id, status, priority, config, dataset, model, initializer, seed, epochs,"    \
     " created_at, started_at, finished_at, error, attempts, epoch, step, steps_per_epoch," \
-    " images_per_sec, eta_seconds, best_val_acc, best_epoch, " DATASET_SCANNING
+    " images_per_sec, eta_seconds, best_val_acc, best_epoch, " DATASET_SCANNING ","       \
+    " uid, attempt_uid, pre_identity"
 
 /* Row reader (StoreReadRow); row is a StoreJob. */
 static int read_job(Store *s, sqlite3_stmt *st, void *row)
@@ -54,6 +57,9 @@ static int read_job(Store *s, sqlite3_stmt *st, void *row)
     j->progress.best_val_acc = store_col_real(st, 20);
     j->progress.best_epoch = sqlite3_column_int(st, 21);
     j->dataset_scanning = sqlite3_column_int(st, 22) != 0;
+    store_col_copy(st, 23, j->uid, sizeof j->uid);
+    store_col_copy(st, 24, j->attempt_uid, sizeof j->attempt_uid);
+    j->pre_identity = sqlite3_column_int(st, 25) != 0;
     if (store_col_dup(s, st, 4, &j->config_json) != STORE_OK ||
         store_col_dup(s, st, 13, &j->error) != STORE_OK) {
         store_job_deinit(j);
@@ -196,21 +202,26 @@ static int check_job(Store *s, const StoreJobNew *j)
     return STORE_OK;
 }
 
-/* Inserts one checked job; grid_id overrides j->grid_id. */
+/* Inserts one checked job with a new uid (and attempt uid when it starts running);
+ * grid_id overrides j->grid_id. On a connection opened at a schema older than the
+ * identities (store_open_version), the job is stored as that version stored it. */
 static int insert_job(Store *s, const StoreJobNew *j, int64_t grid_id, int64_t *id)
 {
+    char uid[STORE_UID_LEN + 1], attempt[STORE_UID_LEN + 1];
+    bool identity = s->schema >= STORE_SCHEMA_IDENTITY;
+    int rc;
+    if ((rc = store_random_uid(s, uid)) || (rc = store_random_uid(s, attempt)))
+        return rc;
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO jobs (grid_id, priority, config, dataset, model, initializer, seed,"
+             " epochs, created_at%s%s%s) VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10%s%s%s)",
+             j->start_running ? ", status, started_at, attempts" : "",
+             identity ? ", uid" : "", identity && j->start_running ? ", attempt_uid" : "",
+             j->start_running ? ", 'running', ?10, 1" : "", identity ? ", ?11" : "",
+             identity && j->start_running ? ", ?12" : "");
     sqlite3_stmt *st;
-    int rc = store_prepare(s,
-                           j->start_running
-                               ? "INSERT INTO jobs (grid_id, priority, config, dataset, model,"
-                                 " initializer, seed, epochs, created_at, status, started_at,"
-                                 " attempts) VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
-                                 " 'running', ?10, 1)"
-                               : "INSERT INTO jobs (grid_id, priority, config, dataset, model,"
-                                 " initializer, seed, epochs, created_at)"
-                                 " VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                           &st);
-    if (rc)
+    if ((rc = store_prepare(s, sql, &st)))
         return rc;
     store_bind_id(st, 1, grid_id);
     sqlite3_bind_int(st, 3, j->priority);
@@ -221,6 +232,10 @@ static int insert_job(Store *s, const StoreJobNew *j, int64_t grid_id, int64_t *
     sqlite3_bind_int64(st, 8, j->seed);
     sqlite3_bind_int(st, 9, j->epochs);
     sqlite3_bind_double(st, 10, store_now());
+    if (identity)
+        sqlite3_bind_text(st, 11, uid, -1, SQLITE_STATIC);
+    if (identity && j->start_running)
+        sqlite3_bind_text(st, 12, attempt, -1, SQLITE_STATIC);
     rc = store_step_done(s, st, "queueing a job");
     if (rc == STORE_NOT_FOUND)
         rc = store_fail(s, STORE_NOT_FOUND, "grid %lld not found", (long long)grid_id);
@@ -348,14 +363,19 @@ static int job_status(Store *s, int64_t id, StoreJobStatus *status)
     return rc;
 }
 
-int store_job_set_status(Store *s, int64_t id, unsigned from_mask, StoreJobStatus to,
-                         const char *error)
+/* store_job_set_status, and with attempt_uid non-NULL store_job_end_attempt: the move
+ * happens only while attempt_uid is the job's current attempt. */
+static int set_status(Store *s, int64_t id, unsigned from_mask, const char *attempt_uid,
+                      StoreJobStatus to, const char *error)
 {
     if ((int)to < 0 || to >= STORE_JOB_STATUS_COUNT)
         return store_fail(s, STORE_INVALID, "job status %d is out of range", (int)to);
+    char attempt[STORE_UID_LEN + 1] = "";
+    int rc;
+    if (to == STORE_JOB_RUNNING && (rc = store_random_uid(s, attempt)))
+        return rc;
     sqlite3_stmt *st = NULL;
-    int rc = store_begin(s);
-    if (rc)
+    if ((rc = store_begin(s)))
         return rc;
     if ((rc = store_prepare(
              s,
@@ -364,8 +384,10 @@ int store_job_set_status(Store *s, int64_t id, unsigned from_mask, StoreJobStatu
              "              ELSE started_at END,"
              " finished_at = CASE WHEN ?1 IN ('done', 'failed', 'cancelled') THEN ?2 END,"
              " error = CASE WHEN ?1 IN ('done', 'failed', 'cancelled') THEN ?3 END,"
-             " attempts = attempts + (?1 = 'running')"
-             " WHERE id = ?4 AND (?5 = 0 OR (?5 & " STATUS_BIT_SQL ") != 0)",
+             " attempts = attempts + (?1 = 'running'),"
+             " attempt_uid = CASE WHEN ?1 = 'running' THEN ?6 ELSE attempt_uid END"
+             " WHERE id = ?4 AND (?5 = 0 OR (?5 & " STATUS_BIT_SQL ") != 0)"
+             " AND (?7 IS NULL OR attempt_uid IS ?7)",
              &st)))
         goto fail;
     sqlite3_bind_text(st, 1, store_job_status_name(to), -1, SQLITE_STATIC);
@@ -373,13 +395,22 @@ int store_job_set_status(Store *s, int64_t id, unsigned from_mask, StoreJobStatu
     store_bind_text(st, 3, error);
     sqlite3_bind_int64(st, 4, id);
     sqlite3_bind_int64(st, 5, from_mask);
+    sqlite3_bind_text(st, 6, attempt, -1, SQLITE_STATIC);
+    store_bind_text(st, 7, attempt_uid);
     if ((rc = store_step_done(s, st, "setting a job's status")))
         goto fail;
     if (sqlite3_changes(s->db) == 0) {
-        StoreJobStatus now;
-        if ((rc = job_status(s, id, &now)) == STORE_OK)
-            rc = store_fail(s, STORE_CONFLICT, "job %lld is %s", (long long)id,
-                            store_job_status_name(now));
+        StoreJob now;
+        if ((rc = store_job_get(s, id, &now)) == STORE_OK) {
+            if (attempt_uid && now.status == STORE_JOB_RUNNING)
+                rc = store_fail(s, STORE_CONFLICT, "job %lld is being run by another "
+                                "attempt (%d, uid %s) than this one (uid %s)", (long long)id,
+                                now.attempts, now.attempt_uid, attempt_uid);
+            else
+                rc = store_fail(s, STORE_CONFLICT, "job %lld is %s", (long long)id,
+                                store_job_status_name(now.status));
+            store_job_deinit(&now);
+        }
         goto fail;
     }
     sqlite3_finalize(st);
@@ -388,6 +419,20 @@ fail:
     sqlite3_finalize(st);
     store_rollback(s);
     return rc;
+}
+
+int store_job_set_status(Store *s, int64_t id, unsigned from_mask, StoreJobStatus to,
+                         const char *error)
+{
+    return set_status(s, id, from_mask, NULL, to, error);
+}
+
+int store_job_end_attempt(Store *s, int64_t id, const char *attempt_uid, StoreJobStatus to,
+                          const char *error)
+{
+    if (!attempt_uid || !attempt_uid[0])
+        return store_fail(s, STORE_INVALID, "attempt uid is missing");
+    return set_status(s, id, STORE_JOB_BIT(STORE_JOB_RUNNING), attempt_uid, to, error);
 }
 
 int store_job_set_progress(Store *s, int64_t id, const StoreJobProgress *p)
@@ -443,11 +488,13 @@ fail:
 
 int store_job_claim(Store *s, StoreJob *out)
 {
+    char attempt[STORE_UID_LEN + 1];
     sqlite3_stmt *st;
-    int rc = store_prepare(s, store_sql_job_claim, &st);
-    if (rc)
+    int rc;
+    if ((rc = store_random_uid(s, attempt)) || (rc = store_prepare(s, store_sql_job_claim, &st)))
         return rc;
     sqlite3_bind_double(st, 1, store_now());
+    sqlite3_bind_text(st, 2, attempt, -1, SQLITE_STATIC);
     int64_t id = 0;
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
@@ -460,6 +507,37 @@ int store_job_claim(Store *s, StoreJob *out)
         rc = store_fail(s, STORE_NOT_FOUND, "no job is queued");
     sqlite3_finalize(st);
     return rc ? rc : store_job_get(s, id, out);
+}
+
+int store_job_reserve_ids(Store *s, int64_t above)
+{
+    if (above < 0)
+        return store_fail(s, STORE_INVALID, "job id %lld is negative", (long long)above);
+    /* sqlite_sequence holds the largest id AUTOINCREMENT handed out; it has no row for
+     * jobs before the first insert. The largest existing id counts as well. */
+    static const char *const sql[] = {
+        "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'jobs' AND seq < ?1",
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'jobs', ?1"
+        " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'jobs')"
+        " AND ?1 > coalesce((SELECT max(id) FROM jobs), 0)",
+    };
+    int rc = store_begin(s);
+    if (rc)
+        return rc;
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *st;
+        if ((rc = store_prepare(s, sql[i], &st)))
+            goto fail;
+        sqlite3_bind_int64(st, 1, above);
+        rc = store_step_done(s, st, "reserving job ids");
+        sqlite3_finalize(st);
+        if (rc)
+            goto fail;
+    }
+    return store_commit(s);
+fail:
+    store_rollback(s);
+    return rc;
 }
 
 int store_job_requeue_running(Store *s, int *count)

@@ -106,10 +106,16 @@ int store_checkpoint_put(Store *s, const StoreCheckpoint *c)
         return store_fail(s, STORE_INVALID, "checkpoint path is not terminated");
     if ((rc = store_check_text(s, "checkpoint path", c->path, sizeof c->path, 1)))
         return rc;
+    bool fenced = c->attempt_uid[0] != '\0';
+    if (fenced && !memchr(c->attempt_uid, '\0', sizeof c->attempt_uid))
+        return store_fail(s, STORE_INVALID, "attempt uid is not terminated");
     sqlite3_stmt *st;
+    /* One statement: the attempt check and the write see the same snapshot. */
     if ((rc = store_prepare(s,
                             "INSERT INTO checkpoints (job_id, kind, epoch, path, val_acc, crc,"
-                            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                            " created_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7"
+                            " WHERE ?8 IS NULL OR NOT EXISTS (SELECT 1 FROM jobs WHERE"
+                            " id = ?1 AND attempt_uid IS NOT ?8)"
                             " ON CONFLICT (job_id, kind) DO UPDATE SET epoch = excluded.epoch,"
                             " path = excluded.path, val_acc = excluded.val_acc,"
                             " crc = excluded.crc, created_at = excluded.created_at",
@@ -122,9 +128,20 @@ int store_checkpoint_put(Store *s, const StoreCheckpoint *c)
     store_bind_real(st, 5, c->val_acc);
     sqlite3_bind_int64(st, 6, (int64_t)c->crc);
     sqlite3_bind_double(st, 7, store_now());
+    store_bind_text(st, 8, fenced ? c->attempt_uid : NULL);
     rc = store_step_done(s, st, "recording a checkpoint");
     if (rc == STORE_NOT_FOUND)
         rc = store_fail(s, STORE_NOT_FOUND, "job %lld not found", (long long)c->job_id);
+    if (rc == STORE_OK && sqlite3_changes(s->db) == 0) {
+        StoreJob now;
+        if ((rc = store_job_get(s, c->job_id, &now)) == STORE_OK) {
+            rc = store_fail(s, STORE_CONFLICT, "job %lld is being run by another attempt "
+                            "(%d, uid %s) than the one that wrote this checkpoint (uid %s): "
+                            "not recorded", (long long)c->job_id, now.attempts,
+                            now.attempt_uid[0] ? now.attempt_uid : "none", c->attempt_uid);
+            store_job_deinit(&now);
+        }
+    }
     sqlite3_finalize(st);
     return rc;
 }
@@ -182,6 +199,39 @@ int store_checkpoint_list(Store *s, int64_t job_id, StoreCheckpoint **rows, int 
     rc = store_collect_rows(s, st, sizeof **rows, 2, read_checkpoint, NULL,
                             "listing checkpoints", &arr, n);
     *rows = arr;
+    return rc;
+}
+
+int store_checkpoint_list_all(Store *s, StoreCheckpoint **rows, int *n)
+{
+    *rows = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, CHECKPOINT_SELECT " ORDER BY job_id, kind = 'best'", &st);
+    if (rc)
+        return rc;
+    void *arr;
+    rc = store_collect_rows(s, st, sizeof **rows, 16, read_checkpoint, NULL,
+                            "listing checkpoints", &arr, n);
+    *rows = arr;
+    return rc;
+}
+
+int store_checkpoint_forget(Store *s, int64_t job_id, int kind)
+{
+    if (kind < -1 || kind > STORE_CKPT_BEST)
+        return store_fail(s, STORE_INVALID, "checkpoint kind %d is out of range", kind);
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "DELETE FROM checkpoints WHERE job_id = ?1 AND (?2 IS NULL OR"
+                              " kind = ?2)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, job_id);
+    if (kind >= 0)
+        sqlite3_bind_text(st, 2, store_checkpoint_kind_name((StoreCheckpointKind)kind), -1,
+                          SQLITE_STATIC);
+    rc = store_step_done(s, st, "forgetting a checkpoint");
+    sqlite3_finalize(st);
     return rc;
 }
 

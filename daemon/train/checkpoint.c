@@ -1,4 +1,5 @@
-/* checkpoint.c — checkpoint files: header, CRC, JSON metadata, tensors (see checkpoint.h). */
+/* checkpoint.c — checkpoint files: header, CRC, JSON metadata, tensors, and whose they are:
+ * identity, configuration and data hashes, judging and setting aside (see checkpoint.h). */
 #include "train/checkpoint.h"
 
 #include <errno.h>
@@ -7,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "util/crc32.h"
 #include "util/fileio.h"
@@ -53,6 +57,14 @@ static size_t tensor_bytes(const Net *net)
     return total;
 }
 
+static json_t *identity_json(const CheckpointIdentity *id)
+{
+    return json_pack("{s:s, s:I, s:i, s:s, s:s, s:s}", "job_uid", id->job_uid, "job_id",
+                     (json_int_t)id->job_id, "attempt", id->attempt, "attempt_uid",
+                     id->attempt_uid, "config_hash", id->config_hash, "data_hash",
+                     id->data_hash);
+}
+
 static json_t *metadata(const Net *net, const CheckpointState *s)
 {
     json_t *tensors = json_array();
@@ -66,16 +78,55 @@ static json_t *metadata(const Net *net, const CheckpointState *s)
             return NULL;
         }
     }
-    return json_pack("{s:i, s:i, s:I, s:f, s:I, s:I, s:f, s:i, s:s, s:i, s:s?, s:o}",
-                     "epoch", s->epoch, "step", s->step, "global_step",
-                     (json_int_t)s->global_step, "loss_sum", s->loss_sum, "correct",
-                     (json_int_t)s->correct, "seen", (json_int_t)s->seen, "best_val_acc",
-                     s->best_val_acc, "best_epoch", s->best_epoch, "model", s->model,
-                     "classes", s->classes, "config", s->config_json, "tensors", tensors);
+    json_t *meta = json_pack("{s:i, s:i, s:I, s:f, s:I, s:I, s:f, s:i, s:s, s:i, s:s?, s:o}",
+                             "epoch", s->epoch, "step", s->step, "global_step",
+                             (json_int_t)s->global_step, "loss_sum", s->loss_sum, "correct",
+                             (json_int_t)s->correct, "seen", (json_int_t)s->seen,
+                             "best_val_acc", s->best_val_acc, "best_epoch", s->best_epoch,
+                             "model", s->model, "classes", s->classes, "config",
+                             s->config_json, "tensors", tensors);
+    if (meta && s->identity.job_uid[0] &&
+        json_object_set_new(meta, "identity", identity_json(&s->identity)) < 0) {
+        json_decref(meta);
+        return NULL;
+    }
+    return meta;
+}
+
+/* Copies the string member key of o into dst (n bytes); false when it is missing, not a
+ * string or too long. */
+static bool copy_member(const json_t *o, const char *key, char *dst, size_t n)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    if (!v || strlen(v) >= n)
+        return false;
+    memcpy(dst, v, strlen(v) + 1);
+    return true;
+}
+
+/* Reads the "identity" member of meta into *id: 1 when present, 0 when absent, -1 when
+ * malformed. */
+static int parse_identity(const json_t *meta, CheckpointIdentity *id)
+{
+    memset(id, 0, sizeof *id);
+    const json_t *o = json_object_get(meta, "identity");
+    if (!o)
+        return 0;
+    if (!json_is_object(o) || !copy_member(o, "job_uid", id->job_uid, sizeof id->job_uid) ||
+        !id->job_uid[0] ||
+        !copy_member(o, "attempt_uid", id->attempt_uid, sizeof id->attempt_uid) ||
+        !copy_member(o, "config_hash", id->config_hash, sizeof id->config_hash) ||
+        !copy_member(o, "data_hash", id->data_hash, sizeof id->data_hash)) {
+        memset(id, 0, sizeof *id);
+        return -1;
+    }
+    id->job_id = json_integer_value(json_object_get(o, "job_id"));
+    id->attempt = (int)json_integer_value(json_object_get(o, "attempt"));
+    return 1;
 }
 
 int checkpoint_save(const char *path, const Net *net, const CheckpointState *state,
-                    char *err, size_t errlen)
+                    uint32_t *crc_out, char *err, size_t errlen)
 {
     json_t *meta = metadata(net, state);
     char *meta_text = meta ? json_text(meta, JSON_COMPACT) : NULL;
@@ -109,6 +160,8 @@ int checkpoint_save(const char *path, const Net *net, const CheckpointState *sta
     put_u64(header + 16, tensor_bytes(net));
     put_u32(header + 24, crc);
     int rc = file_write_atomic(path, parts, n, err, errlen);
+    if (rc == 0 && crc_out)
+        *crc_out = crc;
     free(meta_text);
     free(parts);
     return rc;
@@ -148,6 +201,8 @@ static int check_metadata(const char *path, const json_t *meta, const Net *net,
         }
     }
     memset(s, 0, sizeof *s);
+    if (parse_identity(meta, &s->identity) < 0)
+        return refuse(err, errlen, path, "its identity metadata is malformed");
     s->epoch = (int)json_integer_value(json_object_get(meta, "epoch"));
     s->step = (int)json_integer_value(json_object_get(meta, "step"));
     s->global_step = json_integer_value(json_object_get(meta, "global_step"));
@@ -162,15 +217,23 @@ static int check_metadata(const char *path, const json_t *meta, const Net *net,
 }
 
 /* Reads and checks the whole file: header, lengths (data_len must equal want_data unless
- * it is SIZE_MAX), CRC; returns the M + D bytes (malloc) and the parsed metadata. */
+ * it is SIZE_MAX), CRC; returns the M + D bytes (malloc) and the parsed metadata, and in
+ * *header_out (may be NULL) the header. On failure *damaged (may be NULL) tells a damaged
+ * file (true) from one that could not be read. */
 static unsigned char *read_checked(const char *path, size_t want_data, json_t **meta,
-                                   uint32_t *meta_len_out, char *err, size_t errlen)
+                                   uint32_t *meta_len_out, unsigned char *header_out,
+                                   bool *damaged, char *err, size_t errlen)
 {
     unsigned char *buf = NULL;
+    bool bad = true;
     *meta = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) {
-        snprintf(err, errlen, "checkpoint %s: %s", path, strerror(errno));
+        int e = errno;
+        snprintf(err, errlen, "checkpoint %s: %s", path, strerror(e));
+        if (damaged)
+            *damaged = false;
+        errno = e;
         return NULL;
     }
     unsigned char header[HEADER_BYTES];
@@ -182,9 +245,9 @@ static unsigned char *read_checked(const char *path, size_t want_data, json_t **
         refuse(err, errlen, path, "not an initlab checkpoint (bad magic)");
         goto fail;
     }
-    if (get_u32(header + 8) != CHECKPOINT_VERSION) {
+    if (get_u32(header + 8) < 1 || get_u32(header + 8) > CHECKPOINT_VERSION) {
         char why[96];
-        snprintf(why, sizeof why, "format version %u, this initlab reads version %d",
+        snprintf(why, sizeof why, "format version %u, this initlab reads versions 1 to %d",
                  get_u32(header + 8), CHECKPOINT_VERSION);
         refuse(err, errlen, path, why);
         goto fail;
@@ -200,6 +263,7 @@ static unsigned char *read_checked(const char *path, size_t want_data, json_t **
     buf = malloc(want + 1);
     if (!buf) {
         refuse(err, errlen, path, "out of memory");
+        bad = false;
         goto fail;
     }
     if (fread(buf, 1, want, f) != want || fgetc(f) != EOF) {
@@ -218,8 +282,12 @@ static unsigned char *read_checked(const char *path, size_t want_data, json_t **
     }
     fclose(f);
     *meta_len_out = meta_len;
+    if (header_out)
+        memcpy(header_out, header, sizeof header);
     return buf;
 fail:
+    if (damaged)
+        *damaged = bad;
     free(buf);
     fclose(f);
     return NULL;
@@ -230,7 +298,8 @@ int checkpoint_load(const char *path, Net *net, CheckpointState *state, char *er
 {
     json_t *meta;
     uint32_t meta_len;
-    unsigned char *buf = read_checked(path, tensor_bytes(net), &meta, &meta_len, err, errlen);
+    unsigned char *buf = read_checked(path, tensor_bytes(net), &meta, &meta_len, NULL, NULL,
+                                      err, errlen);
     if (!buf)
         return -1;
     CheckpointState s;
@@ -258,7 +327,8 @@ int checkpoint_peek(const char *path, char **config_json, int *classes, char *er
 {
     json_t *meta;
     uint32_t meta_len;
-    unsigned char *buf = read_checked(path, SIZE_MAX, &meta, &meta_len, err, errlen);
+    unsigned char *buf = read_checked(path, SIZE_MAX, &meta, &meta_len, NULL, NULL, err,
+                                      errlen);
     if (!buf)
         return -1;
     free(buf);
@@ -266,5 +336,218 @@ int checkpoint_peek(const char *path, char **config_json, int *classes, char *er
     *config_json = config ? strdup(config) : NULL;
     *classes = (int)json_integer_value(json_object_get(meta, "classes"));
     json_decref(meta);
+    return 0;
+}
+
+/* ---- Inspecting and judging --------------------------------------------------------- */
+
+void checkpoint_info_deinit(CheckpointInfo *info)
+{
+    if (!info)
+        return;
+    free(info->config_json);
+    info->config_json = NULL;
+}
+
+int checkpoint_inspect(const char *path, CheckpointInfo *info, char *err, size_t errlen)
+{
+    memset(info, 0, sizeof *info);
+    json_t *meta;
+    uint32_t meta_len;
+    unsigned char header[HEADER_BYTES];
+    bool damaged = false;
+    unsigned char *buf = read_checked(path, SIZE_MAX, &meta, &meta_len, header, &damaged,
+                                      err, errlen);
+    if (!buf)
+        return damaged ? -2 : -1;
+    free(buf);
+    int rc = 0;
+    const char *model = json_string_value(json_object_get(meta, "model"));
+    int has = parse_identity(meta, &info->identity);
+    if (has < 0 || !model || !json_is_array(json_object_get(meta, "tensors"))) {
+        refuse(err, errlen, path, has < 0 ? "its identity metadata is malformed"
+                                          : "metadata lacks the model or the tensor table");
+        rc = -2;
+        goto out;
+    }
+    info->version = (int)get_u32(header + 8);
+    info->has_identity = has == 1;
+    snprintf(info->model, sizeof info->model, "%s", model);
+    info->classes = (int)json_integer_value(json_object_get(meta, "classes"));
+    info->epoch = (int)json_integer_value(json_object_get(meta, "epoch"));
+    info->step = (int)json_integer_value(json_object_get(meta, "step"));
+    info->best_epoch = (int)json_integer_value(json_object_get(meta, "best_epoch"));
+    info->best_val_acc = json_number_value(json_object_get(meta, "best_val_acc"));
+    info->crc = get_u32(header + 24);
+    info->bytes = HEADER_BYTES + (uint64_t)meta_len + get_u64(header + 16);
+    const char *config = json_string_value(json_object_get(meta, "config"));
+    if (config && !(info->config_json = strdup(config))) {
+        snprintf(err, errlen, "checkpoint %s: out of memory", path);
+        rc = -1;
+    }
+out:
+    json_decref(meta);
+    return rc;
+}
+
+CheckpointVerdict checkpoint_judge(const char *path, const CheckpointInfo *found,
+                                   const CheckpointIdentity *want, bool adopt_legacy,
+                                   char *why, size_t n)
+{
+    const CheckpointIdentity *have = &found->identity;
+    if (!found->has_identity) {
+        char hash[CHECKPOINT_HASH_LEN + 1] = "";
+        if (!adopt_legacy) {
+            snprintf(why, n, "checkpoint %s has no identity (it was written before "
+                     "checkpoints named their job) and job %lld (uid %s) was created after "
+                     "that: it is another job's, not adopted", path, (long long)want->job_id,
+                     want->job_uid);
+            return CHECKPOINT_FOREIGN;
+        }
+        if (!found->config_json || checkpoint_config_hash(found->config_json, hash) < 0 ||
+            strcmp(hash, want->config_hash) != 0) {
+            snprintf(why, n, "checkpoint %s has no identity and was written for another "
+                     "configuration (hash %s) than job %lld's (hash %s): it is another "
+                     "job's, not adopted", path, hash[0] ? hash : "unknown",
+                     (long long)want->job_id, want->config_hash);
+            return CHECKPOINT_FOREIGN;
+        }
+        return CHECKPOINT_OWN;
+    }
+    if (strcmp(have->job_uid, want->job_uid) != 0) {
+        snprintf(why, n, "checkpoint %s belongs to another job (job %lld, uid %s; written by "
+                 "its attempt %d) than job %lld (uid %s): not adopted", path,
+                 (long long)have->job_id, have->job_uid, have->attempt,
+                 (long long)want->job_id, want->job_uid);
+        return CHECKPOINT_FOREIGN;
+    }
+    if (strcmp(have->config_hash, want->config_hash) != 0) {
+        snprintf(why, n, "checkpoint %s of job %lld (uid %s) was written for another "
+                 "configuration (hash %s) than the job has now (hash %s): resuming would mix "
+                 "two runs; delete the job and submit it again", path,
+                 (long long)want->job_id, want->job_uid, have->config_hash,
+                 want->config_hash);
+        return CHECKPOINT_MISMATCH;
+    }
+    if (want->data_hash[0] && strcmp(have->data_hash, want->data_hash) != 0) {
+        snprintf(why, n, "checkpoint %s of job %lld (uid %s) was trained on other data (data "
+                 "hash %s, the dataset now hashes to %s): its files, classes or split "
+                 "changed since; restore the dataset, or delete the job and submit it again",
+                 path, (long long)want->job_id, want->job_uid, have->data_hash,
+                 want->data_hash);
+        return CHECKPOINT_MISMATCH;
+    }
+    return CHECKPOINT_OWN;
+}
+
+/* ---- Hashes ----------------------------------------------------------------------------- */
+
+#define FNV_OFFSET 0xcbf29ce484222325ull
+#define FNV_PRIME 0x100000001b3ull
+
+static uint64_t fnv(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= FNV_PRIME;
+    }
+    return h;
+}
+
+/* Hashes a length, then the bytes: fields never run into each other. */
+static uint64_t fnv_field(uint64_t h, const void *data, size_t n)
+{
+    uint64_t len = n;
+    return fnv(fnv(h, &len, sizeof len), data, n);
+}
+
+static void hash_text(uint64_t h, char *out)
+{
+    snprintf(out, CHECKPOINT_HASH_LEN + 1, "%016llx", (unsigned long long)h);
+}
+
+int checkpoint_config_hash(const char *config_json, char *out)
+{
+    static const char *const ignored[] = {"threads", "priority", "stats_every", "probe_size",
+                                          "preset"};
+    out[0] = '\0';
+    json_t *obj = json_loads(config_json, 0, NULL);
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
+        json_object_del(obj, ignored[i]);
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(obj);
+    if (!text)
+        return -1;
+    hash_text(fnv_field(FNV_OFFSET, text, strlen(text)), out);
+    free(text);
+    return 0;
+}
+
+void checkpoint_data_hash(const DatasetIndex *index, char *out)
+{
+    uint64_t h = FNV_OFFSET;
+    int32_t k = index->n_classes;
+    h = fnv(h, &k, sizeof k);
+    for (int c = 0; c < index->n_classes; c++)
+        h = fnv_field(h, index->class_names[c], strlen(index->class_names[c]));
+    for (int i = 0; i < index->n_files; i++) {
+        int32_t label = index->labels[i];
+        uint8_t split = index->split[i];
+        h = fnv_field(h, index->paths[i], strlen(index->paths[i]));
+        h = fnv(h, &label, sizeof label);
+        h = fnv(h, &split, sizeof split);
+    }
+    hash_text(h, out);
+}
+
+/* ---- Setting aside ---------------------------------------------------------------------- */
+
+int checkpoint_set_aside(const char *path, const char *dir, const char *label,
+                         const char *why, char *dest, size_t destlen, char *err,
+                         size_t errlen)
+{
+    if (file_mkdirs(dir, err, errlen) < 0)
+        return -1;
+    char stamp[32], target[4096], note[4096];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    struct stat st;
+    for (int n = 0;; n++) {
+        char suffix[16] = "";
+        if (n)
+            snprintf(suffix, sizeof suffix, ".%d", n);
+        if (snprintf(target, sizeof target, "%s/%s.%s%s.ckpt", dir, label, stamp, suffix) >=
+                (int)sizeof target ||
+            snprintf(note, sizeof note, "%s/%s.%s%s.txt", dir, label, stamp, suffix) >=
+                (int)sizeof note) {
+            snprintf(err, errlen, "%s: the quarantine path is too long", dir);
+            return -1;
+        }
+        if (lstat(target, &st) != 0 && errno == ENOENT)
+            break;
+        if (n == 1000) {
+            snprintf(err, errlen, "%s: no free name for %s", dir, label);
+            return -1;
+        }
+    }
+    char line[1200];
+    int len = snprintf(line, sizeof line, "%s\nfrom %s\n", why, path);
+    FilePart part = {line, len < (int)sizeof line ? (size_t)len : sizeof line - 1};
+    if (file_write_atomic(note, &part, 1, err, errlen) < 0)
+        return -1;
+    if (rename(path, target) < 0) {
+        snprintf(err, errlen, "moving %s to %s: %s", path, target, strerror(errno));
+        unlink(note);
+        return -1;
+    }
+    if (dest && destlen)
+        snprintf(dest, destlen, "%s", target);
     return 0;
 }

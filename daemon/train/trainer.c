@@ -300,10 +300,12 @@ static int save_checkpoint(Run *r, const char *kind, const char *path, int epoch
                            double val_acc)
 {
     char err[512];
+    uint32_t crc;
     r->state.config_json = r->config_text;
-    if (checkpoint_save(path, r->net, &r->state, err, sizeof err) < 0)
+    if (checkpoint_save(path, r->net, &r->state, &crc, err, sizeof err) < 0)
         return fail(r, "checkpoint: %s", err);
-    if (r->cb->checkpoint && r->cb->checkpoint(r->cb->user, kind, epoch, path, val_acc) != 0)
+    if (r->cb->checkpoint &&
+        r->cb->checkpoint(r->cb->user, kind, epoch, path, val_acc, crc) != 0)
         return fail(r, "could not record the %s checkpoint", kind);
     return 0;
 }
@@ -388,7 +390,19 @@ static int test_best(Run *r)
     if (stat(r->best_path, &st) == 0) {
         if (checkpoint_load(r->best_path, r->net, &best, err, sizeof err) < 0)
             return fail(r, "%s", err);
+        /* Judged at the start; a file without identity was adopted then only by a job
+         * that predates identities. */
+        bool legacy = !best.identity.job_uid[0] && r->setup->adopt_legacy;
+        if (!legacy && strcmp(best.identity.job_uid, r->state.identity.job_uid) != 0)
+            return fail(r, "%s was replaced during the run by a checkpoint of another job "
+                        "(uid %s, this job's is %s): no test results from it", r->best_path,
+                        best.identity.job_uid[0] ? best.identity.job_uid : "none",
+                        r->state.identity.job_uid);
         epoch = best.epoch;
+    } else if (r->state.best_epoch > 0) {
+        return fail(r, "%s (epoch %d, the best validation accuracy) is missing: the test "
+                    "results would come from other weights", r->best_path,
+                    r->state.best_epoch);
     }
     int K = r->classes;
     int64_t *confusion = calloc((size_t)K * K, sizeof(int64_t));
@@ -438,22 +452,128 @@ static void run_free(Run *r)
     free(r->config_text);
 }
 
+/* Moves path (kind "latest" or "best") to the quarantine with why, and logs it. */
+static int set_aside(Run *r, const char *path, const char *kind, const char *why)
+{
+    char label[64], dest[4096], err[512];
+    snprintf(label, sizeof label, "job%lld-%s", (long long)r->setup->identity->job_id, kind);
+    if (checkpoint_set_aside(path, r->setup->quarantine_dir, label, why, dest, sizeof dest,
+                             err, sizeof err) < 0)
+        return fail(r, "%s; setting it aside failed: %s", why, err);
+    log_warn("train", "%s; moved to %s", why, dest);
+    return 0;
+}
+
+/* Reads and judges the checkpoint at path. Returns 1 when it is the job's own (info
+ * filled; release it), 0 when there is none (missing, or another job's and set aside), -1
+ * when the run must fail (damaged, unreadable, the job's own for another configuration
+ * or dataset). */
+static int judge_file(Run *r, const char *path, const char *kind, CheckpointInfo *info)
+{
+    char err[1024], why[1024];
+    int rc = checkpoint_inspect(path, info, err, sizeof err);
+    if (rc == -1 && errno == ENOENT)
+        return 0;
+    if (rc == -2)
+        return fail(r, "%s: move it aside (initlab check --quarantine) and retry the job to "
+                    "train it from scratch", err);
+    if (rc < 0)
+        return fail(r, "%s", err);
+    switch (checkpoint_judge(path, info, r->setup->identity, r->setup->adopt_legacy, why,
+                             sizeof why)) {
+    case CHECKPOINT_OWN:
+        return 1;
+    case CHECKPOINT_FOREIGN:
+        checkpoint_info_deinit(info);
+        return set_aside(r, path, kind, why) < 0 ? -1 : 0;
+    case CHECKPOINT_MISMATCH:
+    default:
+        checkpoint_info_deinit(info);
+        return fail(r, "%s", why);
+    }
+}
+
+/* Whether the job's own best checkpoint agrees with its own latest one; why says how not. */
+static bool best_agrees(const CheckpointInfo *latest, const CheckpointInfo *best,
+                        bool have_best, char *why, size_t n)
+{
+    if (!have_best && latest->best_epoch == 0)
+        return true;
+    if (!have_best) {
+        snprintf(why, n, "best.ckpt of epoch %d, which latest.ckpt refers to, is missing",
+                 latest->best_epoch);
+        return false;
+    }
+    /* The best of epoch E is renamed into place just before the latest of epoch E: a crash
+     * between the two leaves it one epoch ahead, to be written again. */
+    if (best->epoch == latest->best_epoch || best->epoch == latest->epoch + 1)
+        return true;
+    snprintf(why, n, "best.ckpt holds epoch %d but latest.ckpt (epoch %d) records epoch %d as "
+             "the best", best->epoch, latest->epoch, latest->best_epoch);
+    return false;
+}
+
 static int start_or_resume(Run *r)
 {
-    char err[512];
-    struct stat st;
-    if (stat(r->latest_path, &st) == 0) {
-        if (checkpoint_load(r->latest_path, r->net, &r->state, err, sizeof err) < 0)
-            return fail(r, "%s", err);
-        log_info("train", "resuming after epoch %d, step %d from %s", r->state.epoch,
-                 r->state.step, r->latest_path);
-        if (r->cb->resumed && r->cb->resumed(r->cb->user, r->state.epoch, r->state.step) != 0)
-            return fail(r, "could not prepare the resumption");
-        return 0;
+    char err[512], why[1024];
+    CheckpointInfo latest = {0}, best = {0};
+    int have_latest = judge_file(r, r->latest_path, "latest", &latest);
+    int have_best = have_latest < 0 ? -1 : judge_file(r, r->best_path, "best", &best);
+    int rc = -1;
+    if (have_latest < 0 || have_best < 0)
+        goto out;
+    if (have_latest) {
+        int verdict = 0;
+        if (!best_agrees(&latest, &best, have_best, why, sizeof why))
+            verdict = 1;
+        else if (r->cb->may_resume)
+            verdict = r->cb->may_resume(r->cb->user, latest.epoch, latest.step, why,
+                                        sizeof why);
+        if (verdict < 0) {
+            fail(r, "could not check the checkpoint against the job's records");
+            goto out;
+        }
+        if (verdict == 0) {
+            if (checkpoint_load(r->latest_path, r->net, &r->state, err, sizeof err) < 0) {
+                fail(r, "%s", err);
+                goto out;
+            }
+            r->state.identity = *r->setup->identity;
+            if (latest.has_identity)
+                log_info("train", "resuming after epoch %d, step %d from %s (written by "
+                         "attempt %d)", r->state.epoch, r->state.step, r->latest_path,
+                         latest.identity.attempt);
+            else
+                log_info("train", "resuming after epoch %d, step %d from %s (written before "
+                         "checkpoints had identities)", r->state.epoch, r->state.step,
+                         r->latest_path);
+            if (r->cb->resumed &&
+                r->cb->resumed(r->cb->user, r->state.epoch, r->state.step) != 0) {
+                fail(r, "could not prepare the resumption");
+                goto out;
+            }
+            rc = 0;
+            goto out;
+        }
+        char full[1600];
+        snprintf(full, sizeof full, "job %lld cannot resume from %.300s: %s; it trains from "
+                 "scratch", (long long)r->setup->identity->job_id, r->latest_path, why);
+        if (set_aside(r, r->latest_path, "latest", full) < 0)
+            goto out;
     }
-    if (errno != ENOENT)
-        return fail(r, "%s: %s", r->latest_path, strerror(errno));
-    return record_stats(r, 0);
+    if (have_best && set_aside(r, r->best_path, "best",
+                               "the job trains from scratch: the best checkpoint of its "
+                               "abandoned run is set aside") < 0)
+        goto out;
+    if (r->cb->from_scratch && r->cb->from_scratch(r->cb->user) != 0) {
+        fail(r, "could not clear the records of an earlier run");
+        goto out;
+    }
+    rc = record_stats(r, 0);
+out:
+    checkpoint_info_deinit(&latest);
+    checkpoint_info_deinit(&best);
+    return rc;
 }
 
 TrainOutcome train_run(const TrainSetup *setup, const TrainCallbacks *cb, char *err,
@@ -467,6 +587,7 @@ TrainOutcome train_run(const TrainSetup *setup, const TrainCallbacks *cb, char *
     r.state.best_val_acc = -1;
     snprintf(r.state.model, sizeof r.state.model, "%s", cfg->model);
     r.state.classes = r.classes;
+    r.state.identity = *setup->identity;
     snprintf(r.latest_path, sizeof r.latest_path, "%s/latest.ckpt", setup->ckpt_dir);
     snprintf(r.best_path, sizeof r.best_path, "%s/best.ckpt", setup->ckpt_dir);
     r.config_text = config_to_text(cfg);

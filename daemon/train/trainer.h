@@ -4,8 +4,8 @@
  *   1. build the model, initialize it (config's init, fan convention, seed)
  *   2. open the decoded-image cache (built once per dataset and size), set up
  *      preprocessing (pixel_mean: mean image of the training split) and the loaders
- *   3. resume from <ckpt_dir>/latest.ckpt when it exists, else record the statistics of
- *      epoch 0 (before any update) on the probe batch
+ *   3. resume from <ckpt_dir>/latest.ckpt when it exists and is the job's (below), else
+ *      record the statistics of epoch 0 (before any update) on the probe batch
  *   4. for each epoch: a fresh shuffle (seeded by seed and epoch), SGD steps, validation;
  *      the epoch row; statistics every `stats_every` epochs and at the last; best.ckpt
  *      when validation accuracy improves; latest.ckpt — in that order, so that what the
@@ -20,6 +20,20 @@
  * (seed, epoch), dropout masks of (seed, step), and the checkpoint holds the rest.
  * A non-finite loss fails the run ("diverged at epoch E, step S"); the last good
  * checkpoint stays.
+ *
+ * Whose checkpoints (checkpoint.h). Every checkpoint carries setup->identity. Before
+ * resuming, both files of ckpt_dir are read whole and judged (checkpoint_judge):
+ *   - another job's file (another uid; one without identity unless adopt_legacy allows
+ *     it) is moved to quarantine_dir with the reason beside it, never adopted;
+ *   - the job's own file for another configuration or dataset fails the run with a
+ *     message naming both hashes, as does a damaged file (CRC, truncation), so that a
+ *     damaged best.ckpt is found before training, not after the last epoch;
+ *   - the job's own latest.ckpt is resumed when best.ckpt agrees with it (the best epoch
+ *     it records, or the epoch after it: a crash between the two renames) and the
+ *     may_resume callback agrees (the store holds the epochs it covers); otherwise both
+ *     files are set aside and the job trains from scratch.
+ * Starting from scratch, every checkpoint left in ckpt_dir is set aside first: a later
+ * resume never meets a file of an earlier, abandoned timeline.
  *
  * Epochs are numbered from 1 in callbacks; statistics of epoch 0 are those at
  * initialization. The probe batch is drawn from the validation split with a fixed seed,
@@ -36,6 +50,7 @@
 
 #include "data/scan.h"
 #include "nn/models.h"
+#include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/probe.h"
 
@@ -76,11 +91,20 @@ typedef struct {
 typedef struct {
     void *user;
     void (*progress)(void *user, const TrainProgress *p); /* about twice a second */
-    int (*resumed)(void *user, int epoch, int step);       /* resuming after `epoch` */
+    /* Resuming after epoch `epoch`, `step` steps into the next: whatever was recorded
+     * after that point is stale. */
+    int (*resumed)(void *user, int epoch, int step);
+    /* Starting from scratch: whatever an earlier run of the job recorded is stale (its
+     * checkpoints, if any, were set aside). */
+    int (*from_scratch)(void *user);
+    /* May the run resume from its own checkpoint of `epoch` (step `step` into the next)?
+     * 0: yes; 1: no, start from scratch (why says why, n bytes); -1: fail the run. */
+    int (*may_resume)(void *user, int epoch, int step, char *why, size_t n);
     int (*epoch_done)(void *user, const TrainEpoch *e);
     int (*stats)(void *user, int epoch, const ProbeRow *rows, int n);
+    /* A checkpoint is in place (kind "latest" or "best"; crc: the one in its header). */
     int (*checkpoint)(void *user, const char *kind, int epoch, const char *path,
-                      double val_acc);
+                      double val_acc, uint32_t crc);
     int (*results)(void *user, const TrainResults *r);
     bool (*should_stop)(void *user);                       /* polled every step */
 } TrainCallbacks;
@@ -91,6 +115,9 @@ typedef struct {
                                  excluded by the cache */
     const char *cache_dir;    /* decoded-image caches */
     const char *ckpt_dir;     /* this job's checkpoints (created when missing) */
+    const char *quarantine_dir; /* where checkpoints that are not the job's are moved */
+    const CheckpointIdentity *identity; /* the job and attempt: stamped on every checkpoint */
+    bool adopt_legacy;        /* the job predates identities (checkpoint.h) */
     int loader_threads;       /* <= 0: 2 */
 } TrainSetup;
 

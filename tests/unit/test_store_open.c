@@ -1,5 +1,6 @@
-/* test_store_open.c — opening the store: migrations from scratch and from version 1,
- * refusal of newer databases, WAL mode and page size on disk, enumerations, backup. */
+/* test_store_open.c — opening the store: migrations from scratch and from version 1 (job
+ * uids included), refusal of newer databases, WAL mode and page size on disk,
+ * enumerations, backup. */
 #include "test.h"
 #include "test_store_util.h"
 
@@ -106,6 +107,17 @@ TEST(store_migrates_v1_keeping_data)
     CHECK_INT(got.priority, 3);
     CHECK_STR(got.config_json, j.config_json);
     CHECK_INT(got.attempts, 0); /* the column 002 added, at its default */
+    /* 004 gave the job a uid and marks it as created before identities. */
+    CHECK_INT((long long)strlen(got.uid), STORE_UID_LEN);
+    CHECK(got.pre_identity);
+    char old_uid[STORE_UID_LEN + 1];
+    snprintf(old_uid, sizeof old_uid, "%s", got.uid);
+    store_job_deinit(&got);
+    int64_t new_id = 0;
+    REQUIRE(store_job_insert(s, &j, &new_id) == STORE_OK);
+    REQUIRE(store_job_get(s, new_id, &got) == STORE_OK);
+    CHECK(!got.pre_identity);
+    CHECK(strcmp(got.uid, old_uid) != 0);
     store_job_deinit(&got);
 
     StoreEpoch *rows;
@@ -122,6 +134,7 @@ TEST(store_migrates_v1_keeping_data)
     REQUIRE(store_job_claim(s, &claimed) == STORE_OK);
     CHECK_INT(claimed.id, job_id);
     CHECK_INT(claimed.attempts, 1);
+    CHECK_STR(claimed.uid, old_uid);
     store_job_deinit(&claimed);
     store_close(s);
     tmpdb_deinit(&t);

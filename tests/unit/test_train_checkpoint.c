@@ -1,4 +1,6 @@
-/* test_train_checkpoint.c — checkpoint round trip and refusal of damaged files; CRC-32. */
+/* test_train_checkpoint.c — checkpoint round trip and refusal of damaged files; CRC-32;
+ * whose a checkpoint is: identity, configuration and data hashes, judging, setting aside. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -79,7 +81,7 @@ TEST(checkpoint_round_trip_restores_everything)
                          .correct = 99, .seen = 128, .best_val_acc = 0.875, .best_epoch = 5,
                          .model = "small", .classes = 5};
     char err[256];
-    CHECK_INT(checkpoint_save(path, a, &s, err, sizeof err), 0);
+    CHECK_INT(checkpoint_save(path, a, &s, NULL, err, sizeof err), 0);
     CheckpointState r;
     CHECK_INT(checkpoint_load(path, b, &r, err, sizeof err), 0);
     CHECK(nets_equal(a, b));
@@ -120,7 +122,7 @@ TEST(checkpoint_refuses_damaged_files_and_keeps_the_net)
     REQUIRE(path);
     CheckpointState s = {.model = "small", .classes = 5};
     char err[256];
-    REQUIRE(checkpoint_save(path, a, &s, err, sizeof err) == 0);
+    REQUIRE(checkpoint_save(path, a, &s, NULL, err, sizeof err) == 0);
 
     CheckpointState r;
     CHECK_INT(checkpoint_load(path, other, &r, err, sizeof err), -1); /* another model */
@@ -132,12 +134,12 @@ TEST(checkpoint_refuses_damaged_files_and_keeps_the_net)
     CHECK(strstr(err, "CRC mismatch") != NULL);
     CHECK(net_param(b, 0)->data[0] == before);
 
-    REQUIRE(checkpoint_save(path, a, &s, err, sizeof err) == 0);
+    REQUIRE(checkpoint_save(path, a, &s, NULL, err, sizeof err) == 0);
     flip_byte(path, 0);
     CHECK_INT(checkpoint_load(path, b, &r, err, sizeof err), -1);
     CHECK(strstr(err, "bad magic") != NULL);
 
-    REQUIRE(checkpoint_save(path, a, &s, err, sizeof err) == 0);
+    REQUIRE(checkpoint_save(path, a, &s, NULL, err, sizeof err) == 0);
     REQUIRE(truncate(path, 100) == 0);
     CHECK_INT(checkpoint_load(path, b, &r, err, sizeof err), -1);
     CHECK(strstr(err, "truncated") != NULL);
@@ -149,4 +151,257 @@ TEST(checkpoint_refuses_damaged_files_and_keeps_the_net)
     net_free(a);
     net_free(b);
     net_free(other);
+}
+
+/* ---- Identity ----------------------------------------------------------------------- */
+
+static CheckpointIdentity identity(const char *uid, const char *config_hash,
+                                   const char *data_hash)
+{
+    CheckpointIdentity id = {.job_id = 12, .attempt = 3};
+    snprintf(id.job_uid, sizeof id.job_uid, "%s", uid);
+    snprintf(id.attempt_uid, sizeof id.attempt_uid, "%s", "0123456789abcdef0123456789abcdef");
+    snprintf(id.config_hash, sizeof id.config_hash, "%s", config_hash);
+    snprintf(id.data_hash, sizeof id.data_hash, "%s", data_hash);
+    return id;
+}
+
+#define UID_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define UID_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+/* Rewrites the format version in path's header (the CRC does not cover the header). */
+static void set_version(const char *path, unsigned char version)
+{
+    FILE *f = fopen(path, "r+b");
+    if (!f)
+        return;
+    fseek(f, 8, SEEK_SET);
+    unsigned char v[4] = {version, 0, 0, 0};
+    fwrite(v, 1, 4, f);
+    fclose(f);
+}
+
+TEST(checkpoint_identity_round_trip_and_inspect)
+{
+    Net *a = small_net(6), *b = small_net(6);
+    REQUIRE(a && b);
+    init_net(a, INIT_HE_UNIFORM, FAN_KERAS, 1);
+    char *path = temp_path("latest.ckpt");
+    REQUIRE(path);
+    CheckpointState s = {.epoch = 4, .step = 2, .best_epoch = 3, .best_val_acc = 0.75,
+                         .model = "small", .classes = 5, .config_json = "{\"seed\":1}",
+                         .identity = identity(UID_A, "00000000000000c1", "00000000000000d1")};
+    char err[256];
+    uint32_t crc = 0;
+    REQUIRE(checkpoint_save(path, a, &s, &crc, err, sizeof err) == 0);
+    CHECK(crc != 0);
+
+    CheckpointInfo info;
+    REQUIRE(checkpoint_inspect(path, &info, err, sizeof err) == 0);
+    CHECK_INT(info.version, CHECKPOINT_VERSION);
+    CHECK(info.has_identity);
+    CHECK_STR(info.identity.job_uid, UID_A);
+    CHECK_INT(info.identity.job_id, 12);
+    CHECK_INT(info.identity.attempt, 3);
+    CHECK_STR(info.identity.attempt_uid, "0123456789abcdef0123456789abcdef");
+    CHECK_STR(info.identity.config_hash, "00000000000000c1");
+    CHECK_STR(info.identity.data_hash, "00000000000000d1");
+    CHECK_INT(info.epoch, 4);
+    CHECK_INT(info.step, 2);
+    CHECK_INT(info.best_epoch, 3);
+    CHECK_STR(info.model, "small");
+    CHECK_INT(info.crc, crc);
+    CHECK_STR(info.config_json, "{\"seed\":1}");
+    checkpoint_info_deinit(&info);
+
+    CheckpointState r;
+    REQUIRE(checkpoint_load(path, b, &r, err, sizeof err) == 0);
+    CHECK_STR(r.identity.job_uid, UID_A);
+    CHECK_STR(r.identity.data_hash, "00000000000000d1");
+
+    /* Damaged, missing, from a newer initlab: told apart. */
+    flip_byte(path, -5);
+    CHECK_INT(checkpoint_inspect(path, &info, err, sizeof err), -2);
+    CHECK(strstr(err, "CRC mismatch") != NULL);
+    checkpoint_info_deinit(&info);
+    REQUIRE(checkpoint_save(path, a, &s, NULL, err, sizeof err) == 0);
+    set_version(path, CHECKPOINT_VERSION + 1);
+    CHECK_INT(checkpoint_inspect(path, &info, err, sizeof err), -2);
+    CHECK(strstr(err, "format version 3") != NULL);
+    checkpoint_info_deinit(&info);
+    unlink(path);
+    errno = 0;
+    CHECK_INT(checkpoint_inspect(path, &info, err, sizeof err), -1);
+    CHECK_INT(errno, ENOENT);
+    checkpoint_info_deinit(&info);
+    free(path);
+    net_free(a);
+    net_free(b);
+}
+
+TEST(checkpoint_judge_refuses_other_jobs_configurations_and_data)
+{
+    CheckpointInfo found = {.has_identity = true,
+                            .identity = identity(UID_A, "00000000000000c1", "00000000000000d1")};
+    CheckpointIdentity want = identity(UID_A, "00000000000000c1", "00000000000000d1");
+    char why[1024] = "";
+    CHECK_INT(checkpoint_judge("x.ckpt", &found, &want, false, why, sizeof why),
+              CHECKPOINT_OWN);
+
+    CheckpointIdentity other = identity(UID_B, "00000000000000c1", "00000000000000d1");
+    other.job_id = 7;
+    CHECK_INT(checkpoint_judge("x.ckpt", &found, &other, true, why, sizeof why),
+              CHECKPOINT_FOREIGN);
+    CHECK(strstr(why, UID_A) && strstr(why, UID_B) && strstr(why, "job 7"));
+
+    want = identity(UID_A, "00000000000000c2", "00000000000000d1");
+    CHECK_INT(checkpoint_judge("x.ckpt", &found, &want, false, why, sizeof why),
+              CHECKPOINT_MISMATCH);
+    CHECK(strstr(why, "another configuration") && strstr(why, "00000000000000c1") &&
+          strstr(why, "00000000000000c2"));
+
+    want = identity(UID_A, "00000000000000c1", "00000000000000d2");
+    CHECK_INT(checkpoint_judge("x.ckpt", &found, &want, false, why, sizeof why),
+              CHECKPOINT_MISMATCH);
+    CHECK(strstr(why, "other data") != NULL);
+    want.data_hash[0] = '\0';   /* unknown: not compared */
+    CHECK_INT(checkpoint_judge("x.ckpt", &found, &want, false, why, sizeof why),
+              CHECKPOINT_OWN);
+}
+
+TEST(checkpoint_without_identity_is_adopted_only_by_an_older_job_with_its_configuration)
+{
+    Net *a = small_net(6);
+    REQUIRE(a);
+    char *path = temp_path("legacy.ckpt");
+    REQUIRE(path);
+    const char *config = "{\"lr\":0.01,\"seed\":1,\"threads\":4}";
+    CheckpointState s = {.model = "small", .classes = 5, .config_json = config};
+    char err[256];
+    REQUIRE(checkpoint_save(path, a, &s, NULL, err, sizeof err) == 0);
+    set_version(path, 1);  /* as initlab wrote checkpoints before identities */
+    CheckpointInfo info;
+    REQUIRE(checkpoint_inspect(path, &info, err, sizeof err) == 0);
+    CHECK_INT(info.version, 1);
+    CHECK(!info.has_identity);
+
+    CheckpointIdentity want = identity(UID_A, "", "00000000000000d1");
+    /* The job's stored configuration, with another thread count (it does not count). */
+    REQUIRE(checkpoint_config_hash("{\"threads\":1,\"seed\":1,\"lr\":0.01}",
+                                   want.config_hash) == 0);
+    char why[1024];
+    CHECK_INT(checkpoint_judge(path, &info, &want, true, why, sizeof why), CHECKPOINT_OWN);
+    CHECK_INT(checkpoint_judge(path, &info, &want, false, why, sizeof why),
+              CHECKPOINT_FOREIGN);
+    CHECK(strstr(why, "has no identity") != NULL);
+    REQUIRE(checkpoint_config_hash("{\"seed\":2,\"lr\":0.01}", want.config_hash) == 0);
+    CHECK_INT(checkpoint_judge(path, &info, &want, true, why, sizeof why), CHECKPOINT_FOREIGN);
+    CHECK(strstr(why, "another configuration") != NULL);
+    checkpoint_info_deinit(&info);
+    unlink(path);
+    free(path);
+    net_free(a);
+}
+
+TEST(checkpoint_config_hash_counts_what_shapes_the_weights)
+{
+    char h[CHECKPOINT_HASH_LEN + 1], g[CHECKPOINT_HASH_LEN + 1];
+    REQUIRE(checkpoint_config_hash("{\"model\":\"plain\",\"lr\":0.01,\"seed\":1}", h) == 0);
+    CHECK_INT((long long)strlen(h), CHECKPOINT_HASH_LEN);
+    /* Key order, threads, priority, statistics and the preset's name do not count. */
+    REQUIRE(checkpoint_config_hash("{\"seed\":1,\"threads\":8,\"priority\":3,\"stats_every\":5,"
+                                   "\"probe_size\":64,\"preset\":\"paper\",\"lr\":0.01,"
+                                   "\"model\":\"plain\"}", g) == 0);
+    CHECK_STR(g, h);
+    /* Everything else does, a key added later included. */
+    const char *differ[] = {"{\"model\":\"plain\",\"lr\":0.02,\"seed\":1}",
+                            "{\"model\":\"plain\",\"lr\":0.01,\"seed\":2}",
+                            "{\"model\":\"mlp\",\"lr\":0.01,\"seed\":1}",
+                            "{\"model\":\"plain\",\"lr\":0.01,\"seed\":1,\"label_smoothing\":0.1}"};
+    for (size_t i = 0; i < sizeof differ / sizeof differ[0]; i++) {
+        REQUIRE(checkpoint_config_hash(differ[i], g) == 0);
+        CHECK(strcmp(g, h) != 0);
+    }
+    CHECK_INT(checkpoint_config_hash("[1, 2]", g), -1);
+    CHECK_INT(checkpoint_config_hash("not json", g), -1);
+}
+
+TEST(checkpoint_data_hash_follows_files_labels_and_split)
+{
+    char *classes[] = {"clover", "dandelion"};
+    char *paths[] = {"clover/a.jpg", "clover/b.jpg", "dandelion/c.jpg"};
+    int labels[] = {0, 0, 1};
+    int64_t sizes[] = {10, 20, 30}, mtimes[] = {1, 2, 3};
+    uint8_t split[] = {DATA_SPLIT_TRAIN, DATA_SPLIT_VAL, DATA_SPLIT_TEST};
+    DatasetIndex x = {.root = "/data", .n_classes = 2, .class_names = classes, .n_files = 3,
+                      .paths = paths, .labels = labels, .sizes = sizes, .mtimes = mtimes,
+                      .split = split};
+    char h[CHECKPOINT_HASH_LEN + 1], g[CHECKPOINT_HASH_LEN + 1];
+    checkpoint_data_hash(&x, h);
+    CHECK_INT((long long)strlen(h), CHECKPOINT_HASH_LEN);
+    /* A copy elsewhere, with other times and sizes: the same data. */
+    x.root = "/elsewhere";
+    sizes[0] = 11;
+    mtimes[2] = 99;
+    checkpoint_data_hash(&x, g);
+    CHECK_STR(g, h);
+    split[1] = DATA_SPLIT_TRAIN;
+    checkpoint_data_hash(&x, g);
+    CHECK(strcmp(g, h) != 0);
+    split[1] = DATA_SPLIT_VAL;
+    labels[1] = 1;
+    checkpoint_data_hash(&x, g);
+    CHECK(strcmp(g, h) != 0);
+    labels[1] = 0;
+    paths[2] = "dandelion/d.jpg";
+    checkpoint_data_hash(&x, g);
+    CHECK(strcmp(g, h) != 0);
+    paths[2] = "dandelion/c.jpg";
+    classes[1] = "dock";
+    checkpoint_data_hash(&x, g);
+    CHECK(strcmp(g, h) != 0);
+    classes[1] = "dandelion";
+    x.n_files = 2;
+    checkpoint_data_hash(&x, g);
+    CHECK(strcmp(g, h) != 0);
+}
+
+TEST(checkpoint_set_aside_keeps_the_file_and_says_why)
+{
+    Net *a = small_net(6);
+    REQUIRE(a);
+    char *path = temp_path("latest.ckpt");
+    REQUIRE(path);
+    CheckpointState s = {.model = "small", .classes = 5};
+    char err[256], dest[4096], dest2[4096], quarantine[256];
+    snprintf(quarantine, sizeof quarantine, "%.*s/quarantine",
+             (int)(strrchr(path, '/') - path), path);
+    REQUIRE(checkpoint_save(path, a, &s, NULL, err, sizeof err) == 0);
+    REQUIRE(checkpoint_set_aside(path, quarantine, "job3-latest", "another job's", dest,
+                                 sizeof dest, err, sizeof err) == 0);
+    CHECK(access(path, F_OK) != 0);
+    CHECK(strncmp(dest, quarantine, strlen(quarantine)) == 0);
+    CHECK(strstr(dest, "/job3-latest.") != NULL);
+    CheckpointInfo info;
+    CHECK_INT(checkpoint_inspect(dest, &info, err, sizeof err), 0);
+    checkpoint_info_deinit(&info);
+    char note[4096];
+    snprintf(note, sizeof note, "%.*s.txt", (int)(strlen(dest) - 5), dest);
+    FILE *f = fopen(note, "r");
+    REQUIRE(f);
+    char line[256] = "";
+    CHECK(fgets(line, sizeof line, f) != NULL);
+    CHECK_STR(line, "another job's\n");
+    fclose(f);
+    /* A second one in the same second gets its own name. */
+    REQUIRE(checkpoint_save(path, a, &s, NULL, err, sizeof err) == 0);
+    REQUIRE(checkpoint_set_aside(path, quarantine, "job3-latest", "again", dest2,
+                                 sizeof dest2, err, sizeof err) == 0);
+    CHECK(strcmp(dest, dest2) != 0);
+    CHECK(access(dest, F_OK) == 0 && access(dest2, F_OK) == 0);
+    CHECK_INT(checkpoint_set_aside(path, quarantine, "job3-latest", "gone", NULL, 0, err,
+                                   sizeof err), -1);
+    CHECK(strstr(err, "No such file") != NULL);
+    free(path);
+    net_free(a);
 }
