@@ -1175,11 +1175,12 @@ int server_liveness(Server *s, int timeout_ms, double stuck_s, char *why, size_t
     int status = probe_exchange(s, deadline);
     if (status == 200)
         return 0;
+    if (status > 0) {
+        snprintf(why, whylen, "GET /api/v1/health answered %d", status);
+        return 1;
+    }
     close(s->probe_fd); /* a late or partial reply must not be read as the next one */
     s->probe_fd = -1;
-    if (status < 0)
-        snprintf(why, whylen, "GET /api/v1/health did not answer within %d ms", timeout_ms);
-    else
-        snprintf(why, whylen, "GET /api/v1/health answered %d", status);
+    snprintf(why, whylen, "GET /api/v1/health did not answer within %d ms", timeout_ms);
     return -1;
 }

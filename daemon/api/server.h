@@ -81,10 +81,12 @@ unsigned server_per_ip_ceiling(unsigned connection_limit);
 
 /* Judges the HTTP threads without needing a free connection slot: no HTTP thread may have
  * been inside one callback (a handler, a stream read) for more than stuck_s seconds, and
- * GET /api/v1/health must answer 200 within timeout_ms over the server's own probe
- * connection (a socket pair handed to libmicrohttpd, exempt from the limits and timeouts;
- * made on the first call and again after a failure). Returns 0 when both hold, or -1 with
- * the reason in why. Call from one thread at a time (the supervisor). */
+ * GET /api/v1/health must answer within timeout_ms over the server's own probe connection
+ * (a socket pair handed to libmicrohttpd, exempt from the limits and timeouts; made on the
+ * first call and again after a failure). Returns 0 when both hold and health answered 200;
+ * 1 when the threads are live but health answered another status (e.g. 503: the database
+ * file is gone), with that status in why; -1 with the reason in why when the threads are
+ * not live. Call from one thread at a time (the supervisor). */
 int server_liveness(Server *s, int timeout_ms, double stuck_s, char *why, size_t whylen);
 
 /* Stops accepting new connections (closes the listen socket); open connections are still

@@ -4,12 +4,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/cmd.h"
 #include "cmd/jobargs.h"
 #include "data/cache.h"
 #include "data/decode.h"
+#include "data/fsutil.h"
 #include "data/loader.h"
+#include "data/names.h"
 #include "data/preprocess.h"
 #include "data/split.h"
 #include "jobs/report.h"
@@ -53,6 +56,7 @@ static int probe_inputs(const JobConfig *cfg, const char *data, const char *cach
     int rc = -1;
     DatasetIndex *index = NULL;
     DataCache *cache = NULL;
+    int root_fd = -1;
     DataCodec *codec = NULL;
     DataPreprocess pre = {0};
     uint8_t *pixels = malloc(img);
@@ -109,12 +113,18 @@ static int probe_inputs(const JobConfig *cfg, const char *data, const char *cach
     codec = data_codec_create();
     if (!codec || data_pre_init(&pre, mode, S, NULL) < 0)
         goto out;
+    /* Sealed in the dataset folder, as the cache reads it (data/fsutil.h). */
+    root_fd = data_root_open(index->root);
+    if (root_fd < 0) {
+        snprintf(err, errlen, "%.300s: %s", index->root, strerror(-root_fd));
+        goto out;
+    }
     for (int i = 0; i < n; i++) {
-        char path[8192], reason[256];
-        snprintf(path, sizeof path, "%s/%s", index->root, index->paths[idx[i]]);
-        if (data_jpeg_decode_file(codec, path, S, resize, pixels, reason, sizeof reason) !=
-            DATA_JPEG_OK) {
-            snprintf(err, errlen, "%.300s: %s", path, reason);
+        char reason[256], name[1024];
+        if (data_jpeg_decode_at(codec, root_fd, index->paths[idx[i]], S, resize, pixels, reason,
+                                sizeof reason) != DATA_JPEG_OK) {
+            snprintf(err, errlen, "%.300s/%.400s: %.200s", index->root,
+                     data_name_text_buf(index->paths[idx[i]], name, sizeof name), reason);
             goto out;
         }
         data_pre_apply(&pre, pixels, false, x + i * img);
@@ -128,6 +138,8 @@ out:
     data_codec_free(codec);
     data_cache_free(cache);
     data_index_free(index);
+    if (root_fd >= 0)
+        close(root_fd);
     free(pixels);
     free(mean);
     return rc;

@@ -470,13 +470,21 @@ static void *supervisor_main(void *arg)
     int probe_ms = (int)(interval * 1e3 / 2);
     probe_ms = probe_ms < 20 ? 20 : probe_ms > 2000 ? 2000 : probe_ms;
     char status[256] = "", last[256] = "", why[256] = "";
-    bool failing = false;
+    bool failing = false, unhealthy = false;
     pthread_mutex_lock(&sv->lock);
     while (!sv->stopping) {
         pthread_mutex_unlock(&sv->lock);
-        bool http_ok = server_liveness(sv->server, probe_ms, HTTP_STUCK_SECONDS, why,
-                                       sizeof why) == 0;
+        int live = server_liveness(sv->server, probe_ms, HTTP_STUCK_SECONDS, why, sizeof why);
+        bool http_ok = live >= 0;
         bool workers_ok = !sv->ctx.jobs.alive || sv->ctx.jobs.alive(sv->ctx.jobs.handle);
+        /* Health answering 503 (the database file was deleted or replaced) is not a hung
+         * daemon: a watchdog restart would open a new file at the path and lose the open
+         * one, which an operator may still copy out. The pings go on; the log says why. */
+        if (live == 1 && !unhealthy)
+            log_warn("serve", "%s: the daemon refuses work until it is restarted", why);
+        else if (live == 0 && unhealthy)
+            log_info("serve", "health answers 200 again");
+        unhealthy = live == 1;
         if (http_ok && workers_ok) {
             if (wd_usec)
                 notify_send("WATCHDOG=1");

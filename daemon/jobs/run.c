@@ -228,6 +228,18 @@ static bool on_should_stop(void *user)
            (c->hooks->should_stop && c->hooks->should_stop(c->hooks->user, c->job->id));
 }
 
+/* A job's stop request, asked by the scan that starts it (before the trainer runs). */
+typedef struct {
+    const JobHooks *hooks;
+    int64_t id;
+} StopCheck;
+
+static bool stop_requested(void *user)
+{
+    const StopCheck *c = user;
+    return c->hooks->should_stop && c->hooks->should_stop(c->hooks->user, c->id);
+}
+
 void job_checkpoint_dir(const char *state_dir, int64_t id, char *buf, size_t size)
 {
     snprintf(buf, size, "%s/jobs/%lld", state_dir, (long long)id);
@@ -419,9 +431,14 @@ TrainOutcome job_execute(Store *s, const StoreJob *job, const char *state_dir, i
     CheckpointIdentity identity;
     if (job_identity(job, &identity, err, errlen) < 0)
         goto finish;
-    index = job_load_dataset(s, cfg.dataset, err, errlen);
-    if (!index)
+    StopCheck stop = {.hooks = hooks ? hooks : &no_hooks, .id = job->id};
+    bool cancelled;
+    index = job_load_dataset(s, cfg.dataset, stop_requested, &stop, &cancelled, err, errlen);
+    if (!index) {
+        if (cancelled)
+            outcome = TRAIN_STOPPED;  /* queued again or cancelled, as asked */
         goto finish;
+    }
     checkpoint_data_hash(index, identity.data_hash);
     char ckpt_dir[4096], cache_dir[4096], quarantine_dir[4096];
     job_checkpoint_dir(state_dir, job->id, ckpt_dir, sizeof ckpt_dir);
@@ -455,8 +472,11 @@ finish:
     return outcome;
 }
 
-DatasetIndex *job_load_dataset(Store *s, const char *name, char *err, size_t errlen)
+DatasetIndex *job_load_dataset(Store *s, const char *name, bool (*cancel)(void *user),
+                               void *cancel_user, bool *cancelled, char *err, size_t errlen)
 {
+    if (cancelled)
+        *cancelled = false;
     StoreDataset d;
     if (store_dataset_get(s, name, &d) != STORE_OK) {
         snprintf(err, errlen, "dataset \"%s\" is not registered", name);
@@ -470,7 +490,8 @@ DatasetIndex *job_load_dataset(Store *s, const char *name, char *err, size_t err
         snprintf(err, errlen, "dataset \"%s\" is %s", name, store_dataset_status_name(d.status));
     } else {
         DataSplitFractions f = {d.train_frac, d.val_frac, d.test_frac};
-        index = jobs_scan_and_split(d.path, f, (uint64_t)d.seed, err, errlen);
+        index = jobs_scan_registered_cancellable(d.path, f, (uint64_t)d.seed, cancel,
+                                                 cancel_user, cancelled, err, errlen);
     }
     store_dataset_deinit(&d);
     return index;

@@ -77,9 +77,12 @@ bool job_temp_is_stale(const char *name, long *pid);
  * folder). Returns 0, or -1 with a message in err (what could be removed is). */
 int job_remove_files(const char *state_dir, const StoreJob *job, char *err, size_t errlen);
 
-/* Scans the dataset registered in s under name and assigns its stored split (the split
- * is a pure function of files, fractions and seed). Returns a new index (data_index_free)
- * or NULL with a message. */
-DatasetIndex *job_load_dataset(Store *s, const char *name, char *err, size_t errlen);
+/* Scans the dataset registered in s under name, sealed in its registered folder
+ * (jobs/scan.h jobs_scan_registered), and assigns its stored split (the split is a pure
+ * function of files, fractions and seed). cancel (may be NULL) is asked often during the
+ * scan; *cancelled (may be NULL) tells whether it stopped the scan. Returns a new index
+ * (data_index_free) or NULL with a message. */
+DatasetIndex *job_load_dataset(Store *s, const char *name, bool (*cancel)(void *user),
+                               void *cancel_user, bool *cancelled, char *err, size_t errlen);
 
 #endif

@@ -38,8 +38,16 @@ DatasetIndex *jobs_scan_and_split(const char *path, DataSplitFractions f, uint64
 DatasetIndex *jobs_scan_registered(const char *path, DataSplitFractions f, uint64_t seed,
                                    char *err, size_t errlen)
 {
-    DataScanOptions opt = {.canonical = true};
-    return scan_and_split(path, &opt, f, seed, NULL, err, errlen);
+    return jobs_scan_registered_cancellable(path, f, seed, NULL, NULL, NULL, err, errlen);
+}
+
+DatasetIndex *jobs_scan_registered_cancellable(const char *path, DataSplitFractions f,
+                                               uint64_t seed, bool (*cancel)(void *user),
+                                               void *cancel_user, bool *cancelled, char *err,
+                                               size_t errlen)
+{
+    DataScanOptions opt = {.canonical = true, .cancel = cancel, .cancel_user = cancel_user};
+    return scan_and_split(path, &opt, f, seed, cancelled, err, errlen);
 }
 
 static void free_texts(char **t, int n)

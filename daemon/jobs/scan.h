@@ -24,6 +24,13 @@ DatasetIndex *jobs_scan_and_split(const char *path, DataSplitFractions f, uint64
 DatasetIndex *jobs_scan_registered(const char *path, DataSplitFractions f, uint64_t seed,
                                    char *err, size_t errlen);
 
+/* jobs_scan_registered with a cancel check (data/scan.h: DataScanOptions.cancel; may be
+ * NULL); *cancelled (may be NULL) tells whether cancel stopped the scan. */
+DatasetIndex *jobs_scan_registered_cancellable(const char *path, DataSplitFractions f,
+                                               uint64_t seed, bool (*cancel)(void *user),
+                                               void *cancel_user, bool *cancelled, char *err,
+                                               size_t errlen);
+
 /* Scans the dataset registered as `id` in s (status scanning), sealed as
  * jobs_scan_registered, and records its classes, files with their split and skipped
  * files, marking it ready; on a scan failure marks it failed with the reason. Names go to

@@ -12,6 +12,7 @@
 
 #include "data/cache.h"
 #include "data/loader.h"
+#include "data/names.h"
 #include "data/preprocess.h"
 #include "data/split.h"
 #include "nn/init.h"
@@ -157,6 +158,7 @@ static int open_data(Run *r)
                                                                      : DATA_RESIZE_SQUASH,
                           .threads = cfg->threads > 1 ? cfg->threads : 2,
                           .progress = cache_progress, .user = r};
+    int skipped_before = index->n_skipped;
     int rc = data_cache_open(index, &cc, &r->cache, err, sizeof err);
     if (rc == -2) {
         fail(r, "stopped while building the image cache");
@@ -164,6 +166,14 @@ static int open_data(Run *r)
     }
     if (rc < 0)
         return fail(r, "image cache: %s", err);
+    /* Files that passed the scan but did not decode (changed since): never trained on,
+     * and said so. */
+    for (int i = skipped_before; i < index->n_skipped; i++) {
+        char name[512];
+        log_warn("train", "%s: left out of training: %s",
+                 data_name_text_buf(index->skipped[i].path, name, sizeof name),
+                 index->skipped[i].reason);
+    }
     if (data_split_indices(index, DATA_SPLIT_TRAIN, &r->train_idx, &r->n_train) < 0 ||
         data_split_indices(index, DATA_SPLIT_VAL, &r->val_idx, &r->n_val) < 0 ||
         data_split_indices(index, DATA_SPLIT_TEST, &r->test_idx, &r->n_test) < 0)

@@ -445,20 +445,36 @@ class ScanWait(unittest.TestCase):
             shutil.rmtree(big, ignore_errors=True)
 
     def test_a_failed_scan_fails_its_waiting_jobs_with_the_scan_error(self):
-        empty = os.path.join(ROOT, "no-classes")
-        os.makedirs(empty, exist_ok=True)
-        with Daemon(args=["--data-root", ROOT]) as d:
-            self.assertEqual(d.request("POST", "/api/v1/datasets",
-                                       {"name": "none", "path": empty}).status, 202)
-            r = d.request("POST", "/api/v1/jobs", {"dataset": "none", **FAST, "model": "plain"})
-            self.assertEqual(r.status, 201, r)
-            job = r.json()["id"]
-            self.assertEqual(wait_done(d, job), "failed")
-            error = d.get(f"/api/v1/jobs/{job}").json()["error"]
-            scan_error = d.get("/api/v1/datasets/none").json()["error"]
-            self.assertTrue(scan_error)
-            self.assertIn("could not be scanned", error)
-            self.assertIn(scan_error, error)
+        # 200,000 hard links to a few text files: a scan of seconds that finds no image.
+        bad = os.path.join(ROOT, "no-images")
+        notes = []
+        for k in range(4):
+            notes.append(os.path.join(ROOT, f"note{k}.txt"))
+            with open(notes[-1], "w") as f:
+                f.write(f"not a picture {k}\n")
+        os.makedirs(os.path.join(bad, "weeds"))
+        for i in range(200000):
+            os.link(notes[i % 4], os.path.join(bad, "weeds", f"{i:06d}.jpg"))
+        try:
+            with Daemon(args=["--data-root", ROOT]) as d:
+                self.assertEqual(d.request("POST", "/api/v1/datasets",
+                                           {"name": "none", "path": bad}).status, 202)
+                r = d.request("POST", "/api/v1/jobs",
+                              {"dataset": "none", **FAST, "model": "plain"})
+                self.assertEqual(r.status, 201, r)
+                self.assertEqual(r.json()["waiting_for"], 'the scan of dataset "none"',
+                                 "the scan ended before the job was queued: nothing tested")
+                job = r.json()["id"]
+                self.assertEqual(wait_done(d, job), "failed")
+                error = d.get(f"/api/v1/jobs/{job}").json()["error"]
+                scan_error = d.get("/api/v1/datasets/none").json()["error"]
+                self.assertTrue(scan_error)
+                self.assertIn("could not be scanned", error)
+                self.assertIn(scan_error, error)
+        finally:
+            shutil.rmtree(bad, ignore_errors=True)
+            for n in notes:
+                os.unlink(n)
 
 
 class Numbers(unittest.TestCase):

@@ -620,6 +620,28 @@ class NotifyTest(unittest.TestCase):
     def test_abstract_notify_socket(self):
         self.check_ready_then_watchdog(abstract=True)
 
+    def test_a_deleted_database_keeps_the_watchdog_pinging(self):
+        # Health answers 503 then, but the daemon is not hung: a watchdog restart would
+        # lose the deleted file it still holds open.
+        tmp, sock, port, d = self.start_with_notify(False, {"WATCHDOG_USEC": "200000"})
+        try:
+            d.start()
+            self.assertEqual(d.get("/api/v1/health").status, 200)
+            os.unlink(os.path.join(d.state_dir, "initlab.db"))
+            deadline = time.monotonic() + 10
+            while d.get("/api/v1/health").status != 503 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(d.get("/api/v1/health").status, 503)
+            receive(sock, None, 0.3)  # drain what came before
+            pings = [m for _, m in receive(sock, None, 1.0) if m == "WATCHDOG=1"]
+            self.assertGreaterEqual(len(pings), 4, pings)
+            self.assertIn("refuses work until it is restarted", d.log())
+            self.assertNotIn("withholding the watchdog ping", d.log())
+        finally:
+            d.close()
+            sock.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def test_status_and_no_watchdog_for_another_pid(self):
         tmp, sock, port, d = self.start_with_notify(False, {"WATCHDOG_USEC": "200000",
                                                             "WATCHDOG_PID": "1"})

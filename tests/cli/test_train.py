@@ -184,7 +184,9 @@ class Resume(unittest.TestCase):
                 proc.send_signal(signal.SIGTERM)
                 break
         rest = proc.stderr.read()
-        self.assertEqual(proc.wait(), 130, rest)
+        # 128 + the signal that was handled first: the two may reach different threads
+        # in either order.
+        self.assertIn(proc.wait(), (130, 143), rest)
         self.assertIn("checkpoint saved", rest)
         self.assertNotIn("exiting at once", rest)
         out = subprocess.run(train_cmd(db), capture_output=True, text=True)

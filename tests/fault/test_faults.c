@@ -148,7 +148,7 @@ static void ckpt_setup(void *p)
 static int ckpt_op(void *p, char *err, size_t errlen)
 {
     CkptCtx *c = p;
-    return checkpoint_save(c->path, c->net, &c->state, err, errlen);
+    return checkpoint_save(c->path, c->net, &c->state, NULL, err, errlen);
 }
 
 static void ckpt_check(void *p, long n, int rc, const char *err)
@@ -185,8 +185,16 @@ static int ckpt_init(CkptCtx *c)
                                  .best_epoch = 1, .classes = 3,
                                  .config_json = "{\"model\":\"plain\"}"};
     snprintf(c->state.model, sizeof c->state.model, "plain");
+    /* With an identity, so that its metadata is written (and failed) too. */
+    CheckpointIdentity *id = &c->state.identity;
+    snprintf(id->job_uid, sizeof id->job_uid, "0123456789abcdef0123456789abcdef");
+    snprintf(id->attempt_uid, sizeof id->attempt_uid, "fedcba9876543210fedcba9876543210");
+    snprintf(id->config_hash, sizeof id->config_hash, "00112233445566ff");
+    snprintf(id->data_hash, sizeof id->data_hash, "ffeeddccbbaa0099");
+    id->job_id = 1;
+    id->attempt = 1;
     snprintf(ref, sizeof ref, "%s/reference.ckpt", c->dir);
-    if (checkpoint_save(c->path, c->net, &c->state, err, sizeof err) < 0 ||
+    if (checkpoint_save(c->path, c->net, &c->state, NULL, err, sizeof err) < 0 ||
         read_bytes(c->path, &c->before) < 0)
         return -1;
     for (int i = 0; i < net_n_params(c->net); i++) {
@@ -199,7 +207,7 @@ static int ckpt_init(CkptCtx *c)
     }
     c->state.epoch = 2;
     c->state.global_step = 20;
-    if (checkpoint_save(ref, c->net, &c->state, err, sizeof err) < 0 ||
+    if (checkpoint_save(ref, c->net, &c->state, NULL, err, sizeof err) < 0 ||
         read_bytes(ref, &c->after) < 0 || unlink(ref) < 0)
         return -1;
     return 0;
