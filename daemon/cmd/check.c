@@ -1,6 +1,5 @@
 /* check.c — `initlab check`: the integrity of a state directory's database and of every
  * checkpoint file in it (orphan, foreign, damaged), with an option to set them aside. */
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -130,16 +129,6 @@ static void check_checkpoint(Check *c, const char *path, long long id, const cha
     checkpoint_info_deinit(&info);
 }
 
-static bool all_digits(const char *name)
-{
-    if (!name[0])
-        return false;
-    for (const char *p = name; *p; p++)
-        if (!isdigit((unsigned char)*p))
-            return false;
-    return true;
-}
-
 /* Every file of job folder dir (named id). */
 static void check_folder(Check *c, const char *dir, long long id)
 {
@@ -205,7 +194,7 @@ static void check_jobs(Check *c)
         char path[4352];
         snprintf(path, sizeof path, "%s/%s", jobs, e->d_name);
         struct stat st;
-        if (all_digits(e->d_name) && strlen(e->d_name) < 19 && lstat(path, &st) == 0 &&
+        if (job_folder_name(e->d_name) && lstat(path, &st) == 0 &&
             S_ISDIR(st.st_mode))
             check_folder(c, path, atoll(e->d_name));
         else

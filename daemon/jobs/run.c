@@ -285,10 +285,10 @@ static void remove_stale_temps(const char *dir)
     closedir(d);
 }
 
-/* Whether name is all digits (a job's folder). */
-static bool all_digits(const char *name)
+bool job_folder_name(const char *name)
 {
-    if (!name[0])
+    size_t n = strlen(name);
+    if (n == 0 || n > 18)
         return false;
     for (const char *p = name; *p; p++)
         if (!isdigit((unsigned char)*p))
@@ -310,7 +310,7 @@ int job_ids_fence(Store *s, const char *state_dir, char *err, size_t errlen)
     long long top = 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (all_digits(e->d_name) && strlen(e->d_name) < 19) {
+        if (job_folder_name(e->d_name)) {
             long long id = atoll(e->d_name);
             if (id > top)
                 top = id;

@@ -53,6 +53,9 @@ TrainOutcome job_execute(Store *s, const StoreJob *job, const char *state_dir, i
 void job_checkpoint_dir(const char *state_dir, int64_t id, char *buf, size_t size);
 /* The folder checkpoints are set aside in, written to buf. */
 void job_quarantine_dir(const char *state_dir, char *buf, size_t size);
+/* Whether name, an entry of <state_dir>/jobs/, names a job's folder: 1 to 18 digits (a job
+ * id that fits an int64_t). Can't fail. */
+bool job_folder_name(const char *name);
 
 /* The identity job's checkpoints carry (train/checkpoint.h): its uid, its current attempt,
  * the hash of its stored configuration; data_hash is left "" (it needs the scanned

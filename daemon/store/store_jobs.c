@@ -30,6 +30,34 @@ const char store_sql_job_claim[] =
     " images_per_sec, eta_seconds, best_val_acc, best_epoch, " DATASET_SCANNING ","       \
     " uid, attempt_uid, pre_identity"
 
+/* Runs the statements sql[0..n) in one transaction, each with ?1 = a and, where it has a
+ * ?2, ?2 = b; what names the work in an error. Returns STORE_OK or the first error (all
+ * rolled back). */
+static int run_in_transaction(Store *s, const char *const *sql, int n, int64_t a, int64_t b,
+                              const char *what)
+{
+    int rc = store_begin(s);
+    if (rc)
+        return rc;
+    for (int i = 0; i < n; i++) {
+        sqlite3_stmt *st;
+        if ((rc = store_prepare(s, sql[i], &st)))
+            break;
+        sqlite3_bind_int64(st, 1, a);
+        if (sqlite3_bind_parameter_count(st) >= 2)
+            sqlite3_bind_int64(st, 2, b);
+        rc = store_step_done(s, st, what);
+        sqlite3_finalize(st);
+        if (rc)
+            break;
+    }
+    if (rc) {
+        store_rollback(s);
+        return rc;
+    }
+    return store_commit(s);
+}
+
 /* Row reader (StoreReadRow); row is a StoreJob. */
 static int read_job(Store *s, sqlite3_stmt *st, void *row)
 {
@@ -521,23 +549,7 @@ int store_job_reserve_ids(Store *s, int64_t above)
         " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'jobs')"
         " AND ?1 > coalesce((SELECT max(id) FROM jobs), 0)",
     };
-    int rc = store_begin(s);
-    if (rc)
-        return rc;
-    for (int i = 0; i < 2; i++) {
-        sqlite3_stmt *st;
-        if ((rc = store_prepare(s, sql[i], &st)))
-            goto fail;
-        sqlite3_bind_int64(st, 1, above);
-        rc = store_step_done(s, st, "reserving job ids");
-        sqlite3_finalize(st);
-        if (rc)
-            goto fail;
-    }
-    return store_commit(s);
-fail:
-    store_rollback(s);
-    return rc;
+    return run_in_transaction(s, sql, 2, above, 0, "reserving job ids");
 }
 
 int store_job_requeue_running(Store *s, int *count)
@@ -561,24 +573,7 @@ int store_job_discard_after(Store *s, int64_t id, int epoch)
         "DELETE FROM epochs WHERE job_id = ? AND epoch > ?",
         "DELETE FROM layer_stats WHERE job_id = ? AND epoch > ?",
     };
-    int rc = store_begin(s);
-    if (rc)
-        return rc;
-    for (int i = 0; i < 2; i++) {
-        sqlite3_stmt *st;
-        if ((rc = store_prepare(s, sql[i], &st)))
-            goto fail;
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_int(st, 2, epoch);
-        rc = store_step_done(s, st, "discarding rows after a checkpoint");
-        sqlite3_finalize(st);
-        if (rc)
-            goto fail;
-    }
-    return store_commit(s);
-fail:
-    store_rollback(s);
-    return rc;
+    return run_in_transaction(s, sql, 2, id, epoch, "discarding rows after a checkpoint");
 }
 
 int store_job_counts(Store *s, int counts[STORE_JOB_STATUS_COUNT])
