@@ -596,7 +596,7 @@ PR_SET_MDWE, PR_GET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 66, 1
 PROC_SELF = re.compile(r"^/proc/(self|thread-self)(/|$)")
 # Read before a job starts (util/sysmem.c: will the net fit in memory?). ProcSubset=pid
 # hides it under the unit; the daemon then skips that check and relies on MemoryMax.
-PROC_PUBLIC = {"/proc/meminfo"}
+PROC_PUBLIC = {"/proc/meminfo", "/proc/cpuinfo"}
 PRIVATE_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
                    "/dev/tty", "/dev/ptmx", "/dev/shm", "/dev/stdin", "/dev/stdout",
                    "/dev/stderr"}

@@ -169,28 +169,30 @@ class MakeRunTest(unittest.TestCase):
 
         # 2. In the middle of a job, after some epochs.
         run = self.start(state, port)
-        run.wait_for(lambda: [j for j in running() if j["progress"]["epoch"] >= 3],
-                     "a job in its third epoch")
+        mid = run.wait_for(lambda: [j for j in running() if j["progress"]["epoch"] >= 3],
+                           "a job in its third epoch")[0]["id"]
         run.interrupt()
         run.finish()
-        self.assertRegex(run.log(), r"job \d+ checkpointed and queued again")
+        self.assertIn(f"job {mid} checkpointed and queued again", run.log())
         self.assertNotIn("exiting at once", run.log())
 
-        # 3. Right as the next job starts, the one before it done.
+        # 3. Right as the next job starts, the one before it done. The job stopped in its
+        # third epoch resumes where it stopped.
         run = self.start(state, port)
-        first_done = run.wait_for(lambda: [j for j in run.jobs() if j["status"] == "done"],
-                                  "a job to end")[0]["id"]
-        job = run.wait_for(lambda: [j for j in running() if j["id"] != first_done],
+        run.wait_for(lambda: [j for j in run.jobs() if j["id"] == mid
+                              and j["status"] == "done"], f"job {mid} to end")
+        self.assertRegex(run.log(), rf"job {mid} resumes after epoch [1-9]")
+        job = run.wait_for(lambda: [j for j in running() if j["id"] != mid],
                            "the next job to start")[0]["id"]
         run.interrupt()
         run.finish()
         self.assertIn(f"job {job} checkpointed and queued again", run.log())
 
-        # The next start finishes every job, resuming where each stopped.
+        # The next start finishes every job, starting again the one stopped at its start.
         run = self.start(state, port)
         jobs = run.wait_for(lambda: [j for j in run.jobs() if j["status"] != "done"] == []
                             and run.jobs(), "every job to end")
-        self.assertRegex(run.log(), r"resumes after epoch \d+")
+        self.assertIn(f"job {job} started", run.log())
         run.interrupt()
         run.finish()
         for j in jobs:
