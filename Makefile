@@ -4,8 +4,10 @@
 #   make deps       install missing Debian and npm packages (idempotent, ~1 s when done)
 #   make run        deps + build + start the daemon on the demo dataset
 #   make test       deps + every test: C unit tests, the same under ASan/UBSan, fault
-#                   injection, PyTorch cross-checks, API tests, the daemon under ASan/UBSan
-#                   (HTTP fuzzer, API tests), browser tests
+#                   injection, command-line tests, PyTorch cross-checks, the daemon under
+#                   ASan/UBSan (HTTP fuzzer, API tests), browser tests
+#   make api-tests  the API tests against the release daemon (make test runs them
+#                   against the sanitizer build, which the CLI and browser tests complement)
 #   make asan       C unit tests built and run with AddressSanitizer + UBSan
 #   make faults     fault injection: the n-th allocation, write or fsync fails (also ASan)
 #   make fuzz-asan  the HTTP fuzzer against the daemon built with ASan + UBSan
@@ -111,6 +113,9 @@ build/gen/openapi_json.c: daemon/api/openapi.json scripts/embed_file.sh
 	@mkdir -p $(dir $@)
 	scripts/embed_file.sh openapi_json daemon/api/openapi.json > $@
 
+# Objects of the test tools and benchmarks are kept: a later step needs no rebuild.
+.SECONDARY:
+
 deps:
 	@scripts/deps.sh
 
@@ -164,7 +169,6 @@ test: deps
 	$(MAKE) --no-print-directory faults
 	$(MAKE) --no-print-directory cli-tests
 	$(MAKE) --no-print-directory torch-tests
-	$(MAKE) --no-print-directory api-tests
 	$(MAKE) --no-print-directory fuzz-asan
 	$(MAKE) --no-print-directory api-tests-asan
 	$(MAKE) --no-print-directory browser-tests
