@@ -65,7 +65,14 @@ initlab: $(REL_OBJ) build/rel/daemon/main.o
 	$(CC) -o $@ $^ $(LIBS)
 
 # The daemon under ASan+UBSan, for the fuzzer (tests/tools/fuzzhttp.c) and the API tests.
-initlab-asan: $(ASAN_OBJ) build/asan/daemon/main.o
+# The engine's kernels (daemon/nn) are sanitized in build/asan/unit_tests, which drive them
+# on random shapes; in the sanitizer daemon they are the release objects, so that its API
+# suite trains at release speed while everything around them (HTTP, store, jobs, data,
+# trainer) runs instrumented.
+ASAN_DAEMON_OBJ := $(filter-out build/asan/daemon/nn/%,$(ASAN_OBJ)) \
+                   $(filter build/rel/daemon/nn/%,$(REL_OBJ))
+
+initlab-asan: $(ASAN_DAEMON_OBJ) build/asan/daemon/main.o
 	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS)
 
 build/rel/%.o: %.c
