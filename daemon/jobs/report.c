@@ -128,6 +128,8 @@ json_t *report_time(double t)
     return t > 0 ? json_real(t) : json_null();
 }
 
+static json_t *report_job_core(const StoreJob *j, const char *phase);
+
 static json_t *nullable_id(int64_t id)
 {
     return id ? json_integer(id) : json_null();
@@ -143,7 +145,28 @@ static json_t *waiting_for(const StoreJob *j)
     return json_string(text);
 }
 
+/* Where job j runs or ran: {"host", "worker", "slurm_job_id", "lease_expires_at"}, each
+ * null when unknown. */
+static json_t *where_json(const StoreJob *j)
+{
+    return json_pack("{s:o, s:o, s:o, s:o}", "host",
+                     j->host[0] ? json_string(j->host) : json_null(), "worker",
+                     j->worker[0] ? json_string(j->worker) : json_null(), "slurm_job_id",
+                     j->slurm_job_id[0] ? json_string(j->slurm_job_id) : json_null(),
+                     "lease_expires_at", report_time(j->lease_expires_at));
+}
+
 json_t *report_job(const StoreJob *j, const char *phase)
+{
+    json_t *o = report_job_core(j, phase);
+    if (o && json_object_set_new(o, "where", where_json(j)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *report_job_core(const StoreJob *j, const char *phase)
 {
     const StoreJobProgress *p = &j->progress;
     json_t *config = j->config_json ? json_loads(j->config_json, 0, NULL) : NULL;

@@ -39,7 +39,9 @@ void report_train_epoch_to_store(const TrainEpoch *e, StoreEpoch *row);
 json_t *report_time(double t);
 /* A job as the API shows it: id, grid_id, status, priority, dataset, model, initializer,
  * seed, epochs, created_at, started_at, finished_at, error, attempts, progress {...},
- * config {...}. phase (may be NULL) is the live phase of a running job. */
+ * config {...}, where {host, worker, slurm_job_id, lease_expires_at} (where the current
+ * or last attempt runs; null members when unknown). phase (may be NULL) is the live phase
+ * of a running job. */
 json_t *report_job(const StoreJob *j, const char *phase);
 /* A dataset: id, name, path, split {train, val, test}, seed, status, error, classes [...],
  * n_files, n_split {train, val, test}, n_skipped, created_at. */
