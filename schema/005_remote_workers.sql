@@ -20,3 +20,7 @@ ALTER TABLE jobs ADD COLUMN host TEXT;
 ALTER TABLE jobs ADD COLUMN worker TEXT;
 ALTER TABLE jobs ADD COLUMN slurm_job_id TEXT;
 ALTER TABLE jobs ADD COLUMN stop_request TEXT CHECK (stop_request IN ('cancel'));
+-- The queue index covers the claim again: a queued job with a Slurm job id is not claimed
+-- (it waits for its Slurm job), so the claim reads slurm_job_id too.
+DROP INDEX jobs_queue;
+CREATE INDEX jobs_queue ON jobs (status, slurm_job_id, priority DESC, id, dataset);
