@@ -20,7 +20,7 @@ DESTDIR ?=
 ARCH    ?= native
 CC      ?= gcc
 PYTHON  ?= /usr/bin/python3
-PKGS    := libmicrohttpd jansson sqlite3 libturbojpeg openblas zlib
+PKGS    := libmicrohttpd jansson sqlite3 libturbojpeg openblas zlib libcurl
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # -Werror in CI (CI=true) so that a warning never lands; locally warnings stay warnings.

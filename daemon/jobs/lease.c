@@ -482,6 +482,14 @@ static int report_writes(LeaseBook *b, Store *s, int64_t id, const char *kind,
             return rc;
         bool cancel = now.stop_requested;
         store_job_deinit(&now);
+        const json_t *pv = json_object_get(body, "progress");
+        StoreJobProgress p;
+        if (pv && wire_progress_parse(pv, &p, err, errlen) < 0) {
+            *invalid = true;
+            return STORE_INVALID;
+        }
+        if (pv && (rc = store_job_set_progress(s, id, &p)) != STORE_OK)
+            return rc;
         if (outcome && strcmp(outcome, "done") == 0) {
             *end_to = STORE_JOB_DONE;
         } else if (outcome && strcmp(outcome, "failed") == 0) {

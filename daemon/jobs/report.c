@@ -90,6 +90,16 @@ void report_train_epoch_to_store(const TrainEpoch *e, StoreEpoch *row)
                         .images_per_sec = e->images_per_sec};
 }
 
+void report_train_progress_to_store(const TrainProgress *p, StoreJobProgress *row)
+{
+    *row = (StoreJobProgress){.epoch = p->epoch, .step = p->step,
+                              .steps_per_epoch = p->steps_per_epoch,
+                              .images_per_sec = p->images_per_sec > 0 ? p->images_per_sec : NAN,
+                              .eta_seconds = p->eta_seconds,
+                              .best_val_acc = p->best_val_acc >= 0 ? p->best_val_acc : NAN,
+                              .best_epoch = p->best_epoch};
+}
+
 void report_probe_to_store(const ProbeRow *p, StoreLayerStat *s)
 {
     memset(s, 0, sizeof *s);

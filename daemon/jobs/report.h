@@ -25,6 +25,9 @@
 #include "train/probe.h"
 #include "train/trainer.h"
 
+/* The store row of the progress the trainer reports (NAN for the values not known yet). Can't
+ * fail. */
+void report_train_progress_to_store(const TrainProgress *p, StoreJobProgress *row);
 /* A number, or null when x is NaN or infinite. */
 json_t *report_number(double x);
 json_t *report_layer_stat(const StoreLayerStat *s, bool histogram);

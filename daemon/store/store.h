@@ -392,7 +392,8 @@ typedef struct {
  * (when given) Slurm job id recorded. With r->job_id, that job: it must be queued, or
  * running under a lease held by the same Slurm job (Slurm started that job again after a
  * node or controller failure: the earlier attempt is superseded and its writes are
- * refused from now on). STORE_NOT_FOUND when no job can start (or no such job);
+ * refused from now on); the Slurm job id is then recorded with the job (a pull worker's,
+ * leasing any job, is not: it only names the worker). STORE_NOT_FOUND when no job can start (or no such job);
  * STORE_CONFLICT with the reason when job r->job_id cannot (running elsewhere, done...).
  * Fills *out (store_job_deinit). */
 int store_lease_claim(Store *s, const StoreLeaseRequest *r, StoreJob *out);

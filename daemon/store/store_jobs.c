@@ -844,7 +844,8 @@ int store_lease_claim(Store *s, const StoreLeaseRequest *r, StoreJob *out)
              "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, ?1),"
              " finished_at = NULL, error = NULL, attempts = attempts + 1, attempt_uid = ?2,"
              " lease_expires_at = ?1 + ?7, host = ?3, worker = ?4,"
-             " slurm_job_id = coalesce(?6, slurm_job_id), stop_request = NULL"
+             " slurm_job_id = CASE WHEN ?5 != 0 THEN coalesce(?6, slurm_job_id)"
+             "                ELSE slurm_job_id END, stop_request = NULL"
              " WHERE id = CASE WHEN ?5 = 0 THEN"
              "   (SELECT id FROM jobs WHERE status = 'queued' AND NOT " DATASET_SCANNING
              "    AND slurm_job_id IS NULL ORDER BY priority DESC, id LIMIT 1)"
