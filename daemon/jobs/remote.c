@@ -409,7 +409,7 @@ static DatasetIndex *load_dataset(Remote *r, const json_t *ds, char *err, size_t
     return index;
 }
 
-/* Empties the local checkpoint folder, then fetches the daemon's checkpoints into it. */
+/* Fetches the daemon's checkpoints into the attempt's local folder. */
 static int fetch_checkpoints(Remote *r, const char *dir, const json_t *have, char *err,
                              size_t errlen)
 {
@@ -445,8 +445,8 @@ static int fetch_checkpoints(Remote *r, const char *dir, const json_t *have, cha
     return 0;
 }
 
-/* Removes what an earlier attempt left in the local checkpoint folder (quarantine aside). */
-static void clear_dir(const char *dir)
+/* Removes the files of folder dir, then the folder. */
+static void remove_dir(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -456,8 +456,30 @@ static void clear_dir(const char *dir)
         if (e->d_name[0] == '.')
             continue;
         char path[4352];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        snprintf(path, sizeof path, "%.4000s/%.255s", dir, e->d_name);
         unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* Removes the local checkpoint folders of earlier attempts of job uid (in
+ * <cache>/jobs/<uid>-<attempt uid>) that a killed worker left. An attempt still running
+ * there was superseded: losing its folder stops it at its next checkpoint. */
+static void remove_earlier_attempts(const char *jobs_dir, const char *uid, const char *own)
+{
+    DIR *d = opendir(jobs_dir);
+    if (!d)
+        return;
+    size_t n = strlen(uid);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, uid, n) != 0 || e->d_name[n] != '-' ||
+            strcmp(e->d_name + n + 1, own) == 0)
+            continue;
+        char path[4352];
+        snprintf(path, sizeof path, "%.4000s/%.255s", jobs_dir, e->d_name);
+        remove_dir(path);
     }
     closedir(d);
 }
@@ -519,11 +541,14 @@ static RemoteOutcome run_attempt(Remote *r, const json_t *lease, RemoteStats *st
     if (!(index = load_dataset(r, ds, err, sizeof err)))
         goto end;
     checkpoint_data_hash(index, identity.data_hash);
-    char ckpt_dir[4096], quarantine[4096], cache[4096];
-    snprintf(ckpt_dir, sizeof ckpt_dir, "%s/jobs/%s", r->cfg->cache_dir, sj.uid);
+    /* Each attempt has a folder of its own: a superseded attempt still running on this
+     * machine never touches the current one's files. */
+    char jobs_dir[3000], ckpt_dir[4096], quarantine[4096], cache[4096];
+    snprintf(jobs_dir, sizeof jobs_dir, "%s/jobs", r->cfg->cache_dir);
+    snprintf(ckpt_dir, sizeof ckpt_dir, "%s/%s-%s", jobs_dir, sj.uid, r->lease);
     snprintf(quarantine, sizeof quarantine, "%s/quarantine", r->cfg->cache_dir);
     snprintf(cache, sizeof cache, "%s/images", r->cfg->cache_dir);
-    clear_dir(ckpt_dir);
+    remove_earlier_attempts(jobs_dir, sj.uid, r->lease);
     if (fetch_checkpoints(r, ckpt_dir, json_object_get(lease, "checkpoints"), err,
                           sizeof err) < 0)
         goto end;
@@ -537,8 +562,7 @@ static RemoteOutcome run_attempt(Remote *r, const json_t *lease, RemoteStats *st
                         .quarantine_dir = quarantine, .identity = &identity,
                         .adopt_legacy = sj.pre_identity};
     outcome = train_run(&setup, &cb, err, sizeof err);
-    clear_dir(ckpt_dir);
-    rmdir(ckpt_dir);
+    remove_dir(ckpt_dir);
 end:
     pthread_mutex_lock(&r->lock);
     r->done = true;

@@ -48,14 +48,15 @@ LONG = {"dataset": "mid", "model": "resnet18", "width": 8, "image_size": 64,
         "batch_size": 8, "init": "he_uniform", "threads": 1, "stats_every": 4}
 
 
-def wait_for(pred, timeout, what):
+def wait_for(pred, timeout, what, d=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = pred()
         if v:
             return v
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}" +
+                         ("\n" + diag(d) if d else ""))
 
 
 def setUpModule():
@@ -169,6 +170,20 @@ def worker_pids(initlab_job):
     return pids
 
 
+def diag(d):
+    """The tails of the daemon's log, the cluster's logs and the workers' outputs."""
+    out = [d.log()[-2500:], CLUSTER.logs()[-4000:]]
+    folder = os.path.join(TMP, "slurm-out")
+    for name in sorted(os.listdir(folder))[-2:] if os.path.isdir(folder) else []:
+        with open(os.path.join(folder, name), errors="replace") as f:
+            out.append(f"--- {name}\n" + f.read()[-1500:])
+    return "\n".join(out)
+
+
+def stored_epochs(d, i):
+    return len(d.get(f"/api/v1/jobs/{i}/epochs").json()["epochs"])
+
+
 def refused(d):
     m = re.search(r"^initlab_worker_reports_refused (\S+)$", d.get("/metrics").body.decode(),
                   re.M)
@@ -239,8 +254,8 @@ class SlurmExecutor(unittest.TestCase):
 
     def test_2_kill_9_worker_resumes(self):
         i = self.submit_long()
-        wait_for(lambda: job(self.d, i)["progress"]["epoch"] >= 4 and worker_pids(i), 90,
-                 "the worker to be in epoch 4")
+        wait_for(lambda: stored_epochs(self.d, i) >= 4 and worker_pids(i), 90,
+                 "four epochs stored", self.d)
         pids = worker_pids(i)
         for p in pids:
             os.kill(p, signal.SIGKILL)
@@ -253,35 +268,44 @@ class SlurmExecutor(unittest.TestCase):
         self.assertEqual(got, want)
 
     def test_3_kill_9_slurmd_superseded_attempt_refused(self):
-        # Slurm needs about 17 s (SlurmdTimeout=6) to declare the node down: the job must
-        # still run then, and its worker with it (an orphan).
-        i = self.submit_long(epochs=80)
-        wait_for(lambda: job(self.d, i)["progress"]["epoch"] >= 2 and
-                 job(self.d, i)["where"]["slurm_job_id"], 90, "job running in Slurm")
+        i = self.submit_long()
+        wait_for(lambda: stored_epochs(self.d, i) >= 2 and worker_pids(i), 90,
+                 "two epochs stored", self.d)
         first = job(self.d, i)["where"]["slurm_job_id"]
         node = CLUSTER.job_state(first)[1]
         self.assertIn(node, cluster.NODES)
+        # The worker stalls (as behind a network partition) and its node's slurmd dies:
+        # Slurm declares the node down after SlurmdTimeout, the daemon ends the attempt and
+        # submits the job again; it resumes on the other node.
+        orphans = worker_pids(i)
+        for p in orphans:
+            os.kill(p, signal.SIGSTOP)
         before = refused(self.d)
         CLUSTER.kill_slurmd(node, signal.SIGKILL)
         try:
-            # Slurm declares the node down; the daemon ends the attempt and submits the job
-            # again; the orphan worker, still running, is refused and stops.
-            wait_for(lambda: job(self.d, i)["attempts"] >= 2, 60,
-                     "the job to be submitted again")
-            wait_for(lambda: refused(self.d) > before, 30, "the orphan's writes refused")
+            wait_for(lambda: job(self.d, i)["attempts"] >= 2, 90,
+                     "the job to be submitted again", self.d)
         finally:
-            CLUSTER.start_slurmd(node)
-        j = wait_status(self.d, i, ("done", "failed", "cancelled"), 180)
+            # The orphan wakes up: whatever it sends now is refused, and it stops.
+            for p in orphans:
+                os.kill(p, signal.SIGCONT)
+        wait_for(lambda: refused(self.d) > before, 30, "the orphan's writes refused", self.d)
+        wait_for(lambda: not any(p in worker_pids(i) for p in orphans), 30,
+                 "the orphan to stop", self.d)
+        CLUSTER.start_slurmd(node)
+        j = wait_status(self.d, i, ("done", "failed", "cancelled"), 120)
         self.assertEqual(j["status"], "done", j)
         self.assertGreaterEqual(j["attempts"], 2)
         got = records(self.d, i)
-        self.assertEqual([e[0] for e in got["epochs"]], list(range(1, 81)))
-        self.assertIn("refused", self.d.log())
+        self.assertEqual([e[0] for e in got["epochs"]], list(range(1, 13)))
+        self.assertEqual(got, self.reference_records())
+        self.assertRegex(self.d.log(), r"job %d: \w+ refused: job %d is run by another "
+                         r"attempt|job %d: \w+ refused: job %d is queued" % (i, i, i, i))
 
     def test_4_scancel_cancels(self):
         i = self.submit_long(epochs=60)
-        wait_for(lambda: job(self.d, i)["progress"]["epoch"] >= 2 and
-                 job(self.d, i)["where"]["slurm_job_id"], 90, "job running in Slurm")
+        wait_for(lambda: stored_epochs(self.d, i) >= 2 and job(self.d, i)["where"]
+                 ["slurm_job_id"], 90, "job running in Slurm", self.d)
         sid = job(self.d, i)["where"]["slurm_job_id"]
         CLUSTER.run("scancel", sid)
         j = wait_status(self.d, i, ("done", "failed", "cancelled"), 60)
