@@ -230,7 +230,7 @@ static int cmd_worker(int argc, char **argv)
         } else {
             if (strcmp(err, last_err) != 0)
                 log_warn("worker", "%s", err);
-            snprintf(last_err, sizeof last_err, "%s", err);
+            snprintf(last_err, sizeof last_err, "%.500s", err);
             if (++failures >= 3 && job) {
                 rc = 1; /* the daemon never answered: Slurm records the failure */
                 break;

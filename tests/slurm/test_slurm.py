@@ -341,5 +341,43 @@ class SlurmExecutor(unittest.TestCase):
             d.close()
 
 
+class PullWorkerArray(unittest.TestCase):
+    """deploy/slurm/initlab-workers.sbatch, as shipped: an array of two pull workers leases
+    the jobs of a daemon that has no workers of its own and exits when none is left."""
+
+    def test_array_of_pull_workers_drains_the_queue(self):
+        d = Daemon(args=["--data-root", DATA, "--workers", "0", "--worker-token-file",
+                         os.path.join(TMP, "worker.token"), "--heartbeat", "1"],
+                   token=ADMIN).start()
+        try:
+            register(d, "small")
+            r = d.request("POST", "/api/v1/grids", GRID)
+            self.assertEqual(r.status, 201, r)
+            ids = [j["id"] for j in r.json()["jobs"]]
+            out = os.path.join(TMP, "array-out")
+            os.makedirs(out, exist_ok=True)
+            env = dict(CLUSTER.env, INITLAB_SERVER=f"http://127.0.0.1:{d.port}",
+                       INITLAB_TOKEN_FILE=os.path.join(TMP, "worker.token"),
+                       INITLAB_DATA_ROOT=DATA, INITLAB_BIN=WORKER_BIN,
+                       INITLAB_CACHE_DIR=os.path.join(TMP, "array-cache"),
+                       INITLAB_IDLE_EXIT="2")
+            sub = subprocess.run(
+                ["sbatch", "--parsable", "--array=0-1", "--cpus-per-task=1", "--mem=100M",
+                 "--time=10", f"--output={out}/w-%A_%a.out",
+                 os.path.join(ROOT, "deploy", "slurm", "initlab-workers.sbatch")],
+                env=env, capture_output=True, text=True, check=True)
+            array = sub.stdout.strip()
+            for i in ids:
+                self.assertEqual(wait_status(d, i, ("done", "failed"), 120)["status"], "done")
+            workers = {job(d, i)["where"]["worker"] for i in ids}
+            self.assertTrue(all(w.startswith(f"slurm {array}_") or w.startswith("slurm ")
+                                for w in workers), workers)
+            # Both tasks end by themselves once the queue is empty.
+            wait_for(lambda: all(CLUSTER.job_state(f"{array}_{k}")[0] == "COMPLETED"
+                                 for k in (0, 1)), 60, "both array tasks to complete", d)
+        finally:
+            d.close()
+
+
 if __name__ == "__main__":
     unittest.main()
