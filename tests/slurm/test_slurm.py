@@ -231,10 +231,10 @@ class SlurmExecutor(unittest.TestCase):
             self.assertEqual(wait_status(self.local, i, ("done", "failed"), 120)["status"],
                              "done")
         # Every job ran in its own Slurm job, on one of the two nodes, at most two at once.
-        comp = [line for line in CLUSTER.jobcomp() if "Name=initlab-" in line]
+        comp = CLUSTER.jobcomp()
         names = {f"initlab-{i}" for i in ids["slurm"]}
-        ran = [line for line in comp if re.search(r"Name=(initlab-\d+)", line).group(1)
-               in names]
+        ran = [line for line in comp
+               if any(f"Name={name} " in line for name in names)]
         self.assertEqual(len(ran), 4, comp)
         nodes = {re.search(r"NodeList=(\S+)", line).group(1) for line in ran}
         self.assertTrue(nodes <= {"n1", "n2"}, nodes)
