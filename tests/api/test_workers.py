@@ -207,12 +207,14 @@ class Protocol(unittest.TestCase):
         # No job left: the lease says so with 204.
         self.assertEqual(self.lease().status, 204)
 
-    def run_worker(self, *extra):
+    def run_worker(self, *extra, threads="1", env=None):
         return subprocess.run([WORKER_BIN, "worker", "--server",
                                f"http://127.0.0.1:{self.d.port}", "--token-file",
                                os.path.join(TMP, "worker"), "--cache-dir",
-                               os.path.join(TMP, "cache"), "--threads", "1", *extra],
-                              capture_output=True, text=True, timeout=300)
+                               os.path.join(TMP, "cache"),
+                               *(["--threads", threads] if threads else []), *extra],
+                              capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, **(env or {})))
 
     def test_6_real_worker_trains_a_job(self):
         job = self.submit()
@@ -234,8 +236,11 @@ class Protocol(unittest.TestCase):
         victim = sorted(os.listdir(os.path.join(other, "small", "amaranth")))[0]
         os.unlink(os.path.join(other, "small", "amaranth", victim))
         job = self.submit()
-        out = self.run_worker("--once", "--data-root", other)
+        # Without --threads, the worker runs as many threads as Slurm gave the task CPUs.
+        out = self.run_worker("--once", "--data-root", other, threads=None,
+                              env={"SLURM_CPUS_PER_TASK": "3"})
         self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("with 3 thread(s)", out.stderr)
         j = self.d.get(f"/api/v1/jobs/{job}").json()
         self.assertEqual(j["status"], "failed")
         self.assertIn("not the daemon's", j["error"])
