@@ -236,8 +236,14 @@ class SlurmExecutor(unittest.TestCase):
         ran = [line for line in comp
                if any(f"Name={name} " in line for name in names)]
         self.assertEqual(len(ran), 4, comp)
-        nodes = {re.search(r"NodeList=(\S+)", line).group(1) for line in ran}
-        self.assertTrue(nodes <= {"n1", "n2"}, nodes)
+        node_of = {i: re.search(r"NodeList=(\S+)", line).group(1)
+                   for i in ids["slurm"] for line in ran if f"Name=initlab-{i} " in line}
+        self.assertEqual(set(node_of.values()), {"n1", "n2"}, comp)
+        # Two at a time: some two jobs ran at once, on the two nodes.
+        span = {i: (job(self.d, i)["started_at"], job(self.d, i)["finished_at"])
+                for i in ids["slurm"]}
+        self.assertTrue(any(node_of[a] != node_of[b] and span[a][0] < span[b][1] and
+                            span[b][0] < span[a][1] for a in span for b in span), span)
         for line in ran:
             self.assertIn("JobState=COMPLETED", line)
         where = job(self.d, ids["slurm"][0])["where"]
