@@ -7,6 +7,8 @@ two one-CPU slurmd nodes on this machine), against a daemon with --executor slur
 - kill -9 of a worker mid-run, kill -9 of the slurmd running a job, and scancel of a
   running job: the job ends done (resumed, its epochs equal to an uninterrupted run's) or
   cancelled, and the superseded attempt's late writes are refused;
+- USR1 (what --signal asks for before the time limit): the worker checkpoints, hands the
+  job back and exits, and the job is submitted again and resumes;
 - the daemon restarted while Slurm jobs run adopts them: no job is submitted twice.
 
 Models and images are tiny (32-64 px, a few dozen images) so that the module takes about a
@@ -320,6 +322,23 @@ class SlurmExecutor(unittest.TestCase):
         epochs = [e[0] for e in records(self.d, i)["epochs"]]
         self.assertEqual(epochs, list(range(1, len(epochs) + 1)))
         self.assertLess(len(epochs), 60)
+
+    def test_4b_usr1_before_the_time_limit_checkpoints_and_resubmits(self):
+        # What --signal=B:USR1@S delivers before the time limit, sent at once.
+        i = self.submit_long()
+        wait_for(lambda: stored_epochs(self.d, i) >= 2 and worker_pids(i) and
+                 job(self.d, i)["where"]["slurm_job_id"], 90, "job running in Slurm", self.d)
+        sid = job(self.d, i)["where"]["slurm_job_id"]
+        CLUSTER.run("scancel", "-b", "-s", "USR1", sid)
+        j = wait_status(self.d, i, ("done", "failed", "cancelled"), 120)
+        self.assertEqual(j["status"], "done", j)
+        self.assertGreaterEqual(j["attempts"], 2, j)
+        mine = [line for line in CLUSTER.jobcomp() if f"Name=initlab-{i} " in line]
+        self.assertGreaterEqual(len(mine), 2, mine)
+        self.assertIn("JobState=COMPLETED", [m for m in mine if f"JobId={sid} " in m][0])
+        got = records(self.d, i)
+        self.assertEqual([e[0] for e in got["epochs"]], list(range(1, 13)))
+        self.assertEqual(got, self.reference_records())
 
     def test_5_restart_adopts_running_jobs(self):
         d = self.d
