@@ -12,6 +12,9 @@
 #   make faults     fault injection: the n-th allocation, write or fsync fails (also ASan)
 #   make fuzz-asan  the HTTP fuzzer against the daemon built with ASan + UBSan
 #   make api-tests-asan  the API tests against that daemon
+#   make slurm-tests  remote workers on a real Slurm cluster started here (munge, slurmctld,
+#                   two slurmd), and a pull worker in a network namespace over TLS (root)
+#   make bench-scale  the Slurm executor's speed-up over the local one, reporting's share
 #   make bench      throughput against PyTorch on the same machine
 #   make clean
 
@@ -20,7 +23,7 @@ DESTDIR ?=
 ARCH    ?= native
 CC      ?= gcc
 PYTHON  ?= /usr/bin/python3
-PKGS    := libmicrohttpd jansson sqlite3 libturbojpeg openblas zlib
+PKGS    := libmicrohttpd jansson sqlite3 libturbojpeg openblas zlib libcurl
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # -Werror in CI (CI=true) so that a warning never lands; locally warnings stay warnings.
@@ -56,7 +59,7 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 
 .PHONY: all deps run test unit asan faults cli-tests torch-tests api-tests fuzz-asan \
-        api-tests-asan browser-tests bench install clean
+        api-tests-asan slurm-tests browser-tests bench bench-scale install clean
 .DEFAULT_GOAL := all
 
 all: initlab
@@ -165,6 +168,12 @@ fuzz-asan: initlab-asan build/tools/fuzzhttp
 api-tests-asan: initlab-asan
 	$(SAN_ENV) $(PYTHON) tests/run.py tests/api $(API_ASAN_TESTS)
 
+# The Slurm executor and remote workers against a real cluster (tests/slurm/cluster.py
+# starts Debian's munged, slurmctld and two slurmd from a scratch folder; no systemd). The
+# workers are the release binary; the network-namespace test needs root.
+slurm-tests: initlab
+	$(PYTHON) tests/run.py tests/slurm
+
 browser-tests: initlab
 	@if [ -f tests/browser/package.json ]; then cd tests/browser && node run.mjs; fi
 
@@ -178,6 +187,7 @@ test: deps
 	$(MAKE) --no-print-directory torch-tests
 	$(MAKE) --no-print-directory fuzz-asan
 	$(MAKE) --no-print-directory api-tests-asan
+	$(MAKE) --no-print-directory slurm-tests
 	$(MAKE) --no-print-directory browser-tests
 
 run: deps
@@ -187,6 +197,12 @@ run: deps
 bench: deps
 	$(MAKE) --no-print-directory all $(BENCHES)
 	$(PYTHON) bench/run.py
+
+# A 4-job grid on the local executor (one 1-thread worker) against two 1-CPU Slurm nodes,
+# and the share of a job's time its worker spends reporting (bench/scale.py).
+bench-scale: deps
+	$(MAKE) --no-print-directory all
+	$(PYTHON) bench/scale.py
 
 install: initlab
 	scripts/install.sh "$(DESTDIR)" "$(PREFIX)"

@@ -16,6 +16,10 @@ tens of seconds; alternating rounds and keeping each side's best compares the tw
 their best moments rather than whichever ran during a slow spell. Compare ratios, not
 absolute numbers. --config replaces the four configurations (a quick check of the tool on
 small ones; the concurrency line then covers each of them).
+
+Scaling out is measured apart: `make bench-scale` (bench/scale.py) times a 4-job grid on
+the local executor against two 1-CPU Slurm nodes, the share of a job's time its worker
+spends reporting, and what one daemon ingests from simulated workers.
 """
 import argparse
 import json
@@ -85,7 +89,9 @@ def parse_config(text):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 epilog="make bench-scale (bench/scale.py): the Slurm "
+                                 "executor's speed-up and reporting's share")
     ap.add_argument("--steps", type=int, default=10, help="timed steps per run (default 10)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternating runs of each side; the best counts (default 3)")

@@ -8,8 +8,12 @@ cd "$(dirname "$0")/.."
 # Debian's PyTorch as the numerical and speed reference (numpy, Pillow beside it),
 # Fashion-MNIST as real image data, Chromium for the browser tests, systemd-analyze,
 # strace, man and PyYAML for the operations tests. Node.js comes further down.
+# Remote workers: libcurl (GnuTLS flavour, as libmicrohttpd's TLS); their tests: Slurm and
+# munge for a real cluster, iproute2 for network namespaces, openssl for a certificate,
+# kubectl to check the Kubernetes manifest.
 PACKAGES="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev \
-libturbojpeg0-dev libopenblas-dev zlib1g-dev curl \
+libturbojpeg0-dev libopenblas-dev zlib1g-dev curl libcurl4-gnutls-dev \
+slurm-wlm slurm-client munge iproute2 openssl \
 python3 python3-numpy python3-torch python3-pil python3-yaml dataset-fashion-mnist \
 chromium systemd strace man-db"
 
@@ -26,6 +30,9 @@ done
 # npm itself and conflicts with Debian's npm: ask for the commands, not the packages.
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+# kubectl: Debian's kubernetes-client, unless some kubectl is there already (another
+# packager's owns /usr/bin/kubectl and would conflict).
+command -v kubectl >/dev/null 2>&1 || missing="$missing kubernetes-client"
 
 if [ -n "$missing" ]; then
     echo "deps: installing Debian packages:$missing"

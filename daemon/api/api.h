@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jobs/slurm.h"
+
 typedef struct Router Router;
 typedef struct EventHub EventHub;
 typedef struct Metrics Metrics;
@@ -27,6 +29,7 @@ typedef struct {
     int running;       /* jobs a worker is training now */
     int workers;       /* worker threads started */
     int workers_busy;  /* workers running a job */
+    int remote_workers; /* remote workers heard from lately (initlab worker) */
 } ApiQueueStats;
 
 /* The job queue seen from the HTTP side. The jobs module fills it; every function pointer
@@ -55,8 +58,11 @@ typedef struct {
                                 store opened it); each thread opens its own connection */
     const char *data_root;   /* datasets must lie under it; NULL when not configured */
     const char *web_dir;     /* the dashboard's static files; NULL when none was found */
-    int workers;             /* configured worker threads */
+    int workers;             /* configured worker threads (0: remote workers only) */
     int threads_per_job;     /* compute threads per job */
+    double lease_seconds;    /* remote workers' leases (jobs/lease.h) */
+    double heartbeat_seconds;/* and their heartbeat interval */
+    const SlurmConfig *slurm;/* the Slurm executor's settings; NULL: local executor */
     size_t max_body;         /* request body limit in bytes */
     int64_t start_wall;      /* start time, seconds since the epoch */
     double start_mono;       /* start time, CLOCK_MONOTONIC seconds (for uptime) */
@@ -82,6 +88,8 @@ int routes_catalog_register(Router *r);
 int routes_datasets_register(Router *r);
 int routes_jobs_register(Router *r);
 int routes_results_register(Router *r);
+/* The remote workers' protocol (/api/v1/worker/) and /api/v1/workers. */
+int routes_worker_register(Router *r);
 
 /* Starts the job queue (jobs/queue.h) on ctx->store_path with ctx's workers and threads,
  * publishing job changes and epochs as server-sent events and job metrics, and fills

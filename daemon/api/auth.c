@@ -26,6 +26,8 @@ typedef enum { LISTEN_SPECIFIC, LISTEN_LOOPBACK, LISTEN_WILDCARD } ListenKind;
 struct Auth {
     char *token;       /* NULL when no token is configured */
     size_t token_len;
+    char *worker_token; /* NULL when no worker token is configured */
+    size_t worker_token_len;
     char *cors_origin; /* NULL when CORS is off */
     bool hosts_set;    /* auth_set_hosts ran: Host is checked */
     bool hosts_any;    /* "*" in the allow-list */
@@ -42,7 +44,8 @@ static bool is_space(char c)
 }
 
 /* Reads and validates the token; 0, or -1 with err set. Wipes its buffer on every path. */
-static int read_token(Auth *a, const char *path, char *err, size_t errlen)
+static int read_token(char **token, size_t *token_len, const char *path, char *err,
+                      size_t errlen)
 {
     char buf[TOKEN_MAX + 2];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -88,12 +91,12 @@ static int read_token(Auth *a, const char *path, char *err, size_t errlen)
                      path);
             goto done;
         }
-    a->token = strndup(buf + start, end - start);
-    if (!a->token) {
+    *token = strndup(buf + start, end - start);
+    if (!*token) {
         snprintf(err, errlen, "out of memory");
         goto done;
     }
-    a->token_len = end - start;
+    *token_len = end - start;
     rc = 0;
 done:
     explicit_bzero(buf, sizeof buf);
@@ -124,7 +127,7 @@ Auth *auth_create(const char *token_file, const char *cors_origin, char *err, si
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (token_file && read_token(a, token_file, err, errlen) < 0)
+    if (token_file && read_token(&a->token, &a->token_len, token_file, err, errlen) < 0)
         goto fail;
     if (cors_origin && *cors_origin) {
         if (!valid_origin(cors_origin)) {
@@ -143,6 +146,29 @@ fail:
     return NULL;
 }
 
+int auth_set_worker_token(Auth *a, const char *token_file, char *err, size_t errlen)
+{
+    char *token = NULL;
+    size_t len = 0;
+    if (read_token(&token, &len, token_file, err, errlen) < 0)
+        return -1;
+    if (a->token && auth_equal_ct(token, len, a->token, a->token_len)) {
+        explicit_bzero(token, len);
+        free(token);
+        snprintf(err, errlen, "%s: the worker token must differ from the token of "
+                 "--token-file (which may administer)", token_file);
+        return -1;
+    }
+    a->worker_token = token;
+    a->worker_token_len = len;
+    return 0;
+}
+
+bool auth_worker_path(const char *path)
+{
+    return strncmp(path, "/api/v1/worker/", 15) == 0;
+}
+
 void auth_free(Auth *a)
 {
     if (!a)
@@ -150,6 +176,10 @@ void auth_free(Auth *a)
     if (a->token) {
         explicit_bzero(a->token, a->token_len);
         free(a->token);
+    }
+    if (a->worker_token) {
+        explicit_bzero(a->worker_token, a->worker_token_len);
+        free(a->worker_token);
     }
     free(a->cors_origin);
     for (int i = 0; i < a->nallowed; i++)
@@ -164,6 +194,8 @@ bool auth_enabled(const Auth *a)
 
 bool auth_required(const Auth *a, const ApiRequest *req)
 {
+    if (a && a->worker_token && auth_worker_path(req->path))
+        return true;
     if (!auth_enabled(a))
         return false;
     if (strcmp(req->path, "/metrics") == 0)
@@ -414,8 +446,17 @@ int auth_check(const Auth *a, const ApiRequest *req, ApiReply *reply)
             size_t len = strlen(tok);
             while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
                 len--;
-            if (auth_equal_ct(tok, len, a->token, a->token_len))
+            /* Both comparisons always run: the time does not tell which token it was. */
+            bool admin = a->token && auth_equal_ct(tok, len, a->token, a->token_len);
+            bool worker = a->worker_token &&
+                          auth_equal_ct(tok, len, a->worker_token, a->worker_token_len);
+            if (admin || (worker && auth_worker_path(req->path)))
                 return 0;
+            if (worker) {
+                api_reply_problem(reply, 403, NULL, "a worker token may only lease and report "
+                                  "jobs (/api/v1/worker/); this needs the daemon's token");
+                return -1;
+            }
             why = "the bearer token is not valid";
         } else {
             why = "the Authorization scheme must be Bearer";

@@ -27,17 +27,27 @@
  * otherwise "scheme://host[:port]" or "*"). Returns NULL with a message in err on failure
  * (unreadable file, bad token, bad origin). Warns when the file is readable by others. */
 Auth *auth_create(const char *token_file, const char *cors_origin, char *err, size_t errlen);
-/* Wipes the token and frees. Accepts NULL. */
+/* Adds the worker token read from token_file (the same rules as the token): it grants
+ * /api/v1/worker/ only (leasing and reporting jobs, jobs/lease.h), and every other path
+ * answers it 403. With a worker token, /api/v1/worker/ needs a token (the worker token or
+ * the daemon's) even when the daemon has none. It must differ from the daemon's token.
+ * Returns 0, or -1 with a message. Call before the server starts. */
+int auth_set_worker_token(Auth *a, const char *token_file, char *err, size_t errlen);
+/* True for the paths a worker token may use: under /api/v1/worker/. Can't fail. */
+bool auth_worker_path(const char *path);
+/* Wipes the tokens and frees. Accepts NULL. */
 void auth_free(Auth *a);
 
 /* True when a token is configured. Thread-safe. */
 bool auth_enabled(const Auth *a);
 
-/* True when req->path needs a token (under /api/ but /api/v1/health, and /metrics).
- * Thread-safe. */
+/* True when req->path needs a token (under /api/ but /api/v1/health, and /metrics; with
+ * a worker token also /api/v1/worker/). Thread-safe. */
 bool auth_required(const Auth *a, const ApiRequest *req);
-/* Checks the Authorization header of req. Returns 0 when access is granted, or -1 after
- * setting a 401 problem with WWW-Authenticate on reply. Thread-safe. */
+/* Checks the Authorization header of req: the daemon's token grants every path, the
+ * worker token only /api/v1/worker/ (403 elsewhere). Returns 0 when access is granted, or
+ * -1 after setting a 401 problem with WWW-Authenticate (or the 403) on reply.
+ * Thread-safe. */
 int auth_check(const Auth *a, const ApiRequest *req, ApiReply *reply);
 
 /* Sets the names a request's Host may carry: the host of the listen address (listen as

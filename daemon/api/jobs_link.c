@@ -27,7 +27,7 @@ static int queue_stats(void *handle, ApiQueueStats *out)
     JobQueueStats s;
     if (jobs_stats(handle, &s) < 0)
         return -1;
-    *out = (ApiQueueStats){s.queued, s.running, s.workers, s.workers_busy};
+    *out = (ApiQueueStats){s.queued, s.running, s.workers, s.workers_busy, s.remote_workers};
     return 0;
 }
 
@@ -53,6 +53,9 @@ static void collect_jobs(Metrics *m, void *ud)
     snprintf(labels, sizeof labels, "state=\"running\"");
     metrics_gauge_set(m, "initlab_jobs", labels, s.running);
     metrics_gauge_set(m, "initlab_workers_busy", "", s.workers_busy);
+    metrics_gauge_set(m, "initlab_remote_workers", "", s.remote_workers);
+    metrics_gauge_set(m, "initlab_worker_reports_refused", "",
+                      (double)lease_refused_count(jobs_lease(ctx->jobs.handle)));
 }
 
 int api_jobs_link(ApiContext *ctx, char *err, size_t errlen)
@@ -62,6 +65,11 @@ int api_jobs_link(ApiContext *ctx, char *err, size_t errlen)
                          "Jobs by state (queued, running).", NULL, 0) < 0 ||
         metrics_register(ctx->metrics, "initlab_workers_busy", METRIC_GAUGE,
                          "Workers training a job now.", NULL, 0) < 0 ||
+        metrics_register(ctx->metrics, "initlab_remote_workers", METRIC_GAUGE,
+                         "Remote workers (initlab worker) heard from lately.", NULL, 0) < 0 ||
+        metrics_register(ctx->metrics, "initlab_worker_reports_refused", METRIC_GAUGE,
+                         "Reports of remote attempts refused since the start: superseded, "
+                         "their lease ended, or their job ended.", NULL, 0) < 0 ||
         metrics_register(ctx->metrics, "initlab_images_per_second", METRIC_GAUGE,
                          "Training throughput of the last finished epoch.", NULL, 0) < 0 ||
         metrics_register(ctx->metrics, "initlab_epoch_seconds", METRIC_HISTOGRAM,
@@ -72,7 +80,10 @@ int api_jobs_link(ApiContext *ctx, char *err, size_t errlen)
         return -1;
     }
     JobQueueConfig cfg = {.db_path = ctx->store_path, .state_dir = ctx->state_dir,
-                          .workers = ctx->workers, .threads_per_job = ctx->threads_per_job,
+                          .data_root = ctx->data_root, .workers = ctx->workers,
+                          .threads_per_job = ctx->threads_per_job,
+                          .lease_seconds = ctx->lease_seconds,
+                          .heartbeat_seconds = ctx->heartbeat_seconds, .slurm = ctx->slurm,
                           .events = {.user = ctx, .publish = publish, .epoch = observe_epoch}};
     JobQueue *q = jobs_create(&cfg, err, errlen);
     if (!q)

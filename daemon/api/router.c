@@ -20,6 +20,7 @@ typedef struct {
     char *seg[MAX_SEGMENTS]; /* literal segment, or "{name}" for a parameter */
     ApiHandler fn;
     void *data;
+    bool upload;             /* its body is a file (router_add_upload) */
 } Route;
 
 struct Router {
@@ -634,6 +635,26 @@ static bool method_matches(const char *route_method, const char *method)
 {
     return strcmp(route_method, method) == 0 ||
            (strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0);
+}
+
+int router_add_upload(Router *r, const char *method, const char *pattern, ApiHandler fn,
+                      void *data)
+{
+    int rc = router_add(r, method, pattern, fn, data);
+    if (rc == 0)
+        r->routes[r->n - 1].upload = true;
+    return rc;
+}
+
+bool router_is_upload(const Router *r, const char *method, const char *path)
+{
+    PathSegments ps;
+    if (split_path(path, &ps) < 0)
+        return false;
+    for (int i = 0; i < r->n; i++)
+        if (route_matches(&r->routes[i], &ps) && method_matches(r->routes[i].method, method))
+            return r->routes[i].upload;
+    return false;
 }
 
 bool router_has_route(const Router *r, const char *method, const char *path)

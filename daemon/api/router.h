@@ -59,6 +59,10 @@ struct ApiRequest {
     struct { const char *name, *value; } params[API_MAX_PARAMS]; /* path parameters */
     const ApiRequestIo *io;
     void *io_cls;
+    const char *upload_path; /* an upload route's body, whole in this temporary file on the
+                                state directory's file system (NULL otherwise); the handler
+                                may rename it away, the server removes what is left */
+    uint64_t upload_len;     /* its size in bytes */
     char param_buf[512];  /* storage of the parameter names and values */
 };
 
@@ -210,6 +214,14 @@ RouterResult router_dispatch(const Router *r, ApiRequest *req, ApiReply *reply);
 /* True when a route handles method on path (HEAD counts for GET), without running it.
  * Thread-safe once the server runs. */
 bool router_has_route(const Router *r, const char *method, const char *path);
+
+/* router_add for a route whose request body is a file (Content-Type:
+ * application/octet-stream, up to the server's upload limit): the server streams it to a
+ * temporary file instead of memory and hands the handler req->upload_path. */
+int router_add_upload(Router *r, const char *method, const char *pattern, ApiHandler fn,
+                      void *data);
+/* True when the route for method and path was added with router_add_upload. */
+bool router_is_upload(const Router *r, const char *method, const char *path);
 
 /* The number of routes and the i-th route's method and pattern (for the OpenAPI check). */
 int router_count(const Router *r);

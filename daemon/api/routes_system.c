@@ -56,7 +56,8 @@ static int get_info(ApiRequest *req, ApiReply *reply)
     char started[32];
     iso_time(ctx->start_wall, started, sizeof started);
     json_t *o = json_pack(
-        "{s:s, s:{s:s, s:s, s:s}, s:{s:s, s:s}, s:i, s:i, s:o, s:o, s:i, s:f, s:s, s:b, s:I}",
+        "{s:s, s:{s:s, s:s, s:s}, s:{s:s, s:s}, s:i, s:i, s:o, s:o, s:i, s:f, s:s, s:b, s:I, "
+        "s:s, s:i}",
         "version", ctx->version,
         "cpu", "model", cpu.model[0] ? cpu.model : "unknown", "vendor", cpu.vendor,
                "features", cpu_features,
@@ -69,7 +70,9 @@ static int get_info(ApiRequest *req, ApiReply *reply)
         "uptime_seconds", api_now() - ctx->start_mono,
         "started_at", started,
         "auth", auth_enabled(ctx->auth),
-        "max_body", (json_int_t)ctx->max_body);
+        "max_body", (json_int_t)ctx->max_body,
+        "executor", ctx->slurm ? "slurm" : "local",
+        "remote_workers", q.remote_workers);
     return api_reply_json(reply, 200, o);
 }
 

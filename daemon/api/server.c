@@ -112,6 +112,8 @@ struct Server {
     atomic_llong busy[MAX_HTTP_THREADS]; /* microseconds since start+1 when in a callback */
     atomic_int nbusy;                    /* slots handed out */
     int probe_fd;                        /* our end of the probe connection, -1 if none */
+    bool tls;                            /* HTTPS (cfg.tls_cert_file) */
+    char *tls_cert, *tls_key;            /* PEM texts, libmicrohttpd keeps pointers */
 };
 
 typedef struct {
@@ -121,12 +123,20 @@ typedef struct {
     size_t len, cap;
     bool too_large;
     size_t discarded;
+    bool upload;      /* an upload route: the body goes to upload_fd (router.h) */
+    int upload_fd;    /* -1 when none */
+    char *upload_path;
+    uint64_t upload_len;
+    bool upload_failed; /* writing the file failed: answered 507 */
 } Exchange;
 
 void server_config_default(ServerConfig *cfg)
 {
     cfg->listen = "127.0.0.1:8470";
     cfg->max_body = 1u << 20;
+    cfg->max_upload = (size_t)8 << 30;
+    cfg->upload_dir = NULL;
+    cfg->tls_cert_file = cfg->tls_key_file = NULL;
     cfg->threads = 4;
     cfg->connection_limit = 1024;
     cfg->per_ip_limit = 512;
@@ -726,16 +736,23 @@ static enum MHD_Result framing_step(void *cls, enum MHD_ValueKind kind, const ch
     return MHD_YES;
 }
 
-/* True when a Content-Type names application/json (parameters such as charset allowed). */
-static bool media_is_json(const char *type)
+/* True when a Content-Type names the media type want (parameters such as charset
+ * allowed). */
+static bool media_is(const char *type, const char *want)
 {
     while (*type == ' ' || *type == '\t')
         type++;
-    static const char json[] = "application/json";
-    if (strncasecmp(type, json, sizeof json - 1) != 0)
+    size_t n = strlen(want);
+    if (strncasecmp(type, want, n) != 0)
         return false;
-    char after = type[sizeof json - 1];
+    char after = type[n];
     return after == 0 || after == ';' || after == ' ' || after == '\t';
+}
+
+/* True when a Content-Type names application/json. */
+static bool media_is_json(const char *type)
+{
+    return media_is(type, "application/json");
 }
 
 /* Judges what the request head alone decides, before any body is read: framing, size,
@@ -751,11 +768,14 @@ static bool admit(Server *s, struct MHD_Connection *conn, Exchange *ex, const ch
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
     unsigned long long length = 0;
     bool length_overflows = false;
+    ex->upload = auth_unsafe_method(req->method) &&
+                 router_is_upload(s->router, req->method, req->path);
+    size_t limit = ex->upload ? s->cfg.max_upload : s->cfg.max_body;
     if (f.length) {
         char *end;
         errno = 0;
         length = strtoull(f.length, &end, 10);
-        length_overflows = errno == ERANGE || (end != f.length && length > s->cfg.max_body);
+        length_overflows = errno == ERANGE || (end != f.length && length > limit);
     }
     if (f.hosts > 1) {
         api_reply_problem(reply, 400, NULL, "Host: sent %d times; send it once", f.hosts);
@@ -780,7 +800,7 @@ static bool admit(Server *s, struct MHD_Connection *conn, Exchange *ex, const ch
     } else if (length_overflows) {
         ex->too_large = true;
         api_reply_problem_field(reply, 413, "body", "larger than the limit of %zu bytes",
-                                s->cfg.max_body);
+                                limit);
     }
     if (reply->status)
         return true;
@@ -788,6 +808,17 @@ static bool admit(Server *s, struct MHD_Connection *conn, Exchange *ex, const ch
         auth_check_origin(auth, req, reply) < 0 || auth_check(auth, req, reply) < 0)
         return true;
     bool body = f.encodings || length > 0;
+    if (ex->upload) {
+        /* A file, not JSON: application/octet-stream and nothing else, body or not. */
+        if (!f.content_type || !media_is(f.content_type, "application/octet-stream")) {
+            api_reply_problem_field(reply, 415, "Content-Type", "send the file as "
+                                    "application/octet-stream (got '%.100s')",
+                                    f.content_type ? f.content_type : "none");
+            api_reply_header(reply, "Accept-Put", "application/octet-stream");
+            return true;
+        }
+        return false;
+    }
     if (auth_unsafe_method(req->method) && (f.content_type || body) &&
         !(f.content_type && media_is_json(f.content_type)) &&
         router_has_route(s->router, req->method, req->path)) {
@@ -825,6 +856,8 @@ static enum MHD_Result finish(Server *s, struct MHD_Connection *conn, Exchange *
     return rc;
 }
 
+static int upload_open(Server *s, Exchange *ex);
+
 /* The first call of a request (its head is complete): the Exchange, then admission. */
 static enum MHD_Result request_start(Server *s, struct MHD_Connection *conn, const char *url,
                                      const char *method, const char *version, void **req_cls)
@@ -832,6 +865,7 @@ static enum MHD_Result request_start(Server *s, struct MHD_Connection *conn, con
     Exchange *ex = calloc(1, sizeof *ex);
     if (!ex)
         return MHD_NO;
+    ex->upload_fd = -1;
     ex->t0 = api_now();
     ex->conn = conn_of(conn);
     *req_cls = ex;
@@ -843,13 +877,76 @@ static enum MHD_Result request_start(Server *s, struct MHD_Connection *conn, con
     request_init(s, conn, &req, &reply, method, url);
     if (admit(s, conn, ex, version, &req, &reply))
         return finish(s, conn, ex, &req, &reply);
+    if (ex->upload && upload_open(s, ex) < 0) {
+        api_reply_problem(&reply, 507, NULL, "no room for the upload: %s", strerror(errno));
+        return finish(s, conn, ex, &req, &reply);
+    }
     api_reply_deinit(&reply);
+    return MHD_YES;
+}
+
+/* Opens the temporary file of an upload in cfg.upload_dir. Returns 0, or -1 with errno. */
+static int upload_open(Server *s, Exchange *ex)
+{
+    const char *dir = s->cfg.upload_dir ? s->cfg.upload_dir : "/tmp";
+    if (asprintf(&ex->upload_path, "%s/upload.XXXXXX", dir) < 0) {
+        ex->upload_path = NULL;
+        errno = ENOMEM;
+        return -1;
+    }
+    ex->upload_fd = mkostemp(ex->upload_path, O_CLOEXEC);
+    if (ex->upload_fd < 0) {
+        int e = errno;
+        free(ex->upload_path);
+        ex->upload_path = NULL;
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* Closes and removes what is left of an upload (the handler may have moved the file). */
+static void upload_close(Exchange *ex)
+{
+    if (ex->upload_fd >= 0)
+        close(ex->upload_fd);
+    ex->upload_fd = -1;
+    if (ex->upload_path)
+        unlink(ex->upload_path);
+    free(ex->upload_path);
+    ex->upload_path = NULL;
+}
+
+/* Writes a piece of an upload to its file, or counts it away once it is too large. */
+static enum MHD_Result upload_body(Server *s, Exchange *ex, const char *data, size_t n)
+{
+    if (ex->too_large || ex->upload_failed || ex->upload_fd < 0) {
+        ex->discarded += n;
+        return ex->discarded > DISCARD_LIMIT ? MHD_NO : MHD_YES;
+    }
+    if (n > s->cfg.max_upload - ex->upload_len) {
+        ex->too_large = true;
+        return MHD_YES;
+    }
+    for (size_t done = 0; done < n;) {
+        ssize_t w = write(ex->upload_fd, data + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            ex->upload_failed = true;
+            return MHD_YES;
+        }
+        done += (size_t)w;
+    }
+    ex->upload_len += n;
     return MHD_YES;
 }
 
 /* Appends a piece of the body, or counts it away once the body is too large. */
 static enum MHD_Result request_body(Server *s, Exchange *ex, const char *data, size_t n)
 {
+    if (ex->upload)
+        return upload_body(s, ex, data, n);
     if (ex->too_large) {
         ex->discarded += n;
         return ex->discarded > DISCARD_LIMIT ? MHD_NO : MHD_YES;
@@ -889,15 +986,28 @@ static enum MHD_Result request_end(Server *s, struct MHD_Connection *conn, Excha
         req.body = ex->body;
         req.body_len = ex->len;
     }
+    if (ex->upload) {
+        req.upload_path = ex->upload_path;
+        req.upload_len = ex->upload_len;
+    }
     if (ex->too_large)
         api_reply_problem_field(&reply, 413, "body", "larger than the limit of %zu bytes",
-                                s->cfg.max_body);
+                                ex->upload ? s->cfg.max_upload : s->cfg.max_body);
+    else if (ex->upload_failed)
+        api_reply_problem(&reply, 507, NULL, "the upload could not be written: %s",
+                          strerror(errno));
     else if (router_dispatch(s->router, &req, &reply) == ROUTER_NO_PATH) {
         if (is_api_path(req.path))
             api_reply_problem(&reply, 404, NULL, "no API route %s", req.path);
         else
             static_serve(s->ctx->web, &req, &reply);
     }
+    if (ex->upload && !req.upload_path) {
+        /* The handler moved the file away: its old name is not ours any more. */
+        free(ex->upload_path);
+        ex->upload_path = NULL;
+    }
+    upload_close(ex);
     return finish(s, conn, ex, &req, &reply);
 }
 
@@ -932,6 +1042,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (!ex)
         return;
     conn_phase(s, conn_of(conn), PHASE_HEAD, false);
+    upload_close(ex);
     free(ex->body);
     free(ex);
     *req_cls = NULL;
@@ -950,6 +1061,34 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* ---- lifecycle -------------------------------------------------------------------- */
+
+/* The whole PEM file at path as a heap string; NULL with a message. */
+static char *read_pem(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *text = NULL;
+    size_t len = 0;
+    if (f) {
+        text = calloc(1, 1 << 20);
+        len = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
+        fclose(f);
+    }
+    if (!text || len == 0 || !strstr(text, "-----BEGIN ")) {
+        snprintf(err, errlen, "%s: %s", path, !f ? strerror(errno) : "not a PEM file");
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* Wipes (a key) and frees a PEM text; accepts NULL. */
+static void free_pem(char *text)
+{
+    if (!text)
+        return;
+    explicit_bzero(text, strlen(text));
+    free(text);
+}
 
 static int register_metrics(Metrics *m)
 {
@@ -1009,6 +1148,25 @@ Server *server_start(const ServerConfig *cfg, ApiContext *ctx, const Router *rou
         goto fail;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (s->cfg.tls_cert_file || s->cfg.tls_key_file) {
+        if (!s->cfg.tls_cert_file || !s->cfg.tls_key_file) {
+            snprintf(err, errlen, "TLS needs both a certificate and a key file");
+            close(s->listen_fd);
+            goto fail;
+        }
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            snprintf(err, errlen, "this libmicrohttpd was built without TLS (GnuTLS)");
+            close(s->listen_fd);
+            goto fail;
+        }
+        if (!(s->tls_cert = read_pem(s->cfg.tls_cert_file, err, errlen)) ||
+            !(s->tls_key = read_pem(s->cfg.tls_key_file, err, errlen))) {
+            close(s->listen_fd);
+            goto fail;
+        }
+        flags |= MHD_USE_TLS;
+        s->tls = true;
+    }
     if (s->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     unsigned threads = cfg->threads ? cfg->threads : 1;
@@ -1023,6 +1181,8 @@ Server *server_start(const ServerConfig *cfg, ApiContext *ctx, const Router *rou
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, s,
+        s->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert,
+        MHD_OPTION_HTTPS_MEM_KEY, s->tls_key,
         MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, errlen, "libmicrohttpd could not start on %s", s->address);
@@ -1039,6 +1199,8 @@ Server *server_start(const ServerConfig *cfg, ApiContext *ctx, const Router *rou
 fail:
     pthread_cond_destroy(&s->reaper_wake);
     pthread_mutex_destroy(&s->conn_lock);
+    free_pem(s->tls_key);
+    free_pem(s->tls_cert);
     free(s);
     return NULL;
 }
@@ -1087,6 +1249,8 @@ void server_free(Server *s)
         close(s->probe_fd);
     pthread_cond_destroy(&s->reaper_wake);
     pthread_mutex_destroy(&s->conn_lock);
+    free_pem(s->tls_key);
+    free_pem(s->tls_cert);
     free(s);
 }
 
@@ -1167,6 +1331,10 @@ int server_liveness(Server *s, int timeout_ms, double stuck_s, char *why, size_t
             return -1;
         }
     }
+    /* Over TLS the probe would need a TLS client of its own: the threads' busy slots
+     * above are then the whole judgement. */
+    if (s->tls)
+        return 0;
     double deadline = api_now() + timeout_ms / 1e3;
     if (s->probe_fd < 0 && probe_open(s) < 0) {
         snprintf(why, whylen, "the probe connection could not be made: %s", strerror(errno));

@@ -24,6 +24,15 @@
  *   - The watchdog's probe (server_liveness) goes over a connection the server made for
  *     itself, outside every limit, so it needs no free slot.
  *
+ * Bodies. A request body is JSON (Content-Type: application/json, 415 otherwise) held in
+ * memory up to max_body, except on upload routes (router_add_upload: checkpoint files of
+ * remote workers), whose body must be application/octet-stream and is streamed to a
+ * temporary file in upload_dir, up to max_upload.
+ *
+ * TLS. With a certificate and key the server speaks only HTTPS (libmicrohttpd's GnuTLS).
+ * The watchdog's probe (below) speaks plain HTTP, so over TLS server_liveness judges the
+ * threads by their busy slots alone.
+ *
  * Threading model: libmicrohttpd's internal epoll threads (a pool of `threads`) plus one
  * reaper thread for the timeouts. Sockets are non-blocking, so a slow or stalled client
  * costs a connection slot and a little memory, not a thread. Event streams suspend their
@@ -50,10 +59,16 @@ typedef struct {
     unsigned timeout_s;        /* a reply that makes no progress is cut after this many s */
     unsigned header_timeout_s; /* a request head must be complete within this many s */
     unsigned body_timeout_s;   /* a request body must be complete within this many s */
+    size_t max_upload;         /* largest body of an upload route (router_add_upload) */
+    const char *upload_dir;    /* where upload bodies are written (NULL: /tmp); must be on
+                                  the file system their handlers move them to */
+    const char *tls_cert_file; /* PEM certificate (chain) and key: serve HTTPS (GnuTLS in */
+    const char *tls_key_file;  /* libmicrohttpd); both NULL: plain HTTP */
 } ServerConfig;
 
-/* Defaults: 127.0.0.1:8470, 1 MiB bodies, 4 threads, 1024 connections, 512 per address,
- * 30 s idle timeout, 10 s for a request head, 30 s for a body. Can't fail. */
+/* Defaults: 127.0.0.1:8470, 1 MiB bodies, 8 GiB uploads into /tmp, 4 threads, 1024
+ * connections, 512 per address, 30 s idle timeout, 10 s for a request head, 30 s for a
+ * body, no TLS. Can't fail. */
 void server_config_default(ServerConfig *cfg);
 
 /* Parses "IPv4:PORT", "[IPv6]:PORT" or "localhost:PORT" into addr. Returns 0, or -1 with a

@@ -56,7 +56,8 @@ static const char usage_text[] =
     "                         IPv6; port 0 picks a free port, logged as \"listening on\")\n"
     "  --state-dir DIR        database, checkpoints and caches (default ./state, created)\n"
     "  --data-root DIR        datasets must lie under DIR (default: none may be registered)\n"
-    "  --workers N            jobs trained at the same time (default 1)\n"
+    "  --workers N            jobs trained at the same time by the daemon itself (default 1;\n"
+    "                         0: only remote workers train, the daemon coordinates)\n"
     "  --threads-per-job T    compute threads per job (default: every core)\n"
     "  --token-file F         require \"Authorization: Bearer <token>\" on /api/ (except\n"
     "                         /api/v1/health) and /metrics; F holds the token (16+ visible\n"
@@ -86,6 +87,42 @@ static const char usage_text[] =
     "                         (default 30)\n"
     "  --sse-heartbeat S      comment line to idle event streams every S seconds (default 15)\n"
     "\n"
+    "Remote workers (initlab worker --help) and TLS:\n"
+    "  --worker-token-file F  a second token that may only lease and report jobs\n"
+    "                         (/api/v1/worker/); give it to the workers, not the admin token\n"
+    "  --lease-timeout S      a remote worker's lease ends S seconds after its last heartbeat\n"
+    "                         and its job is queued again (default 60)\n"
+    "  --heartbeat S          workers send a heartbeat every S seconds (default 10)\n"
+    "  --max-upload BYTES     largest checkpoint a worker may upload (default 8G)\n"
+    "  --tls-cert FILE        serve HTTPS with this PEM certificate (chain) ...\n"
+    "  --tls-key FILE         ... and this PEM key (both, or neither)\n"
+    "\n"
+    "Executor (where queued jobs run):\n"
+    "  --executor E           local (default: the daemon's --workers threads, and any remote\n"
+    "                         worker that asks) or slurm: every queued job is submitted with\n"
+    "                         sbatch as a batch job running `initlab worker --job ID --once`,\n"
+    "                         tracked with squeue/sacct, cancelled with scancel, adopted again\n"
+    "                         after a restart; --workers is then ignored\n"
+    "  --slurm-url URL        the daemon's address as the nodes reach it (required)\n"
+    "  --slurm-token-file F   a worker token file readable on the nodes (required)\n"
+    "  --slurm-worker PATH    initlab on the nodes (default: this binary's path)\n"
+    "  --slurm-data-root DIR  the workers' --data-root (default: --data-root)\n"
+    "  --slurm-cache-dir DIR  the workers' --cache-dir (default: theirs)\n"
+    "  --slurm-ca-file F      the workers' --ca-file, to verify --tls-cert\n"
+    "  --slurm-log-dir DIR    Slurm's output files (default STATE/slurm)\n"
+    "  --slurm-partition P    sbatch --partition (default: Slurm's)\n"
+    "  --slurm-account A      sbatch --account\n"
+    "  --slurm-time T         sbatch --time, the time limit\n"
+    "  --slurm-mem M          sbatch --mem\n"
+    "  --slurm-gres G         sbatch --gres (GPU jobs)\n"
+    "  --slurm-cpus-per-task N  CPUs of each job; the worker runs that many threads (1)\n"
+    "  --slurm-options \"...\"  more sbatch options, split at spaces\n"
+    "  --slurm-signal S       USR1 S seconds before the time limit: the worker checkpoints and\n"
+    "                         hands the job back to the queue (default 120; 0: none)\n"
+    "  --slurm-poll S         ask Slurm every S seconds (default 5)\n"
+    "  --slurm-max-jobs N     Slurm jobs submitted and not ended at once (default 0: all)\n"
+    "  A job's priority becomes --nice=10000-priority.\n"
+    "\n"
     "Config file keys are the flag names with '_' for '-' (listen, state_dir, max_body, ...).\n"
     "SIGTERM or SIGINT stops the daemon: running jobs checkpoint and are queued again.\n"
     "Copies of one stop that arrive within half a second count once (a terminal's Ctrl-C\n"
@@ -100,6 +137,14 @@ typedef struct {
     long workers, threads_per_job, http_threads, connection_limit, per_ip_limit;
     long connection_timeout, sse_heartbeat, sse_limit, header_timeout, body_timeout;
     long long max_body;
+    /* remote workers, TLS, the executor */
+    char *worker_token_file, *tls_cert, *tls_key, *executor;
+    long lease_timeout, heartbeat;
+    long long max_upload;
+    char *slurm_url, *slurm_token_file, *slurm_worker, *slurm_data_root, *slurm_cache_dir;
+    char *slurm_ca_file, *slurm_log_dir, *slurm_partition, *slurm_account, *slurm_time;
+    char *slurm_mem, *slurm_gres, *slurm_options;
+    long slurm_cpus_per_task, slurm_signal, slurm_poll, slurm_max_jobs;
 } Settings;
 
 typedef enum { SET_STRING, SET_INT, SET_SIZE } SettingKind;
@@ -113,7 +158,7 @@ static const struct {
     {"listen", SET_STRING, offsetof(Settings, listen), 0, 0},
     {"state_dir", SET_STRING, offsetof(Settings, state_dir), 0, 0},
     {"data_root", SET_STRING, offsetof(Settings, data_root), 0, 0},
-    {"workers", SET_INT, offsetof(Settings, workers), 1, 256},
+    {"workers", SET_INT, offsetof(Settings, workers), 0, 256},
     {"threads_per_job", SET_INT, offsetof(Settings, threads_per_job), 1, 1024},
     {"token_file", SET_STRING, offsetof(Settings, token_file), 0, 0},
     {"web_dir", SET_STRING, offsetof(Settings, web_dir), 0, 0},
@@ -129,6 +174,30 @@ static const struct {
     {"sse_limit", SET_INT, offsetof(Settings, sse_limit), 1, 100000},
     {"header_timeout", SET_INT, offsetof(Settings, header_timeout), 1, 3600},
     {"body_timeout", SET_INT, offsetof(Settings, body_timeout), 1, 3600},
+    {"worker_token_file", SET_STRING, offsetof(Settings, worker_token_file), 0, 0},
+    {"tls_cert", SET_STRING, offsetof(Settings, tls_cert), 0, 0},
+    {"tls_key", SET_STRING, offsetof(Settings, tls_key), 0, 0},
+    {"executor", SET_STRING, offsetof(Settings, executor), 0, 0},
+    {"lease_timeout", SET_INT, offsetof(Settings, lease_timeout), 2, 86400},
+    {"heartbeat", SET_INT, offsetof(Settings, heartbeat), 1, 3600},
+    {"max_upload", SET_SIZE, offsetof(Settings, max_upload), 1 << 20, 1LL << 40},
+    {"slurm_url", SET_STRING, offsetof(Settings, slurm_url), 0, 0},
+    {"slurm_token_file", SET_STRING, offsetof(Settings, slurm_token_file), 0, 0},
+    {"slurm_worker", SET_STRING, offsetof(Settings, slurm_worker), 0, 0},
+    {"slurm_data_root", SET_STRING, offsetof(Settings, slurm_data_root), 0, 0},
+    {"slurm_cache_dir", SET_STRING, offsetof(Settings, slurm_cache_dir), 0, 0},
+    {"slurm_ca_file", SET_STRING, offsetof(Settings, slurm_ca_file), 0, 0},
+    {"slurm_log_dir", SET_STRING, offsetof(Settings, slurm_log_dir), 0, 0},
+    {"slurm_partition", SET_STRING, offsetof(Settings, slurm_partition), 0, 0},
+    {"slurm_account", SET_STRING, offsetof(Settings, slurm_account), 0, 0},
+    {"slurm_time", SET_STRING, offsetof(Settings, slurm_time), 0, 0},
+    {"slurm_mem", SET_STRING, offsetof(Settings, slurm_mem), 0, 0},
+    {"slurm_gres", SET_STRING, offsetof(Settings, slurm_gres), 0, 0},
+    {"slurm_options", SET_STRING, offsetof(Settings, slurm_options), 0, 0},
+    {"slurm_cpus_per_task", SET_INT, offsetof(Settings, slurm_cpus_per_task), 1, 4096},
+    {"slurm_signal", SET_INT, offsetof(Settings, slurm_signal), 0, 86400},
+    {"slurm_poll", SET_INT, offsetof(Settings, slurm_poll), 1, 3600},
+    {"slurm_max_jobs", SET_INT, offsetof(Settings, slurm_max_jobs), 0, 1000000},
 };
 #define NSETTINGS (int)(sizeof settings_table / sizeof settings_table[0])
 
@@ -136,7 +205,12 @@ static const char *const config_keys[] = {
     "listen", "state_dir", "data_root", "workers", "threads_per_job", "token_file", "web_dir",
     "cors_origin", "allowed_host", "max_body", "log_level", "http_threads", "connection_limit",
     "per_ip_limit", "connection_timeout", "sse_heartbeat", "sse_limit", "header_timeout",
-    "body_timeout", NULL};
+    "body_timeout", "worker_token_file", "tls_cert", "tls_key", "executor", "lease_timeout",
+    "heartbeat", "max_upload", "slurm_url", "slurm_token_file", "slurm_worker",
+    "slurm_data_root", "slurm_cache_dir", "slurm_ca_file", "slurm_log_dir",
+    "slurm_partition", "slurm_account", "slurm_time", "slurm_mem", "slurm_gres",
+    "slurm_options", "slurm_cpus_per_task", "slurm_signal", "slurm_poll", "slurm_max_jobs",
+    NULL};
 
 static void settings_default(Settings *s)
 {
@@ -151,6 +225,12 @@ static void settings_default(Settings *s)
     s->sse_limit = 64;
     s->header_timeout = 10;
     s->body_timeout = 30;
+    s->lease_timeout = 60;
+    s->heartbeat = 10;
+    s->max_upload = 8LL << 30;
+    s->slurm_cpus_per_task = 1;
+    s->slurm_signal = 120;
+    s->slurm_poll = 5;
 }
 
 static void settings_free(Settings *s)
@@ -201,6 +281,11 @@ static int setting_set(void *ud, const char *key, const char *value, char *err, 
             LogLevel level;
             if (strcmp(key, "log_level") == 0 && log_parse_level(value, &level) < 0) {
                 snprintf(err, errlen, "'%s' is not error, warn, info or debug", value);
+                return -1;
+            }
+            if (strcmp(key, "executor") == 0 && strcmp(value, "local") != 0 &&
+                strcmp(value, "slurm") != 0) {
+                snprintf(err, errlen, "'%s' is not local or slurm", value);
                 return -1;
             }
             char *copy = strdup(value);
@@ -312,6 +397,8 @@ typedef struct {
     char *data_root;  /* absolute or NULL */
     char *web_dir;    /* absolute or NULL */
     Auth *auth;
+    SlurmConfig slurm;     /* ctx.slurm points here with --executor slurm */
+    char *slurm_log_dir, *worker_bin; /* owned strings slurm points to */
     Metrics *metrics;
     EventHub *events;
     StaticDir *web;
@@ -536,6 +623,43 @@ static void stop_supervisor(Serve *sv)
     sv->supervisor_running = false;
 }
 
+/* Fills sv->slurm from the settings. Returns 0, or -1 after logging what is missing. */
+static int serve_slurm_config(Serve *sv)
+{
+    Settings *s = &sv->set;
+    if (!s->slurm_url || !s->slurm_token_file) {
+        log_error("serve", "--executor slurm needs --slurm-url (the daemon's address as the "
+                  "nodes reach it) and --slurm-token-file (a worker token file the nodes "
+                  "can read)");
+        return -1;
+    }
+    if (!s->worker_token_file && auth_enabled(sv->auth))
+        log_warn("serve", "--executor slurm with --token-file but no --worker-token-file: "
+                 "the workers need the admin token, which lets them do anything");
+    if (!s->slurm_worker && !(sv->worker_bin = realpath("/proc/self/exe", NULL))) {
+        log_error("serve", "the path of this binary: %s (give --slurm-worker)",
+                  strerror(errno));
+        return -1;
+    }
+    if (!s->slurm_log_dir && asprintf(&sv->slurm_log_dir, "%s/slurm", sv->state_dir) < 0) {
+        sv->slurm_log_dir = NULL;
+        log_error("serve", "out of memory");
+        return -1;
+    }
+    sv->slurm = (SlurmConfig){
+        .server_url = s->slurm_url, .token_file = s->slurm_token_file,
+        .worker_bin = s->slurm_worker ? s->slurm_worker : sv->worker_bin,
+        .data_root = s->slurm_data_root ? s->slurm_data_root : sv->data_root,
+        .cache_dir = s->slurm_cache_dir, .ca_file = s->slurm_ca_file,
+        .log_dir = s->slurm_log_dir ? s->slurm_log_dir : sv->slurm_log_dir,
+        .partition = s->slurm_partition, .account = s->slurm_account,
+        .time_limit = s->slurm_time, .mem = s->slurm_mem, .gres = s->slurm_gres,
+        .extra_options = s->slurm_options, .cpus_per_task = (int)s->slurm_cpus_per_task,
+        .signal_seconds = (int)s->slurm_signal, .poll_seconds = (double)s->slurm_poll,
+        .max_submitted = (int)s->slurm_max_jobs};
+    return 0;
+}
+
 /* Builds everything the HTTP side needs around ctx. Returns 0, or -1 after logging. */
 static int serve_build_api(Serve *sv)
 {
@@ -545,7 +669,9 @@ static int serve_build_api(Serve *sv)
     server_config_default(&defaults);
     if (!(sv->auth = auth_create(s->token_file, s->cors_origin, err, sizeof err)) ||
         auth_set_hosts(sv->auth, s->listen ? s->listen : defaults.listen, s->allowed_host,
-                       err, sizeof err) < 0) {
+                       err, sizeof err) < 0 ||
+        (s->worker_token_file &&
+         auth_set_worker_token(sv->auth, s->worker_token_file, err, sizeof err) < 0)) {
         log_error("serve", "%s", err);
         return -1;
     }
@@ -586,6 +712,18 @@ static int serve_build_api(Serve *sv)
     c->events = sv->events;
     c->metrics = sv->metrics;
     c->web = sv->web;
+    c->lease_seconds = (double)s->lease_timeout;
+    c->heartbeat_seconds = (double)s->heartbeat;
+    if (s->heartbeat * 2 > s->lease_timeout) {
+        log_error("serve", "--heartbeat %ld must be at most half of --lease-timeout %ld",
+                  s->heartbeat, s->lease_timeout);
+        return -1;
+    }
+    if (s->executor && strcmp(s->executor, "slurm") == 0) {
+        if (serve_slurm_config(sv) < 0)
+            return -1;
+        c->slurm = &sv->slurm;
+    }
     if (api_metrics_register(c) < 0 || api_routes_register(sv->router) < 0) {
         log_error("serve", "could not register the routes");
         return -1;
@@ -610,6 +748,8 @@ static void serve_free(Serve *sv)
     free(sv->db_path);
     free(sv->data_root);
     free(sv->web_dir);
+    free(sv->slurm_log_dir);
+    free(sv->worker_bin);
     settings_free(&sv->set);
     pthread_cond_destroy(&sv->wake);
     pthread_mutex_destroy(&sv->lock);
@@ -689,6 +829,16 @@ static int cmd_serve(int argc, char **argv)
     scfg.timeout_s = (unsigned)s->connection_timeout;
     scfg.header_timeout_s = (unsigned)s->header_timeout;
     scfg.body_timeout_s = (unsigned)s->body_timeout;
+    scfg.max_upload = (size_t)s->max_upload;
+    scfg.tls_cert_file = s->tls_cert;
+    scfg.tls_key_file = s->tls_key;
+    char uploads[PATH_MAX];
+    snprintf(uploads, sizeof uploads, "%s/uploads", sv->state_dir);
+    if (make_dirs(uploads) < 0) {
+        log_error("serve", "%s: %s", uploads, strerror(errno));
+        goto done;
+    }
+    scfg.upload_dir = uploads;
     char err[512];
     if (!(sv->server = server_start(&scfg, &sv->ctx, sv->router, err, sizeof err))) {
         log_error("serve", "%s", err);
@@ -706,7 +856,7 @@ static int cmd_serve(int argc, char **argv)
     log_info("serve", "initlab %s: state %s, web %s, %d worker(s) x %d thread(s), token %s",
              INITLAB_VERSION, sv->state_dir, sv->web_dir ? sv->web_dir : "(none)",
              sv->ctx.workers, sv->ctx.threads_per_job, auth_enabled(sv->auth) ? "on" : "off");
-    log_info("serve", "listening on http://%s/", addr);
+    log_info("serve", "listening on %s://%s/", s->tls_cert ? "https" : "http", addr);
     if (start_supervisor(sv) < 0) {
         log_error("serve", "could not start the supervisor thread");
         goto done;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "jobs/report.h"
 #include "jobs/run.h"
@@ -46,6 +47,9 @@ struct JobQueue {
     int64_t *scan_queue;   /* dataset ids waiting for the scanner */
     int n_scan, cap_scan;
     Store *stats_store;    /* jobs_stats' connection, used under lock */
+    LeaseBook *leases;     /* remote workers (thread-safe itself) */
+    SlurmExecutor *slurm;  /* NULL: local executor (thread-safe itself) */
+    char host[256];        /* this machine's name, recorded with local attempts */
 };
 
 static double now(void)
@@ -181,7 +185,9 @@ static void *worker_main(void *arg)
         if (stop)
             break;
         StoreJob job;
-        int rc = store_job_claim(s, &job);
+        char name[32];
+        snprintf(name, sizeof name, "local %d", w->index);
+        int rc = store_job_claim_where(s, q->host, name, &job);
         if (rc == STORE_OK || rc == STORE_NOT_FOUND) {
             claim_err[0] = '\0';
         } else if (strncmp(claim_err, store_errmsg(s), sizeof claim_err - 1) != 0) {
@@ -261,6 +267,32 @@ static void *scanner_main(void *arg)
     return NULL;
 }
 
+/* ---- remote workers and the Slurm executor ---------------------------------------- */
+
+/* A job changed status through a lease (leased, ended, expired) or the Slurm executor:
+ * the event, and a wake-up for the workers (it may be queued again). */
+static void lease_changed(void *user, Store *s, int64_t id)
+{
+    JobQueue *q = user;
+    publish_job(q, s, id, NULL);
+    jobs_notify(q);
+}
+
+static void slurm_changed(void *user, Store *s, int64_t id)
+{
+    lease_changed(user, s, id);
+}
+
+LeaseBook *jobs_lease(JobQueue *q)
+{
+    return q->leases;
+}
+
+SlurmExecutor *jobs_slurm(JobQueue *q)
+{
+    return q->slurm;
+}
+
 /* ---- public ---------------------------------------------------------------------- */
 
 /* Queues for the scanner the datasets a previous process left scanning, so the jobs
@@ -294,8 +326,10 @@ JobQueue *jobs_create(const JobQueueConfig *cfg, char *err, size_t errlen)
     q->cfg = *cfg;
     q->db_path = strdup(cfg->db_path);
     q->state_dir = strdup(cfg->state_dir);
-    q->n_workers = cfg->workers < 1 ? 1 : cfg->workers;
-    q->workers = calloc((size_t)q->n_workers, sizeof *q->workers);
+    q->n_workers = cfg->slurm || cfg->workers < 0 ? 0 : cfg->workers;
+    q->workers = calloc((size_t)q->n_workers + 1, sizeof *q->workers);
+    if (gethostname(q->host, sizeof q->host - 1) < 0)
+        snprintf(q->host, sizeof q->host, "localhost");
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->wake, NULL);
     if (!q->db_path || !q->state_dir || !q->workers) {
@@ -321,6 +355,21 @@ JobQueue *jobs_create(const JobQueueConfig *cfg, char *err, size_t errlen)
         jobs_free(q);
         return NULL;
     }
+    LeaseConfig lc = {.db_path = q->db_path, .state_dir = q->state_dir,
+                      .data_root = cfg->data_root,
+                      .lease_seconds = cfg->lease_seconds > 0 ? cfg->lease_seconds : 60,
+                      .changed = lease_changed, .user = q};
+    lc.heartbeat_seconds = cfg->heartbeat_seconds > 0 ? cfg->heartbeat_seconds
+                                                      : lc.lease_seconds / 6;
+    if (!(q->leases = lease_book_create(&lc, err, errlen))) {
+        jobs_free(q);
+        return NULL;
+    }
+    if (cfg->slurm &&
+        !(q->slurm = slurm_create(cfg->slurm, q->db_path, slurm_changed, q, err, errlen))) {
+        jobs_free(q);
+        return NULL;
+    }
     for (int i = 0; i < q->n_workers; i++) {
         Worker *w = &q->workers[i];
         w->q = q;
@@ -339,8 +388,14 @@ JobQueue *jobs_create(const JobQueueConfig *cfg, char *err, size_t errlen)
         return NULL;
     }
     q->scanner_started = true;
-    log_info("jobs", "%d worker(s), %d compute thread(s) each", q->n_workers,
-             cfg->threads_per_job);
+    if (q->slurm)
+        log_info("jobs", "Slurm executor: every queued job is submitted with sbatch");
+    else if (q->n_workers)
+        log_info("jobs", "%d worker(s), %d compute thread(s) each", q->n_workers,
+                 cfg->threads_per_job);
+    else
+        log_info("jobs", "no local workers: jobs run on remote workers only "
+                 "(initlab worker)");
     return q;
 }
 
@@ -360,11 +415,20 @@ int jobs_cancel(JobQueue *q, int64_t id)
             pthread_mutex_unlock(&q->lock);
             return 0;
         }
-    /* Not running: cancel it in the store if it is still queued (a worker claiming it at
-     * this moment loses the race cleanly: the status move is conditional). */
+    /* Not running here: cancel it in the store if it is still queued (a worker claiming it
+     * at this moment loses the race cleanly: the status move is conditional), or ask the
+     * remote attempt running it to stop (its next heartbeat hears it). */
+    StoreJob job;
+    bool have = store_job_get(q->stats_store, id, &job) == STORE_OK;
     int rc = store_job_set_status(q->stats_store, id, STORE_JOB_BIT(STORE_JOB_QUEUED),
                                   STORE_JOB_CANCELLED, "cancelled before it started");
+    if (rc != STORE_OK)
+        rc = store_job_request_stop(q->stats_store, id);
     pthread_mutex_unlock(&q->lock);
+    if (rc == STORE_OK && have && job.slurm_job_id[0] && q->slurm)
+        slurm_cancel(q->slurm, id, job.slurm_job_id);
+    if (have)
+        store_job_deinit(&job);
     return rc == STORE_OK ? 0 : -1;
 }
 
@@ -386,6 +450,8 @@ void jobs_phase(JobQueue *q, int64_t id, char *buf, size_t size)
         if (q->workers[i].job_id == id)
             snprintf(buf, size, "%s", q->workers[i].phase);
     pthread_mutex_unlock(&q->lock);
+    if (!buf[0] && q->leases)
+        lease_phase(q->leases, id, buf, size);
 }
 
 int jobs_scan(JobQueue *q, int64_t dataset_id)
@@ -417,6 +483,8 @@ int jobs_stats(JobQueue *q, JobQueueStats *out)
     for (int i = 0; i < q->n_workers; i++)
         out->workers_busy += q->workers[i].job_id != 0;
     pthread_mutex_unlock(&q->lock);
+    if (q->leases)
+        lease_workers_count(q->leases, &out->remote_workers);
     if (rc != STORE_OK)
         return -1;
     out->queued = counts[STORE_JOB_QUEUED];
@@ -456,6 +524,10 @@ void jobs_shutdown(JobQueue *q)
             pthread_join(q->workers[i].thread, NULL);
     if (q->scanner_started)
         pthread_join(q->scanner, NULL);
+    slurm_free(q->slurm);
+    q->slurm = NULL;
+    lease_book_free(q->leases);
+    q->leases = NULL;
     for (int i = 0; i < q->n_workers; i++)
         q->workers[i].started = false;
     q->scanner_started = false;

@@ -30,6 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jobs/lease.h"
+#include "jobs/slurm.h"
 #include "train/trainer.h"
 
 typedef struct JobQueue JobQueue;
@@ -47,19 +49,30 @@ typedef struct {
 typedef struct {
     const char *db_path;     /* the SQLite database */
     const char *state_dir;   /* checkpoints and caches */
-    int workers;             /* >= 1 */
+    const char *data_root;   /* datasets lie under it (remote workers get paths relative to
+                                it); NULL: none configured */
+    int workers;             /* >= 0: the daemon's own worker threads (0: remote workers
+                                only, a pure coordinator) */
     int threads_per_job;     /* >= 1: compute threads of every job the daemon runs */
+    double lease_seconds;    /* remote workers' leases (jobs/lease.h); <= 0: 60 */
+    double heartbeat_seconds;/* their heartbeat interval; <= 0: lease_seconds / 6 */
+    const SlurmConfig *slurm;/* non-NULL: the Slurm executor submits every queued job
+                                (jobs/slurm.h); the own workers are then not started */
     JobEvents events;
 } JobQueueConfig;
 
-/* Queues again the jobs left running by a previous process, then starts the workers and
- * the scanner. Returns NULL with a message in err when the database cannot be opened or a
+/* Queues again the jobs left running by a previous process's own workers (jobs running
+ * under a remote worker's lease go on), then starts the workers, the scanner, the lease
+ * reaper and, when configured, the Slurm executor (which adopts the Slurm jobs of a
+ * previous process). Returns NULL with a message in err when the database cannot be opened or a
  * thread cannot start. */
 JobQueue *jobs_create(const JobQueueConfig *cfg, char *err, size_t errlen);
 /* Wakes an idle worker: a job was queued. Thread-safe; can't fail. */
 void jobs_notify(JobQueue *q);
-/* Cancels job id: 0 when it was queued (now cancelled) or running (it will stop within a
- * step and be marked cancelled); -1 when it is not queued or running. Thread-safe. */
+/* Cancels job id: 0 when it was queued (now cancelled; its Slurm job, if any, is
+ * cancelled with scancel) or running (it will stop within a step and be marked cancelled:
+ * a local worker at once, a remote one at its next heartbeat); -1 when it is not queued
+ * or running. Thread-safe. */
 int jobs_cancel(JobQueue *q, int64_t id);
 /* True while job id is being trained by a worker. */
 bool jobs_is_running(JobQueue *q, int64_t id);
@@ -69,6 +82,7 @@ int jobs_scan(JobQueue *q, int64_t dataset_id);
 
 typedef struct {
     int queued, running, workers, workers_busy;
+    int remote_workers;      /* remote workers heard from lately (jobs/lease.h) */
 } JobQueueStats;
 
 /* Queue depth and worker occupancy (queued counts come from the store). Returns 0 or -1. */
@@ -77,8 +91,13 @@ int jobs_stats(JobQueue *q, JobQueueStats *out);
  * for more than a few minutes. */
 bool jobs_alive(JobQueue *q);
 /* The live phase of running job id ("train", "cache", ...) copied to buf, or "" when it
- * is not running. */
+ * is not running (a remote worker's as its last heartbeat said). */
 void jobs_phase(JobQueue *q, int64_t id, char *buf, size_t size);
+/* The lease book of remote workers. Never NULL for a created queue. */
+LeaseBook *jobs_lease(JobQueue *q);
+/* The Slurm executor, or NULL when the daemon runs its jobs itself. */
+SlurmExecutor *jobs_slurm(JobQueue *q);
+
 /* Stops every worker: running jobs checkpoint at their next step and are queued again.
  * Blocks until the threads have exited. Idempotent. */
 void jobs_shutdown(JobQueue *q);

@@ -90,6 +90,16 @@ void report_train_epoch_to_store(const TrainEpoch *e, StoreEpoch *row)
                         .images_per_sec = e->images_per_sec};
 }
 
+void report_train_progress_to_store(const TrainProgress *p, StoreJobProgress *row)
+{
+    *row = (StoreJobProgress){.epoch = p->epoch, .step = p->step,
+                              .steps_per_epoch = p->steps_per_epoch,
+                              .images_per_sec = p->images_per_sec > 0 ? p->images_per_sec : NAN,
+                              .eta_seconds = p->eta_seconds,
+                              .best_val_acc = p->best_val_acc >= 0 ? p->best_val_acc : NAN,
+                              .best_epoch = p->best_epoch};
+}
+
 void report_probe_to_store(const ProbeRow *p, StoreLayerStat *s)
 {
     memset(s, 0, sizeof *s);
@@ -128,6 +138,8 @@ json_t *report_time(double t)
     return t > 0 ? json_real(t) : json_null();
 }
 
+static json_t *report_job_core(const StoreJob *j, const char *phase);
+
 static json_t *nullable_id(int64_t id)
 {
     return id ? json_integer(id) : json_null();
@@ -143,7 +155,28 @@ static json_t *waiting_for(const StoreJob *j)
     return json_string(text);
 }
 
+/* Where job j runs or ran: {"host", "worker", "slurm_job_id", "lease_expires_at"}, each
+ * null when unknown. */
+static json_t *where_json(const StoreJob *j)
+{
+    return json_pack("{s:o, s:o, s:o, s:o}", "host",
+                     j->host[0] ? json_string(j->host) : json_null(), "worker",
+                     j->worker[0] ? json_string(j->worker) : json_null(), "slurm_job_id",
+                     j->slurm_job_id[0] ? json_string(j->slurm_job_id) : json_null(),
+                     "lease_expires_at", report_time(j->lease_expires_at));
+}
+
 json_t *report_job(const StoreJob *j, const char *phase)
+{
+    json_t *o = report_job_core(j, phase);
+    if (o && json_object_set_new(o, "where", where_json(j)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *report_job_core(const StoreJob *j, const char *phase)
 {
     const StoreJobProgress *p = &j->progress;
     json_t *config = j->config_json ? json_loads(j->config_json, 0, NULL) : NULL;

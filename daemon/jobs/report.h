@@ -25,6 +25,9 @@
 #include "train/probe.h"
 #include "train/trainer.h"
 
+/* The store row of the progress the trainer reports (NAN for the values not known yet). Can't
+ * fail. */
+void report_train_progress_to_store(const TrainProgress *p, StoreJobProgress *row);
 /* A number, or null when x is NaN or infinite. */
 json_t *report_number(double x);
 json_t *report_layer_stat(const StoreLayerStat *s, bool histogram);
@@ -39,7 +42,9 @@ void report_train_epoch_to_store(const TrainEpoch *e, StoreEpoch *row);
 json_t *report_time(double t);
 /* A job as the API shows it: id, grid_id, status, priority, dataset, model, initializer,
  * seed, epochs, created_at, started_at, finished_at, error, attempts, progress {...},
- * config {...}. phase (may be NULL) is the live phase of a running job. */
+ * config {...}, where {host, worker, slurm_job_id, lease_expires_at} (where the current
+ * or last attempt runs; null members when unknown). phase (may be NULL) is the live phase
+ * of a running job. */
 json_t *report_job(const StoreJob *j, const char *phase);
 /* A dataset: id, name, path, split {train, val, test}, seed, status, error, classes [...],
  * n_files, n_split {train, val, test}, n_skipped, created_at. */

@@ -63,12 +63,8 @@ static void on_progress(void *user, const TrainProgress *p)
     if (!phase_change && t - c->last_store_write < STORE_PROGRESS_SECONDS)
         return;
     c->last_store_write = t;
-    StoreJobProgress sp = {.epoch = p->epoch, .step = p->step,
-                           .steps_per_epoch = p->steps_per_epoch,
-                           .images_per_sec = p->images_per_sec > 0 ? p->images_per_sec : NAN,
-                           .eta_seconds = p->eta_seconds,
-                           .best_val_acc = p->best_val_acc >= 0 ? p->best_val_acc : NAN,
-                           .best_epoch = p->best_epoch};
+    StoreJobProgress sp;
+    report_train_progress_to_store(p, &sp);
     if (store_job_set_progress(c->store, c->job->id, &sp) != STORE_OK && !c->unavailable) {
         log_warn("jobs", "job %lld: progress not stored: %s", (long long)c->job->id,
                  store_errmsg(c->store));
@@ -205,19 +201,28 @@ static char *per_class_json(const double *pc, int K)
     return text;
 }
 
+int job_results_row(int64_t job_id, const TrainResults *r, StoreResult *out)
+{
+    *out = (StoreResult){.job_id = job_id, .epoch = r->epoch, .accuracy = r->accuracy,
+                         .precision_macro = r->precision_macro,
+                         .recall_macro = r->recall_macro, .f1_macro = r->f1_macro,
+                         .loss = r->loss,
+                         .confusion_json = matrix_json(r->confusion, r->classes, r->classes),
+                         .per_class_json = per_class_json(r->per_class, r->classes)};
+    if (out->confusion_json && out->per_class_json)
+        return 0;
+    store_result_deinit(out);
+    return -1;
+}
+
 static int on_results(void *user, const TrainResults *r)
 {
     Ctx *c = user;
-    StoreResult res = {.job_id = c->job->id, .epoch = r->epoch, .accuracy = r->accuracy,
-                       .precision_macro = r->precision_macro,
-                       .recall_macro = r->recall_macro, .f1_macro = r->f1_macro,
-                       .loss = r->loss,
-                       .confusion_json = matrix_json(r->confusion, r->classes, r->classes),
-                       .per_class_json = per_class_json(r->per_class, r->classes)};
-    int rc = res.confusion_json && res.per_class_json &&
-                     store_result_put(c->store, &res) == STORE_OK ? 0 : -1;
-    free(res.confusion_json);
-    free(res.per_class_json);
+    StoreResult res;
+    if (job_results_row(c->job->id, r, &res) < 0)
+        return -1;
+    int rc = store_result_put(c->store, &res) == STORE_OK ? 0 : -1;
+    store_result_deinit(&res);
     return rc;
 }
 

@@ -49,6 +49,11 @@ typedef struct {
 TrainOutcome job_execute(Store *s, const StoreJob *job, const char *state_dir, int threads,
                          const JobHooks *hooks, char *err, size_t errlen);
 
+/* The store row of the test results r of job job_id (its confusion matrix and per-class
+ * figures as JSON texts, as every run stores them). Returns 0, or -1 when out of memory;
+ * release *out with store_result_deinit. */
+int job_results_row(int64_t job_id, const TrainResults *r, StoreResult *out);
+
 /* The directory holding job id's checkpoints, written to buf. */
 void job_checkpoint_dir(const char *state_dir, int64_t id, char *buf, size_t size);
 /* The folder checkpoints are set aside in, written to buf. */

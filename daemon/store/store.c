@@ -90,19 +90,38 @@ int store_exec(Store *s, const char *sql, const char *what)
 
 int store_begin(Store *s)
 {
-    return store_exec(s, "BEGIN IMMEDIATE", "starting a transaction");
+    int rc = store_exec(s, s->tx_depth ? "SAVEPOINT nested" : "BEGIN IMMEDIATE",
+                        "starting a transaction");
+    if (rc == STORE_OK)
+        s->tx_depth++;
+    return rc;
 }
 
 int store_commit(Store *s)
 {
+    if (s->tx_depth > 1) {
+        int rc = store_exec(s, "RELEASE nested", "committing");
+        if (rc != STORE_OK)
+            store_rollback(s);
+        else
+            s->tx_depth--;
+        return rc;
+    }
     int rc = store_exec(s, "COMMIT", "committing");
     if (rc != STORE_OK)
         store_rollback(s);
+    s->tx_depth = 0;
     return rc;
 }
 
 void store_rollback(Store *s)
 {
+    if (s->tx_depth > 1) {
+        sqlite3_exec(s->db, "ROLLBACK TO nested; RELEASE nested", NULL, NULL, NULL);
+        s->tx_depth--;
+        return;
+    }
+    s->tx_depth = 0;
     if (!sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }

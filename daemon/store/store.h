@@ -68,6 +68,7 @@ typedef enum {
 #define STORE_PATH_MAX 4096  /* bytes, with the NUL */
 #define STORE_HIST_BINS 64
 #define STORE_UID_LEN 32     /* hex digits of a job or attempt uid (128 random bits) */
+#define STORE_SLURM_ID_MAX 32 /* bytes of a Slurm job id ("4242", "4242_7"), with the NUL */
 
 typedef struct Store Store;
 
@@ -280,6 +281,12 @@ typedef struct {
     char attempt_uid[STORE_UID_LEN + 1]; /* random, new at every start; "" before the first */
     bool pre_identity;       /* created before jobs had uids (migration 004): may adopt a
                                 checkpoint written without identity (train/checkpoint.h) */
+    double lease_expires_at; /* a remote attempt's lease end (unix s); 0: none (a local
+                                attempt, or not running) */
+    char host[STORE_NAME_MAX];   /* where the current or last attempt runs; "" before */
+    char worker[STORE_NAME_MAX]; /* which worker: "local 0", "slurm 4242", "host:pid" */
+    char slurm_job_id[STORE_SLURM_ID_MAX]; /* the Slurm job submitted for it; "" none */
+    bool stop_requested;     /* a user cancelled it while a remote attempt ran it */
 } StoreJob;
 
 typedef struct {
@@ -350,9 +357,11 @@ int store_job_claim(Store *s, StoreJob *out);
  * the database cannot know about, e.g. those that named checkpoint folders before the
  * database was lost or restored from an older backup. STORE_INVALID for above < 0. */
 int store_job_reserve_ids(Store *s, int64_t above);
-/* Queues again every job left running (call once at start-up, before workers start);
- * their progress and checkpoints stay so that they resume. *count (may be NULL) receives
- * how many there were. */
+/* Queues again every job left running by this daemon's own workers (call once at
+ * start-up, before workers start): those without a lease. Jobs running under a remote
+ * worker's lease go on there (a lease that ends queues them: store_lease_expire). Their
+ * progress and checkpoints stay so that they resume. *count (may be NULL) receives how
+ * many there were. */
 int store_job_requeue_running(Store *s, int *count);
 /* Deletes job id's epoch rows and layer statistics after epoch `epoch` (epoch > given).
  * A job resuming from the checkpoint of epoch E calls this with E, so rows written after
@@ -363,6 +372,65 @@ int store_job_discard_after(Store *s, int64_t id, int epoch);
 int store_job_counts(Store *s, int counts[STORE_JOB_STATUS_COUNT]);
 void store_job_deinit(StoreJob *j);                  /* accepts NULL; can't fail */
 void store_jobs_free(StoreJob *rows, int n);
+
+/* store_job_claim, recording where the attempt runs: host and worker (NULL: unknown,
+ * each < STORE_NAME_MAX bytes). A claimed job has no lease (it runs in this process). */
+int store_job_claim_where(Store *s, const char *host, const char *worker, StoreJob *out);
+
+/* ---- Leases: attempts run by remote workers (jobs/lease.h) -------------------------- */
+
+typedef struct {
+    int64_t job_id;            /* 0: the next queued job, as store_job_claim, among those
+                                  not submitted to Slurm (they wait for their own job) */
+    const char *host, *worker; /* where the attempt runs; < STORE_NAME_MAX bytes each */
+    const char *slurm_job_id;  /* the Slurm job asking, NULL or "" when none */
+    double ttl;                /* seconds the lease lasts without a heartbeat, > 0 */
+} StoreLeaseRequest;
+
+/* Starts a remote attempt: the job moves to running as store_job_claim moves it (attempts
+ * + 1, a new attempt uid) with a lease ending ttl seconds from now, its host, worker and
+ * (when given) Slurm job id recorded. With r->job_id, that job: it must be queued, or
+ * running under a lease held by the same Slurm job (Slurm started that job again after a
+ * node or controller failure: the earlier attempt is superseded and its writes are
+ * refused from now on); the Slurm job id is then recorded with the job (a pull worker's,
+ * leasing any job, is not: it only names the worker). STORE_NOT_FOUND when no job can start (or no such job);
+ * STORE_CONFLICT with the reason when job r->job_id cannot (running elsewhere, done...).
+ * Fills *out (store_job_deinit). */
+int store_lease_claim(Store *s, const StoreLeaseRequest *r, StoreJob *out);
+/* Renews the lease of attempt attempt_uid of job id for ttl more seconds and, when p is
+ * not NULL, stores its progress; *stop (may be NULL) tells whether a user cancelled the
+ * job meanwhile. STORE_CONFLICT when the attempt is no longer the job's current running
+ * one (the message says what happened); STORE_NOT_FOUND for no such job. */
+int store_lease_renew(Store *s, int64_t id, const char *attempt_uid, double ttl,
+                      const StoreJobProgress *p, bool *stop);
+/* Queues again every running job whose lease ended before `now` (unix seconds); its
+ * attempt is thereby superseded. The ids go to *ids (heap, free(); may be NULL), their
+ * count to *n. */
+int store_lease_expire(Store *s, double now, int64_t **ids, int *n);
+/* Asks the remote attempt running job id to stop and end the job as cancelled (its next
+ * heartbeat hears it). STORE_CONFLICT when the job is not running under a lease. */
+int store_job_request_stop(Store *s, int64_t id);
+
+/* Begins a transaction in which every write concerns job id on behalf of attempt
+ * attempt_uid, and checks first that it is the job's current attempt and the job is
+ * running: STORE_CONFLICT otherwise (nothing begun; the message names the current
+ * attempt or the job's status). Between this and store_attempt_end, the usual write
+ * functions (store_epoch_put, store_stats_put, ...) run inside that transaction, so no
+ * other attempt can start between the check and the writes. */
+int store_attempt_begin(Store *s, int64_t id, const char *attempt_uid);
+/* Ends store_attempt_begin's transaction: commits when rc is STORE_OK, rolls back
+ * otherwise. Returns rc, or the commit's error. */
+int store_attempt_end(Store *s, int rc);
+
+/* Records the Slurm job submitted for queued job id (slurm_job_id non-empty, only while
+ * the job is queued and has none: STORE_CONFLICT otherwise), or forgets it (NULL: any
+ * status). */
+int store_job_set_slurm(Store *s, int64_t id, const char *slurm_job_id);
+/* Every queued or running job with a Slurm job id, by id. Release with store_jobs_free. */
+int store_job_list_slurm(Store *s, StoreJob **rows, int *n);
+/* Every queued job without a Slurm job id whose dataset is not being scanned, highest
+ * priority first then oldest, at most limit of them. Release with store_jobs_free. */
+int store_job_list_unsubmitted(Store *s, int limit, StoreJob **rows, int *n);
 
 typedef struct {
     const char *idem_key;         /* NULL or "": no idempotency; else < STORE_NAME_MAX bytes */

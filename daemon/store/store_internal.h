@@ -17,6 +17,8 @@ struct Store {
     int schema;           /* schema version after opening (store_open_version may stop early) */
     StorePin *pin;        /* the file this connection opened (store.c); NULL in memory */
     char fence[1024];     /* why the last commit was refused ("" when none was) */
+    int tx_depth;         /* store_begin nesting: 0 outside, 1 in BEGIN IMMEDIATE, more in
+                             savepoints (store_attempt_begin wraps other writes) */
 };
 
 /* Sets s's error message (printf-style) and returns code. */
@@ -32,7 +34,10 @@ int store_step_done(Store *s, sqlite3_stmt *st, const char *what);
 /* Runs SQL without parameters or results. STORE_OK or store_db_fail's code. */
 int store_exec(Store *s, const char *sql, const char *what);
 /* BEGIN IMMEDIATE (takes the write lock now, waiting up to the busy timeout), COMMIT,
- * ROLLBACK. Rollback ignores errors: it runs on paths that already failed. */
+ * ROLLBACK. Rollback ignores errors: it runs on paths that already failed. They nest:
+ * inside an open store_begin, another is a SAVEPOINT, its commit a RELEASE and its
+ * rollback undoes only its own part, so that a write function may run inside
+ * store_attempt_begin's transaction unchanged. */
 int store_begin(Store *s);
 int store_commit(Store *s);
 void store_rollback(Store *s);

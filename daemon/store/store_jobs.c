@@ -17,18 +17,21 @@
 #define DATASET_SCANNING                                                                   \
     "EXISTS (SELECT 1 FROM datasets d WHERE d.name = jobs.dataset AND d.status = 'scanning')"
 
+/* A queued job submitted to Slurm waits for its own Slurm job (jobs/slurm.h). */
 const char store_sql_job_claim[] =
     "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, ?1),"
-    " finished_at = NULL, error = NULL, attempts = attempts + 1, attempt_uid = ?2"
+    " finished_at = NULL, error = NULL, attempts = attempts + 1, attempt_uid = ?2,"
+    " lease_expires_at = NULL, host = ?3, worker = ?4, stop_request = NULL"
     " WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND NOT " DATASET_SCANNING
-    "             ORDER BY priority DESC, id LIMIT 1)"
+    "             AND slurm_job_id IS NULL ORDER BY priority DESC, id LIMIT 1)"
     " RETURNING id";
 
 #define JOB_COLUMNS                                                                        \
     "id, grid_id, status, priority, config, dataset, model, initializer, seed, epochs,"    \
     " created_at, started_at, finished_at, error, attempts, epoch, step, steps_per_epoch," \
     " images_per_sec, eta_seconds, best_val_acc, best_epoch, " DATASET_SCANNING ","       \
-    " uid, attempt_uid, pre_identity"
+    " uid, attempt_uid, pre_identity, lease_expires_at, host, worker, slurm_job_id,"     \
+    " stop_request IS NOT NULL"
 
 /* Runs the statements sql[0..n) in one transaction, each with ?1 = a and, where it has a
  * ?2, ?2 = b; what names the work in an error. Returns STORE_OK or the first error (all
@@ -88,6 +91,11 @@ static int read_job(Store *s, sqlite3_stmt *st, void *row)
     store_col_copy(st, 23, j->uid, sizeof j->uid);
     store_col_copy(st, 24, j->attempt_uid, sizeof j->attempt_uid);
     j->pre_identity = sqlite3_column_int(st, 25) != 0;
+    j->lease_expires_at = store_col_time(st, 26);
+    store_col_copy(st, 27, j->host, sizeof j->host);
+    store_col_copy(st, 28, j->worker, sizeof j->worker);
+    store_col_copy(st, 29, j->slurm_job_id, sizeof j->slurm_job_id);
+    j->stop_requested = sqlite3_column_int(st, 30) != 0;
     if (store_col_dup(s, st, 4, &j->config_json) != STORE_OK ||
         store_col_dup(s, st, 13, &j->error) != STORE_OK) {
         store_job_deinit(j);
@@ -413,7 +421,13 @@ static int set_status(Store *s, int64_t id, unsigned from_mask, const char *atte
              " finished_at = CASE WHEN ?1 IN ('done', 'failed', 'cancelled') THEN ?2 END,"
              " error = CASE WHEN ?1 IN ('done', 'failed', 'cancelled') THEN ?3 END,"
              " attempts = attempts + (?1 = 'running'),"
-             " attempt_uid = CASE WHEN ?1 = 'running' THEN ?6 ELSE attempt_uid END"
+             " attempt_uid = CASE WHEN ?1 = 'running' THEN ?6 ELSE attempt_uid END,"
+             " lease_expires_at = CASE WHEN ?1 = 'running' THEN NULL ELSE lease_expires_at"
+             "                    END,"
+             " stop_request = CASE WHEN ?1 IN ('running', 'queued') THEN NULL"
+             "                ELSE stop_request END,"
+             " slurm_job_id = CASE WHEN ?1 IN ('done', 'failed', 'cancelled') THEN NULL"
+             "                ELSE slurm_job_id END"
              " WHERE id = ?4 AND (?5 = 0 OR (?5 & " STATUS_BIT_SQL ") != 0)"
              " AND (?7 IS NULL OR attempt_uid IS ?7)",
              &st)))
@@ -516,13 +530,22 @@ fail:
 
 int store_job_claim(Store *s, StoreJob *out)
 {
+    return store_job_claim_where(s, NULL, NULL, out);
+}
+
+int store_job_claim_where(Store *s, const char *host, const char *worker, StoreJob *out)
+{
     char attempt[STORE_UID_LEN + 1];
     sqlite3_stmt *st;
     int rc;
-    if ((rc = store_random_uid(s, attempt)) || (rc = store_prepare(s, store_sql_job_claim, &st)))
+    if ((rc = store_check_text(s, "host", host, STORE_NAME_MAX, 0)) ||
+        (rc = store_check_text(s, "worker", worker, STORE_NAME_MAX, 0)) ||
+        (rc = store_random_uid(s, attempt)) || (rc = store_prepare(s, store_sql_job_claim, &st)))
         return rc;
     sqlite3_bind_double(st, 1, store_now());
     sqlite3_bind_text(st, 2, attempt, -1, SQLITE_STATIC);
+    store_bind_text(st, 3, host);
+    store_bind_text(st, 4, worker);
     int64_t id = 0;
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
@@ -557,7 +580,8 @@ int store_job_requeue_running(Store *s, int *count)
     if (count)
         *count = 0;
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "UPDATE jobs SET status = 'queued' WHERE status = 'running'", &st);
+    int rc = store_prepare(s, "UPDATE jobs SET status = 'queued', stop_request = NULL"
+                              " WHERE status = 'running' AND lease_expires_at IS NULL", &st);
     if (rc)
         return rc;
     rc = store_step_done(s, st, "queueing interrupted jobs");
@@ -756,4 +780,265 @@ fail:
     store_submit_result_deinit(res);
     res->grid_id = 0;
     return rc;
+}
+
+/* ---- Leases: attempts run by remote workers -------------------------------------------- */
+
+/* Lists the jobs selected by sql (no parameters but ?1 = limit when it has one). */
+static int list_jobs(Store *s, const char *sql, int limit, StoreJob **rows, int *n)
+{
+    *rows = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, sql, &st);
+    if (rc)
+        return rc;
+    if (sqlite3_bind_parameter_count(st) >= 1)
+        sqlite3_bind_int(st, 1, limit);
+    void *arr;
+    rc = store_collect_rows(s, st, sizeof **rows, 8, read_job, free_jobs, "listing jobs", &arr,
+                            n);
+    *rows = arr;
+    return rc;
+}
+
+/* Why job id cannot start a new attempt for r, as a STORE_CONFLICT (or NOT_FOUND). */
+static int lease_refused(Store *s, int64_t id)
+{
+    StoreJob now;
+    int rc = store_job_get(s, id, &now);
+    if (rc)
+        return rc;
+    if (now.status == STORE_JOB_RUNNING)
+        rc = store_fail(s, STORE_CONFLICT, "job %lld is running (attempt %d%s%s%s)",
+                        (long long)id, now.attempts, now.worker[0] ? ", worker " : "",
+                        now.worker, now.lease_expires_at > 0 ? ", under a lease" : "");
+    else if (now.status == STORE_JOB_QUEUED && now.dataset_scanning)
+        rc = store_fail(s, STORE_NOT_FOUND, "job %lld waits for the scan of dataset %s",
+                        (long long)id, now.dataset);
+    else
+        rc = store_fail(s, STORE_CONFLICT, "job %lld is %s", (long long)id,
+                        store_job_status_name(now.status));
+    store_job_deinit(&now);
+    return rc;
+}
+
+int store_lease_claim(Store *s, const StoreLeaseRequest *r, StoreJob *out)
+{
+    char attempt[STORE_UID_LEN + 1];
+    const char *slurm = r->slurm_job_id && r->slurm_job_id[0] ? r->slurm_job_id : NULL;
+    int rc;
+    if ((rc = store_check_text(s, "host", r->host, STORE_NAME_MAX, 0)) ||
+        (rc = store_check_text(s, "worker", r->worker, STORE_NAME_MAX, 0)) ||
+        (rc = store_check_text(s, "Slurm job id", slurm, STORE_SLURM_ID_MAX, 0)))
+        return rc;
+    if (!(r->ttl > 0))
+        return store_fail(s, STORE_INVALID, "lease time %g is not positive", r->ttl);
+    if ((rc = store_random_uid(s, attempt)))
+        return rc;
+    /* ?5 = 0: the next queued job not waiting for its Slurm job; else job ?5 when it is
+     * queued, or running under a lease of the same Slurm job ?6 (started again). */
+    sqlite3_stmt *st;
+    if ((rc = store_prepare(
+             s,
+             "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, ?1),"
+             " finished_at = NULL, error = NULL, attempts = attempts + 1, attempt_uid = ?2,"
+             " lease_expires_at = ?1 + ?7, host = ?3, worker = ?4,"
+             " slurm_job_id = CASE WHEN ?5 != 0 THEN coalesce(?6, slurm_job_id)"
+             "                ELSE slurm_job_id END, stop_request = NULL"
+             " WHERE id = CASE WHEN ?5 = 0 THEN"
+             "   (SELECT id FROM jobs WHERE status = 'queued' AND NOT " DATASET_SCANNING
+             "    AND slurm_job_id IS NULL ORDER BY priority DESC, id LIMIT 1)"
+             " ELSE (SELECT id FROM jobs WHERE id = ?5 AND ((status = 'queued' AND NOT "
+             DATASET_SCANNING ") OR (status = 'running' AND lease_expires_at IS NOT NULL"
+             " AND ?6 IS NOT NULL AND slurm_job_id = ?6))) END"
+             " RETURNING id",
+             &st)))
+        return rc;
+    sqlite3_bind_double(st, 1, store_now());
+    sqlite3_bind_text(st, 2, attempt, -1, SQLITE_STATIC);
+    store_bind_text(st, 3, r->host);
+    store_bind_text(st, 4, r->worker);
+    sqlite3_bind_int64(st, 5, r->job_id);
+    store_bind_text(st, 6, slurm);
+    sqlite3_bind_double(st, 7, r->ttl);
+    int64_t id = 0;
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        id = sqlite3_column_int64(st, 0);
+        step = sqlite3_step(st);
+    }
+    if (step != SQLITE_DONE)
+        rc = store_db_fail(s, "leasing a job");
+    sqlite3_finalize(st);
+    if (rc)
+        return rc;
+    if (!id)
+        return r->job_id ? lease_refused(s, r->job_id)
+                         : store_fail(s, STORE_NOT_FOUND, "no job is queued");
+    return store_job_get(s, id, out);
+}
+
+/* STORE_OK when attempt_uid is job id's current attempt and the job runs; otherwise
+ * STORE_CONFLICT (or NOT_FOUND) with a message saying what happened. */
+static int attempt_current(Store *s, int64_t id, const char *attempt_uid)
+{
+    StoreJob now;
+    int rc = store_job_get(s, id, &now);
+    if (rc)
+        return rc;
+    if (strcmp(now.attempt_uid, attempt_uid) != 0)
+        rc = store_fail(s, STORE_CONFLICT, "job %lld is run by another attempt now (%d, uid %s,"
+                        " worker %s) than this one (uid %s): its writes are refused",
+                        (long long)id, now.attempts, now.attempt_uid,
+                        now.worker[0] ? now.worker : "unknown", attempt_uid);
+    else if (now.status != STORE_JOB_RUNNING)
+        rc = store_fail(s, STORE_CONFLICT, "job %lld is %s: attempt %s ended (its lease "
+                        "expired, or it was cancelled or ended)", (long long)id,
+                        store_job_status_name(now.status), attempt_uid);
+    store_job_deinit(&now);
+    return rc;
+}
+
+int store_attempt_begin(Store *s, int64_t id, const char *attempt_uid)
+{
+    if (!attempt_uid || !attempt_uid[0])
+        return store_fail(s, STORE_INVALID, "attempt uid is missing");
+    int rc = store_begin(s);
+    if (rc)
+        return rc;
+    if ((rc = attempt_current(s, id, attempt_uid)))
+        store_rollback(s);
+    return rc;
+}
+
+int store_attempt_end(Store *s, int rc)
+{
+    if (rc != STORE_OK) {
+        store_rollback(s);
+        return rc;
+    }
+    return store_commit(s);
+}
+
+int store_lease_renew(Store *s, int64_t id, const char *attempt_uid, double ttl,
+                      const StoreJobProgress *p, bool *stop)
+{
+    if (stop)
+        *stop = false;
+    int rc = store_attempt_begin(s, id, attempt_uid);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st;
+    if ((rc = store_prepare(s, "UPDATE jobs SET lease_expires_at = ?2 WHERE id = ?1"
+                               " RETURNING stop_request IS NOT NULL", &st)))
+        return store_attempt_end(s, rc);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_double(st, 2, store_now() + ttl);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        if (stop)
+            *stop = sqlite3_column_int(st, 0) != 0;
+        step = sqlite3_step(st);
+    }
+    if (step != SQLITE_DONE)
+        rc = store_db_fail(s, "renewing a lease");
+    sqlite3_finalize(st);
+    if (rc == STORE_OK && p)
+        rc = store_job_set_progress(s, id, p);
+    return store_attempt_end(s, rc);
+}
+
+int store_lease_expire(Store *s, double now, int64_t **ids, int *n)
+{
+    if (ids)
+        *ids = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "UPDATE jobs SET status = 'queued', lease_expires_at = NULL,"
+                              " stop_request = NULL WHERE status = 'running'"
+                              " AND lease_expires_at < ?1 RETURNING id", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_double(st, 1, now);
+    int cap = 0, step;
+    int64_t *arr = NULL;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t *grown = ids ? store_grow(s, arr, *n, &cap, 8, sizeof *arr) : arr;
+        if (ids && !grown) {
+            rc = STORE_ERROR;
+            break;
+        }
+        arr = grown;
+        if (ids)
+            arr[*n] = sqlite3_column_int64(st, 0);
+        (*n)++;
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = store_db_fail(s, "ending expired leases");
+    sqlite3_finalize(st);
+    if (rc) {
+        free(arr);
+        *n = 0;
+        return rc;
+    }
+    if (ids)
+        *ids = arr;
+    else
+        free(arr);
+    return STORE_OK;
+}
+
+int store_job_request_stop(Store *s, int64_t id)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "UPDATE jobs SET stop_request = 'cancel' WHERE id = ?1"
+                              " AND status = 'running' AND lease_expires_at IS NOT NULL", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    rc = store_step_done(s, st, "asking a job to stop");
+    sqlite3_finalize(st);
+    if (rc == STORE_OK && sqlite3_changes(s->db) == 0)
+        rc = lease_refused(s, id) == STORE_NOT_FOUND
+                 ? STORE_NOT_FOUND
+                 : store_fail(s, STORE_CONFLICT, "job %lld is not running under a lease",
+                              (long long)id);
+    return rc;
+}
+
+int store_job_set_slurm(Store *s, int64_t id, const char *slurm_job_id)
+{
+    int rc = store_check_text(s, "Slurm job id", slurm_job_id, STORE_SLURM_ID_MAX, 0);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st;
+    if ((rc = store_prepare(s, slurm_job_id
+                                   ? "UPDATE jobs SET slurm_job_id = ?2 WHERE id = ?1 AND"
+                                     " status = 'queued' AND slurm_job_id IS NULL"
+                                   : "UPDATE jobs SET slurm_job_id = NULL WHERE id = ?1",
+                            &st)))
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    if (slurm_job_id)
+        sqlite3_bind_text(st, 2, slurm_job_id, -1, SQLITE_STATIC);
+    rc = store_step_done(s, st, "recording a Slurm job");
+    sqlite3_finalize(st);
+    if (rc == STORE_OK && sqlite3_changes(s->db) == 0)
+        rc = slurm_job_id ? lease_refused(s, id)
+                          : store_fail(s, STORE_NOT_FOUND, "job %lld not found", (long long)id);
+    return rc;
+}
+
+int store_job_list_slurm(Store *s, StoreJob **rows, int *n)
+{
+    return list_jobs(s, "SELECT " JOB_COLUMNS " FROM jobs WHERE slurm_job_id IS NOT NULL"
+                        " AND status IN ('queued', 'running') ORDER BY id", 0, rows, n);
+}
+
+int store_job_list_unsubmitted(Store *s, int limit, StoreJob **rows, int *n)
+{
+    return list_jobs(s, "SELECT " JOB_COLUMNS " FROM jobs WHERE status = 'queued'"
+                        " AND slurm_job_id IS NULL AND NOT " DATASET_SCANNING
+                        " ORDER BY priority DESC, id LIMIT ?1", limit, rows, n);
 }

@@ -108,3 +108,26 @@ int file_mkdirs(const char *path, char *err, size_t errlen)
     }
     return 0;
 }
+
+int file_install(const char *tmp, const char *path, char *err, size_t errlen)
+{
+    int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0) {
+        snprintf(err, errlen, "fsync of %s: %s", tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path) < 0) {
+        snprintf(err, errlen, "renaming %s over %s: %s (the previous file, if any, is "
+                 "unchanged)", tmp, path, strerror(errno));
+        return -1;
+    }
+    if (fsync_parent(path) < 0) {
+        snprintf(err, errlen, "%s: fsync of its directory: %s (the new file is in place but "
+                 "may not survive a crash)", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}

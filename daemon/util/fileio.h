@@ -24,4 +24,9 @@ int file_write_atomic(const char *path, const FilePart *parts, int n_parts, char
  * afterwards, -1 with a message otherwise. */
 int file_mkdirs(const char *path, char *err, size_t errlen);
 
+/* Moves the complete file tmp over path durably: fsyncs tmp, renames it (both must be on
+ * one file system), fsyncs the directory. Returns 0, or -1 with a message; before the
+ * rename, path is unchanged and tmp is left for the caller to remove. */
+int file_install(const char *tmp, const char *path, char *err, size_t errlen);
+
 #endif

@@ -22,7 +22,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.path.abspath(os.environ.get("INITLAB_BIN", os.path.join(ROOT, "initlab")))
-LISTENING = re.compile(r"listening on http://(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+)/")
+LISTENING = re.compile(r"listening on https?://(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+)/")
 SECRET_MARKER = "initlab-secret-outside-web-dir"
 # Lines that begin a sanitizer's report in the daemon's log.
 SANITIZER_REPORT = re.compile(r"ERROR: (?:Address|Leak)Sanitizer|runtime error: |"

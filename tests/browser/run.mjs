@@ -72,6 +72,9 @@ async function checkJobs(page, api) {
 
 async function checkJob(page, api, id) {
   await open(page, `#/job/${id}`, 'job');
+  const where = (await api.get(`/jobs/${id}`)).where;
+  const ranOn = await page.$$eval('dl.kv div', (divs) => (divs.map((d) => [d.querySelector('dt').textContent, d.querySelector('dd').textContent]).find(([k]) => k === 'ran on') || [])[1]);
+  expectEq('job: shows where it ran (host and worker)', ranOn, `${where.host} · ${where.worker}`);
   const ep = await api.get(`/jobs/${id}/epochs`);
   const n = ep.epochs.length;
   for (const c of ['curves-acc', 'curves-loss']) {

@@ -567,7 +567,10 @@ class Configuration(unittest.TestCase):
 
     def test_example_and_container_configurations_start_the_daemon(self):
         with open(EXAMPLE_CONF) as f:
-            example = re.sub(r"^#([a-z_]+ = )", r"\1", f.read(), flags=re.M)
+            # Every setting but those naming files this machine has not got (TLS, the
+            # worker token): their checks are tests/slurm/test_netns.py's.
+            example = re.sub(r"^#((?!tls_|worker_token_file)[a-z_]+ = )", r"\1", f.read(),
+                             flags=re.M)
         with open(DOCKER_CONF) as f:
             container = f.read()
         for name, text in (("example, every setting", example), ("container", container)):

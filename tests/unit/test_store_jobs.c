@@ -112,7 +112,7 @@ TEST(store_job_claim_priority_then_fifo)
 
     char plan[1024];
     REQUIRE(store_explain(s, STORE_QUERY_JOB_CLAIM, plan, sizeof plan) == STORE_OK);
-    CHECK(strstr(plan, "USING COVERING INDEX jobs_queue (status=?)") != NULL);
+    CHECK(strstr(plan, "USING COVERING INDEX jobs_queue (status=? AND slurm_job_id=?)") != NULL);
     CHECK(strstr(plan, "SCAN") == NULL);
     CHECK(strstr(plan, "TEMP B-TREE") == NULL);
     store_close(s);

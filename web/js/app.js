@@ -95,8 +95,10 @@ async function refreshQueue() {
     const q = info.queue || {};
     const queued = q.queued ?? info.queue_depth ?? 0, running = q.running ?? info.running ?? 0;
     const busy = q.workers_busy ?? info.workers_busy ?? 0, workers = q.workers ?? info.workers ?? '?';
+    const remote = info.executor === 'slurm' || info.remote_workers
+      ? ` · ${info.executor === 'slurm' ? 'Slurm · ' : ''}remote workers ${info.remote_workers ?? 0}` : '';
     document.getElementById('queue').textContent =
-      `v${info.version} · queued ${queued} · running ${running} · workers busy ${busy}/${workers}`;
+      `v${info.version} · queued ${queued} · running ${running} · workers busy ${busy}/${workers}${remote}`;
   } catch {
     document.getElementById('queue').textContent = '';
   }

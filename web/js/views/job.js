@@ -69,9 +69,16 @@ export async function mount(ctx) {
       ['images/s', fmtNum(p.images_per_sec, 1)], ['ETA', job.status === 'running' ? fmtDuration(p.eta_seconds) : '—'],
       ['best val acc', best ? `${fmtPct(best.val_acc)} (epoch ${best.epoch})` : fmtPct(p.best_val_acc)],
       ['created', fmtTime(job.created_at)], ['started', fmtTime(job.started_at)], ['finished', fmtTime(job.finished_at)],
-      ['attempts', job.attempts], ['error', job.error]];
+      ['ran on', whereText(job.where)], ['attempts', job.attempts], ['error', job.error]];
     fill(info, h('dl', { class: 'kv' }, kv.filter(([, v]) => v !== null && v !== undefined && v !== '').map(([k, v]) => h('div', null, h('dt', null, k), h('dd', null, v)))),
       h('details', null, h('summary', { class: 'small muted' }, 'full configuration'), h('pre', { class: 'small' }, JSON.stringify(job.config, null, 2))));
+  }
+
+  // Where the current or last attempt runs: host, worker ("local 0", "slurm 4242",
+  // "host:pid"), and the Slurm job while the Slurm executor holds one for it.
+  function whereText(w) {
+    if (!w || !w.host) return null;
+    return [w.host, w.worker, w.slurm_job_id ? `Slurm job ${w.slurm_job_id}` : null].filter(Boolean).join(' · ');
   }
 
   // In a grid, a link to the job with the same model and seed but the other initializer family.
