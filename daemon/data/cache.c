@@ -456,6 +456,13 @@ bool data_cache_built(const DataCache *c) { return c->built; }
 int data_cache_mean_image(const DataCache *c, const int *indices, int n, float *mean,
                           char *err, size_t errlen)
 {
+    return data_cache_mean_image_cancellable(c, indices, n, mean, NULL, NULL, err, errlen);
+}
+
+int data_cache_mean_image_cancellable(const DataCache *c, const int *indices, int n,
+                                      float *mean, bool (*cancel)(void *user), void *user,
+                                      char *err, size_t errlen)
+{
     if (n <= 0) {
         snprintf(err, errlen, "mean image of an empty split");
         return -1;
@@ -485,6 +492,12 @@ int data_cache_mean_image(const DataCache *c, const int *indices, int n, float *
         return -1;
     }
     for (int k = 0; k < n; k++) {
+        if (cancel && k % 64 == 0 && cancel(user)) {
+            free(acc);
+            free(side);
+            snprintf(err, errlen, "stopped while computing the mean image");
+            return -2;
+        }
         const uint8_t *img = data_cache_image(c, indices[k]);
         for (size_t j = 0; j < m; j++)
             acc[j] += img[j];

@@ -81,5 +81,10 @@ bool data_cache_built(const DataCache *cache);
  * Returns 0, or -1 with a message (n == 0 or I/O error). Thread-safe. */
 int data_cache_mean_image(const DataCache *cache, const int *indices, int n, float *mean,
                           char *err, size_t errlen);
+/* data_cache_mean_image asking cancel (may be NULL) every 64 images: returns -2 when it
+ * said to stop (nothing is written beside the cache). */
+int data_cache_mean_image_cancellable(const DataCache *cache, const int *indices, int n,
+                                      float *mean, bool (*cancel)(void *user), void *user,
+                                      char *err, size_t errlen);
 
 #endif

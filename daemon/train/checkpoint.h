@@ -61,6 +61,8 @@ typedef struct {
     int64_t global_step;    /* steps since the start of training */
     double loss_sum;        /* running sums of the interrupted epoch */
     int64_t correct, seen;
+    double epoch_seconds;   /* time spent on the interrupted epoch by earlier runs */
+    int64_t epoch_images;   /* images they trained of it */
     double best_val_acc;    /* best validation accuracy so far, -1 before any */
     int best_epoch;
     char model[32];         /* what the weights belong to, for a clear refusal */
