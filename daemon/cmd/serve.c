@@ -568,6 +568,12 @@ static int serve_build_api(Serve *sv)
     events_config_default(&ecfg);
     ecfg.heartbeat_ms = (int)s->sse_heartbeat * 1000;
     ecfg.max_clients = (int)s->sse_limit;
+    /* Event ids grow across restarts (milliseconds since the epoch at the start), so a
+     * client resuming with an id of an earlier run is told to reload (events.h). */
+    struct timespec start;
+    clock_gettime(CLOCK_REALTIME, &start);
+    ecfg.first_id = (unsigned long long)start.tv_sec * 1000ULL +
+                    (unsigned long long)start.tv_nsec / 1000000ULL;
     sv->metrics = metrics_create();
     sv->events = events_create(&ecfg);
     sv->router = router_create();

@@ -17,6 +17,12 @@
  * counts libjpeg's damaged-data warnings as failures (decode.h), so files of version 1,
  * which kept such images, are rebuilt.
  *
+ * Size. Before building a file the directory's caches are kept within a limit
+ * (data_cache_set_limit, 0: none) and within the file system's free space by deleting the
+ * least recently used files that no process has open (a shared flock on <file>.use is
+ * held while a cache is open; opening one marks it used: its mtime). A build that cannot
+ * fit fails with a message saying which limit.
+ *
  * Thread-safety: a DataCache is immutable after open; its reading functions may be
  * called from any number of threads. */
 #ifndef INITLAB_DATA_CACHE_H
@@ -55,6 +61,23 @@ typedef struct {
  * flock), but each with its own index: it changes index. */
 int data_cache_open(DatasetIndex *index, const DataCacheConfig *cfg, DataCache **out,
                     char *err, size_t errlen);
+
+/* Sets the size limit of every cache directory of the process in bytes (0: none), applied
+ * at the next build. Thread-safe. */
+void data_cache_set_limit(uint64_t bytes);
+uint64_t data_cache_limit(void);
+
+/* One cache file of a directory, as data_cache_usage lists them. */
+typedef struct {
+    char name[256];
+    uint64_t bytes;       /* on disk */
+    double last_used;     /* unix seconds */
+    bool in_use;          /* open by some process now */
+} DataCacheFile;
+
+/* The cache files of dir and their total size on disk. *files is heap (free()); a missing
+ * directory has none. Returns 0, or -1 when dir cannot be read. */
+int data_cache_usage(const char *dir, DataCacheFile **files, int *n, uint64_t *total);
 
 /* Unmaps and frees; NULL is fine. Pointers from data_cache_image become invalid. */
 void data_cache_free(DataCache *cache);

@@ -12,6 +12,7 @@
 #include "jobs/report.h"
 #include "jobs/run.h"
 #include "jobs/scan.h"
+#include "jobs/storage.h"
 #include "store/store.h"
 #include "util/jsonout.h"
 #include "util/log.h"
@@ -66,12 +67,15 @@ static void publish_json(JobQueue *q, const char *event, json_t *data)
     json_decref(data);
 }
 
-static void publish_job(JobQueue *q, Store *s, int64_t id, const char *phase)
+/* Publishes job id as event ("job": its state changed; "progress": it moved on). */
+static void publish_job(JobQueue *q, Store *s, int64_t id, const char *phase,
+                        const char *event)
 {
     StoreJob job;
     if (!q->cfg.events.publish || store_job_get(s, id, &job) != STORE_OK)
         return;
-    publish_json(q, "job", report_job(&job, phase));
+    job_fill_disk(q->state_dir, &job);
+    publish_json(q, event, report_job(&job, phase));
     store_job_deinit(&job);
 }
 
@@ -91,12 +95,19 @@ static void hook_progress(void *user, int64_t id, const TrainProgress *p)
     snprintf(run->w->phase, sizeof run->w->phase, "%s", p->phase);
     run->w->heartbeat = now();
     pthread_mutex_unlock(&q->lock);
-    /* The store has the progress about once a second (run.c); follow it for events. */
+    /* The store has the progress about once a second (run.c); follow it for events, at
+     * most one "progress" event a second per job. */
     double t = now();
     if (t - run->last_publish >= 1.0) {
         run->last_publish = t;
-        publish_job(q, run->s, id, p->phase);
+        publish_job(q, run->s, id, p->phase, "progress");
     }
+}
+
+static void hook_step(void *user, int64_t id, const StoreStep *p)
+{
+    WorkerRun *run = user;
+    publish_json(run->w->q, "step", report_step_event(id, p));
 }
 
 static void hook_epoch(void *user, int64_t id, const TrainEpoch *e)
@@ -132,14 +143,15 @@ static void run_claimed(Worker *w, Store *s, StoreJob *job)
     pthread_mutex_unlock(&q->lock);
     log_info("jobs", "worker %d: job %lld started (%s, %s, seed %lld)", w->index,
              (long long)job->id, job->model, job->initializer, (long long)job->seed);
-    publish_job(q, s, job->id, "start");
+    publish_job(q, s, job->id, "start", "job");
 
     WorkerRun run = {.w = w, .s = s};
     JobHooks hooks = {.user = &run, .progress = hook_progress, .epoch = hook_epoch,
-                      .should_stop = hook_should_stop};
+                      .step = hook_step, .should_stop = hook_should_stop};
     char err[1024] = "";
-    TrainOutcome outcome = job_execute(s, job, q->state_dir, q->cfg.threads_per_job, &hooks,
-                                       err, sizeof err);
+    /* Each job runs with the threads its configuration records (a submission without
+     * "threads" records the daemon's --threads-per-job). */
+    TrainOutcome outcome = job_execute(s, job, q->state_dir, 0, &hooks, err, sizeof err);
     pthread_mutex_lock(&q->lock);
     StopRequest stop = w->stop;
     w->job_id = 0;
@@ -161,7 +173,18 @@ static void run_claimed(Worker *w, Store *s, StoreJob *job)
     } else {
         log_info("jobs", "job %lld done", (long long)job->id);
     }
-    publish_job(q, s, job->id, NULL);
+    StoreJob ended;
+    if (outcome != TRAIN_STOPPED || stop == STOP_CANCEL) {
+        if (store_job_get(s, job->id, &ended) == STORE_OK) {
+            int64_t freed = 0;
+            retention_apply(s, q->state_dir, &q->cfg.retention, &ended, &freed);
+            if (freed)
+                log_info("jobs", "retention freed %.1f MB after job %lld ended",
+                         freed / 1e6, (long long)job->id);
+            store_job_deinit(&ended);
+        }
+    }
+    publish_job(q, s, job->id, NULL, "job");
 }
 
 static void *worker_main(void *arg)

@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jobs/storage.h"
 #include "train/trainer.h"
 
 typedef struct JobQueue JobQueue;
@@ -38,7 +39,10 @@ typedef struct JobQueue JobQueue;
  * never under the queue's lock; must be thread-safe. */
 typedef struct {
     void *user;
-    /* A server-sent event: name ("job", "epoch", "dataset") and its JSON data. */
+    /* A server-sent event: name and its JSON data. Workers send "job" (a job's state
+     * changed: started, ended, queued again), "progress" (a running job moved on, at most
+     * once a second per job; the same form as "job"), "epoch", "step" (a point of the
+     * intra-epoch curve); the scanner "dataset" (a scan ended). */
     void (*publish)(void *user, const char *event, const char *json);
     /* A finished epoch, for metrics. */
     void (*epoch)(void *user, int64_t job_id, const TrainEpoch *e);
@@ -48,7 +52,9 @@ typedef struct {
     const char *db_path;     /* the SQLite database */
     const char *state_dir;   /* checkpoints and caches */
     int workers;             /* >= 1 */
-    int threads_per_job;     /* >= 1: compute threads of every job the daemon runs */
+    int threads_per_job;     /* >= 1: the default of a job's "threads" (the API fills it in
+                                at submission; each job runs with its configuration's) */
+    RetentionPolicy retention; /* applied when a job ends (jobs/storage.h) */
     JobEvents events;
 } JobQueueConfig;
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static json_t *report_job_core(const StoreJob *j, const char *phase);
+
 json_t *report_number(double x)
 {
     return isfinite(x) ? json_real(x) : json_null();
@@ -143,7 +145,81 @@ static json_t *waiting_for(const StoreJob *j)
     return json_string(text);
 }
 
+/* A stored JSON array of tags, or [] (new reference). */
+static json_t *tags_of(const char *tags_json)
+{
+    json_t *t = tags_json ? json_loads(tags_json, 0, NULL) : NULL;
+    if (json_is_array(t))
+        return t;
+    json_decref(t);
+    return json_array();
+}
+
+static json_t *text_or_null(const char *text)
+{
+    return text ? json_string(text) : json_null();
+}
+
+/* Sets the members every record a person names shares: name, tags, note. */
+static json_t *with_meta(json_t *o, const char *name, const char *tags_json, const char *note)
+{
+    if (o && (json_object_set_new(o, "name", text_or_null(name)) < 0 ||
+              json_object_set_new(o, "tags", tags_of(tags_json)) < 0 ||
+              json_object_set_new(o, "note", text_or_null(note)) < 0)) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 json_t *report_job(const StoreJob *j, const char *phase)
+{
+    json_t *o = report_job_core(j, phase);
+    o = with_meta(o, j->name, j->tags_json, j->note);
+    if (o && json_object_set_new(o, "disk_bytes", j->disk_bytes >= 0
+                                                      ? json_integer(j->disk_bytes)
+                                                      : json_null()) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+json_t *report_grid(const StoreGrid *g)
+{
+    json_t *counts = json_object();
+    for (int st = 0; counts && st < STORE_JOB_STATUS_COUNT; st++)
+        json_object_set_new(counts, store_job_status_name((StoreJobStatus)st),
+                            json_integer(g->n_status[st]));
+    json_t *config = g->config_json ? json_loads(g->config_json, 0, NULL) : NULL;
+    json_t *seeds = json_object_get(config, "seeds");
+    json_t *o = json_pack("{s:I, s:o, s:o, s:i, s:i, s:o}", "id", (json_int_t)g->id,
+                          "created_at", report_time(g->created_at),
+                          "config", config ? config : json_object(), "n_jobs", g->n_jobs,
+                          "n_seeds", json_is_array(seeds) ? (int)json_array_size(seeds) : 1,
+                          "status_counts", counts);
+    return with_meta(o, g->name, g->tags_json, g->note);
+}
+
+json_t *report_step(const StoreStep *p)
+{
+    return json_pack("{s:I, s:i, s:i, s:i, s:o, s:o}", "global_step",
+                     (json_int_t)p->global_step, "epoch", p->epoch, "step", p->step,
+                     "steps_per_epoch", p->steps_per_epoch, "loss", report_number(p->loss),
+                     "accuracy", report_number(p->accuracy));
+}
+
+json_t *report_step_event(int64_t job_id, const StoreStep *p)
+{
+    json_t *o = report_step(p);
+    if (o && json_object_set_new(o, "job_id", json_integer(job_id)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *report_job_core(const StoreJob *j, const char *phase)
 {
     const StoreJobProgress *p = &j->progress;
     json_t *config = j->config_json ? json_loads(j->config_json, 0, NULL) : NULL;

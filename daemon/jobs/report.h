@@ -38,9 +38,19 @@ void report_train_epoch_to_store(const TrainEpoch *e, StoreEpoch *row);
 /* A time in unix seconds, or null for 0 ("not yet"). */
 json_t *report_time(double t);
 /* A job as the API shows it: id, grid_id, status, priority, dataset, model, initializer,
- * seed, epochs, created_at, started_at, finished_at, error, attempts, progress {...},
- * config {...}. phase (may be NULL) is the live phase of a running job. */
+ * seed, epochs, created_at, started_at, finished_at, error, attempts, waiting_for,
+ * progress {...}, config {...}, name, tags [...], note and disk_bytes (null when not
+ * measured: jobs/storage.h job_fill_disk). phase (may be NULL) is the live phase of a
+ * running job. */
 json_t *report_job(const StoreJob *j, const char *phase);
+/* A grid: id, created_at, config {...} (its request), n_jobs, n_seeds (seeds its
+ * configuration lists: the "n" of "k of n seeds done"), status_counts {status: n}, name,
+ * tags, note. */
+json_t *report_grid(const StoreGrid *g);
+/* A point of the intra-epoch curve: global_step, epoch, step, steps_per_epoch, loss,
+ * accuracy; the "step" event adds job_id. */
+json_t *report_step(const StoreStep *p);
+json_t *report_step_event(int64_t job_id, const StoreStep *p);
 /* A dataset: id, name, path, split {train, val, test}, seed, status, error, classes [...],
  * n_files, n_split {train, val, test}, n_skipped, created_at. */
 json_t *report_dataset(const StoreDataset *d);

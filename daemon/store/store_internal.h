@@ -84,6 +84,17 @@ int store_collect_rows(Store *s, sqlite3_stmt *st, size_t elem_size, int first_c
                        StoreReadRow read, StoreFreeRows free_rows, const char *what,
                        void **rows, int *n);
 
+/* SQL conditions of the list filters: a row whose tags column (a JSON array) holds the
+ * tag bound to param, or any row when it is NULL; a row whose text expression contains
+ * the pattern store_bind_like bound to param, or any row when it is NULL. */
+#define STORE_TAG_FILTER(column, param)                                                    \
+    "(" param " IS NULL OR EXISTS (SELECT 1 FROM json_each(" column ") WHERE value = " param "))"
+#define STORE_TEXT_FILTER(expr, param)                                                     \
+    "(" param " IS NULL OR (" expr ") LIKE " param " ESCAPE '\\')"
+/* Binds "%text%" with text's %, _ and \ escaped (LIKE ... ESCAPE '\'), or NULL for NULL
+ * or "". Returns the sqlite3 status. */
+int store_bind_like(sqlite3_stmt *st, int i, const char *text);
+
 /* Formats ids as a JSON array into a heap string; parses one back (heap array, count).
  * Both return STORE_OK or STORE_ERROR with the message set. */
 int store_ids_format(Store *s, const int64_t *ids, int n, char **out);

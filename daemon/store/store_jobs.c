@@ -28,7 +28,7 @@ const char store_sql_job_claim[] =
     "id, grid_id, status, priority, config, dataset, model, initializer, seed, epochs,"    \
     " created_at, started_at, finished_at, error, attempts, epoch, step, steps_per_epoch," \
     " images_per_sec, eta_seconds, best_val_acc, best_epoch, " DATASET_SCANNING ","       \
-    " uid, attempt_uid, pre_identity"
+    " uid, attempt_uid, pre_identity, name, tags, note"
 
 /* Runs the statements sql[0..n) in one transaction, each with ?1 = a and, where it has a
  * ?2, ?2 = b; what names the work in an error. Returns STORE_OK or the first error (all
@@ -88,8 +88,12 @@ static int read_job(Store *s, sqlite3_stmt *st, void *row)
     store_col_copy(st, 23, j->uid, sizeof j->uid);
     store_col_copy(st, 24, j->attempt_uid, sizeof j->attempt_uid);
     j->pre_identity = sqlite3_column_int(st, 25) != 0;
+    j->disk_bytes = -1;
     if (store_col_dup(s, st, 4, &j->config_json) != STORE_OK ||
-        store_col_dup(s, st, 13, &j->error) != STORE_OK) {
+        store_col_dup(s, st, 13, &j->error) != STORE_OK ||
+        store_col_dup(s, st, 26, &j->name) != STORE_OK ||
+        store_col_dup(s, st, 27, &j->tags_json) != STORE_OK ||
+        store_col_dup(s, st, 28, &j->note) != STORE_OK) {
         store_job_deinit(j);
         return STORE_ERROR;
     }
@@ -102,7 +106,10 @@ void store_job_deinit(StoreJob *j)
         return;
     free(j->config_json);
     free(j->error);
-    j->config_json = j->error = NULL;
+    free(j->name);
+    free(j->tags_json);
+    free(j->note);
+    j->config_json = j->error = j->name = j->tags_json = j->note = NULL;
 }
 
 void store_jobs_free(StoreJob *rows, int n)
@@ -123,7 +130,7 @@ static void free_jobs(void *rows, int n)
 #define GRID_SELECT                                                                        \
     "SELECT g.id, g.created_at, g.config, count(j.id),"                                    \
     " sum(j.status = 'queued'), sum(j.status = 'running'), sum(j.status = 'done'),"        \
-    " sum(j.status = 'failed'), sum(j.status = 'cancelled')"                               \
+    " sum(j.status = 'failed'), sum(j.status = 'cancelled'), g.name, g.tags, g.note"       \
     " FROM grids g LEFT JOIN jobs j ON j.grid_id = g.id"
 
 /* Row reader (StoreReadRow); row is a StoreGrid. */
@@ -136,7 +143,14 @@ static int read_grid(Store *s, sqlite3_stmt *st, void *row)
     g->n_jobs = sqlite3_column_int(st, 3);
     for (int k = 0; k < STORE_JOB_STATUS_COUNT; k++)
         g->n_status[k] = sqlite3_column_int(st, 4 + k);
-    return store_col_dup(s, st, 2, &g->config_json);
+    if (store_col_dup(s, st, 2, &g->config_json) != STORE_OK ||
+        store_col_dup(s, st, 9, &g->name) != STORE_OK ||
+        store_col_dup(s, st, 10, &g->tags_json) != STORE_OK ||
+        store_col_dup(s, st, 11, &g->note) != STORE_OK) {
+        store_grid_deinit(g);
+        return STORE_ERROR;
+    }
+    return STORE_OK;
 }
 
 void store_grid_deinit(StoreGrid *g)
@@ -144,7 +158,10 @@ void store_grid_deinit(StoreGrid *g)
     if (!g)
         return;
     free(g->config_json);
-    g->config_json = NULL;
+    free(g->name);
+    free(g->tags_json);
+    free(g->note);
+    g->config_json = g->name = g->tags_json = g->note = NULL;
 }
 
 void store_grids_free(StoreGrid *rows, int n)
@@ -300,10 +317,15 @@ int store_job_get(Store *s, int64_t id, StoreJob *out)
 #define JOB_FILTER                                                                         \
     " WHERE (?1 = 0 OR (?1 & " STATUS_BIT_SQL ") != 0)"                                    \
     " AND (?2 IS NULL OR grid_id = ?2) AND (?3 IS NULL OR model = ?3)"                     \
-    " AND (?4 IS NULL OR initializer = ?4) AND (?5 IS NULL OR dataset = ?5)"
+    " AND (?4 IS NULL OR initializer = ?4) AND (?5 IS NULL OR dataset = ?5)"               \
+    " AND " STORE_TAG_FILTER("jobs.tags", "?10") " AND "                                   \
+    STORE_TEXT_FILTER("coalesce(name, '') || ' ' || coalesce(note, '') || ' ' || tags"     \
+                      " || ' ' || model || ' ' || initializer || ' ' || dataset", "?11")
 
 static void bind_filter(sqlite3_stmt *st, const StoreJobFilter *f)
 {
+    store_bind_text(st, 10, f->tag && f->tag[0] ? f->tag : NULL);
+    store_bind_like(st, 11, f->q);
     sqlite3_bind_int64(st, 1, f->status_mask);
     store_bind_id(st, 2, f->grid_id);
     store_bind_text(st, 3, f->model && f->model[0] ? f->model : NULL);

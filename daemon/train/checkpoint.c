@@ -479,7 +479,7 @@ static void hash_text(uint64_t h, char *out)
 int checkpoint_config_hash(const char *config_json, char *out)
 {
     static const char *const ignored[] = {"threads", "priority", "stats_every", "probe_size",
-                                          "preset"};
+                                          "preset", "keep_checkpoints"};
     out[0] = '\0';
     json_t *obj = json_loads(config_json, 0, NULL);
     if (!json_is_object(obj)) {
