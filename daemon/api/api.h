@@ -56,7 +56,9 @@ typedef struct {
     const char *data_root;   /* datasets must lie under it; NULL when not configured */
     const char *web_dir;     /* the dashboard's static files; NULL when none was found */
     int workers;             /* configured worker threads */
-    int threads_per_job;     /* compute threads per job */
+    int threads_per_job;     /* compute threads per job: a submission's default */
+    int retention_kind;      /* jobs/storage.h RetainKind: what a done job keeps */
+    int keep_finished;       /* ended jobs that keep checkpoints; 0: all */
     size_t max_body;         /* request body limit in bytes */
     int64_t start_wall;      /* start time, seconds since the epoch */
     double start_mono;       /* start time, CLOCK_MONOTONIC seconds (for uptime) */
@@ -82,6 +84,8 @@ int routes_catalog_register(Router *r);
 int routes_datasets_register(Router *r);
 int routes_jobs_register(Router *r);
 int routes_results_register(Router *r);
+/* Names, tags, notes and priorities; grid operations; disk usage; downloads. */
+int routes_lab_register(Router *r);
 
 /* Starts the job queue (jobs/queue.h) on ctx->store_path with ctx's workers and threads,
  * publishing job changes and epochs as server-sent events and job metrics, and fills

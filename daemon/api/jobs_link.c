@@ -73,6 +73,8 @@ int api_jobs_link(ApiContext *ctx, char *err, size_t errlen)
     }
     JobQueueConfig cfg = {.db_path = ctx->store_path, .state_dir = ctx->state_dir,
                           .workers = ctx->workers, .threads_per_job = ctx->threads_per_job,
+                          .retention = {.kind = (RetainKind)ctx->retention_kind,
+                                        .keep_finished = ctx->keep_finished},
                           .events = {.user = ctx, .publish = publish, .epoch = observe_epoch}};
     JobQueue *q = jobs_create(&cfg, err, errlen);
     if (!q)

@@ -192,23 +192,8 @@ static int get_results(ApiRequest *req, ApiReply *reply)
         names = json_loads(d.class_names_json, 0, NULL);
         store_dataset_deinit(&d);
     }
-    json_t *per_class = json_loads(res.per_class_json, 0, NULL);
-    size_t i;
-    json_t *row;
-    json_array_foreach(per_class, i, row) {
-        json_t *name = json_array_get(names, i);
-        json_object_set_new(row, "name", name ? json_incref(name) : json_null());
-    }
-    json_t *out = json_pack("{s:I, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                            "job_id", (json_int_t)id, "epoch", res.epoch,
-                            "accuracy", report_number(res.accuracy),
-                            "precision_macro", report_number(res.precision_macro),
-                            "recall_macro", report_number(res.recall_macro),
-                            "f1_macro", report_number(res.f1_macro),
-                            "loss", report_number(res.loss),
-                            "class_names", names ? names : json_array(),
-                            "confusion", json_loads(res.confusion_json, 0, NULL),
-                            "per_class", per_class ? per_class : json_array());
+    json_t *out = report_results(&res, names);
+    json_decref(names);
     store_result_deinit(&res);
     int csv = api_wants_csv(req, reply);
     if (csv < 0) {

@@ -34,6 +34,8 @@
 #include "api/server.h"
 #include "api/static.h"
 #include "cmd/cmd.h"
+#include "data/cache.h"
+#include "jobs/storage.h"
 #include "store/store.h"
 #include "util/config.h"
 #include "util/log.h"
@@ -57,7 +59,15 @@ static const char usage_text[] =
     "  --state-dir DIR        database, checkpoints and caches (default ./state, created)\n"
     "  --data-root DIR        datasets must lie under DIR (default: none may be registered)\n"
     "  --workers N            jobs trained at the same time (default 1)\n"
-    "  --threads-per-job T    compute threads per job (default: every core)\n"
+    "  --threads-per-job T    compute threads of a job submitted without \"threads\" (default:\n"
+    "                         every core); each job runs with the threads its configuration\n"
+    "                         records\n"
+    "  --retention R          checkpoints a done job keeps unless its keep_checkpoints says\n"
+    "                         otherwise: best (default: latest.ckpt is deleted), all, none\n"
+    "  --keep-finished K      only the K jobs that ended last keep checkpoints (default 0: no\n"
+    "                         limit); a job with keep_checkpoints \"all\" is never pruned\n"
+    "  --cache-limit BYTES    decoded-image caches above this (k, M, G suffixes) evict the\n"
+    "                         least recently used (default 0: only the free space limits)\n"
     "  --token-file F         require \"Authorization: Bearer <token>\" on /api/ (except\n"
     "                         /api/v1/health) and /metrics; F holds the token (16+ visible\n"
     "                         characters)\n"
@@ -96,7 +106,9 @@ static const char usage_text[] =
 
 typedef struct {
     char *listen, *state_dir, *data_root, *token_file, *web_dir, *cors_origin, *log_level;
-    char *allowed_host;
+    char *allowed_host, *retention;
+    long keep_finished;
+    long long cache_limit;
     long workers, threads_per_job, http_threads, connection_limit, per_ip_limit;
     long connection_timeout, sse_heartbeat, sse_limit, header_timeout, body_timeout;
     long long max_body;
@@ -129,6 +141,9 @@ static const struct {
     {"sse_limit", SET_INT, offsetof(Settings, sse_limit), 1, 100000},
     {"header_timeout", SET_INT, offsetof(Settings, header_timeout), 1, 3600},
     {"body_timeout", SET_INT, offsetof(Settings, body_timeout), 1, 3600},
+    {"retention", SET_STRING, offsetof(Settings, retention), 0, 0},
+    {"keep_finished", SET_INT, offsetof(Settings, keep_finished), 0, 1000000},
+    {"cache_limit", SET_SIZE, offsetof(Settings, cache_limit), 0, 1LL << 50},
 };
 #define NSETTINGS (int)(sizeof settings_table / sizeof settings_table[0])
 
@@ -136,7 +151,7 @@ static const char *const config_keys[] = {
     "listen", "state_dir", "data_root", "workers", "threads_per_job", "token_file", "web_dir",
     "cors_origin", "allowed_host", "max_body", "log_level", "http_threads", "connection_limit",
     "per_ip_limit", "connection_timeout", "sse_heartbeat", "sse_limit", "header_timeout",
-    "body_timeout", NULL};
+    "body_timeout", "retention", "keep_finished", "cache_limit", NULL};
 
 static void settings_default(Settings *s)
 {
@@ -201,6 +216,11 @@ static int setting_set(void *ud, const char *key, const char *value, char *err, 
             LogLevel level;
             if (strcmp(key, "log_level") == 0 && log_parse_level(value, &level) < 0) {
                 snprintf(err, errlen, "'%s' is not error, warn, info or debug", value);
+                return -1;
+            }
+            RetainKind kind;
+            if (strcmp(key, "retention") == 0 && retention_parse(value, &kind) < 0) {
+                snprintf(err, errlen, "'%s' is not best, all or none", value);
                 return -1;
             }
             char *copy = strdup(value);
@@ -587,6 +607,12 @@ static int serve_build_api(Serve *sv)
     c->web_dir = sv->web_dir;
     c->workers = (int)s->workers;
     c->threads_per_job = (int)s->threads_per_job;
+    RetainKind kind = RETAIN_BEST;
+    if (s->retention)
+        retention_parse(s->retention, &kind);
+    c->retention_kind = (int)kind;
+    c->keep_finished = (int)s->keep_finished;
+    data_cache_set_limit((uint64_t)s->cache_limit);
     c->max_body = (size_t)s->max_body;
     c->auth = sv->auth;
     c->events = sv->events;

@@ -310,6 +310,31 @@ static int list_caches(const char *dir, CacheFile **out, int *n, uint64_t *total
     return 0;
 }
 
+int data_cache_remove_dataset(const char *dir, const char *root)
+{
+    const char *base = strrchr(root, '/');
+    base = base && base[1] ? base + 1 : "dataset";
+    char prefix[300];
+    snprintf(prefix, sizeof prefix, "%.200s-%016llx-", base,
+             (unsigned long long)data_hash(DATA_HASH_INIT, root, strlen(root)));
+    CacheFile *list;
+    int n, removed = 0;
+    uint64_t total;
+    if (list_caches(dir, &list, &n, &total) < 0)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = strrchr(list[i].path, '/');
+        name = name ? name + 1 : list[i].path;
+        if (strncmp(name, prefix, strlen(prefix)) == 0 && unlink(list[i].path) == 0) {
+            remove_sidecars(dir, list[i].path);
+            removed++;
+        }
+        free(list[i].path);
+    }
+    free(list);
+    return removed;
+}
+
 int data_cache_usage(const char *dir, DataCacheFile **files, int *n, uint64_t *total)
 {
     CacheFile *list;

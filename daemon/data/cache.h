@@ -79,6 +79,10 @@ typedef struct {
  * directory has none. Returns 0, or -1 when dir cannot be read. */
 int data_cache_usage(const char *dir, DataCacheFile **files, int *n, uint64_t *total);
 
+/* Deletes the cache files of dir made for the dataset folder root (every size and
+ * resize mode, with their mean images). Returns how many cache files went. Can't fail. */
+int data_cache_remove_dataset(const char *dir, const char *root);
+
 /* Unmaps and frees; NULL is fine. Pointers from data_cache_image become invalid. */
 void data_cache_free(DataCache *cache);
 

@@ -245,6 +245,29 @@ static json_t *report_job_core(const StoreJob *j, const char *phase)
                      "config", config ? config : json_object());
 }
 
+json_t *report_results(const StoreResult *res, const json_t *class_names)
+{
+    json_t *per_class = json_loads(res->per_class_json ? res->per_class_json : "[]", 0, NULL);
+    size_t i;
+    json_t *row;
+    json_array_foreach(per_class, i, row) {
+        json_t *name = json_array_get(class_names, i);
+        json_object_set_new(row, "name", name ? json_incref(name) : json_null());
+    }
+    json_t *confusion = json_loads(res->confusion_json ? res->confusion_json : "[]", 0, NULL);
+    json_t *names = class_names ? json_incref((json_t *)class_names) : json_array();
+    return json_pack("{s:I, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                     "job_id", (json_int_t)res->job_id, "epoch", res->epoch,
+                     "accuracy", report_number(res->accuracy),
+                     "precision_macro", report_number(res->precision_macro),
+                     "recall_macro", report_number(res->recall_macro),
+                     "f1_macro", report_number(res->f1_macro),
+                     "loss", report_number(res->loss),
+                     "class_names", names,
+                     "confusion", confusion ? confusion : json_array(),
+                     "per_class", per_class ? per_class : json_array());
+}
+
 json_t *report_dataset(const StoreDataset *d)
 {
     json_t *classes = d->class_names_json ? json_loads(d->class_names_json, 0, NULL) : NULL;

@@ -51,6 +51,10 @@ json_t *report_grid(const StoreGrid *g);
  * accuracy; the "step" event adds job_id. */
 json_t *report_step(const StoreStep *p);
 json_t *report_step_event(int64_t job_id, const StoreStep *p);
+/* A job's test results: job_id, epoch, accuracy, precision_macro, recall_macro, f1_macro,
+ * loss, class_names (borrowed here; [] when NULL), confusion [[...]], per_class [{class,
+ * name, precision, recall, f1, support}]. */
+json_t *report_results(const StoreResult *res, const json_t *class_names);
 /* A dataset: id, name, path, split {train, val, test}, seed, status, error, classes [...],
  * n_files, n_split {train, val, test}, n_skipped, created_at. */
 json_t *report_dataset(const StoreDataset *d);

@@ -39,6 +39,10 @@ void store_rollback(Store *s);
 
 /* The schema version that gave jobs their uids (schema/004_job_identity.sql). */
 #define STORE_SCHEMA_IDENTITY 4
+/* Whether the open database has the migration whose file name ends with suffix
+ * ("_lab_records.sql"): by name, so that renumbered migrations keep their meaning. */
+bool store_schema_has(const Store *s, const char *suffix);
+#define STORE_MIGRATION_LAB "_lab_records.sql" 
 
 /* Fills out (STORE_UID_LEN + 1 bytes) with 128 random bits from getrandom(2) as lower-case
  * hex. STORE_OK, or STORE_ERROR with the message set when no randomness is available. */

@@ -177,16 +177,26 @@ static void free_grids(void *rows, int n)
     store_grids_free(rows, n);
 }
 
-static int insert_grid(Store *s, const char *config_json, int64_t *id)
+static int insert_grid(Store *s, const char *config_json, const StoreSubmit *meta,
+                       int64_t *id)
 {
     if (!config_json)
         return store_fail(s, STORE_INVALID, "grid configuration is missing");
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "INSERT INTO grids (created_at, config) VALUES (?, ?)", &st);
+    bool lab = meta && store_schema_has(s, STORE_MIGRATION_LAB);
+    int rc = store_prepare(s, lab ? "INSERT INTO grids (created_at, config, name, tags, note)"
+                                    " VALUES (?, ?, ?, coalesce(?, '[]'), ?)"
+                                  : "INSERT INTO grids (created_at, config) VALUES (?, ?)",
+                           &st);
     if (rc)
         return rc;
     sqlite3_bind_double(st, 1, store_now());
     sqlite3_bind_text(st, 2, config_json, -1, SQLITE_STATIC);
+    if (lab) {
+        store_bind_text(st, 3, meta->grid_name);
+        store_bind_text(st, 4, meta->grid_tags_json);
+        store_bind_text(st, 5, meta->grid_note);
+    }
     rc = store_step_done(s, st, "creating a grid");
     if (rc == STORE_OK && id)
         *id = sqlite3_last_insert_rowid(s->db);
@@ -196,7 +206,7 @@ static int insert_grid(Store *s, const char *config_json, int64_t *id)
 
 int store_grid_insert(Store *s, const char *config_json, int64_t *id)
 {
-    return insert_grid(s, config_json, id);
+    return insert_grid(s, config_json, NULL, id);
 }
 
 int store_grid_get(Store *s, int64_t id, StoreGrid *out)
@@ -282,6 +292,17 @@ static int insert_job(Store *s, const StoreJobNew *j, int64_t grid_id, int64_t *
     if (identity && j->start_running)
         sqlite3_bind_text(st, 12, attempt, -1, SQLITE_STATIC);
     rc = store_step_done(s, st, "queueing a job");
+    if (rc == STORE_OK && (j->name || j->tags_json || j->note)) {
+        int64_t new_id = sqlite3_last_insert_rowid(s->db);
+        StoreMetaEdit meta = {.name = j->name, .tags_json = j->tags_json, .note = j->note};
+        sqlite3_finalize(st);
+        st = NULL;
+        rc = store_schema_has(s, STORE_MIGRATION_LAB) ? store_job_set_meta(s, new_id, &meta)
+                                                      : STORE_OK;
+        if (rc == STORE_OK && id)
+            *id = new_id;
+        return rc;
+    }
     if (rc == STORE_NOT_FOUND)
         rc = store_fail(s, STORE_NOT_FOUND, "grid %lld not found", (long long)grid_id);
     else if (rc == STORE_OK && id)
@@ -759,7 +780,7 @@ int store_submit(Store *s, const StoreSubmit *sub, StoreSubmitResult *res)
         rc = store_fail(s, STORE_ERROR, "out of memory");
         goto fail;
     }
-    if (sub->grid_config_json && (rc = insert_grid(s, sub->grid_config_json, &res->grid_id)))
+    if (sub->grid_config_json && (rc = insert_grid(s, sub->grid_config_json, sub, &res->grid_id)))
         goto fail;
     for (int i = 0; i < sub->n_jobs; i++) {
         int64_t grid = sub->grid_config_json ? res->grid_id : sub->jobs[i].grid_id;
