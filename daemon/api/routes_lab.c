@@ -565,7 +565,7 @@ static int get_storage(ApiRequest *req, ApiReply *reply)
     if (data_cache_usage(dir, &files, &n_files, &cache_total) == 0)
         for (int i = 0; i < n_files; i++)
             json_array_append_new(caches, json_pack("{s:s, s:I, s:o, s:b}", "file",
-                                                    files[i].name,
+                                                    files[i].name, "bytes",
                                                     (json_int_t)files[i].bytes, "last_used",
                                                     report_time(files[i].last_used), "in_use",
                                                     files[i].in_use));

@@ -231,6 +231,15 @@ static int get_grid_summary(ApiRequest *req, ApiReply *reply)
     StoreGridSummary *rows = NULL;
     int n = 0;
     int rc = store_grid_summary(s, id, &rows, &n);
+    /* "k of n seeds": n is the seeds the grid lists, not the jobs left of them. */
+    int n_seeds = 1;
+    StoreGrid grid;
+    if (rc == STORE_OK && store_grid_get(s, id, &grid) == STORE_OK) {
+        json_t *g = report_grid(&grid);
+        n_seeds = (int)json_integer_value(json_object_get(g, "n_seeds"));
+        json_decref(g);
+        store_grid_deinit(&grid);
+    }
     if (rc == STORE_NOT_FOUND)
         return api_reply_problem(reply, 404, NULL, "grid %lld does not exist", id);
     if (rc != STORE_OK)
@@ -239,14 +248,14 @@ static int get_grid_summary(ApiRequest *req, ApiReply *reply)
     for (int i = 0; i < n; i++) {
         const StoreGridSummary *g = &rows[i];
         json_array_append_new(list, json_pack(
-            "{s:s, s:s, s:i, s:i, s:o, s:o, s:o, s:o, s:o}", "model", g->model,
-            "initializer", g->initializer, "n_jobs", g->n_jobs, "n", g->n,
+            "{s:s, s:s, s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o}", "model", g->model,
+            "initializer", g->initializer, "n_jobs", g->n_jobs, "n", g->n, "n_seeds", n_seeds,
             "accuracy", mean_std(g->accuracy), "precision_macro", mean_std(g->precision_macro),
             "recall_macro", mean_std(g->recall_macro), "f1_macro", mean_std(g->f1_macro),
             "loss", mean_std(g->loss)));
         json_array_append_new(flat, json_pack(
-            "{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-            "model", g->model, "initializer", g->initializer, "n", g->n,
+            "{s:s, s:s, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+            "model", g->model, "initializer", g->initializer, "n", g->n, "n_seeds", n_seeds,
             "accuracy_mean", report_number(g->accuracy.mean),
             "accuracy_std", report_number(g->accuracy.std),
             "precision_mean", report_number(g->precision_macro.mean),
@@ -261,7 +270,7 @@ static int get_grid_summary(ApiRequest *req, ApiReply *reply)
     free(rows);
     if (csv) {
         static const char *const columns[] = {
-            "model", "initializer", "n", "accuracy_mean", "accuracy_std", "precision_mean",
+            "model", "initializer", "n", "n_seeds", "accuracy_mean", "accuracy_std", "precision_mean",
             "precision_std", "recall_mean", "recall_std", "f1_mean", "f1_std", "loss_mean",
             "loss_std", NULL};
         rc = api_reply_csv(reply, columns, flat);
@@ -270,8 +279,8 @@ static int get_grid_summary(ApiRequest *req, ApiReply *reply)
         return rc;
     }
     json_decref(flat);
-    return api_reply_json(reply, 200, json_pack("{s:I, s:o}", "grid_id", (json_int_t)id,
-                                                "rows", list));
+    return api_reply_json(reply, 200, json_pack("{s:I, s:i, s:o}", "grid_id", (json_int_t)id,
+                                                "n_seeds", n_seeds, "rows", list));
 }
 
 int routes_results_register(Router *r)
