@@ -250,9 +250,9 @@ typedef struct {
     const char *dataset, *model, *initializer;  /* < STORE_NAME_MAX bytes each */
     int64_t seed;
     int epochs;              /* planned epochs, >= 0 */
-    const char *name, *tags_json, *note; /* NULL: none (tags_json a JSON array of strings) */
     int start_running;       /* 1: stored as already running (a foreground `initlab train`),
                                 so that no daemon worker claims it; 0: queued */
+    const char *name, *tags_json, *note; /* NULL: none (tags_json a JSON array of strings) */
 } StoreJobNew;
 
 typedef struct {
@@ -378,9 +378,9 @@ typedef struct {
     const char *idem_key;         /* NULL or "": no idempotency; else < STORE_NAME_MAX bytes */
     const char *fingerprint;      /* identifies the request body (e.g. a hash); NULL = "" */
     const char *grid_config_json; /* non-NULL: create a grid and attach every job to it */
-    const char *grid_name, *grid_tags_json, *grid_note; /* the grid's; NULL: none */
     const StoreJobNew *jobs;      /* their grid_id is ignored when a grid is created */
     int n_jobs;                   /* >= 1 */
+    const char *grid_name, *grid_tags_json, *grid_note; /* the grid's; NULL: none */
 } StoreSubmit;
 
 typedef struct {
