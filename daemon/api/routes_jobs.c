@@ -397,9 +397,9 @@ static int list_jobs(ApiRequest *req, ApiReply *reply)
 }
 
 const char *const api_job_csv_columns[] = {
-    "id", "grid_id", "name", "tags", "status", "priority", "dataset", "model", "initializer",
-    "seed", "epochs", "created_at", "started_at", "finished_at", "disk_bytes", "error",
-    "note", NULL};
+    "id", "grid_id", "status", "dataset", "model", "initializer", "seed", "epochs",
+    "created_at", "started_at", "finished_at", "error", "name", "tags", "priority",
+    "disk_bytes", "note", NULL};
 
 static int get_job(ApiRequest *req, ApiReply *reply)
 {
