@@ -376,19 +376,35 @@ void jobs_notify(JobQueue *q)
 
 int jobs_cancel(JobQueue *q, int64_t id)
 {
-    pthread_mutex_lock(&q->lock);
-    for (int i = 0; i < q->n_workers; i++)
-        if (q->workers[i].job_id == id) {
-            q->workers[i].stop = STOP_CANCEL;
-            pthread_mutex_unlock(&q->lock);
+    /* A worker that has just claimed the job (running in the store) takes its slot a
+     * moment later: look again until it has, rather than answer that the job cannot be
+     * cancelled. */
+    for (int tries = 0; tries < 500; tries++) {
+        pthread_mutex_lock(&q->lock);
+        for (int i = 0; i < q->n_workers; i++)
+            if (q->workers[i].job_id == id) {
+                q->workers[i].stop = STOP_CANCEL;
+                pthread_mutex_unlock(&q->lock);
+                return 0;
+            }
+        /* Not running: cancel it in the store if it is still queued (a worker claiming it
+         * at this moment loses the race cleanly: the status move is conditional). */
+        int rc = store_job_set_status(q->stats_store, id, STORE_JOB_BIT(STORE_JOB_QUEUED),
+                                      STORE_JOB_CANCELLED, "cancelled before it started");
+        StoreJob now;
+        bool claimed = rc == STORE_CONFLICT && store_job_get(q->stats_store, id, &now) == STORE_OK &&
+                       now.status == STORE_JOB_RUNNING;
+        if (claimed)
+            store_job_deinit(&now);
+        pthread_mutex_unlock(&q->lock);
+        if (rc == STORE_OK)
             return 0;
-        }
-    /* Not running: cancel it in the store if it is still queued (a worker claiming it at
-     * this moment loses the race cleanly: the status move is conditional). */
-    int rc = store_job_set_status(q->stats_store, id, STORE_JOB_BIT(STORE_JOB_QUEUED),
-                                  STORE_JOB_CANCELLED, "cancelled before it started");
-    pthread_mutex_unlock(&q->lock);
-    return rc == STORE_OK ? 0 : -1;
+        if (!claimed)
+            return -1;
+        struct timespec pause = {0, 2000000};
+        nanosleep(&pause, NULL);
+    }
+    return -1;
 }
 
 bool jobs_is_running(JobQueue *q, int64_t id)
