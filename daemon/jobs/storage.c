@@ -112,8 +112,9 @@ static void job_keep(const StoreJob *j, char *buf, size_t n)
     json_decref(cfg);
 }
 
-/* Deletes job j's checkpoint of kind (its own file only) and forgets its record; adds the
- * bytes to *freed. */
+/* Forgets job j's checkpoint of kind, then deletes its file (its own file only); adds the
+ * bytes to *freed. The record goes first, so that no download, backup or check meanwhile
+ * finds a recorded checkpoint without its file. */
 static void drop(Store *s, const char *state_dir, const StoreJob *j, StoreCheckpointKind kind,
                  int64_t *freed)
 {
@@ -134,15 +135,20 @@ static void drop(Store *s, const char *state_dir, const StoreJob *j, StoreCheckp
                      path, (long long)j->id);
             return;
         }
+        if (store_checkpoint_forget(s, j->id, (int)kind) != STORE_OK) {
+            log_warn("jobs", "retention: job %lld: %s; %s left in place", (long long)j->id,
+                     store_errmsg(s), path);
+            return;
+        }
         if (unlink(path) != 0) {
             log_warn("jobs", "retention: %s: %s", path, strerror(errno));
             return;
         }
         *freed += (int64_t)st.st_blocks * 512;
         log_info("jobs", "retention: deleted %s (%.1f MB)", path, st.st_blocks * 512 / 1e6);
-    }
-    if (store_checkpoint_forget(s, j->id, (int)kind) != STORE_OK)
+    } else if (store_checkpoint_forget(s, j->id, (int)kind) != STORE_OK) {
         log_warn("jobs", "retention: job %lld: %s", (long long)j->id, store_errmsg(s));
+    }
     rmdir(dir); /* only when empty */
 }
 

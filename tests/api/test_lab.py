@@ -306,10 +306,16 @@ class Storage(unittest.TestCase):
             submit = lambda **kw: d.request("POST", "/api/v1/jobs", {
                 "dataset": "rescan", **TINY, "epochs": 2, **kw}).json()["id"]
             folder = lambda j: os.path.join(d.state_dir, "jobs", str(j))
+
+            def ended(j):
+                # The job is done, then retention runs and logs what it freed.
+                self.assertEqual(wait_status(d, j, ("done", "failed")), "done")
+                wait_for(lambda: f"after job {j} ended" in d.log(), 30,
+                         what=f"retention after job {j}")
             pinned = submit(keep_checkpoints="all")
             self.assertEqual(wait_status(d, pinned, ("done", "failed")), "done")
             a = submit(seed=1)
-            self.assertEqual(wait_status(d, a, ("done", "failed")), "done")
+            ended(a)
             self.assertEqual(sorted(os.listdir(folder(pinned))), ["best.ckpt", "latest.ckpt"])
             self.assertEqual(os.listdir(folder(a)), ["best.ckpt"], "best kept, latest dropped")
             # Downloads: the best weights as safetensors, the latest one no more.
@@ -338,9 +344,9 @@ class Storage(unittest.TestCase):
             # Third and fourth jobs: only the 2 that ended last keep checkpoints (the
             # pinned one does not count and keeps both).
             b = submit(seed=2)
-            self.assertEqual(wait_status(d, b, ("done", "failed")), "done")
+            ended(b)
             c = submit(seed=3)
-            self.assertEqual(wait_status(d, c, ("done", "failed")), "done")
+            ended(c)
             self.assertFalse(os.path.exists(folder(a)) and os.listdir(folder(a)))
             self.assertEqual(os.listdir(folder(b)), ["best.ckpt"])
             self.assertEqual(os.listdir(folder(c)), ["best.ckpt"])
