@@ -1,8 +1,8 @@
 """test_lab.py — a daemon a lab lives in for months, against a real daemon: every change
 of a job, grid or dataset on the event stream with Last-Event-ID resumption, cancel
-within a second in the statistics phase, grid operations, names, tags, notes and search,
-retention and disk usage, downloads (weights, record bundles), the image-cache limit,
-datasets deleted and rescanned."""
+within two seconds in the statistics, training, validation and test phases, grid
+operations, names, tags, notes and search, retention and disk usage, downloads (weights,
+record bundles), the image-cache limit, datasets deleted and rescanned."""
 import json
 import os
 import queue
@@ -46,8 +46,8 @@ def wait_for(predicate, timeout=180, interval=0.05, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def register(d, name="weeds", path=None):
-    r = d.request("POST", "/api/v1/datasets", {"name": name, "path": path or DATA})
+def register(d, name="weeds", path=None, **extra):
+    r = d.request("POST", "/api/v1/datasets", {"name": name, "path": path or DATA, **extra})
     assert r.status == 202, r
     wait_for(lambda: d.get(f"/api/v1/datasets/{name}").json()["status"] == "ready",
              what="dataset scan")
@@ -109,7 +109,7 @@ class Stream:
 
 class LiveQueue(unittest.TestCase):
     """An SSE client sees every change made through the API, resumes with Last-Event-ID,
-    and a cancel in the statistics phase takes effect within two seconds."""
+    and a cancel takes effect within two seconds in every phase of a job."""
 
     @classmethod
     def setUpClass(cls):
@@ -196,6 +196,25 @@ class LiveQueue(unittest.TestCase):
         self.assertLess(took, 2.0, f"cancel in the statistics phase took {took:.2f} s")
         self.assertEqual(d.get(f"/api/v1/jobs/{job}/stats?epoch=0").json()["layers"], [],
                          "statistics cut short are not recorded")
+
+    def test_cancel_takes_effect_within_two_seconds_in_every_phase(self):
+        d = self.d
+        # A validation and a test split twice the training split, so that validating and
+        # testing last long enough (about a second or more) to be caught and cut.
+        register(d, "phases", DATA, split=[0.2, 0.4, 0.4], seed=0)
+        config = {"dataset": "phases", "model": "mobilenet", "image_size": 160,
+                  "batch_size": 6, "probe_size": 6, "epochs": 1, "priority": 1000}
+        took = {}
+        for phase in ("train", "validate", "test"):
+            job = d.request("POST", "/api/v1/jobs", config).json()["id"]
+            wait_for(lambda: d.get(f"/api/v1/jobs/{job}").json()["progress"]["phase"] ==
+                     phase, 120, 0.01, f"the {phase} phase")
+            t0 = time.monotonic()
+            self.assertEqual(d.request("POST", f"/api/v1/jobs/{job}/cancel").status, 200)
+            wait_status(d, job, ("cancelled", "done"), 30)
+            took[phase] = time.monotonic() - t0
+            self.assertEqual(status(d, job), "cancelled", f"the {phase} phase ran to its end")
+        self.assertLess(max(took.values()), 2.0, f"cancel took {took}")
 
 
 class Grids(unittest.TestCase):
