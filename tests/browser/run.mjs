@@ -309,8 +309,8 @@ async function checkLab(page, api) {
 
   await open(page, '#/jobs', 'jobs');
   const queued = () => page.$eval('#queue', (e) => Number((/queued (\d+)/.exec(e.textContent) || [])[1]));
-  const a = await api.post('/jobs', { dataset: 'demo', ...LONG_JOB, seed: 11, name: 'bulk a', priority: -50 });
-  const b = await api.post('/jobs', { dataset: 'demo', ...LONG_JOB, seed: 12, name: 'bulk b', priority: -50 });
+  const a = await api.post('/jobs', { dataset: 'demo', ...LONG_JOB, seed: 11, name: 'bulk a', tags: ['bulkset'], priority: -50 });
+  const b = await api.post('/jobs', { dataset: 'demo', ...LONG_JOB, seed: 12, name: 'bulk b', tags: ['bulkset'], priority: -50 });
   const seen = await waitFor('the header to count the new jobs', async () => {
     const want = (await api.get('/jobs?status=queued')).total;
     return want > 0 && (await queued()) === want && want;
@@ -319,6 +319,10 @@ async function checkLab(page, api) {
   await page.fill('[data-filter="q"]', 'bulk');
   await waitFor('the search to filter the table', async () => (await rowCount(page, 'jobs')) === 2, 10000, 200)
     .then(() => report('jobs: search finds jobs by name', true), () => report('jobs: search finds jobs by name', false));
+  await page.fill('[data-filter="q"]', '');
+  await page.fill('[data-filter="tag"]', 'bulkset');
+  await waitFor('the tag filter to filter the table', async () => (await rowCount(page, 'jobs')) === 2, 10000, 200)
+    .then(() => report('jobs: the tag filter finds jobs by tag', true), () => report('jobs: the tag filter finds jobs by tag', false));
   for (const j of [a, b]) await page.check(`[data-select="${j.id}"]`);
   await page.click('[data-action="bulk-cancel"]');
   const both = await waitFor('both to be cancelled', async () => {
@@ -331,7 +335,34 @@ async function checkLab(page, api) {
   const gone = await waitFor('both to be deleted', async () => (await api.request('GET', `/jobs/${a.id}`)).status === 404 &&
     (await api.request('GET', `/jobs/${b.id}`)).status === 404, 15000, 300).catch(() => false);
   report('jobs: delete selected deletes them', !!gone);
-  await page.fill('[data-filter="q"]', '');
+  await page.fill('[data-filter="tag"]', '');
+
+  // A whole grid from its page: cancel, retry, priority, more seeds, delete.
+  const { model, init, seed, ...opts } = LONG_JOB;
+  const grid = await api.post('/grids', { dataset: 'demo', ...opts, models: [model], initializers: [init], seeds: [21, 22], priority: -60, name: 'ops grid' });
+  const gridJobs = async () => (await api.get(`/grids/${grid.grid_id}`)).jobs;
+  const allAre = (want) => async () => (await gridJobs()).every((j) => want.includes(j.status));
+  await open(page, `#/grid/${grid.grid_id}`, 'grid');
+  await page.click('[data-grid-action="cancel"]');
+  report('grid: "Cancel all" cancels every job of the grid', await waitFor('the grid cancelled', allAre(['cancelled']), 15000, 300).catch(() => false));
+  await page.click('[data-grid-action="retry"]');
+  report('grid: "Retry" queues them again', await waitFor('the grid queued', allAre(['queued', 'running']), 15000, 300).catch(() => false));
+  await page.fill('form[data-form="record"] input[name="priority"]', '-70');
+  await page.click('form[data-form="record"] button[type="submit"]');
+  const prio = await waitFor('the priority', async () => { const q = (await gridJobs()).filter((j) => j.status === 'queued'); return q.length && q.every((j) => j.priority === -70) && q.length; }, 10000, 200).catch(() => 0);
+  report('grid: the record form changes the priority of its queued jobs', !!prio);
+  await page.fill('input[name="add-seeds"]', '23');
+  await page.click('[data-grid-action="seeds"]');
+  const seeds = await waitFor('the added seed', async () => { const js = await gridJobs(); return js.length === 3 && js.map((j) => j.seed).sort(); }, 10000, 200).catch(() => null);
+  expectEq('grid: "Add seeds" adds a job for the new seed', seeds, [21, 22, 23]);
+  await page.click('[data-grid-action="cancel"]');
+  await waitFor('the grid cancelled again', allAre(['cancelled']), 15000, 300).catch(() => false);
+  const ids = (await gridJobs()).map((j) => j.id);
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.click('[data-grid-action="delete"]');
+  const deleted = await waitFor('the grid deleted', async () => (await api.request('GET', `/grids/${grid.grid_id}`)).status === 404, 10000, 200).catch(() => false);
+  const left = await Promise.all(ids.map(async (j) => (await api.request('GET', `/jobs/${j}`)).status));
+  report('grid: "Delete grid" deletes it with its jobs', !!deleted && left.every((x) => x === 404), JSON.stringify(left));
 
   await open(page, '#/storage', 'storage');
   const st = await api.get('/storage');

@@ -48,6 +48,9 @@ export async function mount(ctx) {
     h('div', { class: 'card' }, t1El),
     h('div', { class: 'card' }, jobsBox));
 
+  // Once the grid is deleted, the events of its jobs' deletion fetch nothing more.
+  let gone = false;
+  const leave = () => { gone = true; location.hash = '#/grids'; };
   const selected = new Set();
   const columns = jobColumns({ has: (j) => selected.has(j), toggle: (j, on) => (on ? selected.add(j) : selected.delete(j)) }, () => reloadJobs());
   const rows = new Map();
@@ -80,7 +83,7 @@ export async function mount(ctx) {
       act('Cancel all', 'cancel', () => post(`/grids/${id}/cancel`)),
       act('Retry failed and cancelled', 'retry', () => post(`/grids/${id}/retry`)),
       seeds, act('Add seeds', 'seeds', addSeeds),
-      act('Delete grid', 'delete', async () => { await del(`/grids/${id}`); location.hash = '#/grids'; }, `Delete grid ${id} with its ${jobs.length} jobs and their results?`)),
+      act('Delete grid', 'delete', async () => { await del(`/grids/${id}`); leave(); }, `Delete grid ${id} with its ${jobs.length} jobs and their results?`)),
     recordForm(g, { priority: true, save: async (body) => { g = await patch(`/grids/${id}`, body); drawOps(); drawHead(); await reloadJobs(); } }));
   }
 
@@ -106,6 +109,7 @@ export async function mount(ctx) {
   }
 
   async function drawSummary() {
+    if (gone || !ctx.alive()) return;
     const s = await get(`/grids/${id}/summary`);
     if (!ctx.alive()) return;
     const cols = [
@@ -132,6 +136,7 @@ export async function mount(ctx) {
   }
 
   async function reloadJobs() {
+    if (gone || !ctx.alive()) return;
     const fresh = await get(`/grids/${id}`);
     if (!ctx.alive()) return;
     jobs = fresh.jobs;
@@ -154,7 +159,7 @@ export async function mount(ctx) {
     drawOps();
     drawHead();
   });
-  ctx.on('grid_deleted', (d) => { if (d.id === id) location.hash = '#/grids'; });
+  ctx.on('grid_deleted', (d) => { if (d.id === id) leave(); });
   ctx.on('job_deleted', (d) => { if (jobs.some((j) => j.id === d.id)) { jobsSoon(); summarySoon(); } });
   const onJob = (j) => {
     const i = jobs.findIndex((x) => x.id === j.id);
