@@ -223,6 +223,8 @@ class Grids(unittest.TestCase):
     def test_grid_operations(self):
         with Daemon(args=["--data-root", ROOT, "--workers", "2", "--threads-per-job", "1"]) as d:
             register(d)
+            stream = Stream(d)
+            self.addCleanup(stream.close)
             # Two slow jobs hold both workers, so that the whole grid waits in the queue.
             blockers = [d.request("POST", "/api/v1/jobs", {"dataset": "weeds", **SLOW,
                                                            "seed": k}).json()["id"]
@@ -235,6 +237,7 @@ class Grids(unittest.TestCase):
             grid = r.json()["grid_id"]
             jobs = [j["id"] for j in r.json()["jobs"]]
             self.assertEqual(len(jobs), 8)
+            stream.wait(lambda i, e, x: e == "grid" and x["id"] == grid, what="the new grid")
             # Cancel the whole grid in one call, then retry it in one call.
             r = d.request("POST", f"/api/v1/grids/{grid}/cancel")
             self.assertEqual(r.status, 200, r)
@@ -272,6 +275,8 @@ class Grids(unittest.TestCase):
             r = d.request("PATCH", f"/api/v1/grids/{grid}", {"priority": 9, "note": "more seeds",
                                                             "tags": ["paper", "seeds3"]})
             self.assertEqual(r.status, 200, r)
+            stream.wait(lambda i, e, x: e == "grid" and x["id"] == grid and
+                        x["note"] == "more seeds", what="the grid's change")
             queued = [j for j in d.get(f"/api/v1/grids/{grid}").json()["jobs"]
                       if j["status"] == "queued"]
             self.assertTrue(all(j["priority"] == 9 for j in queued))
@@ -302,6 +307,8 @@ class Grids(unittest.TestCase):
             state = os.path.join(d.state_dir, "jobs")
             self.assertTrue(any(os.path.exists(os.path.join(state, str(j))) for j in jobs))
             self.assertEqual(d.request("DELETE", f"/api/v1/grids/{grid}").status, 204)
+            stream.wait(lambda i, e, x: e == "grid_deleted" and x["id"] == grid,
+                        what="grid_deleted")
             self.assertEqual(d.get(f"/api/v1/grids/{grid}").status, 404)
             self.assertEqual(d.get("/api/v1/jobs").json()["total"], 2, "the blockers stay")
             self.assertFalse(any(os.path.exists(os.path.join(state, str(j))) for j in jobs))
@@ -322,6 +329,8 @@ class Storage(unittest.TestCase):
         shutil.copytree(DATA, data)
         with Daemon(args=["--data-root", ROOT, "--retention", "best", "--keep-finished", "2"]) as d:
             register(d, "rescan", data)
+            stream = Stream(d)
+            self.addCleanup(stream.close)
             submit = lambda **kw: d.request("POST", "/api/v1/jobs", {
                 "dataset": "rescan", **TINY, "epochs": 2, **kw}).json()["id"]
             folder = lambda j: os.path.join(d.state_dir, "jobs", str(j))
@@ -398,6 +407,8 @@ class Storage(unittest.TestCase):
                 shutil.copy(src, os.path.join(data, cls, f"added{k}.jpg"))
             r = d.request("POST", "/api/v1/datasets/rescan/rescan")
             self.assertEqual(r.status, 202, r)
+            stream.wait(lambda i, e, x: e == "dataset" and x["name"] == "rescan" and
+                        x["status"] == "ready", timeout=120, what="the rescanned dataset")
             wait_for(lambda: d.get("/api/v1/datasets/rescan").json()["status"] == "ready")
             self.assertEqual(d.get("/api/v1/datasets/rescan").json()["n_files"], before + 5)
             # A dataset with a queued job stays; without, it goes with its caches.
@@ -405,7 +416,10 @@ class Storage(unittest.TestCase):
             self.assertEqual(d.request("DELETE", "/api/v1/datasets/rescan").status, 409)
             d.request("POST", f"/api/v1/jobs/{q}/cancel")
             wait_status(d, q, ("cancelled",), 60)
+            dataset_id = d.get("/api/v1/datasets/rescan").json()["id"]
             self.assertEqual(d.request("DELETE", "/api/v1/datasets/rescan").status, 204)
+            stream.wait(lambda i, e, x: e == "dataset_deleted" and x["id"] == dataset_id,
+                        what="dataset_deleted")
             self.assertEqual(d.get("/api/v1/datasets/rescan").status, 404)
             self.assertEqual(d.get("/api/v1/storage").json()["caches"], [])
             datasets_csv = d.get("/api/v1/datasets?format=csv")
