@@ -1,12 +1,15 @@
 """test_lab.py — a daemon a lab lives in for months, against a real daemon: every change
 of a job, grid or dataset on the event stream with Last-Event-ID resumption, cancel
-within two seconds in the statistics, training, validation and test phases, grid
-operations, names, tags, notes and search, retention and disk usage, downloads (weights,
-record bundles), the image-cache limit, datasets deleted and rescanned."""
+within two seconds in the statistics, training, validation and test phases and SIGTERM in
+the statistics phase, grid operations, names, tags, notes and search, retention and disk
+usage, downloads (weights, record bundles), the image-cache limit, datasets deleted and
+rescanned."""
 import json
 import os
 import queue
 import shutil
+import signal
+import sqlite3
 import struct
 import subprocess
 import tempfile
@@ -215,6 +218,25 @@ class LiveQueue(unittest.TestCase):
             took[phase] = time.monotonic() - t0
             self.assertEqual(status(d, job), "cancelled", f"the {phase} phase ran to its end")
         self.assertLess(max(took.values()), 2.0, f"cancel took {took}")
+
+
+class Shutdown(unittest.TestCase):
+    def test_sigterm_in_the_statistics_phase_stops_the_daemon_within_two_seconds(self):
+        with Daemon(args=["--data-root", ROOT, "--threads-per-job", "1"]) as d:
+            register(d)
+            job = d.request("POST", "/api/v1/jobs", {
+                "dataset": "weeds", "model": "mobilenet", "image_size": 160, "batch_size": 8,
+                "probe_size": 32, "epochs": 1}).json()["id"]
+            wait_for(lambda: d.get(f"/api/v1/jobs/{job}").json()["progress"]["phase"] ==
+                     "statistics", 120, 0.01, "the statistics phase")
+            t0 = time.monotonic()
+            self.assertEqual(d.stop(signal.SIGTERM), 0, d.log())
+            took = time.monotonic() - t0
+            self.assertLess(took, 2.0, f"SIGTERM in the statistics phase took {took:.2f} s")
+            self.assertIn(f"job {job} checkpointed and queued again", d.log())
+            with sqlite3.connect(os.path.join(d.state_dir, "initlab.db")) as c:
+                (state,) = c.execute("SELECT status FROM jobs WHERE id = ?", (job,)).fetchone()
+            self.assertEqual(state, "queued", "it runs again at the next start")
 
 
 class Grids(unittest.TestCase):
