@@ -158,6 +158,15 @@ class LiveQueue(unittest.TestCase):
             _, _, p = stream.wait(lambda i, e, x: e == "progress" and x["id"] == running,
                                   what="a progress event")
             self.assertEqual(p["status"], "running")
+            # At most one progress event a second per job (one more for a change of phase).
+            n, end = 0, time.monotonic() + 3.0
+            while time.monotonic() < end:
+                try:
+                    _, e, x = stream.events.get(timeout=max(0.01, end - time.monotonic()))
+                except queue.Empty:
+                    break
+                n += e == "progress" and x.get("id") == running
+            self.assertTrue(1 <= n <= 4, f"{n} progress events in 3 s")
             stream.wait(lambda i, e, x: e == "step" and x["job_id"] == running,
                         what="a step event")
             r = d.request("PATCH", f"/api/v1/jobs/{running}", {"priority": 1})
