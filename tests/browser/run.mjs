@@ -306,6 +306,12 @@ async function checkLab(page, api) {
   expectEq('nav: an unknown route highlights no tab', active, 0);
   const colours = await page.evaluate(async () => { const m = await import('/js/charts.js'); return Array.from({ length: 24 }, (_, i) => m.colorAt(i)); });
   expectEq('compare: 24 series get 24 different colours', new Set(colours).size, 24);
+  const shown = await page.evaluate(async () => {
+    const m = await import('/js/dom.js');
+    return [m.fmtMeanStd({ mean: 74160804, std: 55346193.715 }), m.fmtMeanStd({ mean: 0.912, std: 0.004 }),
+      m.fmtMeanStd({ mean: 1.5e-6, std: null }), m.fmtEng(999960)];
+  });
+  expectEq('Table 1: extreme values in engineering notation, the others fixed', shown, ['74.2e6 ± 55.3e6', '0.912 ± 0.004', '1.50e-6', '1.00e6']);
 
   await open(page, '#/jobs', 'jobs');
   const queued = () => page.$eval('#queue', (e) => Number((/queued (\d+)/.exec(e.textContent) || [])[1]));

@@ -70,11 +70,13 @@ export function fmtTime(t) {
 // multiple of 3 ("74.2e6", "1.50e-6"); plain for 0.
 export function fmtEng(v, digits = 3) {
   if (v === 0) return '0';
-  const e = Math.floor(Math.log10(Math.abs(v)) / 3) * 3;
-  const m = v / 10 ** e;
-  const shown = m.toPrecision(digits);
-  // 999.96e3 rounds to 1000e3: move to the next power instead.
-  if (Math.abs(Number(shown)) >= 1000) return fmtEng(v / 1000, digits).replace(/e(-?\d+)$/, (_, x) => 'e' + (Number(x) + 3));
+  let e = Math.floor(Math.log10(Math.abs(v)) / 3) * 3;
+  let shown = (v / 10 ** e).toPrecision(digits);
+  // 999.96e3 rounds to 1000e3: the next power's mantissa instead ("1.00e6").
+  if (Math.abs(Number(shown)) >= 1000) {
+    e += 3;
+    shown = (v / 10 ** e).toPrecision(digits);
+  }
   return shown + 'e' + e;
 }
 
