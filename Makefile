@@ -2,7 +2,8 @@
 #
 #   make            build ./initlab
 #   make deps       install missing Debian and npm packages (idempotent, ~1 s when done)
-#   make run        deps + build + start the daemon on the demo dataset
+#   make run        deps + build + start the daemon on the demo dataset (PORT=8471 to serve
+#                   on another port, LISTEN=ADDR:PORT another address, STATE=DIR)
 #   make test       deps + every test: C unit tests, the same under ASan/UBSan, fault
 #                   injection, command-line tests, PyTorch cross-checks, the daemon under
 #                   ASan/UBSan (HTTP fuzzer, API tests), browser tests
@@ -23,7 +24,7 @@ DESTDIR ?=
 ARCH    ?= native
 CC      ?= gcc
 PYTHON  ?= /usr/bin/python3
-PKGS    := libmicrohttpd jansson sqlite3 libturbojpeg openblas zlib libcurl
+PKGS    := libmicrohttpd jansson sqlite3 libturbojpeg openblas zlib libcurl libprotobuf-c
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # -Werror in CI (CI=true) so that a warning never lands; locally warnings stay warnings.
@@ -32,7 +33,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -DINITLAB_VERSION='"$(VERSION)"' -g -Wall -Wextra \
-              -Wno-unused-parameter $(WERROR) -MMD -MP -Idaemon -pthread -fopenmp
+              -Wno-unused-parameter $(WERROR) -MMD -MP -Idaemon -Ibuild/gen -pthread -fopenmp
 LIBS = $(PKG_LIBS) -fopenmp -lpthread -lm
 
 # Two build variants share one rule set: release (optimized) and asan (sanitized).
@@ -41,7 +42,8 @@ ASAN_CFLAGS = $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer -fsanitize=address,unde
               -fno-sanitize-recover=undefined
 ASAN_LDFLAGS = -fsanitize=address,undefined
 
-SRC       := $(sort $(wildcard daemon/*/*.c)) build/gen/schema_sql.c build/gen/openapi_json.c
+SRC       := $(sort $(wildcard daemon/*/*.c)) build/gen/schema_sql.c build/gen/openapi_json.c \
+             build/gen/tensorboard.pb-c.c
 SCHEMA    := $(sort $(wildcard schema/*.sql))
 MAIN_SRC  := daemon/main.c
 TEST_SRC  := $(sort $(wildcard tests/unit/*.c))
@@ -122,6 +124,14 @@ build/gen/schema_sql.c: $(SCHEMA) scripts/embed_schema.sh
 build/gen/openapi_json.c: daemon/api/openapi.json scripts/embed_file.sh
 	@mkdir -p $(dir $@)
 	scripts/embed_file.sh openapi_json daemon/api/openapi.json > $@
+
+# TensorBoard's event messages (the subset initlab writes), C from the .proto by protoc-c;
+# only export/tfevents.c includes the header.
+build/gen/tensorboard.pb-c.c: daemon/export/tensorboard.proto
+	@mkdir -p $(dir $@)
+	protoc-c --c_out=build/gen -Idaemon/export $<
+build/gen/tensorboard.pb-c.h: build/gen/tensorboard.pb-c.c
+build/rel/daemon/export/tfevents.o build/asan/daemon/export/tfevents.o: build/gen/tensorboard.pb-c.h
 
 # Objects of the test tools and benchmarks are kept: a later step needs no rebuild.
 .SECONDARY:

@@ -4,8 +4,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 
+# make run PORT=8471 (or LISTEN=ADDR:PORT) serves elsewhere; STATE=DIR keeps the state there.
 STATE=${STATE:-state}
-LISTEN=${LISTEN:-127.0.0.1:8470}
+PORT=${PORT:-8470}
+LISTEN=${LISTEN:-127.0.0.1:$PORT}
 DEMO="$STATE/data/demo-weeds"
 URL="http://$LISTEN"
 

@@ -12,7 +12,8 @@ int api_routes_register(Router *r)
 {
     if (routes_system_register(r) < 0 || routes_catalog_register(r) < 0 ||
         routes_datasets_register(r) < 0 || routes_jobs_register(r) < 0 ||
-        routes_results_register(r) < 0 || routes_worker_register(r) < 0)
+        routes_results_register(r) < 0 || routes_worker_register(r) < 0 ||
+        routes_lab_register(r) < 0)
         return -1;
     return 0;
 }

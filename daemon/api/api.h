@@ -59,7 +59,9 @@ typedef struct {
     const char *data_root;   /* datasets must lie under it; NULL when not configured */
     const char *web_dir;     /* the dashboard's static files; NULL when none was found */
     int workers;             /* configured worker threads (0: remote workers only) */
-    int threads_per_job;     /* compute threads per job */
+    int threads_per_job;     /* compute threads per job: a submission's default */
+    int retention_kind;      /* jobs/storage.h RetainKind: what a done job keeps */
+    int keep_finished;       /* ended jobs that keep checkpoints; 0: all */
     double lease_seconds;    /* remote workers' leases (jobs/lease.h) */
     double heartbeat_seconds;/* and their heartbeat interval */
     const SlurmConfig *slurm;/* the Slurm executor's settings; NULL: local executor */
@@ -90,6 +92,8 @@ int routes_jobs_register(Router *r);
 int routes_results_register(Router *r);
 /* The remote workers' protocol (/api/v1/worker/) and /api/v1/workers. */
 int routes_worker_register(Router *r);
+/* Names, tags, notes and priorities; grid operations; disk usage; downloads. */
+int routes_lab_register(Router *r);
 
 /* Starts the job queue (jobs/queue.h) on ctx->store_path with ctx's workers and threads,
  * publishing job changes and epochs as server-sent events and job metrics, and fills

@@ -497,7 +497,7 @@ bool auth_cors_preflight(const Auth *a, const ApiRequest *req, ApiReply *reply)
         return false;
     api_reply_empty(reply, 204);
     auth_cors_headers(a, req, reply);
-    api_reply_header(reply, "Access-Control-Allow-Methods", "GET, HEAD, POST, DELETE");
+    api_reply_header(reply, "Access-Control-Allow-Methods", "GET, HEAD, POST, PATCH, DELETE");
     api_reply_header(reply, "Access-Control-Allow-Headers",
                      "Authorization, Content-Type, Idempotency-Key, Last-Event-ID");
     api_reply_header(reply, "Access-Control-Max-Age", "600");

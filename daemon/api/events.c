@@ -24,6 +24,9 @@
 #include "util/log.h"
 
 #define INITIAL_QUEUE 4096
+/* Events kept for Last-Event-ID resumption: the last RING_EVENTS, at most RING_BYTES. */
+#define RING_EVENTS 1024
+#define RING_BYTES (1 << 20)
 
 typedef struct EventClient {
     EventHub *hub;
@@ -47,6 +50,10 @@ struct EventHub {
     long dropped;
     unsigned long long seq;  /* id of the last event */
     EventHubConfig cfg;
+    /* The last events sent, oldest first at ring[ring_head]: "id: N\n" + event text. */
+    struct { char *text; size_t len; unsigned long long id; } ring[RING_EVENTS];
+    int ring_head, ring_n;
+    size_t ring_bytes;
 };
 
 void events_config_default(EventHubConfig *cfg)
@@ -54,6 +61,26 @@ void events_config_default(EventHubConfig *cfg)
     cfg->queue_bytes = 256 * 1024;
     cfg->heartbeat_ms = 15000;
     cfg->max_clients = 64;
+    cfg->first_id = 0;
+}
+
+/* Keeps msg (len bytes, the whole event with its id line; the ring takes it) as event id;
+ * drops the oldest beyond the ring's limits. Called with the lock held. */
+static void ring_push(EventHub *hub, char *msg, size_t len, unsigned long long id)
+{
+    while (hub->ring_n > 0 &&
+           (hub->ring_n == RING_EVENTS || hub->ring_bytes + len > RING_BYTES)) {
+        free(hub->ring[hub->ring_head].text);
+        hub->ring_bytes -= hub->ring[hub->ring_head].len;
+        hub->ring_head = (hub->ring_head + 1) % RING_EVENTS;
+        hub->ring_n--;
+    }
+    int at = (hub->ring_head + hub->ring_n) % RING_EVENTS;
+    hub->ring[at].text = msg;
+    hub->ring[at].len = len;
+    hub->ring[at].id = id;
+    hub->ring_n++;
+    hub->ring_bytes += len;
 }
 
 /* Appends n bytes to c's queue; false when the queue limit would be exceeded or memory ran
@@ -175,6 +202,7 @@ EventHub *events_create(const EventHubConfig *cfg)
     if (!hub)
         return NULL;
     hub->cfg = *cfg;
+    hub->seq = cfg->first_id;
     if (hub->cfg.heartbeat_ms < 10)
         hub->cfg.heartbeat_ms = 10;
     pthread_condattr_t attr;
@@ -237,6 +265,8 @@ void events_free(EventHub *hub)
         free(c->buf);
         free(c);
     }
+    for (int i = 0; i < hub->ring_n; i++)
+        free(hub->ring[(hub->ring_head + i) % RING_EVENTS].text);
     pthread_cond_destroy(&hub->cond);
     pthread_mutex_destroy(&hub->lock);
     free(hub);
@@ -306,6 +336,12 @@ int events_publish(EventHub *hub, const char *event, const char *json)
     }
     char id[40];
     int idlen = snprintf(id, sizeof id, "id: %llu\n", ++hub->seq);
+    char *kept = malloc((size_t)idlen + len);
+    if (kept) {
+        memcpy(kept, id, (size_t)idlen);
+        memcpy(kept + idlen, msg, len);
+        ring_push(hub, kept, (size_t)idlen + len, hub->seq);
+    }
     ApiStream **wake = wake_list(hub);
     int nwake = 0, delivered = 0;
     for (EventClient *c = hub->clients; c; c = c->next) {
@@ -397,7 +433,42 @@ int events_wait_drained(EventHub *hub, int timeout_ms)
     return n;
 }
 
-int events_subscribe(EventHub *hub, ApiReply *reply)
+/* Queues for c what a client that last saw event `last` missed: the kept events after it,
+ * or a "reset" event when they are not all kept (or last is not an id of this hub), so
+ * that the client reloads what it shows. Called with the lock held. Returns false when
+ * out of memory. */
+static bool queue_replay(EventHub *hub, EventClient *c, const char *last)
+{
+    char *end;
+    errno = 0;
+    unsigned long long want = strtoull(last, &end, 10);
+    bool parsed = *last && !*end && errno == 0;
+    if (parsed && want == hub->seq)
+        return true;
+    unsigned long long oldest = hub->ring_n ? hub->ring[hub->ring_head].id : hub->seq + 1;
+    size_t bytes = 0;
+    bool whole = parsed && want < hub->seq && want + 1 >= oldest &&
+                 want >= hub->cfg.first_id;
+    for (int i = 0; whole && i < hub->ring_n; i++) {
+        int at = (hub->ring_head + i) % RING_EVENTS;
+        if (hub->ring[at].id > want)
+            bytes += hub->ring[at].len;
+    }
+    if (!whole || c->len + bytes + 64 > hub->cfg.queue_bytes) {
+        char reset[160];
+        int n = snprintf(reset, sizeof reset, "id: %llu\nevent: reset\ndata: {\"last_event_id\":"
+                         "%s}\n\n", hub->seq, parsed ? last : "null");
+        return queue_append(c, reset, (size_t)n);
+    }
+    for (int i = 0; i < hub->ring_n; i++) {
+        int at = (hub->ring_head + i) % RING_EVENTS;
+        if (hub->ring[at].id > want && !queue_append(c, hub->ring[at].text, hub->ring[at].len))
+            return false;
+    }
+    return true;
+}
+
+int events_subscribe(EventHub *hub, ApiReply *reply, const char *last_event_id)
 {
     static const char hello[] = "retry: 3000\n: connected\n\n";
     EventClient *c = calloc(1, sizeof *c);
@@ -417,7 +488,8 @@ int events_subscribe(EventHub *hub, ApiReply *reply)
         api_reply_header(reply, "Connection", "close");
         return rc;
     }
-    if (!queue_append(c, hello, sizeof hello - 1)) {
+    if (!queue_append(c, hello, sizeof hello - 1) ||
+        (last_event_id && !queue_replay(hub, c, last_event_id))) {
         pthread_mutex_unlock(&hub->lock);
         free(c->buf);
         free(c);

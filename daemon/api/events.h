@@ -8,7 +8,14 @@
  *
  * Each client has a bounded byte queue: a client that reads too slowly to keep up is
  * dropped (its stream ends; EventSource reconnects). A comment line is sent to idle clients
- * every heartbeat interval so proxies keep the connection and dead peers are noticed. */
+ * every heartbeat interval so proxies keep the connection and dead peers are noticed.
+ *
+ * Resumption. The hub keeps the last 1024 events (at most 1 MiB). A client that
+ * reconnects with the id of the last event it saw (EventSource sends it as Last-Event-ID)
+ * first receives every kept event after it; when some of them are no longer kept, or the
+ * id is not one this hub gave (the daemon restarted: ids start from first_id, which the
+ * daemon sets from the start time), it receives one "reset" event instead (data
+ * {"last_event_id": N}), telling it to reload what it shows. */
 #ifndef INITLAB_API_EVENTS_H
 #define INITLAB_API_EVENTS_H
 
@@ -21,9 +28,10 @@ typedef struct {
     int heartbeat_ms;     /* comment to idle clients this often (default 15000) */
     int max_clients;      /* further subscribers get 503; keep it below the server's
                              per-address connection limit, which streams never leave */
+    unsigned long long first_id; /* the first event's id is first_id + 1 */
 } EventHubConfig;
 
-/* Defaults: 256 KiB per client, 15 s heartbeat, 64 clients. Can't fail. */
+/* Defaults: 256 KiB per client, 15 s heartbeat, 64 clients, ids from 1. Can't fail. */
 void events_config_default(EventHubConfig *cfg);
 
 /* Starts a hub and its heartbeat thread. Returns NULL on failure (allocation, thread). */
@@ -47,8 +55,9 @@ int events_publish(EventHub *hub, const char *event, const char *json);
 
 /* Makes reply the event stream of a new client (200 text/event-stream), or a 503 problem
  * with Retry-After and "Connection: close" (the slot is freed at once) when the hub is
- * closed or full. Returns 0, or -1 when the reply could not be set. */
-int events_subscribe(EventHub *hub, ApiReply *reply);
+ * closed or full. last_event_id (may be NULL): the Last-Event-ID the client sent, to
+ * resume from (see above). Returns 0, or -1 when the reply could not be set. */
+int events_subscribe(EventHub *hub, ApiReply *reply, const char *last_event_id);
 
 /* Clients connected now; clients dropped for being slow since the start. Thread-safe. */
 int events_client_count(EventHub *hub);

@@ -82,6 +82,8 @@ int api_jobs_link(ApiContext *ctx, char *err, size_t errlen)
     JobQueueConfig cfg = {.db_path = ctx->store_path, .state_dir = ctx->state_dir,
                           .data_root = ctx->data_root, .workers = ctx->workers,
                           .threads_per_job = ctx->threads_per_job,
+                          .retention = {.kind = (RetainKind)ctx->retention_kind,
+                                        .keep_finished = ctx->keep_finished},
                           .lease_seconds = ctx->lease_seconds,
                           .heartbeat_seconds = ctx->heartbeat_seconds, .slurm = ctx->slurm,
                           .events = {.user = ctx, .publish = publish, .epoch = observe_epoch}};

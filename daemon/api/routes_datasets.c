@@ -8,10 +8,26 @@
 
 #include "api/api.h"
 #include "api/db.h"
+#include "api/events.h"
+#include "api/records.h"
 #include "api/router.h"
+#include "data/cache.h"
 #include "data/names.h"
 #include "data/split.h"
 #include "jobs/report.h"
+#include "util/jsonout.h"
+#include "util/log.h"
+
+/* Publishes dataset d's form as a "dataset" event. */
+static void publish_dataset(ApiRequest *req, const StoreDataset *d)
+{
+    json_t *o = report_dataset(d);
+    char *text = o ? json_text(o, JSON_COMPACT) : NULL;
+    if (text && req->ctx->events)
+        events_publish(req->ctx->events, "dataset", text);
+    free(text);
+    json_decref(o);
+}
 
 /* Is real (a resolved path) root itself or below it? */
 static bool under_root(const char *real, const char *root)
@@ -160,6 +176,7 @@ static int post_dataset(ApiRequest *req, ApiReply *reply)
     }
     char location[200];
     snprintf(location, sizeof location, "/api/v1/datasets/%s", name);
+    publish_dataset(req, &d);
     api_reply_header(reply, "Location", location);
     api_reply_json(reply, 202, report_dataset(&d));
     store_dataset_deinit(&d);
@@ -173,6 +190,9 @@ static int list_datasets(ApiRequest *req, ApiReply *reply)
     Store *s = api_store(req, reply);
     if (!s)
         return 0;
+    int csv = api_wants_csv(req, reply);
+    if (csv < 0)
+        return 0;
     StoreDataset *rows = NULL;
     int n = 0;
     if (store_dataset_list(s, &rows, &n) != STORE_OK)
@@ -181,7 +201,98 @@ static int list_datasets(ApiRequest *req, ApiReply *reply)
     for (int i = 0; i < n; i++)
         json_array_append_new(list, report_dataset(&rows[i]));
     store_datasets_free(rows, n);
+    if (csv) {
+        static const char *const columns[] = {"id", "name", "status", "path", "n_classes",
+                                              "n_files", "train", "val", "test", "n_skipped",
+                                              "created_at", "error", NULL};
+        size_t i;
+        json_t *d;
+        json_array_foreach(list, i, d) {
+            json_object_set_new(d, "n_classes",
+                                json_integer((json_int_t)json_array_size(
+                                    json_object_get(d, "classes"))));
+            const char *splits[] = {"train", "val", "test"};
+            for (int k = 0; k < 3; k++)
+                json_object_set(d, splits[k],
+                                json_object_get(json_object_get(d, "n_split"), splits[k]));
+        }
+        int rc = api_reply_csv(reply, columns, list);
+        json_decref(list);
+        return rc;
+    }
     return api_reply_json(reply, 200, json_pack("{s:o}", "datasets", list));
+}
+
+/* DELETE /datasets/{name}: the registration, its file list and its image caches; refused
+ * while a queued or running job uses it (409). Jobs that ended keep their records. */
+static int delete_dataset(ApiRequest *req, ApiReply *reply)
+{
+    Store *s = api_store(req, reply);
+    if (!s)
+        return 0;
+    const char *name = api_param(req, "name");
+    StoreDataset d;
+    int rc = store_dataset_get(s, name, &d);
+    if (rc == STORE_NOT_FOUND)
+        return api_reply_problem(reply, 404, NULL, "no dataset named \"%.100s\"", name);
+    if (rc != STORE_OK)
+        return api_reply_store_error(reply, s);
+    if (d.status == STORE_DATASET_SCANNING) {
+        store_dataset_deinit(&d);
+        return api_reply_problem(reply, 409, NULL, "dataset \"%.100s\" is being scanned; "
+                                 "delete it when the scan has ended", name);
+    }
+    rc = store_dataset_delete(s, name);
+    if (rc == STORE_OK) {
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s/cache", req->ctx->state_dir);
+        int n = data_cache_remove_dataset(dir, d.path);
+        if (n > 0)
+            log_info("api", "dataset %s deleted with %d image cache file(s)", name, n);
+        char text[64];
+        snprintf(text, sizeof text, "{\"id\":%lld}", (long long)d.id);
+        if (req->ctx->events)
+            events_publish(req->ctx->events, "dataset_deleted", text);
+    }
+    store_dataset_deinit(&d);
+    if (rc == STORE_CONFLICT)
+        return api_reply_problem(reply, 409, NULL, "%s", store_errmsg(s));
+    if (rc != STORE_OK)
+        return api_reply_store_error(reply, s);
+    return api_reply_empty(reply, 204);
+}
+
+/* POST /datasets/{name}/rescan: scans the folder again (files added, removed or changed
+ * since), in the background; jobs queued on it wait for the scan, running ones go on with
+ * the files they started with. */
+static int rescan_dataset(ApiRequest *req, ApiReply *reply)
+{
+    Store *s = api_store(req, reply);
+    if (!s)
+        return 0;
+    const char *name = api_param(req, "name");
+    StoreDataset d;
+    int rc = store_dataset_get(s, name, &d);
+    if (rc == STORE_NOT_FOUND)
+        return api_reply_problem(reply, 404, NULL, "no dataset named \"%.100s\"", name);
+    if (rc != STORE_OK)
+        return api_reply_store_error(reply, s);
+    int64_t id = d.id;
+    bool scanning = d.status == STORE_DATASET_SCANNING;
+    store_dataset_deinit(&d);
+    if (scanning)
+        return api_reply_problem(reply, 409, NULL, "dataset \"%.100s\" is being scanned "
+                                 "already", name);
+    if (store_dataset_set_status(s, id, STORE_DATASET_SCANNING, NULL) != STORE_OK)
+        return api_reply_store_error(reply, s);
+    if (api_queue(req) && jobs_scan(api_queue(req), id) < 0)
+        return -1;
+    if (store_dataset_get_by_id(s, id, &d) != STORE_OK)
+        return api_reply_store_error(reply, s);
+    publish_dataset(req, &d);
+    rc = api_reply_json(reply, 202, report_dataset(&d));
+    store_dataset_deinit(&d);
+    return rc;
 }
 
 static int get_dataset(ApiRequest *req, ApiReply *reply)
@@ -241,7 +352,11 @@ int routes_datasets_register(Router *r)
 {
     return router_add(r, "POST", "/api/v1/datasets", post_dataset, NULL) < 0 ||
                    router_add(r, "GET", "/api/v1/datasets", list_datasets, NULL) < 0 ||
-                   router_add(r, "GET", "/api/v1/datasets/{name}", get_dataset, NULL) < 0
+                   router_add(r, "GET", "/api/v1/datasets/{name}", get_dataset, NULL) < 0 ||
+                   router_add(r, "DELETE", "/api/v1/datasets/{name}", delete_dataset,
+                              NULL) < 0 ||
+                   router_add(r, "POST", "/api/v1/datasets/{name}/rescan", rescan_dataset,
+                              NULL) < 0
                ? -1
                : 0;
 }

@@ -7,6 +7,8 @@
 
 #include "api/api.h"
 #include "api/db.h"
+#include "api/events.h"
+#include "api/records.h"
 #include "api/router.h"
 #include "jobs/report.h"
 #include "jobs/run.h"
@@ -17,13 +19,56 @@
 
 #define MAX_GRID_JOBS 1000
 
-static json_t *job_json(ApiRequest *req, const StoreJob *j)
+json_t *api_job_json(ApiRequest *req, StoreJob *j)
 {
     char phase[16] = "";
     JobQueue *q = api_queue(req);
     if (q && j->status == STORE_JOB_RUNNING)
         jobs_phase(q, j->id, phase, sizeof phase);
+    if (req->ctx->state_dir)
+        job_fill_disk(req->ctx->state_dir, j);
     return report_job(j, phase[0] ? phase : NULL);
+}
+
+static json_t *job_json(ApiRequest *req, StoreJob *j)
+{
+    return api_job_json(req, j);
+}
+
+void api_publish_job(ApiRequest *req, Store *s, int64_t id, const char *event)
+{
+    StoreJob j;
+    if (!req->ctx->events || store_job_get(s, id, &j) != STORE_OK)
+        return;
+    json_t *o = api_job_json(req, &j);
+    char *text = o ? json_text(o, JSON_COMPACT) : NULL;
+    if (text)
+        events_publish(req->ctx->events, event, text);
+    free(text);
+    json_decref(o);
+    store_job_deinit(&j);
+}
+
+void api_publish_grid(ApiRequest *req, Store *s, int64_t id)
+{
+    StoreGrid g;
+    if (!req->ctx->events || store_grid_get(s, id, &g) != STORE_OK)
+        return;
+    json_t *o = report_grid(&g);
+    char *text = o ? json_text(o, JSON_COMPACT) : NULL;
+    if (text)
+        events_publish(req->ctx->events, "grid", text);
+    free(text);
+    json_decref(o);
+    store_grid_deinit(&g);
+}
+
+void api_publish_id(ApiRequest *req, const char *event, int64_t id)
+{
+    char text[64];
+    snprintf(text, sizeof text, "{\"id\":%lld}", (long long)id);
+    if (req->ctx->events)
+        events_publish(req->ctx->events, event, text);
 }
 
 /* Replies with job id as JSON (status code given), or 404. */
@@ -53,19 +98,25 @@ static int parse_id(ApiRequest *req, ApiReply *reply, int64_t *id)
     return 0;
 }
 
-/* Validates one job configuration against the configuration rules and the store (the
- * dataset must be registered). On success fills *cfg and returns 0; otherwise sets a 400
- * problem naming the field (prefixed by where, e.g. "models[1]" for grids) and returns -1. */
-static int check_config(Store *s, const json_t *obj, JobConfig *cfg, ApiReply *reply)
+int api_job_config(ApiRequest *req, Store *s, const json_t *obj, JobConfig *cfg,
+                   ApiReply *reply)
 {
     ConfigError err;
-    if (config_from_json(obj, true, cfg, &err) < 0) {
+    json_t *with_threads = NULL;
+    if (!json_object_get(obj, "threads") && req->ctx->threads_per_job > 0 &&
+        (with_threads = json_copy((json_t *)obj)))
+        json_object_set_new(with_threads, "threads",
+                            json_integer(req->ctx->threads_per_job < 256
+                                             ? req->ctx->threads_per_job : 256));
+    int rc = config_from_json(with_threads ? with_threads : obj, true, cfg, &err);
+    json_decref(with_threads);
+    if (rc < 0) {
         api_reply_problem_field(reply, 400, err.field[0] ? err.field : "body", "%s",
                                 err.message);
         return -1;
     }
     StoreDataset d;
-    int rc = store_dataset_get(s, cfg->dataset, &d);
+    rc = store_dataset_get(s, cfg->dataset, &d);
     if (rc == STORE_NOT_FOUND) {
         api_reply_problem_field(reply, 400, "dataset", "no dataset named \"%.100s\" is "
                                 "registered (POST /api/v1/datasets first)", cfg->dataset);
@@ -85,6 +136,12 @@ static int check_config(Store *s, const json_t *obj, JobConfig *cfg, ApiReply *r
     return 0;
 }
 
+static int check_config(ApiRequest *req, Store *s, const json_t *obj, JobConfig *cfg,
+                        ApiReply *reply)
+{
+    return api_job_config(req, s, obj, cfg, reply);
+}
+
 /* The store row of a configuration; it borrows cfg's strings and config_text. */
 static StoreJobNew job_new(const JobConfig *cfg, char *config_text)
 {
@@ -93,9 +150,10 @@ static StoreJobNew job_new(const JobConfig *cfg, char *config_text)
                          .initializer = cfg->init, .seed = cfg->seed, .epochs = cfg->epochs};
 }
 
-/* Stores the submission (idempotently when the request carries a key) and replies. */
+/* Stores the submission (idempotently when the request carries a key), publishes what
+ * it created and replies. meta: the grid's name, tags and note (grids only). */
 static int submit(ApiRequest *req, ApiReply *reply, Store *s, const char *grid_config,
-                  StoreJobNew *jobs, int n)
+                  StoreJobNew *jobs, int n, const ApiMeta *meta)
 {
     char fingerprint[16];
     snprintf(fingerprint, sizeof fingerprint, "%08x",
@@ -105,7 +163,10 @@ static int submit(ApiRequest *req, ApiReply *reply, Store *s, const char *grid_c
         return api_reply_problem_field(reply, 400, "Idempotency-Key",
                                        "must be 1 to %d characters", STORE_NAME_MAX - 1);
     StoreSubmit sub = {.idem_key = key, .fingerprint = fingerprint,
-                       .grid_config_json = grid_config, .jobs = jobs, .n_jobs = n};
+                       .grid_config_json = grid_config, .jobs = jobs, .n_jobs = n,
+                       .grid_name = meta ? meta->name : NULL,
+                       .grid_tags_json = meta ? meta->tags_json : NULL,
+                       .grid_note = meta ? meta->note : NULL};
     StoreSubmitResult res;
     int rc = store_submit(s, &sub, &res);
     if (rc == STORE_CONFLICT)
@@ -115,6 +176,12 @@ static int submit(ApiRequest *req, ApiReply *reply, Store *s, const char *grid_c
         return api_reply_store_error(reply, s);
     if (api_queue(req) && !res.replayed)
         jobs_notify(api_queue(req));
+    if (!res.replayed) {
+        if (res.grid_id)
+            api_publish_grid(req, s, res.grid_id);
+        for (int i = 0; i < res.n_jobs; i++)
+            api_publish_job(req, s, res.job_ids[i], "job");
+    }
     int status = res.replayed ? 200 : 201;
     if (!grid_config) {
         char location[64];
@@ -147,13 +214,21 @@ static int post_job(ApiRequest *req, ApiReply *reply)
     if (!obj)
         return 0;
     JobConfig cfg;
+    ApiMeta meta = {0};
+    json_t *held = NULL;
     int rc = 0;
-    if (check_config(s, obj, &cfg, reply) == 0) {
+    if (api_meta_take(obj, false, &meta, &held, reply) == 0 &&
+        check_config(req, s, obj, &cfg, reply) == 0) {
         char *text = config_to_text(&cfg);
         StoreJobNew nj = job_new(&cfg, text);
-        rc = text ? submit(req, reply, s, NULL, &nj, 1) : -1;
+        nj.name = meta.name;
+        nj.tags_json = meta.tags_json;
+        nj.note = meta.note;
+        rc = text ? submit(req, reply, s, NULL, &nj, 1, NULL) : -1;
         free(text);
     }
+    api_meta_deinit(&meta);
+    json_decref(held);
     json_decref(obj);
     return rc;
 }
@@ -187,7 +262,10 @@ static int post_grid(ApiRequest *req, ApiReply *reply)
     JobConfig *cfgs = NULL;   /* jobs[i] points into cfgs[i] and texts[i] */
     char **texts = NULL;
     int n = 0, rc = 0;
-    if (grid_list(obj, "models", false, reply, &models) < 0 ||
+    ApiMeta meta = {0};
+    json_t *held = NULL;
+    if (api_meta_take(obj, false, &meta, &held, reply) < 0 ||
+        grid_list(obj, "models", false, reply, &models) < 0 ||
         grid_list(obj, "initializers", false, reply, &inits) < 0)
         goto out;
     if (json_object_get(obj, "seeds") && grid_list(obj, "seeds", true, reply, &seeds) < 0)
@@ -219,7 +297,7 @@ static int post_grid(ApiRequest *req, ApiReply *reply)
                 if (seeds)
                     json_object_set(common, "seed", json_array_get(seeds, k));
                 JobConfig *cfg = &cfgs[n];
-                if (check_config(s, common, cfg, reply) < 0) {
+                if (check_config(req, s, common, cfg, reply) < 0) {
                     /* Name the grid member the value came from. */
                     json_t *body = json_loads(reply->body, 0, NULL);
                     const char *field = json_string_value(json_object_get(body, "field"));
@@ -243,11 +321,12 @@ static int post_grid(ApiRequest *req, ApiReply *reply)
                     goto out;
                 }
                 jobs[n] = job_new(cfg, texts[n]);
+                jobs[n].tags_json = meta.tags_json;
                 n++;
             }
     json_decref(common);
     char *grid_text = json_text(obj, JSON_COMPACT | JSON_SORT_KEYS);
-    rc = grid_text ? submit(req, reply, s, grid_text, jobs, n) : -1;
+    rc = grid_text ? submit(req, reply, s, grid_text, jobs, n, &meta) : -1;
     free(grid_text);
 out:
     for (int i = 0; i < n; i++)
@@ -255,6 +334,8 @@ out:
     free(texts);
     free(cfgs);
     free(jobs);
+    api_meta_deinit(&meta);
+    json_decref(held);
     json_decref(obj);
     return rc;
 }
@@ -282,7 +363,8 @@ static int list_jobs(ApiRequest *req, ApiReply *reply)
         return 0;
     StoreJobFilter f = {.model = api_query(req, "model"),
                         .initializer = api_query(req, "initializer"),
-                        .dataset = api_query(req, "dataset")};
+                        .dataset = api_query(req, "dataset"), .tag = api_query(req, "tag"),
+                        .q = api_query(req, "q")};
     long long limit, offset, grid;
     const char *status = api_query(req, "status");
     if (api_query_int(req, reply, "limit", 100, 1, 1000, &limit) < 0 ||
@@ -305,10 +387,7 @@ static int list_jobs(ApiRequest *req, ApiReply *reply)
         json_array_append_new(list, job_json(req, &rows[i]));
     store_jobs_free(rows, n);
     if (csv) {
-        static const char *const columns[] = {"id", "grid_id", "status", "dataset", "model",
-                                              "initializer", "seed", "epochs", "created_at",
-                                              "started_at", "finished_at", "error", NULL};
-        int rc = api_reply_csv(reply, columns, list);
+        int rc = api_reply_csv(reply, api_job_csv_columns, list);
         json_decref(list);
         return rc;
     }
@@ -316,6 +395,11 @@ static int list_jobs(ApiRequest *req, ApiReply *reply)
                                                 "total", total, "limit", (json_int_t)limit,
                                                 "offset", (json_int_t)offset));
 }
+
+const char *const api_job_csv_columns[] = {
+    "id", "grid_id", "status", "dataset", "model", "initializer", "seed", "epochs",
+    "created_at", "started_at", "finished_at", "error", "name", "tags", "priority",
+    "disk_bytes", "note", NULL};
 
 static int get_job(ApiRequest *req, ApiReply *reply)
 {
@@ -346,6 +430,9 @@ static int cancel_job(ApiRequest *req, ApiReply *reply)
         return api_reply_problem(reply, 409, NULL, "job %lld is %s; only queued or running "
                                  "jobs can be cancelled", (long long)id,
                                  store_job_status_name(status));
+    /* A queued job is cancelled now; a running one when it stops (its worker says so). */
+    if (status == STORE_JOB_QUEUED)
+        api_publish_job(req, s, id, "job");
     return reply_job(req, reply, s, id, 200);
 }
 
@@ -367,6 +454,7 @@ static int retry_job(ApiRequest *req, ApiReply *reply)
         return api_reply_store_error(reply, s);
     if (api_queue(req))
         jobs_notify(api_queue(req));
+    api_publish_job(req, s, id, "job");
     return reply_job(req, reply, s, id, 200);
 }
 
@@ -395,19 +483,31 @@ static int delete_job(ApiRequest *req, ApiReply *reply)
                                  (long long)id);
     if (rc != STORE_OK)
         return api_reply_store_error(reply, s);
+    api_publish_id(req, "job_deleted", id);
     return api_reply_empty(reply, 204);
 }
 
 static json_t *grid_json(const StoreGrid *g)
 {
-    json_t *counts = json_object();
-    for (int st = 0; counts && st < STORE_JOB_STATUS_COUNT; st++)
-        json_object_set_new(counts, store_job_status_name((StoreJobStatus)st),
-                            json_integer(g->n_status[st]));
-    json_t *config = g->config_json ? json_loads(g->config_json, 0, NULL) : NULL;
-    return json_pack("{s:I, s:o, s:o, s:i, s:o}", "id", (json_int_t)g->id, "created_at",
-                     report_time(g->created_at), "config", config ? config : json_object(),
-                     "n_jobs", g->n_jobs, "status_counts", counts);
+    return report_grid(g);
+}
+
+/* The CSV row of a grid: its form flattened (config's dataset, models, initializers and
+ * seeds, the status counts). */
+static json_t *grid_csv_row(const json_t *g)
+{
+    json_t *row = json_deep_copy(g);
+    const json_t *cfg = json_object_get(g, "config");
+    const char *keys[] = {"dataset", "models", "initializers", "seeds", "epochs"};
+    for (size_t i = 0; row && i < sizeof keys / sizeof keys[0]; i++) {
+        json_t *v = json_object_get(cfg, keys[i]);
+        json_object_set(row, keys[i], v ? v : json_null());
+    }
+    const char *key;
+    json_t *n;
+    json_object_foreach(json_object_get(g, "status_counts"), key, n)
+        json_object_set(row, key, n);
+    return row;
 }
 
 static int list_grids(ApiRequest *req, ApiReply *reply)
@@ -415,14 +515,33 @@ static int list_grids(ApiRequest *req, ApiReply *reply)
     Store *s = api_store(req, reply);
     if (!s)
         return 0;
+    int csv = api_wants_csv(req, reply);
+    if (csv < 0)
+        return 0;
     StoreGrid *rows = NULL;
     int n = 0;
-    if (store_grid_list(s, &rows, &n) != STORE_OK)
+    if (store_grid_list_filtered(s, api_query(req, "tag"), api_query(req, "q"), &rows, &n) !=
+        STORE_OK)
         return api_reply_store_error(reply, s);
     json_t *list = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(list, grid_json(&rows[i]));
     store_grids_free(rows, n);
+    if (csv) {
+        static const char *const columns[] = {
+            "id", "name", "tags", "created_at", "dataset", "models", "initializers", "seeds",
+            "epochs", "n_jobs", "n_seeds", "queued", "running", "done", "failed", "cancelled",
+            "note", NULL};
+        json_t *flat = json_array();
+        size_t i;
+        json_t *g;
+        json_array_foreach(list, i, g)
+            json_array_append_new(flat, grid_csv_row(g));
+        int rc = api_reply_csv(reply, columns, flat);
+        json_decref(flat);
+        json_decref(list);
+        return rc;
+    }
     return api_reply_json(reply, 200, json_pack("{s:o}", "grids", list));
 }
 
@@ -431,6 +550,9 @@ static int get_grid(ApiRequest *req, ApiReply *reply)
     int64_t id;
     Store *s = api_store(req, reply);
     if (!s || parse_id(req, reply, &id) < 0)
+        return 0;
+    int csv = api_wants_csv(req, reply);
+    if (csv < 0)
         return 0;
     StoreGrid g;
     int rc = store_grid_get(s, id, &g);
@@ -448,6 +570,12 @@ static int get_grid(ApiRequest *req, ApiReply *reply)
         for (int i = 0; i < n; i++)
             json_array_append_new(list, job_json(req, &rows[i]));
     store_jobs_free(rows, n);
+    if (csv) {
+        rc = api_reply_csv(reply, api_job_csv_columns, list);
+        json_decref(list);
+        json_decref(out);
+        return rc;
+    }
     json_object_set_new(out, "jobs", list);
     return api_reply_json(reply, 200, out);
 }

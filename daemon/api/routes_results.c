@@ -192,23 +192,8 @@ static int get_results(ApiRequest *req, ApiReply *reply)
         names = json_loads(d.class_names_json, 0, NULL);
         store_dataset_deinit(&d);
     }
-    json_t *per_class = json_loads(res.per_class_json, 0, NULL);
-    size_t i;
-    json_t *row;
-    json_array_foreach(per_class, i, row) {
-        json_t *name = json_array_get(names, i);
-        json_object_set_new(row, "name", name ? json_incref(name) : json_null());
-    }
-    json_t *out = json_pack("{s:I, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                            "job_id", (json_int_t)id, "epoch", res.epoch,
-                            "accuracy", report_number(res.accuracy),
-                            "precision_macro", report_number(res.precision_macro),
-                            "recall_macro", report_number(res.recall_macro),
-                            "f1_macro", report_number(res.f1_macro),
-                            "loss", report_number(res.loss),
-                            "class_names", names ? names : json_array(),
-                            "confusion", json_loads(res.confusion_json, 0, NULL),
-                            "per_class", per_class ? per_class : json_array());
+    json_t *out = report_results(&res, names);
+    json_decref(names);
     store_result_deinit(&res);
     int csv = api_wants_csv(req, reply);
     if (csv < 0) {
@@ -246,6 +231,15 @@ static int get_grid_summary(ApiRequest *req, ApiReply *reply)
     StoreGridSummary *rows = NULL;
     int n = 0;
     int rc = store_grid_summary(s, id, &rows, &n);
+    /* "k of n seeds": n is the seeds the grid lists, not the jobs left of them. */
+    int n_seeds = 1;
+    StoreGrid grid;
+    if (rc == STORE_OK && store_grid_get(s, id, &grid) == STORE_OK) {
+        json_t *g = report_grid(&grid);
+        n_seeds = (int)json_integer_value(json_object_get(g, "n_seeds"));
+        json_decref(g);
+        store_grid_deinit(&grid);
+    }
     if (rc == STORE_NOT_FOUND)
         return api_reply_problem(reply, 404, NULL, "grid %lld does not exist", id);
     if (rc != STORE_OK)
@@ -254,14 +248,14 @@ static int get_grid_summary(ApiRequest *req, ApiReply *reply)
     for (int i = 0; i < n; i++) {
         const StoreGridSummary *g = &rows[i];
         json_array_append_new(list, json_pack(
-            "{s:s, s:s, s:i, s:i, s:o, s:o, s:o, s:o, s:o}", "model", g->model,
-            "initializer", g->initializer, "n_jobs", g->n_jobs, "n", g->n,
+            "{s:s, s:s, s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o}", "model", g->model,
+            "initializer", g->initializer, "n_jobs", g->n_jobs, "n", g->n, "n_seeds", n_seeds,
             "accuracy", mean_std(g->accuracy), "precision_macro", mean_std(g->precision_macro),
             "recall_macro", mean_std(g->recall_macro), "f1_macro", mean_std(g->f1_macro),
             "loss", mean_std(g->loss)));
         json_array_append_new(flat, json_pack(
-            "{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-            "model", g->model, "initializer", g->initializer, "n", g->n,
+            "{s:s, s:s, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+            "model", g->model, "initializer", g->initializer, "n", g->n, "n_seeds", n_seeds,
             "accuracy_mean", report_number(g->accuracy.mean),
             "accuracy_std", report_number(g->accuracy.std),
             "precision_mean", report_number(g->precision_macro.mean),
@@ -276,7 +270,7 @@ static int get_grid_summary(ApiRequest *req, ApiReply *reply)
     free(rows);
     if (csv) {
         static const char *const columns[] = {
-            "model", "initializer", "n", "accuracy_mean", "accuracy_std", "precision_mean",
+            "model", "initializer", "n", "n_seeds", "accuracy_mean", "accuracy_std", "precision_mean",
             "precision_std", "recall_mean", "recall_std", "f1_mean", "f1_std", "loss_mean",
             "loss_std", NULL};
         rc = api_reply_csv(reply, columns, flat);
@@ -285,8 +279,8 @@ static int get_grid_summary(ApiRequest *req, ApiReply *reply)
         return rc;
     }
     json_decref(flat);
-    return api_reply_json(reply, 200, json_pack("{s:I, s:o}", "grid_id", (json_int_t)id,
-                                                "rows", list));
+    return api_reply_json(reply, 200, json_pack("{s:I, s:i, s:o}", "grid_id", (json_int_t)id,
+                                                "n_seeds", n_seeds, "rows", list));
 }
 
 int routes_results_register(Router *r)

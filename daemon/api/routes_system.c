@@ -88,7 +88,7 @@ static int get_events(ApiRequest *req, ApiReply *reply)
 {
     if (!req->ctx->events)
         return api_reply_problem(reply, 503, NULL, "event streaming is not available");
-    return events_subscribe(req->ctx->events, reply);
+    return events_subscribe(req->ctx->events, reply, api_header(req, "Last-Event-ID"));
 }
 
 /* GET /metrics: Prometheus text exposition. */

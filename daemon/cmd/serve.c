@@ -34,6 +34,8 @@
 #include "api/server.h"
 #include "api/static.h"
 #include "cmd/cmd.h"
+#include "data/cache.h"
+#include "jobs/storage.h"
 #include "store/store.h"
 #include "util/config.h"
 #include "util/log.h"
@@ -58,7 +60,16 @@ static const char usage_text[] =
     "  --data-root DIR        datasets must lie under DIR (default: none may be registered)\n"
     "  --workers N            jobs trained at the same time by the daemon itself (default 1;\n"
     "                         0: only remote workers train, the daemon coordinates)\n"
-    "  --threads-per-job T    compute threads per job (default: every core)\n"
+    "  --threads-per-job T    compute threads of a job submitted without \"threads\" (default:\n"
+    "                         every core); each job runs with the threads its configuration\n"
+    "                         records\n"
+    "  --retention R          checkpoints a done job keeps unless its keep_checkpoints says\n"
+    "                         otherwise: best (latest.ckpt deleted), all or none (default best)\n"
+    "  --keep-finished K      only the K jobs that ended last keep checkpoints, 0 for no limit;\n"
+    "                         a job with keep_checkpoints \"all\" is never pruned (default 0)\n"
+    "  --cache-limit BYTES    decoded-image caches beyond this many bytes (k, M, G suffixes)\n"
+    "                         evict the least recently used, 0 for no limit but the free\n"
+    "                         space (default 0)\n"
     "  --token-file F         require \"Authorization: Bearer <token>\" on /api/ (except\n"
     "                         /api/v1/health) and /metrics; F holds the token (16+ visible\n"
     "                         characters)\n"
@@ -133,7 +144,9 @@ static const char usage_text[] =
 
 typedef struct {
     char *listen, *state_dir, *data_root, *token_file, *web_dir, *cors_origin, *log_level;
-    char *allowed_host;
+    char *allowed_host, *retention;
+    long keep_finished;
+    long long cache_limit;
     long workers, threads_per_job, http_threads, connection_limit, per_ip_limit;
     long connection_timeout, sse_heartbeat, sse_limit, header_timeout, body_timeout;
     long long max_body;
@@ -198,6 +211,9 @@ static const struct {
     {"slurm_signal", SET_INT, offsetof(Settings, slurm_signal), 0, 86400},
     {"slurm_poll", SET_INT, offsetof(Settings, slurm_poll), 1, 3600},
     {"slurm_max_jobs", SET_INT, offsetof(Settings, slurm_max_jobs), 0, 1000000},
+    {"retention", SET_STRING, offsetof(Settings, retention), 0, 0},
+    {"keep_finished", SET_INT, offsetof(Settings, keep_finished), 0, 1000000},
+    {"cache_limit", SET_SIZE, offsetof(Settings, cache_limit), 0, 1LL << 50},
 };
 #define NSETTINGS (int)(sizeof settings_table / sizeof settings_table[0])
 
@@ -205,12 +221,12 @@ static const char *const config_keys[] = {
     "listen", "state_dir", "data_root", "workers", "threads_per_job", "token_file", "web_dir",
     "cors_origin", "allowed_host", "max_body", "log_level", "http_threads", "connection_limit",
     "per_ip_limit", "connection_timeout", "sse_heartbeat", "sse_limit", "header_timeout",
-    "body_timeout", "worker_token_file", "tls_cert", "tls_key", "executor", "lease_timeout",
-    "heartbeat", "max_upload", "slurm_url", "slurm_token_file", "slurm_worker",
-    "slurm_data_root", "slurm_cache_dir", "slurm_ca_file", "slurm_log_dir",
-    "slurm_partition", "slurm_account", "slurm_time", "slurm_mem", "slurm_gres",
-    "slurm_options", "slurm_cpus_per_task", "slurm_signal", "slurm_poll", "slurm_max_jobs",
-    NULL};
+    "body_timeout", "retention", "keep_finished", "cache_limit", "worker_token_file", "tls_cert",
+    "tls_key", "executor", "lease_timeout", "heartbeat", "max_upload", "slurm_url",
+    "slurm_token_file", "slurm_worker", "slurm_data_root", "slurm_cache_dir", "slurm_ca_file",
+    "slurm_log_dir", "slurm_partition", "slurm_account", "slurm_time", "slurm_mem",
+    "slurm_gres", "slurm_options", "slurm_cpus_per_task", "slurm_signal", "slurm_poll",
+    "slurm_max_jobs", NULL};
 
 static void settings_default(Settings *s)
 {
@@ -286,6 +302,11 @@ static int setting_set(void *ud, const char *key, const char *value, char *err, 
             if (strcmp(key, "executor") == 0 && strcmp(value, "local") != 0 &&
                 strcmp(value, "slurm") != 0) {
                 snprintf(err, errlen, "'%s' is not local or slurm", value);
+                return -1;
+            }
+            RetainKind kind;
+            if (strcmp(key, "retention") == 0 && retention_parse(value, &kind) < 0) {
+                snprintf(err, errlen, "'%s' is not best, all or none", value);
                 return -1;
             }
             char *copy = strdup(value);
@@ -694,6 +715,12 @@ static int serve_build_api(Serve *sv)
     events_config_default(&ecfg);
     ecfg.heartbeat_ms = (int)s->sse_heartbeat * 1000;
     ecfg.max_clients = (int)s->sse_limit;
+    /* Event ids grow across restarts (milliseconds since the epoch at the start), so a
+     * client resuming with an id of an earlier run is told to reload (events.h). */
+    struct timespec start;
+    clock_gettime(CLOCK_REALTIME, &start);
+    ecfg.first_id = (unsigned long long)start.tv_sec * 1000ULL +
+                    (unsigned long long)start.tv_nsec / 1000000ULL;
     sv->metrics = metrics_create();
     sv->events = events_create(&ecfg);
     sv->router = router_create();
@@ -707,6 +734,12 @@ static int serve_build_api(Serve *sv)
     c->web_dir = sv->web_dir;
     c->workers = (int)s->workers;
     c->threads_per_job = (int)s->threads_per_job;
+    RetainKind kind = RETAIN_BEST;
+    if (s->retention)
+        retention_parse(s->retention, &kind);
+    c->retention_kind = (int)kind;
+    c->keep_finished = (int)s->keep_finished;
+    data_cache_set_limit((uint64_t)s->cache_limit);
     c->max_body = (size_t)s->max_body;
     c->auth = sv->auth;
     c->events = sv->events;

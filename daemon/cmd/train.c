@@ -126,6 +126,25 @@ static int64_t find_unfinished(Store *s, const JobConfig *cfg, const char *confi
     return id;
 }
 
+/* Prints the test results of a finished job on one line (stderr, with the progress). */
+static void print_results(Store *s, int64_t id)
+{
+    StoreResult r;
+    if (store_result_get(s, id, &r) != STORE_OK)
+        return;
+    char acc[NUM_TEXT_MAX], p[NUM_TEXT_MAX], rec[NUM_TEXT_MAX], f1[NUM_TEXT_MAX],
+        loss[NUM_TEXT_MAX];
+    num_format_double(r.accuracy, acc);
+    num_format_double(r.precision_macro, p);
+    num_format_double(r.recall_macro, rec);
+    num_format_double(r.f1_macro, f1);
+    num_format_double(r.loss, loss);
+    fprintf(stderr, "job %lld: test accuracy %s, precision %s, recall %s, F1 %s (macro), "
+            "loss %s (the checkpoint of epoch %d, the best validation accuracy)\n",
+            (long long)id, acc, p, rec, f1, loss, r.epoch);
+    store_result_deinit(&r);
+}
+
 /* Prints the job in its API form (jobs/report.h) with its epochs and test results added;
  * values that are not finite (a diverging run) print as null. */
 static void print_json(Store *s, int64_t id)
@@ -270,6 +289,7 @@ static int cmd_train(int argc, char **argv)
         fprintf(stderr, "job %lld failed: %s\n", (long long)id, err);
     } else {
         status = 0;
+        print_results(s, id);
     }
     if (json_flag)
         print_json(s, id);

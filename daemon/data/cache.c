@@ -20,12 +20,15 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "data/decode.h"
 #include "data/fsutil.h"
 #include "data/names.h"
 #include "data/workers.h"
+#include "util/log.h"
 
 #define MAGIC "INITLABC"
 #define HEADER_BYTES 4096
@@ -42,7 +45,21 @@ struct DataCache {
     uint64_t fingerprint;
     char *path;
     bool built;
+    int use_fd;              /* <path>.use, held with a shared flock while open: in use */
 };
+
+/* The size limit of a cache directory's *.cache files, bytes; 0: none. */
+static _Atomic uint64_t cache_limit;
+
+void data_cache_set_limit(uint64_t bytes)
+{
+    atomic_store(&cache_limit, bytes);
+}
+
+uint64_t data_cache_limit(void)
+{
+    return atomic_load(&cache_limit);
+}
 
 typedef struct {
     uint64_t fingerprint, status_offset, data_offset;
@@ -237,6 +254,189 @@ static void remove_sidecars(const char *dir, const char *path)
     closedir(d);
 }
 
+/* Whether the cache file at path is open somewhere (a shared flock on <path>.use). */
+static bool in_use(const char *path)
+{
+    char use[4200];
+    snprintf(use, sizeof use, "%s.use", path);
+    int fd = open(use, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool busy = flock(fd, LOCK_EX | LOCK_NB) != 0;
+    close(fd);
+    return busy;
+}
+
+typedef struct {
+    char *path;
+    uint64_t bytes;
+    time_t used;
+} CacheFile;
+
+/* The *.cache files of dir (paths heap), their sizes and last use (mtime). */
+static int list_caches(const char *dir, CacheFile **out, int *n, uint64_t *total)
+{
+    *out = NULL;
+    *n = 0;
+    *total = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    int cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 7 || strcmp(e->d_name + len - 6, ".cache") != 0)
+            continue;
+        char *p = data_path_join(dir, e->d_name);
+        struct stat st;
+        if (!p || stat(p, &st) != 0) {
+            free(p);
+            continue;
+        }
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            CacheFile *a = realloc(*out, sizeof *a * (size_t)cap);
+            if (!a) {
+                free(p);
+                break;
+            }
+            *out = a;
+        }
+        (*out)[(*n)++] = (CacheFile){p, (uint64_t)st.st_blocks * 512, st.st_mtime};
+        *total += (uint64_t)st.st_blocks * 512;
+    }
+    closedir(d);
+    return 0;
+}
+
+int data_cache_remove_dataset(const char *dir, const char *root)
+{
+    const char *base = strrchr(root, '/');
+    base = base && base[1] ? base + 1 : "dataset";
+    char prefix[300];
+    snprintf(prefix, sizeof prefix, "%.200s-%016llx-", base,
+             (unsigned long long)data_hash(DATA_HASH_INIT, root, strlen(root)));
+    CacheFile *list;
+    int n, removed = 0;
+    uint64_t total;
+    if (list_caches(dir, &list, &n, &total) < 0)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = strrchr(list[i].path, '/');
+        name = name ? name + 1 : list[i].path;
+        if (strncmp(name, prefix, strlen(prefix)) == 0 && unlink(list[i].path) == 0) {
+            remove_sidecars(dir, list[i].path);
+            removed++;
+        }
+        free(list[i].path);
+    }
+    free(list);
+    return removed;
+}
+
+int data_cache_usage(const char *dir, DataCacheFile **files, int *n, uint64_t *total)
+{
+    CacheFile *list;
+    if (list_caches(dir, &list, n, total) < 0)
+        return -1;
+    *files = calloc((size_t)(*n > 0 ? *n : 1), sizeof **files);
+    if (!*files) {
+        for (int i = 0; i < *n; i++)
+            free(list[i].path);
+        free(list);
+        return -1;
+    }
+    for (int i = 0; i < *n; i++) {
+        const char *base = strrchr(list[i].path, '/');
+        snprintf((*files)[i].name, sizeof (*files)[i].name, "%s", base ? base + 1 : list[i].path);
+        (*files)[i].bytes = list[i].bytes;
+        (*files)[i].last_used = (double)list[i].used;
+        (*files)[i].in_use = in_use(list[i].path);
+        free(list[i].path);
+    }
+    free(list);
+    return 0;
+}
+
+/* Before building the cache file keep (need bytes): deletes the least recently used cache
+ * files of dir that no process has open until the directory's caches stay within the
+ * limit (data_cache_set_limit) and the file system has room. Returns 0, or -1 with a
+ * message when that is impossible (nothing is deleted then). */
+static int make_room(const char *dir, const char *keep, uint64_t need, char *err,
+                     size_t errlen)
+{
+    uint64_t limit = data_cache_limit();
+    struct statvfs vfs;
+    uint64_t free_bytes = statvfs(dir, &vfs) == 0 ? (uint64_t)vfs.f_bavail * vfs.f_frsize
+                                                  : UINT64_MAX;
+    if (limit && need > limit) {
+        snprintf(err, errlen, "the image cache of this job needs %.2f GB, more than the "
+                 "cache limit of %.2f GB (--cache-limit): raise it, or lower image_size",
+                 need / 1e9, limit / 1e9);
+        return -1;
+    }
+    CacheFile *list;
+    int n;
+    uint64_t total;
+    if (list_caches(dir, &list, &n, &total) < 0) {
+        snprintf(err, errlen, "cannot list cache directory %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    /* Least recently used first; the file being rebuilt does not count. */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && list[j].used < list[j - 1].used; j--) {
+            CacheFile t = list[j];
+            list[j] = list[j - 1];
+            list[j - 1] = t;
+        }
+    uint64_t freeable = 0, held = 0;
+    bool *drop = calloc((size_t)(n > 0 ? n : 1), sizeof *drop);
+    int rc = drop ? 0 : -1;
+    if (!drop)
+        snprintf(err, errlen, "out of memory");
+    for (int i = 0; drop && i < n; i++)
+        if (strcmp(list[i].path, keep) == 0) {
+            total -= list[i].bytes;
+            free_bytes = free_bytes == UINT64_MAX ? free_bytes : free_bytes + list[i].bytes;
+        }
+    uint64_t over_limit = limit && total + need > limit ? total + need - limit : 0;
+    uint64_t over_disk = need > free_bytes ? need - free_bytes : 0;
+    uint64_t want = over_limit > over_disk ? over_limit : over_disk;
+    for (int i = 0; drop && i < n && freeable < want; i++) {
+        if (strcmp(list[i].path, keep) == 0)
+            continue;
+        if (in_use(list[i].path)) {
+            held += list[i].bytes;
+            continue;
+        }
+        drop[i] = true;
+        freeable += list[i].bytes;
+    }
+    if (drop && freeable < want) {
+        snprintf(err, errlen, "the image cache of this job needs %.2f GB: %s, and the "
+                 "caches in use hold %.2f GB", need / 1e9,
+                 over_limit >= over_disk ? "the cache limit (--cache-limit) would be exceeded"
+                                         : "the file system has too little free space",
+                 held / 1e9);
+        rc = -1;
+    }
+    for (int i = 0; rc == 0 && i < n; i++) {
+        if (!drop[i])
+            continue;
+        if (unlink(list[i].path) == 0) {
+            log_info("cache", "evicted %s (%.2f GB, least recently used) to make room",
+                     list[i].path, list[i].bytes / 1e9);
+            remove_sidecars(dir, list[i].path);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        free(list[i].path);
+    free(list);
+    free(drop);
+    return rc;
+}
+
 /* Decodes every image into path.tmp and renames it to path. Returns 0, -1 (err), -2. */
 static int build(const DatasetIndex *x, const DataCacheConfig *cfg, const char *path,
                  Header *h, uint8_t *status, char *err, size_t errlen)
@@ -266,6 +466,8 @@ static int build(const DatasetIndex *x, const DataCacheConfig *cfg, const char *
         return -1;
     }
     uint64_t total = h->data_offset + image_bytes(h) * h->count;
+    if (make_room(cfg->dir, path, total, err, errlen) < 0)
+        goto cleanup;
     if (ftruncate(fd, (off_t)total) != 0) {
         snprintf(err, errlen, "cannot size cache file %s: %s", tmp, strerror(errno));
         goto cleanup;
@@ -349,6 +551,7 @@ int data_cache_open(DatasetIndex *x, const DataCacheConfig *cfg, DataCache **out
     DataCache *c = calloc(1, sizeof *c);
     if (!c)
         goto oom;
+    c->use_fd = -1;
     c->size = cfg->size;
     c->resize = cfg->resize;
     c->count = x->n_files;
@@ -394,6 +597,13 @@ int data_cache_open(DatasetIndex *x, const DataCacheConfig *cfg, DataCache **out
             goto cleanup;
         }
     }
+    /* In use from now on (no eviction), and most recently used. */
+    char use[4200];
+    snprintf(use, sizeof use, "%s.use", c->path);
+    c->use_fd = open(use, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (c->use_fd >= 0)
+        flock(c->use_fd, LOCK_SH);
+    utimensat(AT_FDCWD, c->path, NULL, 0);
     for (int i = 0; i < x->n_files; i++) {
         if (c->status[i] == DATA_JPEG_OK || already_skipped(x, x->paths[i]))
             continue;
@@ -423,6 +633,8 @@ void data_cache_free(DataCache *c)
         return;
     if (c->map)
         munmap(c->map, c->map_len);
+    if (c->use_fd >= 0)
+        close(c->use_fd); /* releases the flock */
     free(c->labels);
     free(c->status);
     free(c->path);
@@ -456,6 +668,13 @@ bool data_cache_built(const DataCache *c) { return c->built; }
 int data_cache_mean_image(const DataCache *c, const int *indices, int n, float *mean,
                           char *err, size_t errlen)
 {
+    return data_cache_mean_image_cancellable(c, indices, n, mean, NULL, NULL, err, errlen);
+}
+
+int data_cache_mean_image_cancellable(const DataCache *c, const int *indices, int n,
+                                      float *mean, bool (*cancel)(void *user), void *user,
+                                      char *err, size_t errlen)
+{
     if (n <= 0) {
         snprintf(err, errlen, "mean image of an empty split");
         return -1;
@@ -485,6 +704,12 @@ int data_cache_mean_image(const DataCache *c, const int *indices, int n, float *
         return -1;
     }
     for (int k = 0; k < n; k++) {
+        if (cancel && k % 64 == 0 && cancel(user)) {
+            free(acc);
+            free(side);
+            snprintf(err, errlen, "stopped while computing the mean image");
+            return -2;
+        }
         const uint8_t *img = data_cache_image(c, indices[k]);
         for (size_t j = 0; j < m; j++)
             acc[j] += img[j];

@@ -17,6 +17,12 @@
  * counts libjpeg's damaged-data warnings as failures (decode.h), so files of version 1,
  * which kept such images, are rebuilt.
  *
+ * Size. Before building a file the directory's caches are kept within a limit
+ * (data_cache_set_limit, 0: none) and within the file system's free space by deleting the
+ * least recently used files that no process has open (a shared flock on <file>.use is
+ * held while a cache is open; opening one marks it used: its mtime). A build that cannot
+ * fit fails with a message saying which limit.
+ *
  * Thread-safety: a DataCache is immutable after open; its reading functions may be
  * called from any number of threads. */
 #ifndef INITLAB_DATA_CACHE_H
@@ -56,6 +62,27 @@ typedef struct {
 int data_cache_open(DatasetIndex *index, const DataCacheConfig *cfg, DataCache **out,
                     char *err, size_t errlen);
 
+/* Sets the size limit of every cache directory of the process in bytes (0: none), applied
+ * at the next build. Thread-safe. */
+void data_cache_set_limit(uint64_t bytes);
+uint64_t data_cache_limit(void);
+
+/* One cache file of a directory, as data_cache_usage lists them. */
+typedef struct {
+    char name[256];
+    uint64_t bytes;       /* on disk */
+    double last_used;     /* unix seconds */
+    bool in_use;          /* open by some process now */
+} DataCacheFile;
+
+/* The cache files of dir and their total size on disk. *files is heap (free()); a missing
+ * directory has none. Returns 0, or -1 when dir cannot be read. */
+int data_cache_usage(const char *dir, DataCacheFile **files, int *n, uint64_t *total);
+
+/* Deletes the cache files of dir made for the dataset folder root (every size and
+ * resize mode, with their mean images). Returns how many cache files went. Can't fail. */
+int data_cache_remove_dataset(const char *dir, const char *root);
+
 /* Unmaps and frees; NULL is fine. Pointers from data_cache_image become invalid. */
 void data_cache_free(DataCache *cache);
 
@@ -81,5 +108,10 @@ bool data_cache_built(const DataCache *cache);
  * Returns 0, or -1 with a message (n == 0 or I/O error). Thread-safe. */
 int data_cache_mean_image(const DataCache *cache, const int *indices, int n, float *mean,
                           char *err, size_t errlen);
+/* data_cache_mean_image asking cancel (may be NULL) every 64 images: returns -2 when it
+ * said to stop (nothing is written beside the cache). */
+int data_cache_mean_image_cancellable(const DataCache *cache, const int *indices, int n,
+                                      float *mean, bool (*cancel)(void *user), void *user,
+                                      char *err, size_t errlen);
 
 #endif

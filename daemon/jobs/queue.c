@@ -13,6 +13,7 @@
 #include "jobs/report.h"
 #include "jobs/run.h"
 #include "jobs/scan.h"
+#include "jobs/storage.h"
 #include "store/store.h"
 #include "util/jsonout.h"
 #include "util/log.h"
@@ -70,12 +71,15 @@ static void publish_json(JobQueue *q, const char *event, json_t *data)
     json_decref(data);
 }
 
-static void publish_job(JobQueue *q, Store *s, int64_t id, const char *phase)
+/* Publishes job id as event ("job": its state changed; "progress": it moved on). */
+static void publish_job(JobQueue *q, Store *s, int64_t id, const char *phase,
+                        const char *event)
 {
     StoreJob job;
     if (!q->cfg.events.publish || store_job_get(s, id, &job) != STORE_OK)
         return;
-    publish_json(q, "job", report_job(&job, phase));
+    job_fill_disk(q->state_dir, &job);
+    publish_json(q, event, report_job(&job, phase));
     store_job_deinit(&job);
 }
 
@@ -95,12 +99,19 @@ static void hook_progress(void *user, int64_t id, const TrainProgress *p)
     snprintf(run->w->phase, sizeof run->w->phase, "%s", p->phase);
     run->w->heartbeat = now();
     pthread_mutex_unlock(&q->lock);
-    /* The store has the progress about once a second (run.c); follow it for events. */
+    /* The store has the progress about once a second (run.c); follow it for events, at
+     * most one "progress" event a second per job. */
     double t = now();
     if (t - run->last_publish >= 1.0) {
         run->last_publish = t;
-        publish_job(q, run->s, id, p->phase);
+        publish_job(q, run->s, id, p->phase, "progress");
     }
+}
+
+static void hook_step(void *user, int64_t id, const StoreStep *p)
+{
+    WorkerRun *run = user;
+    publish_json(run->w->q, "step", report_step_event(id, p));
 }
 
 static void hook_epoch(void *user, int64_t id, const TrainEpoch *e)
@@ -125,6 +136,24 @@ static bool hook_should_stop(void *user, int64_t id)
     return stop;
 }
 
+/* A job has ended (done, failed or cancelled), here or on a remote worker: its files
+ * follow the retention policy (jobs/storage.h). */
+static void apply_retention(JobQueue *q, Store *s, int64_t id)
+{
+    StoreJob ended;
+    if (store_job_get(s, id, &ended) != STORE_OK)
+        return;
+    if (ended.status == STORE_JOB_DONE || ended.status == STORE_JOB_FAILED ||
+        ended.status == STORE_JOB_CANCELLED) {
+        int64_t freed = 0;
+        retention_apply(s, q->state_dir, &q->cfg.retention, &ended, &freed);
+        if (freed)
+            log_info("jobs", "retention freed %.1f MB after job %lld ended", freed / 1e6,
+                     (long long)id);
+    }
+    store_job_deinit(&ended);
+}
+
 static void run_claimed(Worker *w, Store *s, StoreJob *job)
 {
     JobQueue *q = w->q;
@@ -136,14 +165,15 @@ static void run_claimed(Worker *w, Store *s, StoreJob *job)
     pthread_mutex_unlock(&q->lock);
     log_info("jobs", "worker %d: job %lld started (%s, %s, seed %lld)", w->index,
              (long long)job->id, job->model, job->initializer, (long long)job->seed);
-    publish_job(q, s, job->id, "start");
+    publish_job(q, s, job->id, "start", "job");
 
     WorkerRun run = {.w = w, .s = s};
     JobHooks hooks = {.user = &run, .progress = hook_progress, .epoch = hook_epoch,
-                      .should_stop = hook_should_stop};
+                      .step = hook_step, .should_stop = hook_should_stop};
     char err[1024] = "";
-    TrainOutcome outcome = job_execute(s, job, q->state_dir, q->cfg.threads_per_job, &hooks,
-                                       err, sizeof err);
+    /* Each job runs with the threads its configuration records (a submission without
+     * "threads" records the daemon's --threads-per-job). */
+    TrainOutcome outcome = job_execute(s, job, q->state_dir, 0, &hooks, err, sizeof err);
     pthread_mutex_lock(&q->lock);
     StopRequest stop = w->stop;
     w->job_id = 0;
@@ -165,7 +195,9 @@ static void run_claimed(Worker *w, Store *s, StoreJob *job)
     } else {
         log_info("jobs", "job %lld done", (long long)job->id);
     }
-    publish_job(q, s, job->id, NULL);
+    if (outcome != TRAIN_STOPPED || stop == STOP_CANCEL)
+        apply_retention(q, s, job->id);
+    publish_job(q, s, job->id, NULL, "job");
 }
 
 static void *worker_main(void *arg)
@@ -274,7 +306,8 @@ static void *scanner_main(void *arg)
 static void lease_changed(void *user, Store *s, int64_t id)
 {
     JobQueue *q = user;
-    publish_job(q, s, id, NULL);
+    apply_retention(q, s, id);
+    publish_job(q, s, id, NULL, "job");
     jobs_notify(q);
 }
 
@@ -408,28 +441,41 @@ void jobs_notify(JobQueue *q)
 
 int jobs_cancel(JobQueue *q, int64_t id)
 {
-    pthread_mutex_lock(&q->lock);
-    for (int i = 0; i < q->n_workers; i++)
-        if (q->workers[i].job_id == id) {
-            q->workers[i].stop = STOP_CANCEL;
-            pthread_mutex_unlock(&q->lock);
+    /* A local worker that has just claimed the job (running in the store) takes its slot a
+     * moment later: look again until it has, rather than answer that the job cannot be
+     * cancelled. */
+    for (int tries = 0; tries < 500; tries++) {
+        pthread_mutex_lock(&q->lock);
+        for (int i = 0; i < q->n_workers; i++)
+            if (q->workers[i].job_id == id) {
+                q->workers[i].stop = STOP_CANCEL;
+                pthread_mutex_unlock(&q->lock);
+                return 0;
+            }
+        /* Not running here: cancel it in the store if it is still queued (a worker claiming
+         * it at this moment loses the race cleanly: the status move is conditional), or ask
+         * the remote attempt running it to stop (its next heartbeat hears it). */
+        int rc = store_job_set_status(q->stats_store, id, STORE_JOB_BIT(STORE_JOB_QUEUED),
+                                      STORE_JOB_CANCELLED, "cancelled before it started");
+        StoreJob job;
+        bool have = store_job_get(q->stats_store, id, &job) == STORE_OK;
+        bool remote = have && job.status == STORE_JOB_RUNNING && job.lease_expires_at > 0;
+        bool claimed_here = rc != STORE_OK && have && job.status == STORE_JOB_RUNNING && !remote;
+        if (rc != STORE_OK && remote)
+            rc = store_job_request_stop(q->stats_store, id);
+        pthread_mutex_unlock(&q->lock);
+        if (rc == STORE_OK && have && job.slurm_job_id[0] && q->slurm)
+            slurm_cancel(q->slurm, id, job.slurm_job_id);
+        if (have)
+            store_job_deinit(&job);
+        if (rc == STORE_OK)
             return 0;
-        }
-    /* Not running here: cancel it in the store if it is still queued (a worker claiming it
-     * at this moment loses the race cleanly: the status move is conditional), or ask the
-     * remote attempt running it to stop (its next heartbeat hears it). */
-    StoreJob job;
-    bool have = store_job_get(q->stats_store, id, &job) == STORE_OK;
-    int rc = store_job_set_status(q->stats_store, id, STORE_JOB_BIT(STORE_JOB_QUEUED),
-                                  STORE_JOB_CANCELLED, "cancelled before it started");
-    if (rc != STORE_OK)
-        rc = store_job_request_stop(q->stats_store, id);
-    pthread_mutex_unlock(&q->lock);
-    if (rc == STORE_OK && have && job.slurm_job_id[0] && q->slurm)
-        slurm_cancel(q->slurm, id, job.slurm_job_id);
-    if (have)
-        store_job_deinit(&job);
-    return rc == STORE_OK ? 0 : -1;
+        if (!claimed_here)
+            return -1;
+        struct timespec pause = {0, 2000000};
+        nanosleep(&pause, NULL);
+    }
+    return -1;
 }
 
 bool jobs_is_running(JobQueue *q, int64_t id)

@@ -32,6 +32,7 @@
 
 #include "jobs/lease.h"
 #include "jobs/slurm.h"
+#include "jobs/storage.h"
 #include "train/trainer.h"
 
 typedef struct JobQueue JobQueue;
@@ -40,7 +41,10 @@ typedef struct JobQueue JobQueue;
  * never under the queue's lock; must be thread-safe. */
 typedef struct {
     void *user;
-    /* A server-sent event: name ("job", "epoch", "dataset") and its JSON data. */
+    /* A server-sent event: name and its JSON data. Workers send "job" (a job's state
+     * changed: started, ended, queued again), "progress" (a running job moved on, at most
+     * once a second per job; the same form as "job"), "epoch", "step" (a point of the
+     * intra-epoch curve); the scanner "dataset" (a scan ended). */
     void (*publish)(void *user, const char *event, const char *json);
     /* A finished epoch, for metrics. */
     void (*epoch)(void *user, int64_t job_id, const TrainEpoch *e);
@@ -53,7 +57,9 @@ typedef struct {
                                 it); NULL: none configured */
     int workers;             /* >= 0: the daemon's own worker threads (0: remote workers
                                 only, a pure coordinator) */
-    int threads_per_job;     /* >= 1: compute threads of every job the daemon runs */
+    int threads_per_job;     /* >= 1: the default of a job's "threads" (the API fills it in
+                                at submission; each job runs with its configuration's) */
+    RetentionPolicy retention; /* applied when a job ends (jobs/storage.h) */
     double lease_seconds;    /* remote workers' leases (jobs/lease.h); <= 0: 60 */
     double heartbeat_seconds;/* their heartbeat interval; <= 0: lease_seconds / 6 */
     const SlurmConfig *slurm;/* non-NULL: the Slurm executor submits every queued job

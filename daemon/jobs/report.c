@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static json_t *report_job_core(const StoreJob *j, const char *phase);
+
 json_t *report_number(double x)
 {
     return isfinite(x) ? json_real(x) : json_null();
@@ -166,10 +168,78 @@ static json_t *where_json(const StoreJob *j)
                      "lease_expires_at", report_time(j->lease_expires_at));
 }
 
+/* A stored JSON array of tags, or [] (new reference). */
+static json_t *tags_of(const char *tags_json)
+{
+    json_t *t = tags_json ? json_loads(tags_json, 0, NULL) : NULL;
+    if (json_is_array(t))
+        return t;
+    json_decref(t);
+    return json_array();
+}
+
+static json_t *text_or_null(const char *text)
+{
+    return text ? json_string(text) : json_null();
+}
+
+/* Sets the members every record a person names shares: name, tags, note. */
+static json_t *with_meta(json_t *o, const char *name, const char *tags_json, const char *note)
+{
+    if (o && (json_object_set_new(o, "name", text_or_null(name)) < 0 ||
+              json_object_set_new(o, "tags", tags_of(tags_json)) < 0 ||
+              json_object_set_new(o, "note", text_or_null(note)) < 0)) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 json_t *report_job(const StoreJob *j, const char *phase)
 {
     json_t *o = report_job_core(j, phase);
+    o = with_meta(o, j->name, j->tags_json, j->note);
     if (o && json_object_set_new(o, "where", where_json(j)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    if (o && json_object_set_new(o, "disk_bytes", j->disk_bytes >= 0
+                                                      ? json_integer(j->disk_bytes)
+                                                      : json_null()) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+json_t *report_grid(const StoreGrid *g)
+{
+    json_t *counts = json_object();
+    for (int st = 0; counts && st < STORE_JOB_STATUS_COUNT; st++)
+        json_object_set_new(counts, store_job_status_name((StoreJobStatus)st),
+                            json_integer(g->n_status[st]));
+    json_t *config = g->config_json ? json_loads(g->config_json, 0, NULL) : NULL;
+    json_t *seeds = json_object_get(config, "seeds");
+    json_t *o = json_pack("{s:I, s:o, s:o, s:i, s:i, s:o}", "id", (json_int_t)g->id,
+                          "created_at", report_time(g->created_at),
+                          "config", config ? config : json_object(), "n_jobs", g->n_jobs,
+                          "n_seeds", json_is_array(seeds) ? (int)json_array_size(seeds) : 1,
+                          "status_counts", counts);
+    return with_meta(o, g->name, g->tags_json, g->note);
+}
+
+json_t *report_step(const StoreStep *p)
+{
+    return json_pack("{s:I, s:i, s:i, s:i, s:o, s:o}", "global_step",
+                     (json_int_t)p->global_step, "epoch", p->epoch, "step", p->step,
+                     "steps_per_epoch", p->steps_per_epoch, "loss", report_number(p->loss),
+                     "accuracy", report_number(p->accuracy));
+}
+
+json_t *report_step_event(int64_t job_id, const StoreStep *p)
+{
+    json_t *o = report_step(p);
+    if (o && json_object_set_new(o, "job_id", json_integer(job_id)) < 0) {
         json_decref(o);
         return NULL;
     }
@@ -200,6 +270,29 @@ static json_t *report_job_core(const StoreJob *j, const char *phase)
                      "best_val_acc", report_number(p->best_val_acc),
                      "best_epoch", p->best_epoch,
                      "config", config ? config : json_object());
+}
+
+json_t *report_results(const StoreResult *res, const json_t *class_names)
+{
+    json_t *per_class = json_loads(res->per_class_json ? res->per_class_json : "[]", 0, NULL);
+    size_t i;
+    json_t *row;
+    json_array_foreach(per_class, i, row) {
+        json_t *name = json_array_get(class_names, i);
+        json_object_set_new(row, "name", name ? json_incref(name) : json_null());
+    }
+    json_t *confusion = json_loads(res->confusion_json ? res->confusion_json : "[]", 0, NULL);
+    json_t *names = class_names ? json_incref((json_t *)class_names) : json_array();
+    return json_pack("{s:I, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                     "job_id", (json_int_t)res->job_id, "epoch", res->epoch,
+                     "accuracy", report_number(res->accuracy),
+                     "precision_macro", report_number(res->precision_macro),
+                     "recall_macro", report_number(res->recall_macro),
+                     "f1_macro", report_number(res->f1_macro),
+                     "loss", report_number(res->loss),
+                     "class_names", names,
+                     "confusion", confusion ? confusion : json_array(),
+                     "per_class", per_class ? per_class : json_array());
 }
 
 json_t *report_dataset(const StoreDataset *d)

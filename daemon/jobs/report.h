@@ -41,11 +41,24 @@ void report_train_epoch_to_store(const TrainEpoch *e, StoreEpoch *row);
 /* A time in unix seconds, or null for 0 ("not yet"). */
 json_t *report_time(double t);
 /* A job as the API shows it: id, grid_id, status, priority, dataset, model, initializer,
- * seed, epochs, created_at, started_at, finished_at, error, attempts, progress {...},
- * config {...}, where {host, worker, slurm_job_id, lease_expires_at} (where the current
- * or last attempt runs; null members when unknown). phase (may be NULL) is the live phase
- * of a running job. */
+ * seed, epochs, created_at, started_at, finished_at, error, attempts, waiting_for,
+ * progress {...}, config {...}, name, tags [...], note, disk_bytes (null when not
+ * measured: jobs/storage.h job_fill_disk) and where {host, worker, slurm_job_id,
+ * lease_expires_at} (where the current or last attempt runs; null members when unknown).
+ * phase (may be NULL) is the live phase of a running job. */
 json_t *report_job(const StoreJob *j, const char *phase);
+/* A grid: id, created_at, config {...} (its request), n_jobs, n_seeds (seeds its
+ * configuration lists: the "n" of "k of n seeds done"), status_counts {status: n}, name,
+ * tags, note. */
+json_t *report_grid(const StoreGrid *g);
+/* A point of the intra-epoch curve: global_step, epoch, step, steps_per_epoch, loss,
+ * accuracy; the "step" event adds job_id. */
+json_t *report_step(const StoreStep *p);
+json_t *report_step_event(int64_t job_id, const StoreStep *p);
+/* A job's test results: job_id, epoch, accuracy, precision_macro, recall_macro, f1_macro,
+ * loss, class_names (borrowed here; [] when NULL), confusion [[...]], per_class [{class,
+ * name, precision, recall, f1, support}]. */
+json_t *report_results(const StoreResult *res, const json_t *class_names);
 /* A dataset: id, name, path, split {train, val, test}, seed, status, error, classes [...],
  * n_files, n_split {train, val, test}, n_skipped, created_at. */
 json_t *report_dataset(const StoreDataset *d);

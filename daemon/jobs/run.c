@@ -32,6 +32,8 @@ typedef struct {
     int stat_cap;
     bool unavailable;        /* the store refused a write: its database file is gone */
     char unavailable_why[1024];
+    StoreStep pending[TRAIN_STEP_POINTS + 1]; /* curve points not yet stored */
+    int n_pending;
 } Ctx;
 
 /* Notes a store failure: when the database file was deleted or replaced, the run stops
@@ -42,6 +44,21 @@ static void note_store_failure(Ctx *c)
         c->unavailable = true;
         snprintf(c->unavailable_why, sizeof c->unavailable_why, "%s", store_errmsg(c->store));
     }
+}
+
+/* Stores the curve points gathered since the last write (one transaction). */
+static int flush_steps(Ctx *c)
+{
+    if (c->n_pending == 0)
+        return 0;
+    int rc = store_steps_put(c->store, c->job->id, c->pending, c->n_pending);
+    c->n_pending = 0;
+    if (rc == STORE_OK)
+        return 0;
+    log_error("jobs", "job %lld: training curve not stored: %s", (long long)c->job->id,
+              store_errmsg(c->store));
+    note_store_failure(c);
+    return -1;
 }
 
 static double now(void)
@@ -63,6 +80,7 @@ static void on_progress(void *user, const TrainProgress *p)
     if (!phase_change && t - c->last_store_write < STORE_PROGRESS_SECONDS)
         return;
     c->last_store_write = t;
+    flush_steps(c);
     StoreJobProgress sp;
     report_train_progress_to_store(p, &sp);
     if (store_job_set_progress(c->store, c->job->id, &sp) != STORE_OK && !c->unavailable) {
@@ -77,7 +95,8 @@ static int on_resumed(void *user, int epoch, int step)
     Ctx *c = user;
     log_info("jobs", "job %lld resumes after epoch %d (step %d)", (long long)c->job->id,
              epoch, step);
-    if (store_job_discard_after(c->store, c->job->id, epoch) == STORE_OK)
+    if (store_job_discard_after(c->store, c->job->id, epoch) == STORE_OK &&
+        store_steps_discard_after(c->store, c->job->id, epoch, step) == STORE_OK)
         return 0;
     note_store_failure(c);
     return -1;
@@ -89,6 +108,7 @@ static int on_from_scratch(void *user)
 {
     Ctx *c = user;
     if (store_job_discard_after(c->store, c->job->id, 0) == STORE_OK &&
+        store_steps_discard_after(c->store, c->job->id, 0, 0) == STORE_OK &&
         store_checkpoint_forget(c->store, c->job->id, -1) == STORE_OK)
         return 0;
     note_store_failure(c);
@@ -119,9 +139,25 @@ static int on_may_resume(void *user, int epoch, int step, char *why, size_t n)
     return 1;
 }
 
+static int on_step_point(void *user, const TrainStep *p)
+{
+    Ctx *c = user;
+    if (c->n_pending == (int)(sizeof c->pending / sizeof c->pending[0]) && flush_steps(c) < 0)
+        return -1;
+    c->pending[c->n_pending++] = (StoreStep){.global_step = p->global_step, .epoch = p->epoch,
+                                             .step = p->step,
+                                             .steps_per_epoch = p->steps_per_epoch,
+                                             .loss = p->loss, .accuracy = p->accuracy};
+    if (c->hooks->step)
+        c->hooks->step(c->hooks->user, c->job->id, &c->pending[c->n_pending - 1]);
+    return 0;
+}
+
 static int on_epoch(void *user, const TrainEpoch *e)
 {
     Ctx *c = user;
+    if (flush_steps(c) < 0)
+        return -1;
     StoreEpoch row;
     report_train_epoch_to_store(e, &row);
     if (store_epoch_put(c->store, c->job->id, &row) != STORE_OK) {
@@ -452,13 +488,15 @@ TrainOutcome job_execute(Store *s, const StoreJob *job, const char *state_dir, i
     remove_stale_temps(ckpt_dir);
     Ctx ctx = {.store = s, .job = job, .hooks = hooks ? hooks : &no_hooks};
     TrainCallbacks cb = {.user = &ctx, .progress = on_progress, .resumed = on_resumed,
-                         .from_scratch = on_from_scratch, .may_resume = on_may_resume, .epoch_done = on_epoch,
+                         .from_scratch = on_from_scratch, .may_resume = on_may_resume,
+                         .epoch_done = on_epoch, .step_point = on_step_point,
                          .stats = on_stats, .checkpoint = on_checkpoint,
                          .results = on_results, .should_stop = on_should_stop};
     TrainSetup setup = {.cfg = &cfg, .index = index, .cache_dir = cache_dir,
                         .ckpt_dir = ckpt_dir, .quarantine_dir = quarantine_dir,
                         .identity = &identity, .adopt_legacy = job->pre_identity};
     outcome = train_run(&setup, &cb, err, errlen);
+    flush_steps(&ctx);
     free(ctx.stat_rows);
     if (ctx.unavailable) {
         snprintf(err, errlen, "%s", ctx.unavailable_why);

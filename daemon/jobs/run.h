@@ -34,6 +34,8 @@ typedef struct {
     void *user;
     void (*progress)(void *user, int64_t job_id, const TrainProgress *p);
     void (*epoch)(void *user, int64_t job_id, const TrainEpoch *e);
+    /* A point of the intra-epoch curve (the store has it within about a second). */
+    void (*step)(void *user, int64_t job_id, const StoreStep *p);
     bool (*should_stop)(void *user, int64_t job_id);
 } JobHooks;
 

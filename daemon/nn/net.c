@@ -78,6 +78,8 @@ struct Net {
     bool profiling;
     NetObserver observer;
     void *observer_ctx;
+    NetStopFn stop;              /* asked between layers; NULL: never stops */
+    void *stop_ctx;
     uint64_t dropout_state;
     float *param_block;
     float *arena;
@@ -988,6 +990,17 @@ void net_set_profiling(Net *net, bool on)
     net->profiling = on;
 }
 
+void net_set_stop(Net *net, NetStopFn fn, void *ctx)
+{
+    net->stop = fn;
+    net->stop_ctx = ctx;
+}
+
+bool net_stop_requested(const Net *net)
+{
+    return net->stop && net->stop(net->stop_ctx);
+}
+
 void net_set_observer(Net *net, NetObserver fn, void *ctx)
 {
     net->observer = fn;
@@ -1154,6 +1167,8 @@ int net_forward(Net *net, const float *x, int n, NetMode mode)
     Rng dropout_rng;
     rng_seed(&dropout_rng, net->dropout_state);
     for (int i = 1; i < net->n_layers; i++) {
+        if (net_stop_requested(net))
+            return NET_STOPPED;
         double t0 = net->profiling ? now_seconds() : 0;
         forward_layer(net, i, &dropout_rng);
         if (net->profiling)
@@ -1331,7 +1346,7 @@ static void backward_layer(Net *net, int i)
     }
 }
 
-void net_backward(Net *net)
+int net_backward(Net *net)
 {
     assert(net->have_loss);
     const int last = net->n_layers - 1;
@@ -1342,6 +1357,10 @@ void net_backward(Net *net)
     for (int i = last; i > 0; i--) {
         if (!runs_backward(net, i))
             continue;
+        if (net_stop_requested(net)) {
+            net->have_loss = false;
+            return NET_STOPPED;
+        }
         double t0 = net->profiling ? now_seconds() : 0;
         if (net->observer && own_buffers(net, i))
             net->observer(net->observer_ctx, net, i, true);
@@ -1350,6 +1369,7 @@ void net_backward(Net *net)
             net->layers[i].bwd_seconds += now_seconds() - t0;
     }
     net->have_loss = false; /* the activations it read may now hold gradients */
+    return 0;
 }
 
 void net_zero_grad(Net *net)

@@ -191,13 +191,25 @@ bool net_output_kept(const Net *net, int i);
  * padding itself (such a padding has no out or dout); -1 when layer i runs on its own. */
 int net_fused_into(const Net *net, int i);
 void net_seed_dropout(Net *net, uint64_t seed); /* dropout masks draw from this stream */
+/* A stop check: net_forward asks it before each layer and net_backward before each
+ * layer's backward, and both return NET_STOPPED at the first true answer, leaving the
+ * pass unfinished (later layers' outputs and gradients are stale; a NET_TRAIN forward
+ * may have moved some batch norms' moving statistics, which the caller restores if it
+ * wants the step undone). It lets a caller honour a stop request within one layer's time
+ * rather than a whole pass's. fn NULL removes it. fn runs on the calling thread. */
+typedef bool (*NetStopFn)(void *ctx);
+void net_set_stop(Net *net, NetStopFn fn, void *ctx);
+/* Asks the stop check (false when none is set). */
+bool net_stop_requested(const Net *net);
+#define NET_STOPPED (-2)
 /* The RNG state of dropout, to save and restore in checkpoints: each NET_TRAIN forward
  * draws its masks from a stream seeded with this value and then moves it on, so
  * net_seed_dropout(net, saved_state) replays the masks from where it was saved. */
 uint64_t net_dropout_state(const Net *net);
 
-/* Runs the graph on x (n, H, W, C) with n <= capacity. Returns 0, or -1 if n is out of
- * range. Kept activations (net_output_kept) stay in Layer.out until the next forward. */
+/* Runs the graph on x (n, H, W, C) with n <= capacity. Returns 0, -1 if n is out of
+ * range, NET_STOPPED when the stop check (net_set_stop) said so. Kept activations
+ * (net_output_kept) stay in Layer.out until the next forward. */
 int net_forward(Net *net, const float *x, int n, NetMode mode);
 /* Logits of the last forward: (n, K), K = classes. */
 const float *net_logits(const Net *net);
@@ -211,8 +223,9 @@ const float *net_probs(const Net *net); /* (n, K) softmax of the last net_loss *
 /* Backpropagates the gradient of the last net_loss through the graph in the mode of the
  * last forward. Parameter gradients accumulate (see the gradient rule). Once per forward:
  * the buffers of activations it has read are reused for gradients, so another backward
- * needs another net_forward and net_loss first. */
-void net_backward(Net *net);
+ * needs another net_forward and net_loss first. Returns 0, or NET_STOPPED when the stop
+ * check said so (the parameter gradients are then partial). */
+int net_backward(Net *net);
 void net_zero_grad(Net *net);
 
 #endif

@@ -354,6 +354,17 @@ int store_schema_latest(void)
     return schema_migration_count;
 }
 
+bool store_schema_has(const Store *s, const char *suffix)
+{
+    size_t n = strlen(suffix);
+    for (int i = 0; i < s->schema && i < schema_migration_count; i++) {
+        size_t m = strlen(schema_migration_names[i]);
+        if (m >= n && strcmp(schema_migration_names[i] + m - n, suffix) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int read_user_version(Store *s, int *version)
 {
     sqlite3_stmt *st;

@@ -240,6 +240,8 @@ typedef struct {
     char *config_json;                        /* heap */
     int n_jobs;                               /* jobs of the grid ... */
     int n_status[STORE_JOB_STATUS_COUNT];     /* ... by status */
+    char *name, *note;                        /* heap; NULL when unset */
+    char *tags_json;                          /* heap; JSON array of strings */
 } StoreGrid;
 
 typedef struct {
@@ -251,6 +253,7 @@ typedef struct {
     int epochs;              /* planned epochs, >= 0 */
     int start_running;       /* 1: stored as already running (a foreground `initlab train`),
                                 so that no daemon worker claims it; 0: queued */
+    const char *name, *tags_json, *note; /* NULL: none (tags_json a JSON array of strings) */
 } StoreJobNew;
 
 typedef struct {
@@ -287,6 +290,10 @@ typedef struct {
     char worker[STORE_NAME_MAX]; /* which worker: "local 0", "slurm 4242", "host:pid" */
     char slurm_job_id[STORE_SLURM_ID_MAX]; /* the Slurm job submitted for it; "" none */
     bool stop_requested;     /* a user cancelled it while a remote attempt ran it */
+    char *name, *note;       /* heap; NULL when unset (migration 007) */
+    char *tags_json;         /* heap; JSON array of strings, "[]" when none */
+    int64_t disk_bytes;      /* not stored: bytes of its files in the state directory,
+                                filled by jobs/ (job_disk_bytes); -1 when not measured */
 } StoreJob;
 
 typedef struct {
@@ -298,6 +305,9 @@ typedef struct {
     int limit;               /* rows to return, 1..1000; 0 = 100 */
     int offset;              /* rows to skip, >= 0 */
     int newest_first;        /* 0: ascending id (submission order); 1: descending */
+    const char *tag;         /* NULL or "" = any; jobs carrying this tag */
+    const char *q;           /* NULL or "" = any; substring of name, note, tags, model,
+                                initializer or dataset (ASCII case-insensitive) */
 } StoreJobFilter;
 
 /* Creates a grid; *id receives its id. STORE_INVALID if config_json is NULL. */
@@ -438,6 +448,7 @@ typedef struct {
     const char *grid_config_json; /* non-NULL: create a grid and attach every job to it */
     const StoreJobNew *jobs;      /* their grid_id is ignored when a grid is created */
     int n_jobs;                   /* >= 1 */
+    const char *grid_name, *grid_tags_json, *grid_note; /* the grid's; NULL: none */
 } StoreSubmit;
 
 typedef struct {
@@ -476,6 +487,62 @@ int store_idempotency_put(Store *s, const char *key, const char *fingerprint, in
 /* Forgets keys created before `before` (unix seconds); *count (may be NULL) = how many. */
 int store_idempotency_purge(Store *s, double before, int *count);
 void store_idempotency_deinit(StoreIdempotency *k);  /* accepts NULL */
+
+/* ---- Names, tags, notes, priorities; grid operations (store_lab.c) ------------------ */
+
+/* An edit of a job's or grid's name, tags and note: members left NULL stay as they are;
+ * "" clears a name or note; tags_json is a JSON array of strings (the caller validates
+ * it). */
+typedef struct {
+    const char *name;
+    const char *tags_json;
+    const char *note;
+} StoreMetaEdit;
+
+/* Applies e to job id / grid id. STORE_NOT_FOUND if none. */
+int store_job_set_meta(Store *s, int64_t id, const StoreMetaEdit *e);
+int store_grid_set_meta(Store *s, int64_t id, const StoreMetaEdit *e);
+/* Sets a queued job's priority, in its row and in its stored configuration's "priority".
+ * STORE_NOT_FOUND if none; STORE_CONFLICT when it is not queued (the message says its
+ * status). */
+int store_job_set_priority(Store *s, int64_t id, int priority);
+/* The same for every queued job of grid id; *count (may be NULL) receives how many.
+ * STORE_NOT_FOUND if no such grid. */
+int store_grid_set_priority(Store *s, int64_t id, int priority, int *count);
+/* Every grid matching tag and q (NULL or "" = any; as StoreJobFilter), newest first.
+ * Release with store_grids_free. */
+int store_grid_list_filtered(Store *s, const char *tag, const char *q, StoreGrid **rows,
+                             int *n);
+/* Adds jobs to grid id in one transaction (their grid_id is ignored) and replaces the
+ * grid's stored configuration with config_json (NULL keeps it); ids (n) receive the new
+ * ids. STORE_NOT_FOUND if no such grid; STORE_INVALID as store_job_insert. */
+int store_grid_add_jobs(Store *s, int64_t id, const StoreJobNew *jobs, int n,
+                        const char *config_json, int64_t *ids);
+/* Deletes grid id and every job of it (with their rows, as store_job_delete) in one
+ * transaction; the jobs' files are the caller's. STORE_NOT_FOUND if none; STORE_CONFLICT
+ * when one of its jobs is running (nothing is deleted). */
+int store_grid_delete(Store *s, int64_t id);
+/* Ids of the jobs that ended (done, failed, cancelled) and still have a recorded
+ * checkpoint, the most recently finished first; free() *ids. */
+int store_jobs_ended_with_checkpoints(Store *s, int64_t **ids, int *n);
+
+/* ---- The intra-epoch training curve ------------------------------------------------- */
+
+typedef struct {
+    int64_t global_step;     /* steps since the start of training */
+    int epoch, step, steps_per_epoch;
+    double loss, accuracy;   /* NAN: none */
+} StoreStep;
+
+/* Records points of job job_id's curve in one transaction (upsert by global_step).
+ * STORE_NOT_FOUND if the job does not exist. */
+int store_steps_put(Store *s, int64_t job_id, const StoreStep *rows, int n);
+/* The job's points by global_step; free() *rows. An unknown job gives none. */
+int store_steps_list(Store *s, int64_t job_id, StoreStep **rows, int *n);
+/* Deletes the points after step `step` of epoch `epoch + 1` (a resumption after epoch
+ * `epoch`, `step` steps into the next) and every later epoch's; (0, 0) deletes them all
+ * (a start from scratch). */
+int store_steps_discard_after(Store *s, int64_t job_id, int epoch, int step);
 
 /* ---- Epochs and layer statistics ---------------------------------------------------- */
 

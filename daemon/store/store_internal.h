@@ -44,6 +44,10 @@ void store_rollback(Store *s);
 
 /* The schema version that gave jobs their uids (schema/004_job_identity.sql). */
 #define STORE_SCHEMA_IDENTITY 4
+/* Whether the open database has the migration whose file name ends with suffix
+ * ("_lab_records.sql"): by name, so that renumbered migrations keep their meaning. */
+bool store_schema_has(const Store *s, const char *suffix);
+#define STORE_MIGRATION_LAB "_lab_records.sql" 
 
 /* Fills out (STORE_UID_LEN + 1 bytes) with 128 random bits from getrandom(2) as lower-case
  * hex. STORE_OK, or STORE_ERROR with the message set when no randomness is available. */
@@ -88,6 +92,17 @@ typedef void (*StoreFreeRows)(void *rows, int n);
 int store_collect_rows(Store *s, sqlite3_stmt *st, size_t elem_size, int first_cap,
                        StoreReadRow read, StoreFreeRows free_rows, const char *what,
                        void **rows, int *n);
+
+/* SQL conditions of the list filters: a row whose tags column (a JSON array) holds the
+ * tag bound to param, or any row when it is NULL; a row whose text expression contains
+ * the pattern store_bind_like bound to param, or any row when it is NULL. */
+#define STORE_TAG_FILTER(column, param)                                                    \
+    "(" param " IS NULL OR EXISTS (SELECT 1 FROM json_each(" column ") WHERE value = " param "))"
+#define STORE_TEXT_FILTER(expr, param)                                                     \
+    "(" param " IS NULL OR (" expr ") LIKE " param " ESCAPE '\\')"
+/* Binds "%text%" with text's %, _ and \ escaped (LIKE ... ESCAPE '\'), or NULL for NULL
+ * or "". Returns the sqlite3 status. */
+int store_bind_like(sqlite3_stmt *st, int i, const char *text);
 
 /* Formats ids as a JSON array into a heap string; parses one back (heap array, count).
  * Both return STORE_OK or STORE_ERROR with the message set. */

@@ -31,7 +31,7 @@ const char store_sql_job_claim[] =
     " created_at, started_at, finished_at, error, attempts, epoch, step, steps_per_epoch," \
     " images_per_sec, eta_seconds, best_val_acc, best_epoch, " DATASET_SCANNING ","       \
     " uid, attempt_uid, pre_identity, lease_expires_at, host, worker, slurm_job_id,"     \
-    " stop_request IS NOT NULL"
+    " stop_request IS NOT NULL, name, tags, note"
 
 /* Runs the statements sql[0..n) in one transaction, each with ?1 = a and, where it has a
  * ?2, ?2 = b; what names the work in an error. Returns STORE_OK or the first error (all
@@ -96,8 +96,12 @@ static int read_job(Store *s, sqlite3_stmt *st, void *row)
     store_col_copy(st, 28, j->worker, sizeof j->worker);
     store_col_copy(st, 29, j->slurm_job_id, sizeof j->slurm_job_id);
     j->stop_requested = sqlite3_column_int(st, 30) != 0;
+    j->disk_bytes = -1;
     if (store_col_dup(s, st, 4, &j->config_json) != STORE_OK ||
-        store_col_dup(s, st, 13, &j->error) != STORE_OK) {
+        store_col_dup(s, st, 13, &j->error) != STORE_OK ||
+        store_col_dup(s, st, 31, &j->name) != STORE_OK ||
+        store_col_dup(s, st, 32, &j->tags_json) != STORE_OK ||
+        store_col_dup(s, st, 33, &j->note) != STORE_OK) {
         store_job_deinit(j);
         return STORE_ERROR;
     }
@@ -110,7 +114,10 @@ void store_job_deinit(StoreJob *j)
         return;
     free(j->config_json);
     free(j->error);
-    j->config_json = j->error = NULL;
+    free(j->name);
+    free(j->tags_json);
+    free(j->note);
+    j->config_json = j->error = j->name = j->tags_json = j->note = NULL;
 }
 
 void store_jobs_free(StoreJob *rows, int n)
@@ -131,7 +138,7 @@ static void free_jobs(void *rows, int n)
 #define GRID_SELECT                                                                        \
     "SELECT g.id, g.created_at, g.config, count(j.id),"                                    \
     " sum(j.status = 'queued'), sum(j.status = 'running'), sum(j.status = 'done'),"        \
-    " sum(j.status = 'failed'), sum(j.status = 'cancelled')"                               \
+    " sum(j.status = 'failed'), sum(j.status = 'cancelled'), g.name, g.tags, g.note"       \
     " FROM grids g LEFT JOIN jobs j ON j.grid_id = g.id"
 
 /* Row reader (StoreReadRow); row is a StoreGrid. */
@@ -144,7 +151,14 @@ static int read_grid(Store *s, sqlite3_stmt *st, void *row)
     g->n_jobs = sqlite3_column_int(st, 3);
     for (int k = 0; k < STORE_JOB_STATUS_COUNT; k++)
         g->n_status[k] = sqlite3_column_int(st, 4 + k);
-    return store_col_dup(s, st, 2, &g->config_json);
+    if (store_col_dup(s, st, 2, &g->config_json) != STORE_OK ||
+        store_col_dup(s, st, 9, &g->name) != STORE_OK ||
+        store_col_dup(s, st, 10, &g->tags_json) != STORE_OK ||
+        store_col_dup(s, st, 11, &g->note) != STORE_OK) {
+        store_grid_deinit(g);
+        return STORE_ERROR;
+    }
+    return STORE_OK;
 }
 
 void store_grid_deinit(StoreGrid *g)
@@ -152,7 +166,10 @@ void store_grid_deinit(StoreGrid *g)
     if (!g)
         return;
     free(g->config_json);
-    g->config_json = NULL;
+    free(g->name);
+    free(g->tags_json);
+    free(g->note);
+    g->config_json = g->name = g->tags_json = g->note = NULL;
 }
 
 void store_grids_free(StoreGrid *rows, int n)
@@ -168,16 +185,26 @@ static void free_grids(void *rows, int n)
     store_grids_free(rows, n);
 }
 
-static int insert_grid(Store *s, const char *config_json, int64_t *id)
+static int insert_grid(Store *s, const char *config_json, const StoreSubmit *meta,
+                       int64_t *id)
 {
     if (!config_json)
         return store_fail(s, STORE_INVALID, "grid configuration is missing");
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "INSERT INTO grids (created_at, config) VALUES (?, ?)", &st);
+    bool lab = meta && store_schema_has(s, STORE_MIGRATION_LAB);
+    int rc = store_prepare(s, lab ? "INSERT INTO grids (created_at, config, name, tags, note)"
+                                    " VALUES (?, ?, ?, coalesce(?, '[]'), ?)"
+                                  : "INSERT INTO grids (created_at, config) VALUES (?, ?)",
+                           &st);
     if (rc)
         return rc;
     sqlite3_bind_double(st, 1, store_now());
     sqlite3_bind_text(st, 2, config_json, -1, SQLITE_STATIC);
+    if (lab) {
+        store_bind_text(st, 3, meta->grid_name);
+        store_bind_text(st, 4, meta->grid_tags_json);
+        store_bind_text(st, 5, meta->grid_note);
+    }
     rc = store_step_done(s, st, "creating a grid");
     if (rc == STORE_OK && id)
         *id = sqlite3_last_insert_rowid(s->db);
@@ -187,7 +214,7 @@ static int insert_grid(Store *s, const char *config_json, int64_t *id)
 
 int store_grid_insert(Store *s, const char *config_json, int64_t *id)
 {
-    return insert_grid(s, config_json, id);
+    return insert_grid(s, config_json, NULL, id);
 }
 
 int store_grid_get(Store *s, int64_t id, StoreGrid *out)
@@ -273,6 +300,17 @@ static int insert_job(Store *s, const StoreJobNew *j, int64_t grid_id, int64_t *
     if (identity && j->start_running)
         sqlite3_bind_text(st, 12, attempt, -1, SQLITE_STATIC);
     rc = store_step_done(s, st, "queueing a job");
+    if (rc == STORE_OK && (j->name || j->tags_json || j->note)) {
+        int64_t new_id = sqlite3_last_insert_rowid(s->db);
+        StoreMetaEdit meta = {.name = j->name, .tags_json = j->tags_json, .note = j->note};
+        sqlite3_finalize(st);
+        st = NULL;
+        rc = store_schema_has(s, STORE_MIGRATION_LAB) ? store_job_set_meta(s, new_id, &meta)
+                                                      : STORE_OK;
+        if (rc == STORE_OK && id)
+            *id = new_id;
+        return rc;
+    }
     if (rc == STORE_NOT_FOUND)
         rc = store_fail(s, STORE_NOT_FOUND, "grid %lld not found", (long long)grid_id);
     else if (rc == STORE_OK && id)
@@ -308,10 +346,15 @@ int store_job_get(Store *s, int64_t id, StoreJob *out)
 #define JOB_FILTER                                                                         \
     " WHERE (?1 = 0 OR (?1 & " STATUS_BIT_SQL ") != 0)"                                    \
     " AND (?2 IS NULL OR grid_id = ?2) AND (?3 IS NULL OR model = ?3)"                     \
-    " AND (?4 IS NULL OR initializer = ?4) AND (?5 IS NULL OR dataset = ?5)"
+    " AND (?4 IS NULL OR initializer = ?4) AND (?5 IS NULL OR dataset = ?5)"               \
+    " AND " STORE_TAG_FILTER("jobs.tags", "?10") " AND "                                   \
+    STORE_TEXT_FILTER("coalesce(name, '') || ' ' || coalesce(note, '') || ' ' || tags"     \
+                      " || ' ' || model || ' ' || initializer || ' ' || dataset", "?11")
 
 static void bind_filter(sqlite3_stmt *st, const StoreJobFilter *f)
 {
+    store_bind_text(st, 10, f->tag && f->tag[0] ? f->tag : NULL);
+    store_bind_like(st, 11, f->q);
     sqlite3_bind_int64(st, 1, f->status_mask);
     store_bind_id(st, 2, f->grid_id);
     store_bind_text(st, 3, f->model && f->model[0] ? f->model : NULL);
@@ -761,7 +804,7 @@ int store_submit(Store *s, const StoreSubmit *sub, StoreSubmitResult *res)
         rc = store_fail(s, STORE_ERROR, "out of memory");
         goto fail;
     }
-    if (sub->grid_config_json && (rc = insert_grid(s, sub->grid_config_json, &res->grid_id)))
+    if (sub->grid_config_json && (rc = insert_grid(s, sub->grid_config_json, sub, &res->grid_id)))
         goto fail;
     for (int i = 0; i < sub->n_jobs; i++) {
         int64_t grid = sub->grid_config_json ? res->grid_id : sub->jobs[i].grid_id;

@@ -85,6 +85,12 @@ static json_t *metadata(const Net *net, const CheckpointState *s)
                              "best_val_acc", s->best_val_acc, "best_epoch", s->best_epoch,
                              "model", s->model, "classes", s->classes, "config",
                              s->config_json, "tensors", tensors);
+    if (meta && (json_object_set_new(meta, "epoch_seconds", json_real(s->epoch_seconds)) < 0 ||
+                 json_object_set_new(meta, "epoch_images",
+                                     json_integer((json_int_t)s->epoch_images)) < 0)) {
+        json_decref(meta);
+        return NULL;
+    }
     if (meta && s->identity.job_uid[0] &&
         json_object_set_new(meta, "identity", identity_json(&s->identity)) < 0) {
         json_decref(meta);
@@ -211,6 +217,9 @@ static int check_metadata(const char *path, const json_t *meta, const Net *net,
     s->seen = json_integer_value(json_object_get(meta, "seen"));
     s->best_val_acc = json_number_value(json_object_get(meta, "best_val_acc"));
     s->best_epoch = (int)json_integer_value(json_object_get(meta, "best_epoch"));
+    /* absent from files written before they were recorded: 0 */
+    s->epoch_seconds = json_number_value(json_object_get(meta, "epoch_seconds"));
+    s->epoch_images = json_integer_value(json_object_get(meta, "epoch_images"));
     s->classes = (int)json_integer_value(json_object_get(meta, "classes"));
     snprintf(s->model, sizeof s->model, "%s", model);
     return 0;
@@ -470,7 +479,7 @@ static void hash_text(uint64_t h, char *out)
 int checkpoint_config_hash(const char *config_json, char *out)
 {
     static const char *const ignored[] = {"threads", "priority", "stats_every", "probe_size",
-                                          "preset"};
+                                          "preset", "keep_checkpoints"};
     out[0] = '\0';
     json_t *obj = json_loads(config_json, 0, NULL);
     if (!json_is_object(obj)) {

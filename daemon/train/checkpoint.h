@@ -61,6 +61,8 @@ typedef struct {
     int64_t global_step;    /* steps since the start of training */
     double loss_sum;        /* running sums of the interrupted epoch */
     int64_t correct, seen;
+    double epoch_seconds;   /* time spent on the interrupted epoch by earlier runs */
+    int64_t epoch_images;   /* images they trained of it */
     double best_val_acc;    /* best validation accuracy so far, -1 before any */
     int best_epoch;
     char model[32];         /* what the weights belong to, for a clear refusal */
@@ -125,7 +127,8 @@ CheckpointVerdict checkpoint_judge(const char *path, const CheckpointInfo *found
 
 /* The hash of a job configuration (a JSON object's text) over every key but those that do
  * not shape the weights — threads (summation order only), priority, stats_every and
- * probe_size (statistics only) and preset (its values are spelled out) — so that a key
+ * probe_size (statistics only), preset (its values are spelled out) and keep_checkpoints
+ * (what is kept after the run) — so that a key
  * added to configurations later counts by default. Keys are sorted; equal values give
  * equal hashes. Writes CHECKPOINT_HASH_LEN hex digits and a NUL to out. Returns 0, or -1
  * when config_json is not a JSON object. Thread-safe. */

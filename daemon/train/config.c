@@ -23,6 +23,7 @@ static const char *const crops[] = {"squash", "center", NULL};
 static const char *const schedules[] = {"step", "cosine", "constant", NULL};
 static const char *const activations[] = {"relu", "relu6", "tanh", "sigmoid", "softsign",
                                           NULL};
+static const char *const retentions[] = {"daemon", "all", "best", "none", NULL};
 
 typedef enum { F_INT, F_INT64, F_DOUBLE, F_BOOL, F_ENUM, F_STRING, F_SPECIAL } FieldType;
 
@@ -73,6 +74,7 @@ static const Field fields[] = {
     {"probe_size", F_INT, OFF(probe_size), 0, 1, 512, NULL},
     {"threads", F_INT, OFF(threads), 0, 1, 256, NULL},
     {"priority", F_INT, OFF(priority), 0, -1000, 1000, NULL},
+    {"keep_checkpoints", F_ENUM, OFF(keep_checkpoints), SZ(keep_checkpoints), 0, 0, retentions},
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
@@ -148,6 +150,7 @@ int config_defaults(JobConfig *cfg, const char *preset, const char *model, Confi
     cfg->stats_every = 1;
     cfg->probe_size = 32;
     cfg->threads = 1;
+    set_str(cfg->keep_checkpoints, sizeof cfg->keep_checkpoints, "daemon");
     if (strcmp(preset, "paper") == 0) {
         cfg->epochs = 100;
         cfg->batch_size = is_resnet(model) ? 32 : 128;
@@ -293,14 +296,21 @@ int config_from_json(const json_t *obj, bool require_dataset, JobConfig *cfg, Co
     if (config_defaults(cfg, preset, model, err) < 0)
         return -1;
 
+    const json_t *init = json_object_get(obj, "init"), *alias = json_object_get(obj, "initializer");
+    if (init && alias && !json_equal((json_t *)init, (json_t *)alias))
+        return fail(err, "initializer", "\"init\" and \"initializer\" name the same key and "
+                    "disagree; give one");
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)obj, key, value) {
-        const Field *f = find_field(key);
+        const Field *f = find_field(strcmp(key, "initializer") == 0 ? "init" : key);
         if (!f)
             return fail(err, key, "unknown key \"%s\"", key);
-        if (set_field(cfg, f, value, err) < 0)
+        if (set_field(cfg, f, value, err) < 0) {
+            if (f == find_field("init"))
+                snprintf(err->field, sizeof err->field, "%s", key);
             return -1;
+        }
     }
 
     if (require_dataset && cfg->dataset[0] == '\0')
@@ -355,6 +365,22 @@ char *config_to_text(const JobConfig *cfg)
     char *text = o ? json_text(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     return text;
+}
+
+int config_field_count(void)
+{
+    return (int)N_FIELDS;
+}
+
+void config_field_info(int i, ConfigFieldInfo *out)
+{
+    static const char *const types[] = {[F_INT] = "integer", [F_INT64] = "integer",
+                                        [F_DOUBLE] = "number", [F_BOOL] = "boolean",
+                                        [F_ENUM] = "string", [F_STRING] = "string",
+                                        [F_SPECIAL] = "special"};
+    const Field *f = &fields[i];
+    *out = (ConfigFieldInfo){.key = f->key, .type = types[f->type], .min = f->min,
+                             .max = f->max, .names = f->type == F_ENUM ? f->names : NULL};
 }
 
 double config_lr_at(const JobConfig *cfg, int epoch)

@@ -22,8 +22,11 @@
  *   flip          random horizontal flip while training
  *   stats_every   layer statistics every k epochs (epoch 0 and the last always)
  *   probe_size    images in the fixed probe batch
- *   threads       compute threads of the job
+ *   threads       compute threads of the job (the daemon's --threads-per-job when a
+ *                 submission leaves it out)
  *   priority      queue priority (higher first)
+ *   keep_checkpoints  "daemon" (its --retention), "all", "best" or "none": the checkpoints
+ *                 kept once the job is done (jobs/storage.h)
  *
  * The paper preset follows the paper's protocol (DESIGN.md): SGD with Nesterov momentum
  * 0.9, lr 0.01 divided by 10 at epochs 30 and 60 of 100, batch 128 for MobileNet and 32
@@ -73,6 +76,7 @@ typedef struct {
     int probe_size;
     int threads;
     int priority;
+    char keep_checkpoints[16];
 } JobConfig;
 
 /* A validation failure: the offending key and a sentence for the user. */
@@ -88,6 +92,8 @@ int config_defaults(JobConfig *cfg, const char *preset, const char *model, Confi
 /* Builds a configuration from a JSON object (borrowed): the preset's defaults for its
  * model, then every key of obj. Unknown keys, wrong types and impossible values are
  * refused with err naming the key. "dataset" is required when require_dataset is set.
+ * "initializer" is accepted for "init" (the name the job's listing uses); both at once
+ * must agree.
  * Returns 0 or -1. Thread-safe. */
 int config_from_json(const json_t *obj, bool require_dataset, JobConfig *cfg, ConfigError *err);
 
@@ -104,6 +110,21 @@ char *config_to_text(const JobConfig *cfg);
  * double of its shortest decimal (0.02, not 0.019999999552965164), which converts back to
  * the same float32. */
 double config_lr_at(const JobConfig *cfg, int epoch);
+
+/* One key of the table config_from_json validates with, for documents and tests that
+ * must agree with it (the OpenAPI document). type is "integer", "number", "boolean",
+ * "string" (names: its values when it is an enumeration, else NULL) or "special"
+ * (milestones, class_weight: checked by their own rules); min and max bound numbers. */
+typedef struct {
+    const char *key;
+    const char *type;
+    double min, max;
+    const char *const *names;
+} ConfigFieldInfo;
+
+/* Number of keys, and key i (0 <= i < count) into *out. Can't fail. */
+int config_field_count(void);
+void config_field_info(int i, ConfigFieldInfo *out);
 
 /* The known names, for listings (NULL-terminated). */
 extern const char *const config_presets[];

@@ -14,6 +14,13 @@ static int summarize_into(ProbeRow *row, const float *x, size_t n)
     return stats_summarize(x, n, NULL, &row->s);
 }
 
+/* Summaries of large activations take a while each: the probe asks the net's stop
+ * check (net_set_stop) before every row, so a stop request is honoured within one. */
+static bool stopped(const Net *net)
+{
+    return net_stop_requested(net);
+}
+
 static ProbeRow *add_row(ProbeResult *r)
 {
     if (r->n == r->cap) {
@@ -75,6 +82,8 @@ static int probe_mode(Net *net, int n, ProbeMode mode, Initializer init, FanConv
         if (!is_kernel(p))
             continue;
         const Layer *l = net_layer(net, p->layer);
+        if (stopped(net))
+            return NET_STOPPED;
         ProbeRow *row = add_row(out);
         if (!row)
             return -1;
@@ -95,6 +104,8 @@ static int probe_mode(Net *net, int n, ProbeMode mode, Initializer init, FanConv
         if (l->type != LAYER_ACTIVATION && l->type != LAYER_INPUT && li != last)
             continue;
         size_t rows = (size_t)n * l->h * l->w;
+        if (stopped(net))
+            return NET_STOPPED;
         ProbeRow *row = add_row(out);
         if (!row)
             return -1;
@@ -125,6 +136,8 @@ static int probe_mode(Net *net, int n, ProbeMode mode, Initializer init, FanConv
         if (!is_kernel(p) || !p->grad)
             continue;
         const Layer *l = net_layer(net, p->layer);
+        if (stopped(net))
+            return NET_STOPPED;
         ProbeRow *row = add_row(out);
         if (!row)
             return -1;
@@ -150,15 +163,17 @@ int probe_run(Net *net, const float *x, const int *labels, int n, unsigned modes
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
         if (!(modes_mask & (1u << modes[m].mode)))
             continue;
-        if (net_forward(net, x, n, modes[m].net_mode) < 0)
-            return -1;
+        int rc = net_forward(net, x, n, modes[m].net_mode);
+        if (rc < 0)
+            return rc;
         net_loss(net, labels, class_weights);
         net_zero_grad(net);
-        net_backward(net);
-        int rc = probe_mode(net, n, modes[m].mode, init, conv, out);
+        rc = net_backward(net);
+        if (rc == 0)
+            rc = probe_mode(net, n, modes[m].mode, init, conv, out);
         net_zero_grad(net);
         if (rc < 0)
-            return -1;
+            return rc;
     }
     return 0;
 }

@@ -52,7 +52,10 @@ typedef struct {
 /* Runs the probe (see above) on x (n, H, W, C) with labels (n) for the modes in
  * modes_mask, appending rows to out (zero-initialize it before the first call, release
  * it with probe_result_deinit). init and conv give the predicted variances. class_weights
- * (K) may be NULL. Returns 0, or -1 on allocation failure or an n the net can't take. */
+ * (K) may be NULL. Returns 0, -1 on allocation failure or an n the net can't take, or
+ * NET_STOPPED when the net's stop check (net_set_stop) asked to stop: it is asked between
+ * layers of the passes and before every row, and the rows of an unfinished probe are
+ * incomplete. */
 int probe_run(Net *net, const float *x, const int *labels, int n, unsigned modes_mask,
               Initializer init, FanConvention conv, const float *class_weights,
               ProbeResult *out);

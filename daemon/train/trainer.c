@@ -82,6 +82,12 @@ typedef struct {
     SgdConfig sgd;
     ProbeResult probe;
     CheckpointState state;
+    float *bn_saved;        /* the BN moving statistics before the current training step,
+                               to undo a step a stop request cut short */
+    size_t bn_floats;
+    int64_t epoch_images;   /* images of the last epoch trained, resumed parts included */
+    double window_loss;     /* sums of the steps since the last step point */
+    int64_t window_correct, window_seen;
     char *config_text;      /* saved in every checkpoint, for export-weights */
     char latest_path[4096], best_path[4096];
     double last_progress;
@@ -112,6 +118,13 @@ static void report(Run *r, TrainProgress *p, bool force)
     p->best_val_acc = r->state.best_val_acc;
     p->best_epoch = r->state.best_epoch;
     r->cb->progress(r->cb->user, p);
+}
+
+/* The net's stop check (net_set_stop): the job's stop request, asked between layers. */
+static bool stop_requested(void *user)
+{
+    Run *r = user;
+    return r->cb->should_stop && r->cb->should_stop(r->cb->user);
 }
 
 static int cache_progress(void *user, long done, long total)
@@ -191,8 +204,14 @@ static int open_data(Run *r)
         mean = malloc(n * sizeof(float));
         if (!mean)
             return fail(r, "out of memory");
-        if (data_cache_mean_image(r->cache, r->train_idx, r->n_train, mean, err,
-                                  sizeof err) < 0) {
+        rc = data_cache_mean_image_cancellable(r->cache, r->train_idx, r->n_train, mean,
+                                               stop_requested, r, err, sizeof err);
+        if (rc == -2) {
+            free(mean);
+            fail(r, "stopped while computing the mean image");
+            return -2;
+        }
+        if (rc < 0) {
             free(mean);
             return fail(r, "mean image: %s", err);
         }
@@ -248,12 +267,19 @@ static int build_net(Run *r)
         return fail(r, "unknown initializer \"%s\" or fan convention \"%s\"", cfg->init,
                     cfg->fan_convention);
     init_net(r->net, r->init, r->fans, (uint64_t)cfg->seed);
+    net_set_stop(r->net, stop_requested, r);
+    for (int i = 0; i < net_n_params(r->net); i++)
+        r->bn_floats += net_param(r->net, i)->trainable ? 0 : net_param(r->net, i)->size;
+    if (r->bn_floats && !(r->bn_saved = malloc(sizeof(float) * r->bn_floats)))
+        return fail(r, "out of memory");
     r->sgd = (SgdConfig){.momentum = (float)cfg->momentum, .nesterov = cfg->nesterov,
                          .weight_decay = (float)cfg->weight_decay,
                          .decay_all = cfg->decay_all};
     return 0;
 }
 
+/* Records the statistics of epoch `epoch`. Returns 0, 1 when a stop request cut the probe
+ * short (nothing is recorded), -1 on failure. */
 static int record_stats(Run *r, int epoch)
 {
     if (!r->cb->stats)
@@ -261,8 +287,11 @@ static int record_stats(Run *r, int epoch)
     TrainProgress p = {.phase = "statistics", .epoch = epoch};
     report(r, &p, true);
     probe_result_clear(&r->probe);
-    if (probe_run(r->net, r->probe_x, r->probe_y, r->n_probe, PROBE_MODES_BOTH, r->init,
-                  r->fans, r->class_weights, &r->probe) < 0)
+    int rc = probe_run(r->net, r->probe_x, r->probe_y, r->n_probe, PROBE_MODES_BOTH, r->init,
+                       r->fans, r->class_weights, &r->probe);
+    if (rc == NET_STOPPED)
+        return 1;
+    if (rc < 0)
         return fail(r, "layer statistics: out of memory");
     if (r->cb->stats(r->cb->user, epoch, r->probe.rows, r->probe.n) != 0)
         return fail(r, "could not store the statistics of epoch %d", epoch);
@@ -279,7 +308,8 @@ static int predicted_class(const float *row, int K)
     return best;
 }
 
-/* Loss, accuracy and optionally the confusion matrix of a split, in inference mode. */
+/* Loss, accuracy and optionally the confusion matrix of a split, in inference mode.
+ * Returns 0, 1 when a stop request cut it short, -1 on failure. */
 static int evaluate(Run *r, const int *idx, int n, double *loss, double *acc,
                     int64_t *confusion)
 {
@@ -289,7 +319,12 @@ static int evaluate(Run *r, const int *idx, int n, double *loss, double *acc,
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     while (data_loader_next(r->eval_loader, &b) == 1) {
-        if (net_forward(r->net, b.images, b.n, NET_INFERENCE) < 0)
+        int rc = net_forward(r->net, b.images, b.n, NET_INFERENCE);
+        if (rc == NET_STOPPED) {
+            data_loader_stop(r->eval_loader);
+            return 1;
+        }
+        if (rc < 0)
             return fail(r, "evaluation batch of %d does not fit the net", b.n);
         loss_sum += (double)net_loss(r->net, b.labels, NULL) * b.n;
         const float *probs = net_probs(r->net);
@@ -320,7 +355,60 @@ static int save_checkpoint(Run *r, const char *kind, const char *path, int epoch
     return 0;
 }
 
-/* Trains epoch e (0-based); returns 0, 1 when stopped, -1 on failure. */
+/* Copies the BN moving statistics into r->bn_saved (save) or back (!save). */
+static void bn_state(Run *r, bool save)
+{
+    size_t off = 0;
+    for (int i = 0; i < net_n_params(r->net); i++) {
+        Param *p = net_param(r->net, i);
+        if (p->trainable)
+            continue;
+        if (save)
+            memcpy(r->bn_saved + off, p->data, sizeof(float) * p->size);
+        else
+            memcpy(p->data, r->bn_saved + off, sizeof(float) * p->size);
+        off += p->size;
+    }
+}
+
+/* Checkpoints a stop at step `step` of epoch e (0-based; step == steps: trained, not yet
+ * validated), with the epoch's time so far, and returns 1. */
+static int stop_at(Run *r, int e, int step, double seconds, int64_t images)
+{
+    r->state.step = step;
+    r->state.epoch_seconds += seconds;
+    r->state.epoch_images += images;
+    if (save_checkpoint(r, "latest", r->latest_path, e, NAN) < 0)
+        return -1;
+    return 1;
+}
+
+/* Points of the intra-epoch curve: about TRAIN_STEP_POINTS per epoch, each the mean loss
+ * and accuracy of the steps since the previous one. */
+static int step_point(Run *r, int e, int step, int steps)
+{
+    int every = steps / TRAIN_STEP_POINTS > 1 ? steps / TRAIN_STEP_POINTS : 1;
+    if ((step + 1) % every != 0 && step + 1 != steps)
+        return 0;
+    TrainStep p = {.epoch = e + 1, .step = step + 1, .steps_per_epoch = steps,
+                   .global_step = r->state.global_step,
+                   .loss = r->window_seen ? r->window_loss / r->window_seen : NAN,
+                   .accuracy = r->window_seen ? (double)r->window_correct / r->window_seen
+                                              : NAN};
+    r->window_loss = 0;
+    r->window_correct = r->window_seen = 0;
+    if (r->cb->step_point && r->cb->step_point(r->cb->user, &p) != 0)
+        return fail(r, "could not store the training curve at step %lld",
+                    (long long)p.global_step);
+    return 0;
+}
+
+/* Trains epoch e (0-based); returns 0, 1 when stopped, -1 on failure. A stop request is
+ * honoured between layers (net_set_stop): a training step cut short is undone (the BN
+ * moving statistics it moved are put back; the weights and velocities are only changed
+ * by sgd_step, after the backward), so the checkpoint holds the state before it and a
+ * resumed run redoes it identically. A stop during validation checkpoints the trained
+ * epoch with step = steps, and the resumed run validates it. */
 static int train_epoch(Run *r, int e, TrainEpoch *row)
 {
     const JobConfig *cfg = r->cfg;
@@ -337,32 +425,49 @@ static int train_epoch(Run *r, int e, TrainEpoch *row)
                         steps);
     double t0 = now();
     int64_t images_this_run = 0;
+    r->window_loss = 0;
+    r->window_correct = r->window_seen = 0;
     for (int step = r->state.step; data_loader_next(r->train_loader, &b) == 1; step++) {
-        if (r->cb->should_stop && r->cb->should_stop(r->cb->user)) {
-            r->state.step = step;
+        if (stop_requested(r)) {
             data_loader_stop(r->train_loader);
-            if (save_checkpoint(r, "latest", r->latest_path, e, NAN) < 0)
-                return -1;
-            return 1;
+            return stop_at(r, e, step, now() - t0, images_this_run);
         }
         net_seed_dropout(r->net, rng_derive((uint64_t)cfg->seed,
                                             STREAM_DROPOUT + (uint64_t)r->state.global_step));
-        net_forward(r->net, b.images, b.n, NET_TRAIN);
-        float loss = net_loss(r->net, b.labels, r->class_weights);
-        if (!isfinite(loss))
+        if (r->bn_saved)
+            bn_state(r, true);
+        int rc = net_forward(r->net, b.images, b.n, NET_TRAIN);
+        float loss = rc == 0 ? net_loss(r->net, b.labels, r->class_weights) : NAN;
+        if (rc == 0 && !isfinite(loss))
             return fail(r, "diverged at epoch %d, step %d: the loss is %g", e + 1, step + 1,
                         (double)loss);
+        if (rc == 0) {
+            net_zero_grad(r->net);
+            rc = net_backward(r->net);
+        }
+        if (rc == NET_STOPPED) {
+            if (r->bn_saved)
+                bn_state(r, false);
+            data_loader_stop(r->train_loader);
+            return stop_at(r, e, step, now() - t0, images_this_run);
+        }
+        if (rc < 0)
+            return fail(r, "training batch of %d does not fit the net", b.n);
         const float *probs = net_probs(r->net);
+        int64_t correct = 0;
         for (int i = 0; i < b.n; i++)
-            r->state.correct +=
-                predicted_class(probs + (size_t)i * r->classes, r->classes) == b.labels[i];
+            correct += predicted_class(probs + (size_t)i * r->classes, r->classes) == b.labels[i];
+        r->state.correct += correct;
         r->state.loss_sum += (double)loss * b.n;
         r->state.seen += b.n;
-        net_zero_grad(r->net);
-        net_backward(r->net);
+        r->window_correct += correct;
+        r->window_loss += (double)loss * b.n;
+        r->window_seen += b.n;
         sgd_step(r->net, &r->sgd, (float)lr);
         r->state.global_step++;
         images_this_run += b.n;
+        if (step_point(r, e, step, steps) < 0)
+            return -1;
 
         double dt = now() - t0;
         double ips = dt > 0 ? images_this_run / dt : 0;
@@ -375,18 +480,27 @@ static int train_epoch(Run *r, int e, TrainEpoch *row)
                            .images_per_sec = ips, .eta_seconds = ips > 0 ? left / ips : NAN};
         report(r, &p, false);
     }
-    double seconds = now() - t0;
+    double seconds = r->state.epoch_seconds + (now() - t0);
+    int64_t images = r->state.epoch_images + images_this_run;
+    r->epoch_images = images;
     row->epoch = e + 1;
     row->train_loss = r->state.seen ? r->state.loss_sum / r->state.seen : NAN;
     row->train_acc = r->state.seen ? (double)r->state.correct / r->state.seen : NAN;
     row->lr = lr;
     row->seconds = seconds;
-    row->images_per_sec = seconds > 0 ? images_this_run / seconds : 0;
+    row->images_per_sec = seconds > 0 ? images / seconds : 0;
     row->data_wait_seconds = data_loader_wait_seconds(r->train_loader);
     TrainProgress p = {.phase = "validate", .epoch = e + 1, .step = steps,
                        .steps_per_epoch = steps};
     report(r, &p, true);
-    return evaluate(r, r->val_idx, r->n_val, &row->val_loss, &row->val_acc, NULL);
+    int rc = evaluate(r, r->val_idx, r->n_val, &row->val_loss, &row->val_acc, NULL);
+    if (rc == 1) {
+        /* seconds and images are the whole epoch's: they replace the partial sums */
+        r->state.epoch_seconds = 0;
+        r->state.epoch_images = 0;
+        return stop_at(r, e, steps, seconds, images);
+    }
+    return rc;
 }
 
 static int test_best(Run *r)
@@ -428,7 +542,8 @@ static int test_best(Run *r)
         fail(r, "the test split is empty");
         goto done;
     }
-    if (evaluate(r, r->test_idx, r->n_test, &loss, &acc, confusion) < 0)
+    rc = evaluate(r, r->test_idx, r->n_test, &loss, &acc, confusion);
+    if (rc != 0)
         goto done;
     ClassMetrics m;
     metrics_from_confusion(confusion, K, &m, per_class);
@@ -460,6 +575,7 @@ static void run_free(Run *r)
     free(r->probe_y);
     free(r->class_weights);
     free(r->config_text);
+    free(r->bn_saved);
 }
 
 /* Moves path (kind "latest" or "best") to the quarantine with why, and logs it. */
@@ -523,6 +639,9 @@ static bool best_agrees(const CheckpointInfo *latest, const CheckpointInfo *best
     return false;
 }
 
+/* Resumes from the job's own checkpoint or starts from scratch (recording the statistics
+ * of epoch 0). Returns 0, 1 when a stop request cut those statistics short, -1 on
+ * failure. */
 static int start_or_resume(Run *r)
 {
     char err[512], why[1024];
@@ -619,8 +738,15 @@ TrainOutcome train_run(const TrainSetup *setup, const TrainCallbacks *cb, char *
         outcome = TRAIN_STOPPED;
         goto out;
     }
-    if (data_rc < 0 || start_or_resume(&r) < 0)
+    if (data_rc < 0)
         goto out;
+    int start = start_or_resume(&r);
+    if (start < 0)
+        goto out;
+    if (start == 1) { /* nothing trained yet: the next start begins from scratch again */
+        outcome = TRAIN_STOPPED;
+        goto out;
+    }
 
     for (int e = r.state.epoch; e < cfg->epochs; e++) {
         TrainEpoch row;
@@ -636,12 +762,27 @@ TrainOutcome train_run(const TrainSetup *setup, const TrainCallbacks *cb, char *
             goto out;
         }
         bool last = e + 1 == cfg->epochs;
-        if ((last || (e + 1) % cfg->stats_every == 0) && record_stats(&r, e + 1) < 0)
+        int stats = last || (e + 1) % cfg->stats_every == 0 ? record_stats(&r, e + 1) : 0;
+        if (stats < 0)
             goto out;
+        if (stats == 1) {
+            /* Trained and validated, statistics cut short: the checkpoint keeps the epoch
+             * unfinished (step = steps), and the resumed run validates it again (the same
+             * figures) before recording its statistics. */
+            int steps = data_loader_batches(r.train_loader);
+            r.state.epoch_seconds = 0;
+            r.state.epoch_images = 0;
+            if (stop_at(&r, e, steps, row.seconds, r.epoch_images) < 0)
+                goto out;
+            outcome = TRAIN_STOPPED;
+            goto out;
+        }
         r.state.epoch = e + 1;
         r.state.step = 0;
         r.state.loss_sum = 0;
         r.state.correct = r.state.seen = 0;
+        r.state.epoch_seconds = 0;
+        r.state.epoch_images = 0;
         if (row.val_acc > r.state.best_val_acc) {
             r.state.best_val_acc = row.val_acc;
             r.state.best_epoch = e + 1;
@@ -651,9 +792,10 @@ TrainOutcome train_run(const TrainSetup *setup, const TrainCallbacks *cb, char *
         if (save_checkpoint(&r, "latest", r.latest_path, e + 1, row.val_acc) < 0)
             goto out;
     }
-    if (test_best(&r) < 0)
+    int tested = test_best(&r);
+    if (tested < 0)
         goto out;
-    outcome = TRAIN_DONE;
+    outcome = tested == 1 ? TRAIN_STOPPED : TRAIN_DONE;
 out:
     run_free(&r);
     return outcome;

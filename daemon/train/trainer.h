@@ -12,12 +12,18 @@
  *      callbacks stored is always covered by a later checkpoint or redone identically
  *   5. evaluate the best checkpoint on the test split: accuracy, macro precision, recall,
  *      F1, loss, confusion matrix, per-class figures
- * A stop request (should_stop) is honoured at the next step boundary: latest.ckpt is
- * written with the position inside the epoch and the run returns TRAIN_STOPPED; a later
- * train_run resumes from exactly there. A stop while the image cache is being built also
- * returns TRAIN_STOPPED (nothing was trained; the cache is built again next time). With the same thread count, a resumed run ends
- * with bit-identical weights to an uninterrupted one: the data order is a function of
- * (seed, epoch), dropout masks of (seed, step), and the checkpoint holds the rest.
+ * A stop request (should_stop) is honoured in every phase within about one layer's time:
+ *   - training: the step under way is abandoned and undone (BN moving statistics put
+ *     back), latest.ckpt is written with the position inside the epoch;
+ *   - validation, or the statistics after an epoch: latest.ckpt records the epoch as
+ *     trained but unfinished (step = steps); the resumed run validates it again;
+ *   - the statistics of epoch 0, the cache build or the mean image: nothing was trained,
+ *     nothing is written; the next start begins from scratch;
+ *   - the test: latest.ckpt of the last epoch is there; the resumed run tests again;
+ * and the run returns TRAIN_STOPPED; a later train_run resumes from exactly there. With
+ * the same thread count, a resumed run ends with bit-identical weights to an
+ * uninterrupted one: the data order is a function of (seed, epoch), dropout masks of
+ * (seed, step), and the checkpoint holds the rest.
  * A non-finite loss fails the run ("diverged at epoch E, step S"); the last good
  * checkpoint stays.
  *
@@ -78,6 +84,19 @@ typedef struct {
     double data_wait_seconds; /* time the trainer waited for batches */
 } TrainEpoch;
 
+/* A point of the intra-epoch training curve: the mean loss and accuracy of the steps since
+ * the previous point. About TRAIN_STEP_POINTS points per epoch (every
+ * max(1, steps_per_epoch / TRAIN_STEP_POINTS) steps, and at the epoch's last step), so a
+ * job stores at most TRAIN_STEP_POINTS + 1 per epoch however long its epochs are. */
+#define TRAIN_STEP_POINTS 20
+typedef struct {
+    int epoch;                /* 1-based */
+    int step;                 /* steps done in the epoch, 1..steps_per_epoch */
+    int steps_per_epoch;
+    int64_t global_step;      /* steps since the start of training */
+    double loss, accuracy;    /* means over the steps since the previous point */
+} TrainStep;
+
 typedef struct {
     int epoch;                /* the checkpoint evaluated (best validation accuracy) */
     double accuracy, precision_macro, recall_macro, f1_macro, loss;
@@ -101,12 +120,16 @@ typedef struct {
      * 0: yes; 1: no, start from scratch (why says why, n bytes); -1: fail the run. */
     int (*may_resume)(void *user, int epoch, int step, char *why, size_t n);
     int (*epoch_done)(void *user, const TrainEpoch *e);
+    int (*step_point)(void *user, const TrainStep *s);      /* intra-epoch curve */
     int (*stats)(void *user, int epoch, const ProbeRow *rows, int n);
     /* A checkpoint is in place (kind "latest" or "best"; crc: the one in its header). */
     int (*checkpoint)(void *user, const char *kind, int epoch, const char *path,
                       double val_acc, uint32_t crc);
     int (*results)(void *user, const TrainResults *r);
-    bool (*should_stop)(void *user);                       /* polled every step */
+    /* Polled between layers of every pass (net_set_stop), between evaluation batches,
+     * statistics rows and 64 images of the mean image, and by the cache build: a stop is
+     * honoured within about one layer's time in every phase. */
+    bool (*should_stop)(void *user);
 } TrainCallbacks;
 
 typedef struct {

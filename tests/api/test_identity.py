@@ -78,7 +78,9 @@ def online_copy(db, dest):
 
 
 def daemon_args():
-    return ["--data-root", ROOT, "--workers", "1", "--threads-per-job", "1"]
+    # Checkpoints of done jobs stay (--retention all): these tests handle them.
+    return ["--data-root", ROOT, "--workers", "1", "--threads-per-job", "1",
+            "--retention", "all"]
 
 
 class DatabaseDeleted(unittest.TestCase):

@@ -311,7 +311,7 @@ class Lifecycle(unittest.TestCase):
 
     def slow_job(self, d, **extra):
         """A job of several seconds per epoch, long enough to watch, cancel and kill."""
-        body = {"dataset": "weeds", "model": "plain", "depth": 8, "width": 32, "epochs": 6,
+        body = {"dataset": "weeds", "model": "plain", "depth": 8, "width": 32, "epochs": 3,
                 "image_size": 96, "batch_size": 4, "probe_size": 8, **extra}
         r = d.request("POST", "/api/v1/jobs", body)
         self.assertEqual(r.status, 201, r)
@@ -350,7 +350,7 @@ class Lifecycle(unittest.TestCase):
             j = d.get(f"/api/v1/jobs/{job}").json()
             self.assertGreaterEqual(j["attempts"], 2)
             epochs = [e["epoch"] for e in d.get(f"/api/v1/jobs/{job}/epochs").json()["epochs"]]
-            self.assertEqual(epochs, list(range(1, 7)))
+            self.assertEqual(epochs, list(range(1, 4)))
             self.assertEqual(d.request("POST", f"/api/v1/jobs/{job}/retry").status, 409)
             self.assertEqual(d.request("DELETE", f"/api/v1/jobs/{job}").status, 204)
             self.assertEqual(d.get(f"/api/v1/jobs/{job}").status, 404)
@@ -374,7 +374,7 @@ class Lifecycle(unittest.TestCase):
             d = Daemon(args=["--data-root", ROOT], state_dir=state).start()
             self.assertEqual(wait_done(d, job), "done", d.log())
             epochs = [e["epoch"] for e in d.get(f"/api/v1/jobs/{job}/epochs").json()["epochs"]]
-            self.assertEqual(epochs, list(range(1, 7)))
+            self.assertEqual(epochs, list(range(1, 4)))
             self.assertIn("resumes after epoch", d.log())
             d.close()
         finally:

@@ -79,7 +79,7 @@ async function checkJob(page, api, id) {
   const n = ep.epochs.length;
   for (const c of ['curves-acc', 'curves-loss']) {
     const info = await chartInfo(page, c);
-    expectEq(`job: ${c} series lengths equal the epochs`, info.series.map((s) => s.len), [n, n]);
+    expectEq(`job: ${c} series lengths equal the epochs`, info.series.slice(0, 2).map((s) => s.len), [n, n]);
     expectEq(`job: ${c} marks the learning-rate milestones`, info.series[0].marks, GRID.milestones.length);
   }
   const acc = await seriesData(page, 'curves-acc', 1);
@@ -121,6 +121,25 @@ async function checkJob(page, api, id) {
   expectEq('job: per-class table has every class', await rowCount(page, 'per-class'), res.per_class.length);
   const lines = await csvLines(page, `job${id}_per_class.csv`);
   expectEq('job: per-class CSV has a header and every class', lines.length, res.per_class.length + 1);
+  const stepsApi = (await api.get(`/jobs/${id}/steps`)).steps;
+  expectEq('job: the intra-epoch curve has every stored point', (await chartInfo(page, 'curves-loss')).series[2].len, stepsApi.length);
+  const cmOpt = await page.evaluate(() => window.__initlab.charts.confusion.getOption().visualMap[0].text);
+  report('job: the confusion matrix colour scale says what it measures', /true class/.test((cmOpt || []).join(' ')), JSON.stringify(cmOpt));
+
+  // Name, tags and note: saved through PATCH, shown, searchable.
+  await page.fill('form[data-form="record"] input[name="name"]', 'baseline run');
+  await page.fill('form[data-form="record"] input[name="tags"]', 'paper fig3');
+  await page.click('form[data-form="record"] button[type="submit"]');
+  await waitFor('the name to be saved', async () => (await api.get(`/jobs/${id}`)).name === 'baseline run', 10000, 200);
+  expectEq('job: name and tags saved from the record form', (await api.get(`/jobs/${id}`)).tags, ['paper', 'fig3']);
+  // Downloads: the whole record as JSON, the best weights as safetensors.
+  const [bundle] = await Promise.all([page.waitForEvent('download'), page.click('[data-download="bundle-json"]')]);
+  const record = JSON.parse(fs.readFileSync(await bundle.path(), 'utf8'));
+  expectEq('job: the record download holds the job and its epochs', [record.job.id, record.epochs.length], [id, n]);
+  const [weights] = await Promise.all([page.waitForEvent('download'), page.click('[data-download="weights-best"]')]);
+  const bytes = fs.readFileSync(await weights.path());
+  const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString());
+  report('job: the best weights download is a safetensors file', header.__metadata__ && header.__metadata__.layout === 'keras', JSON.stringify(header.__metadata__));
   await everyChartExports(page, 'job');
   await shot(page, 'job');
 }
@@ -129,6 +148,10 @@ async function checkGridAndCompare(page, api, gridId) {
   await open(page, `#/grid/${gridId}`, 'grid');
   const summary = await api.get(`/grids/${gridId}/summary`);
   expectEq('grid: Table 1 has one row per model and initializer', await rowCount(page, 'table1'), summary.rows.length);
+  const seedsDone = await page.$$eval('table[data-table="table1"] tbody tr', (trs) => trs.map((tr) => tr.children[2].textContent));
+  expectEq('grid: Table 1 says k of n seeds done', seedsDone, summary.rows.map((r) => `${r.n} of ${r.n_seeds}`));
+  const ops = await page.$$eval('[data-grid-action]', (b) => b.map((x) => x.dataset.gridAction));
+  expectEq('grid: cancel, retry, add seeds and delete act on the whole grid', ops, ['cancel', 'retry', 'seeds', 'delete']);
   const t1 = await chartInfo(page, 'table1');
   expectEq('grid: Table 1 chart has one bar series per row', t1.series.filter((x) => x.type === 'bar').length, summary.rows.length);
   const g = await api.get(`/grids/${gridId}`);
@@ -202,7 +225,11 @@ async function checkForm(page, api) {
   const body = { dataset: 'demo', epochs: -1, image_size: 32, batch_size: 16, depth: 4, width: 8, models: ['plain'], initializers: ['glorot_uniform'], seeds: [3] };
   const expected = await api.request('POST', '/grids', body);
   report('form: the API rejects epochs -1 naming the field', expected.status === 400 && expected.body.field === 'epochs', JSON.stringify(expected.body));
+  const gridsBefore = (await api.get('/grids')).grids.length;
   await page.click('form[data-form="submit"] button[type="submit"]');
+  const confirmText = await page.textContent('[data-confirm]:not([hidden])');
+  expectEq('form: the first click queues nothing and says what it would queue', [(await api.get('/grids')).grids.length, /queues 1 job/.test(confirmText)], [gridsBefore, true]);
+  await page.click('[data-action="confirm-submit"]');
   const err = await page.waitForSelector('.field[data-field="epochs"] .field-error:not(:empty)', { timeout: 10000 });
   expectEq('form: the API\'s detail shows next to epochs', await err.textContent(), expected.body.detail);
   report('form: the epochs field is marked invalid', await page.$eval('.field[data-field="epochs"]', (e) => e.classList.contains('invalid')));
@@ -211,6 +238,7 @@ async function checkForm(page, api) {
   const before = (await api.get('/grids')).grids.length;
   await page.fill('input[name="epochs"]', '1');
   await page.click('form[data-form="submit"] button[type="submit"]');
+  await page.click('[data-action="confirm-submit"]');
   const grids = await waitFor('the form\'s grid', async () => { const g = (await api.get('/grids')).grids; return g.length > before && g; }, 10000);
   const created = grids.reduce((a, b) => (a.id > b.id ? a : b));
   const g = await api.get(`/grids/${created.id}`);
@@ -237,6 +265,8 @@ async function checkProgress(page, api) {
   await shot(page, 'jobs-running');
 
   await open(page, `#/job/${job.id}`, 'job');
+  const points = await waitChart(page, 'curves-acc', (i) => i.series[2].len >= 2, 90000).catch(() => null);
+  report('progress: the intra-epoch curve fills during the epoch (SSE step events)', !!points, points ? `${points.series[2].len} points` : 'no points');
   const start = (await chartInfo(page, 'curves-acc')).series[0].len;
   const grown = await waitChart(page, 'curves-acc', (i) => i.series[0].len > start, 90000).catch(() => null);
   report('progress: learning curves fill while the job trains', !!grown, `from ${start} points`);
@@ -268,6 +298,87 @@ async function checkWaiting(page, api, data) {
   report(`waiting: a job queued during a scan says so ("${text}")`, text === 'waiting for the scan of dataset "big"' && still, still ? '' : 'the scan ended first: nothing was tested');
   await api.post(`/jobs/${job.id}/cancel`);
   fs.rmSync(big, { recursive: true, force: true });
+}
+
+// The header, the jobs table and the Storage view follow the daemon; bulk actions; search;
+// no tab is highlighted for an unknown route; compare colours never repeat.
+async function checkLab(page, api) {
+  await page.evaluate(() => { location.hash = '#/nope'; });
+  await page.waitForSelector('#view .empty', { timeout: 5000 });
+  const active = await page.$$eval('header nav a.active', (a) => a.length);
+  expectEq('nav: an unknown route highlights no tab', active, 0);
+  const colours = await page.evaluate(async () => { const m = await import('/js/charts.js'); return Array.from({ length: 24 }, (_, i) => m.colorAt(i)); });
+  expectEq('compare: 24 series get 24 different colours', new Set(colours).size, 24);
+  const shown = await page.evaluate(async () => {
+    const m = await import('/js/dom.js');
+    return [m.fmtMeanStd({ mean: 74160804, std: 55346193.715 }), m.fmtMeanStd({ mean: 0.912, std: 0.004 }),
+      m.fmtMeanStd({ mean: 1.5e-6, std: null }), m.fmtEng(999960)];
+  });
+  expectEq('Table 1: extreme values in engineering notation, the others fixed', shown, ['74.2e6 ± 55.3e6', '0.912 ± 0.004', '1.50e-6', '1.00e6']);
+
+  await open(page, '#/jobs', 'jobs');
+  const queued = () => page.$eval('#queue', (e) => Number((/queued (\d+)/.exec(e.textContent) || [])[1]));
+  const a = await api.post('/jobs', { dataset: 'demo', ...LONG_JOB, seed: 11, name: 'bulk a', tags: ['bulkset'], priority: -50 });
+  const b = await api.post('/jobs', { dataset: 'demo', ...LONG_JOB, seed: 12, name: 'bulk b', tags: ['bulkset'], priority: -50 });
+  const seen = await waitFor('the header to count the new jobs', async () => {
+    const want = (await api.get('/jobs?status=queued')).total;
+    return want > 0 && (await queued()) === want && want;
+  }, 10000, 200).catch(() => false);
+  report(`header: the queue count follows job events (queued ${seen})`, !!seen);
+  await page.fill('[data-filter="q"]', 'bulk');
+  await waitFor('the search to filter the table', async () => (await rowCount(page, 'jobs')) === 2, 10000, 200)
+    .then(() => report('jobs: search finds jobs by name', true), () => report('jobs: search finds jobs by name', false));
+  await page.fill('[data-filter="q"]', '');
+  await page.fill('[data-filter="tag"]', 'bulkset');
+  await waitFor('the tag filter to filter the table', async () => (await rowCount(page, 'jobs')) === 2, 10000, 200)
+    .then(() => report('jobs: the tag filter finds jobs by tag', true), () => report('jobs: the tag filter finds jobs by tag', false));
+  for (const j of [a, b]) await page.check(`[data-select="${j.id}"]`);
+  await page.click('[data-action="bulk-cancel"]');
+  const both = await waitFor('both to be cancelled', async () => {
+    const s = await Promise.all([a, b].map((j) => api.get(`/jobs/${j.id}`)));
+    return s.every((j) => j.status === 'cancelled');
+  }, 15000, 300).catch(() => false);
+  report('jobs: cancel selected cancels every selected job', !!both);
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.click('[data-action="bulk-delete"]');
+  const gone = await waitFor('both to be deleted', async () => (await api.request('GET', `/jobs/${a.id}`)).status === 404 &&
+    (await api.request('GET', `/jobs/${b.id}`)).status === 404, 15000, 300).catch(() => false);
+  report('jobs: delete selected deletes them', !!gone);
+  await page.fill('[data-filter="tag"]', '');
+
+  // A whole grid from its page: cancel, retry, priority, more seeds, delete.
+  const { model, init, seed, ...opts } = LONG_JOB;
+  const grid = await api.post('/grids', { dataset: 'demo', ...opts, models: [model], initializers: [init], seeds: [21, 22], priority: -60, name: 'ops grid' });
+  const gridJobs = async () => (await api.get(`/grids/${grid.grid_id}`)).jobs;
+  const allAre = (want) => async () => (await gridJobs()).every((j) => want.includes(j.status));
+  await open(page, `#/grid/${grid.grid_id}`, 'grid');
+  await page.click('[data-grid-action="cancel"]');
+  report('grid: "Cancel all" cancels every job of the grid', await waitFor('the grid cancelled', allAre(['cancelled']), 15000, 300).catch(() => false));
+  await page.click('[data-grid-action="retry"]');
+  report('grid: "Retry" queues them again', await waitFor('the grid queued', allAre(['queued', 'running']), 15000, 300).catch(() => false));
+  await page.fill('form[data-form="record"] input[name="priority"]', '-70');
+  await page.click('form[data-form="record"] button[type="submit"]');
+  const prio = await waitFor('the priority', async () => { const q = (await gridJobs()).filter((j) => j.status === 'queued'); return q.length && q.every((j) => j.priority === -70) && q.length; }, 10000, 200).catch(() => 0);
+  report('grid: the record form changes the priority of its queued jobs', !!prio);
+  await page.fill('input[name="add-seeds"]', '23');
+  await page.click('[data-grid-action="seeds"]');
+  const seeds = await waitFor('the added seed', async () => { const js = await gridJobs(); return js.length === 3 && js.map((j) => j.seed).sort(); }, 10000, 200).catch(() => null);
+  expectEq('grid: "Add seeds" adds a job for the new seed', seeds, [21, 22, 23]);
+  await page.click('[data-grid-action="cancel"]');
+  await waitFor('the grid cancelled again', allAre(['cancelled']), 15000, 300).catch(() => false);
+  const ids = (await gridJobs()).map((j) => j.id);
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.click('[data-grid-action="delete"]');
+  const deleted = await waitFor('the grid deleted', async () => (await api.request('GET', `/grids/${grid.grid_id}`)).status === 404, 10000, 200).catch(() => false);
+  const left = await Promise.all(ids.map(async (j) => (await api.request('GET', `/jobs/${j}`)).status));
+  report('grid: "Delete grid" deletes it with its jobs', !!deleted && left.every((x) => x === 404), JSON.stringify(left));
+
+  await open(page, '#/storage', 'storage');
+  const st = await api.get('/storage');
+  expectEq('storage: one row per job folder', await rowCount(page, 'storage-jobs'), st.jobs.length);
+  const info = await chartInfo(page, 'storage');
+  expectEq('storage: the chart has a bar per part of the state directory', info.series.length, 5);
+  await shot(page, 'storage');
 }
 
 async function checkBigJob(browser, base) {
@@ -328,6 +439,7 @@ async function main() {
     await group('submit form', () => checkForm(page, d.api));
     await group('live progress', () => checkProgress(page, d.api));
     await group('waiting for a scan', () => checkWaiting(page, d.api, d.data));
+    await group('a lab\'s daemon', () => checkLab(page, d.api));
     const unexpected = problems.failed.filter((f) => !/^POST \/api\/v1\/(grids|datasets) 400$/.test(f) && !/^GET \/api\/v1\/jobs\/\d+\/(stats|histograms) 404$/.test(f));
     report('no console errors or page errors', !problems.console.length && !problems.pageErrors.length, JSON.stringify([...problems.console, ...problems.pageErrors]));
     report('no failed requests besides the deliberate validation errors', !unexpected.length, JSON.stringify(unexpected));

@@ -63,6 +63,15 @@ function results() {
 }
 
 // The answer for url, or null when url is not about the synthetic job.
+// The intra-epoch curve: 20 points per epoch.
+function steps() {
+  const out = [];
+  for (let e = 1; e <= EPOCHS; e++)
+    for (let k = 1; k <= 20; k++)
+      out.push({ global_step: (e - 1) * 200 + k * 10, epoch: e, step: k * 10, steps_per_epoch: 200, loss: 2 / (e + k / 20), accuracy: 1 - 1 / (e + k / 20) });
+  return { job_id: BIG_ID, points_per_epoch: 20, steps: out };
+}
+
 export function answer(url) {
   const path = new URL(url).pathname;
   const base = `/api/v1/jobs/${BIG_ID}`;
@@ -73,5 +82,6 @@ export function answer(url) {
   if (rest === '/stats') return stats(url, false);
   if (rest === '/histograms') return stats(url, true);
   if (rest === '/results') return results();
+  if (rest === '/steps') return steps();
   return null;
 }

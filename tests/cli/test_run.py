@@ -42,8 +42,8 @@ class MakeRun:
         self.log_file.flush()
         self.offset = os.path.getsize(self.log_path)
         self.proc = subprocess.Popen(
-            ["make", "--no-print-directory", "run", f"STATE={state}",
-             f"LISTEN=127.0.0.1:{port}"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+            ["make", "--no-print-directory", "run", f"STATE={state}", f"PORT={port}"],
+            cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
             stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
 
     def log(self):

@@ -643,8 +643,8 @@ TEST(api_events_deliver_in_order_and_drop_slow_clients)
     ApiReply a, b;
     api_reply_init(&a, "/api/v1/events");
     api_reply_init(&b, "/api/v1/events");
-    CHECK_INT(events_subscribe(hub, &a), 0);
-    CHECK_INT(events_subscribe(hub, &b), 0);
+    CHECK_INT(events_subscribe(hub, &a, NULL), 0);
+    CHECK_INT(events_subscribe(hub, &b, NULL), 0);
     CHECK_INT(a.status, 200);
     CHECK_STR(a.content_type, "text/event-stream");
     CHECK_INT(events_client_count(hub), 2);
@@ -687,7 +687,7 @@ TEST(api_events_deliver_in_order_and_drop_slow_clients)
     CHECK_INT(events_publish(hub, "job", "{}"), 0);
     ApiReply c;
     api_reply_init(&c, "/api/v1/events");
-    events_subscribe(hub, &c);
+    events_subscribe(hub, &c, NULL);
     CHECK_INT(c.status, 503);
     api_reply_deinit(&c);
     api_reply_deinit(&a);
@@ -704,7 +704,7 @@ TEST(api_events_heartbeat_wakes_idle_clients)
     REQUIRE(hub);
     ApiReply a;
     api_reply_init(&a, "/api/v1/events");
-    CHECK_INT(events_subscribe(hub, &a), 0);
+    CHECK_INT(events_subscribe(hub, &a, NULL), 0);
     FakeStream fa = {{fake_pause, fake_wake, NULL}, PTHREAD_MUTEX_INITIALIZER, 0, 0};
     char buf[256];
     drain(&a, &fa, buf, sizeof buf);

@@ -493,7 +493,8 @@ TEST(store_submit_is_atomic_and_idempotent)
         sample_job("mobilenet", "glorot_uniform", 1), sample_job("mobilenet", "he_uniform", 1),
         sample_job("resnet50", "glorot_uniform", 1), sample_job("resnet50", "he_uniform", 1),
     };
-    StoreSubmit sub = {"key-1", "sha256:aaaa", "{\"models\": 2}", jobs, 4};
+    StoreSubmit sub = {.idem_key = "key-1", .fingerprint = "sha256:aaaa",
+                       .grid_config_json = "{\"models\": 2}", .jobs = jobs, .n_jobs = 4};
     StoreSubmitResult r1, r2;
     REQUIRE(store_submit(s, &sub, &r1) == STORE_OK);
     CHECK_INT(r1.replayed, 0);
@@ -540,14 +541,14 @@ TEST(store_submit_is_atomic_and_idempotent)
      * neither the first jobs nor the key. */
     StoreJobNew broken[3] = {jobs[0], jobs[1], jobs[2]};
     broken[2].grid_id = 424242;
-    StoreSubmit bad = {"key-2", NULL, NULL, broken, 3};
+    StoreSubmit bad = {.idem_key = "key-2", .jobs = broken, .n_jobs = 3};
     CHECK_INT(store_submit(s, &bad, &r2), STORE_NOT_FOUND);
     REQUIRE(store_job_counts(s, counts) == STORE_OK);
     CHECK_INT(counts[STORE_JOB_QUEUED], 4);
     CHECK_INT(store_idempotency_get(s, "key-2", &k), STORE_NOT_FOUND);
 
     /* Without a key and without a grid: plain jobs, submitted twice, stored twice. */
-    StoreSubmit plain = {NULL, NULL, NULL, jobs, 1};
+    StoreSubmit plain = {.jobs = jobs, .n_jobs = 1};
     REQUIRE(store_submit(s, &plain, &r2) == STORE_OK);
     CHECK_INT(r2.grid_id, 0);
     store_submit_result_deinit(&r2);
@@ -556,7 +557,7 @@ TEST(store_submit_is_atomic_and_idempotent)
     store_submit_result_deinit(&r2);
     REQUIRE(store_job_counts(s, counts) == STORE_OK);
     CHECK_INT(counts[STORE_JOB_QUEUED], 6);
-    StoreSubmit empty = {NULL, NULL, NULL, jobs, 0};
+    StoreSubmit empty = {.jobs = jobs, .n_jobs = 0};
     CHECK_INT(store_submit(s, &empty, &r2), STORE_INVALID);
     store_close(s);
     tmpdb_deinit(&t);

@@ -57,6 +57,27 @@ export async function request(method, path, { query, body } = {}) {
 export const get = (path, query) => request('GET', path, { query });
 export const post = (path, body) => request('POST', path, { body: body ?? {} });
 export const del = (path) => request('DELETE', path);
+export const patch = (path, body) => request('PATCH', path, { body });
+
+// Downloads path as a file named filename: a plain link without a token, fetch + blob with
+// one (a link cannot send Authorization).
+export async function downloadFile(path, filename, query) {
+  const headers = {};
+  if (token()) headers.Authorization = 'Bearer ' + token();
+  const res = await fetch(url(path, query), { headers });
+  if (!res.ok) {
+    const type = res.headers.get('Content-Type') || '';
+    throw new ApiError(res.status, type.includes('json') ? await res.json() : { detail: await res.text() });
+  }
+  const blob = await res.blob();
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = filename;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
 
 // The link of a tabular endpoint's CSV form.
 export function csvUrl(path, query) {
@@ -64,12 +85,19 @@ export function csvUrl(path, query) {
 }
 
 // The event stream: one connection shared by all views. on(type, fn) returns a function that
-// unsubscribes. Types: 'job', 'epoch', 'dataset' (data parsed as JSON), 'open' (after every
-// (re)connection: views reload what they may have missed) and 'state' (connected or not).
+// unsubscribes. Types: 'job' (a job's state changed), 'progress' (a running job moved on;
+// the same form), 'job_deleted', 'epoch', 'step', 'grid', 'grid_deleted', 'dataset',
+// 'dataset_deleted' (data parsed as JSON), 'open' (after a (re)connection whose missed
+// events could not all be replayed: views reload what they show) and 'state' (connected or
+// not). Reconnections send Last-Event-ID, so the daemon replays what was missed; when it
+// cannot, it sends 'reset', which becomes 'open'.
+export const EVENT_TYPES = ['job', 'progress', 'job_deleted', 'epoch', 'step', 'grid', 'grid_deleted', 'dataset', 'dataset_deleted'];
 export const events = {
   listeners: new Map(),
   connected: false,
   received: 0,
+  lastId: null,
+  opened: false,
   source: null,
   abort: null,
 
@@ -93,10 +121,14 @@ export const events = {
     if (c === this.connected) return;
     this.connected = c;
     this.emit('state', c);
-    if (c) this.emit('open');
+    // The first connection, or one that resumes nothing: views reload. A resumed stream
+    // replays what was missed (or sends reset).
+    if (c && (!this.opened || this.lastId === null)) this.emit('open');
+    if (c) this.opened = true;
   },
 
-  dispatch(type, text) {
+  dispatch(type, text, id) {
+    if (id !== undefined && id !== null && id !== '') this.lastId = id;
     let data;
     try {
       data = JSON.parse(text);
@@ -104,6 +136,7 @@ export const events = {
       return;
     }
     this.received++;
+    if (type === 'reset') return this.emit('open');
     this.emit(type, data);
   },
 
@@ -113,8 +146,8 @@ export const events = {
     this.source = es;
     es.onopen = () => this.setConnected(true);
     es.onerror = () => this.setConnected(false);
-    for (const type of ['job', 'epoch', 'dataset'])
-      es.addEventListener(type, (e) => this.dispatch(type, e.data));
+    for (const type of [...EVENT_TYPES, 'reset'])
+      es.addEventListener(type, (e) => this.dispatch(type, e.data, e.lastEventId));
   },
 
   // EventSource cannot send Authorization: with a token the stream is read with fetch.
@@ -122,10 +155,9 @@ export const events = {
     const ctl = new AbortController();
     this.abort = ctl;
     try {
-      const res = await fetch(BASE + '/events', {
-        headers: { Authorization: 'Bearer ' + token(), Accept: 'text/event-stream' },
-        signal: ctl.signal,
-      });
+      const headers = { Authorization: 'Bearer ' + token(), Accept: 'text/event-stream' };
+      if (this.lastId !== null) headers['Last-Event-ID'] = this.lastId;
+      const res = await fetch(BASE + '/events', { headers, signal: ctl.signal });
       if (!res.ok) throw new Error('HTTP ' + res.status);
       this.setConnected(true);
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -148,13 +180,14 @@ export const events = {
   },
 
   parseBlock(block) {
-    let type = 'message';
+    let type = 'message', id = null;
     const data = [];
     for (const line of block.split('\n')) {
       if (line.startsWith('event:')) type = line.slice(6).trim();
+      else if (line.startsWith('id:')) id = line.slice(3).trim();
       else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
     }
-    if (data.length) this.dispatch(type, data.join('\n'));
+    if (data.length) this.dispatch(type, data.join('\n'), id);
   },
 
   restart() {

@@ -10,6 +10,7 @@ import * as grids from './views/grids.js';
 import * as grid from './views/grid.js';
 import * as datasets from './views/datasets.js';
 import * as dataset from './views/dataset.js';
+import * as storage from './views/storage.js';
 
 // [pattern, view, nav entry]; a pattern's (\w+) groups become params.
 const routes = [
@@ -21,6 +22,7 @@ const routes = [
   [/^\/grid\/(\d+)$/, grid, 'grids'],
   [/^\/datasets$/, datasets, 'datasets'],
   [/^\/dataset\/([^/]+)$/, dataset, 'datasets'],
+  [/^\/storage$/, storage, 'storage'],
 ];
 
 const state = window.__initlab;
@@ -41,7 +43,7 @@ function route() {
   const { path, query } = parseHash();
   const hit = routes.map(([re, view, nav]) => [re.exec(path), view, nav]).find(([m]) => m);
   for (const a of document.querySelectorAll('header nav a'))
-    a.classList.toggle('active', hit && a.dataset.nav === hit[2]);
+    a.classList.toggle('active', !!hit && a.dataset.nav === hit[2]);
   if (!hit) {
     fill(root, h('div', { class: 'empty' }, 'No such page: ', path));
     return;
@@ -110,6 +112,9 @@ events.on('state', (on) => {
   el.className = 'live ' + (on ? 'on' : 'off');
 });
 events.on('job', () => refreshQueueSoon());
+events.on('job_deleted', () => refreshQueueSoon());
+events.on('grid_deleted', () => refreshQueueSoon());
+events.on('open', () => refreshQueueSoon());
 let queueTimer = null;
 function refreshQueueSoon() {
   if (!queueTimer) queueTimer = setTimeout(() => { queueTimer = null; refreshQueue(); }, 1000);

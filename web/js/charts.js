@@ -11,6 +11,19 @@ window.__initlab.charts = {};
 
 export const palette = ['#2f6fde', '#e8590c', '#2b8a3e', '#ae3ec9', '#c92a2a', '#1098ad',
   '#f59f00', '#5c7cfa', '#868e96', '#d6336c'];
+// The colour of series i: the palette's ten, then colours spread around the hue circle by
+// the golden angle (never the same twice), as #rrggbb so that an alpha can be appended.
+export function colorAt(i) {
+  if (i < palette.length) return palette[i];
+  const hue = ((i - palette.length) * 137.508 + 17) % 360, s = 0.62, l = i % 2 ? 0.38 : 0.5;
+  const f = (n) => {
+    const k = (n + hue / 30) % 12;
+    const c = l - s * Math.min(l, 1 - l) * Math.max(-1, Math.min(k - 3, 9 - k, 1));
+    return Math.round(255 * c).toString(16).padStart(2, '0');
+  };
+  return '#' + f(0) + f(8) + f(4);
+}
+
 export const flagColors = { nonfinite: '#d92d20', saturated: '#d97706', dead: '#7a7f8a' };
 
 // Creates (or reuses) the chart named name in el; the chart follows el's size.
@@ -63,11 +76,11 @@ export function curvesOption({ title, file, yName, series, milestones = [], yMin
   o.grid = { left: 56, right: 24, top: 64, bottom: 44 };
   o.xAxis = { type: 'value', name: 'epoch', nameLocation: 'middle', nameGap: 26, minInterval: 1, min: 'dataMin' };
   o.yAxis = { type: 'value', name: yName, nameLocation: 'middle', nameGap: 42, min: yMin, scale: yMin === undefined };
-  o.tooltip.formatter = (ps) => `epoch ${ps[0].value[0]}<br>` + ps.map((p) =>
+  o.tooltip.formatter = (ps) => `epoch ${fmtNum(ps[0].value[0], 2)}<br>` + ps.map((p) =>
     `${p.marker}${p.seriesName}${p.seriesId.includes('|') ? ' ' + p.seriesId.split('|')[1] : ''}: <b>${fmtNum(p.value[1], 4)}</b>`).join('<br>');
   o.series = series.map((s, i) => ({
-    name: s.name, id: s.kind ? `${s.name}|${s.kind}` : s.name, type: 'line', data: s.data, showSymbol: s.data.length < 40, symbolSize: 5,
-    lineStyle: { width: 2, type: s.dashed ? 'dashed' : 'solid' },
+    name: s.name, id: s.kind ? `${s.name}|${s.kind}` : s.name, type: 'line', data: s.data, showSymbol: !s.thin && s.data.length < 40, symbolSize: 5,
+    lineStyle: { width: s.thin ? 1 : 2, type: s.dashed ? 'dashed' : 'solid' }, z: s.thin ? 1 : 2,
     color: s.color, emphasis: { focus: 'series' },
     markLine: i === 0 && milestones.length ? {
       silent: true, symbol: 'none',
@@ -233,7 +246,16 @@ export function confusionOption({ title, file, classes, matrix }) {
   };
   o.xAxis = { type: 'category', data: classes, name: 'predicted', nameLocation: 'middle', nameGap: 80, axisLabel: { rotate: 45, fontSize: 10, interval: 0, width: 90, overflow: 'truncate' } };
   o.yAxis = { type: 'category', data: classes, name: 'true', nameLocation: 'middle', nameGap: 96, inverse: true, axisLabel: { fontSize: 10, interval: 0, width: 100, overflow: 'truncate' } };
-  o.visualMap = { min: 0, max: 1, dimension: 2, calculable: false, orient: 'vertical', right: 4, top: 'middle', itemHeight: 140, text: ['1', '0'], inRange: { color: ['#f4f8ff', '#2f6fde', '#102a6b'] } };
+  // The colour scale says what it measures: the share of the true class's images.
+  o.grid.right = 110;
+  o.grid.top = 58;
+  o.visualMap = {
+    min: 0, max: 1, dimension: 2, calculable: false, orient: 'vertical', right: 8, top: 'middle', itemHeight: 140,
+    text: ['100 % of the true class', '0 %'], textGap: 6, textStyle: { fontSize: 10 },
+    formatter: (v) => `${Math.round(100 * v)} %`, inRange: { color: ['#f4f8ff', '#2f6fde', '#102a6b'] },
+  };
+  o.title.subtext = 'colour: share of each true class (row) predicted as the column; label: count';
+  o.title.subtextStyle = { fontSize: 10 };
   o.series = [{
     type: 'heatmap', data,
     label: { show: small, fontSize: 10, formatter: (p) => p.value[3] },

@@ -66,11 +66,50 @@ export function fmtTime(t) {
   return d.toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'medium' });
 }
 
-// mean ± std as text ("0.912 ± 0.004", or just the mean when std is null).
+// Engineering notation: a mantissa of `digits` significant digits and an exponent that is a
+// multiple of 3 ("74.2e6", "1.50e-6"); plain for 0.
+export function fmtEng(v, digits = 3) {
+  if (v === 0) return '0';
+  let e = Math.floor(Math.log10(Math.abs(v)) / 3) * 3;
+  let shown = (v / 10 ** e).toPrecision(digits);
+  // 999.96e3 rounds to 1000e3: the next power's mantissa instead ("1.00e6").
+  if (Math.abs(Number(shown)) >= 1000) {
+    e += 3;
+    shown = (v / 10 ** e).toPrecision(digits);
+  }
+  return shown + 'e' + e;
+}
+
+// Whether a value needs engineering notation in a table (too large or too small for
+// fixed digits to show it).
+function extreme(v) {
+  const a = Math.abs(v);
+  return a !== 0 && (a >= 1e4 || a < 1e-3);
+}
+
+// mean ± std as text ("0.912 ± 0.004", or just the mean when std is null); values too
+// large or small for fixed digits in engineering notation, both with the mean's exponent
+// ("74.2e6 ± 55.3e6", not "74160804.000 ± 55346193.715").
 export function fmtMeanStd(ms, digits = 3) {
   if (!ms || ms.mean === null || ms.mean === undefined) return dash;
+  const hasStd = ms.std !== null && ms.std !== undefined;
+  if (extreme(ms.mean) || (hasStd && extreme(ms.std) && ms.mean !== 0)) {
+    const m = fmtEng(ms.mean, digits);
+    if (!hasStd) return m;
+    const e = Number(m.split('e')[1] ?? 0);
+    return m + ' ± ' + (ms.std / 10 ** e).toPrecision(digits) + 'e' + e;
+  }
   const m = ms.mean.toFixed(digits);
-  return ms.std === null || ms.std === undefined ? m : m + ' ± ' + ms.std.toFixed(digits);
+  return hasStd ? m + ' ± ' + ms.std.toFixed(digits) : m;
+}
+
+// Bytes as text: "368 MB", "1.2 GB" (decimal units, as df -H).
+export function fmtBytes(b) {
+  if (b === null || b === undefined || !Number.isFinite(b)) return dash;
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let i = 0, v = b;
+  while (Math.abs(v) >= 1000 && i < units.length - 1) { v /= 1000; i++; }
+  return (i === 0 ? String(v) : v.toPrecision(v < 10 ? 2 : 3)) + ' ' + units[i];
 }
 
 // A function that runs fn once, ms after the last call.
@@ -82,9 +121,14 @@ export function debounce(fn, ms) {
   };
 }
 
-// The label a job gets in legends: "#12 mobilenet he_uniform s0".
+// The label a job gets in legends: "#12 mobilenet he_uniform s0", its name when it has one.
 export function jobLabel(j) {
-  return `#${j.id} ${j.model} ${j.initializer} s${j.seed}`;
+  return `#${j.id} ${j.name ? j.name + ' · ' : ''}${j.model} ${j.initializer} s${j.seed}`;
+}
+
+// Tags as small chips.
+export function tagChips(tags) {
+  return (tags || []).map((t) => h('span', { class: 'tag', dataset: { tag: t } }, t));
 }
 
 export function statusBadge(status) {

@@ -1,7 +1,7 @@
 // jobcells.js — how a job shows in tables and headers: progress bar, ETA, speed, actions, and
 // the jobs table's column set (used by the Jobs and Grid views).
 import { post, del } from './api.js';
-import { h, fmtDuration, fmtNum, fmtPct, statusBadge, toast } from './dom.js';
+import { h, fmtBytes, fmtDuration, fmtNum, fmtPct, statusBadge, tagChips, toast } from './dom.js';
 
 // Fraction of the job done, from its progress (epoch counts from 1 while training; an epoch of
 // 0 means not started).
@@ -64,6 +64,8 @@ export function jobActions(j, onDeleted) {
 export function jobColumns(select, onDeleted) {
   const cols = [
     { label: 'id', num: true, value: (j) => j.id, cell: (j) => h('a', { href: `#/job/${j.id}` }, '#' + j.id) },
+    { label: 'name', value: (j) => j.name, cell: (j) => [j.name ? h('span', { class: 'job-name' }, j.name) : null, ...tagChips(j.tags)] },
+    { label: 'tags', csvOnly: true, value: (j) => (j.tags || []).join(' ') },
     { label: 'grid', num: true, value: (j) => j.grid_id, cell: (j) => (j.grid_id === null ? '—' : h('a', { href: `#/grid/${j.grid_id}` }, String(j.grid_id))) },
     { label: 'dataset', value: (j) => j.dataset },
     { label: 'model', value: (j) => j.model },
@@ -74,6 +76,7 @@ export function jobColumns(select, onDeleted) {
     { label: 'images/s', num: true, value: (j) => (j.progress || {}).images_per_sec ?? null, cell: (j) => fmtNum((j.progress || {}).images_per_sec, 1) },
     { label: 'ETA', num: true, value: (j) => (j.progress || {}).eta_seconds ?? null, cell: (j) => (j.status === 'running' ? fmtDuration((j.progress || {}).eta_seconds) : '—') },
     { label: 'best val acc', num: true, value: (j) => (j.progress || {}).best_val_acc ?? null, cell: (j) => fmtPct((j.progress || {}).best_val_acc) },
+    { label: 'disk', num: true, value: (j) => j.disk_bytes ?? null, cell: (j) => fmtBytes(j.disk_bytes) },
   ];
   if (select) {
     cols.unshift({

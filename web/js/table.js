@@ -3,9 +3,11 @@
 import { h } from './dom.js';
 
 // columns: [{label, value(row) -> raw value (CSV and default cell), cell(row) -> Node|string
-// (optional display), num (right-aligned)}]. rowAttrs(row) gives extra <tr> attributes.
-// Returns the wrapping element; its table has data-table=name.
-export function dataTable({ name, columns, rows, rowAttrs, empty = 'nothing yet' }) {
+// (optional display), num (right-aligned), csvOnly (in the CSV, not on screen)}].
+// rowAttrs(row) gives extra <tr> attributes. Returns the wrapping element; its table has
+// data-table=name.
+export function dataTable({ name, columns: all, rows, rowAttrs, empty = 'nothing yet' }) {
+  const columns = all.filter((c) => !c.csvOnly);
   const head = h('tr', null, columns.map((c) => h('th', { class: c.num ? 'num' : null }, c.label)));
   const body = h('tbody');
   for (const r of rows) body.append(tableRow(columns, r, rowAttrs));
@@ -13,7 +15,8 @@ export function dataTable({ name, columns, rows, rowAttrs, empty = 'nothing yet'
   return h('div', { class: 'table-wrap' }, table, rows.length ? null : h('div', { class: 'empty' }, empty));
 }
 
-export function tableRow(columns, r, rowAttrs) {
+export function tableRow(all, r, rowAttrs) {
+  const columns = all.filter((c) => !c.csvOnly);
   return h('tr', rowAttrs ? rowAttrs(r) : null, columns.map((c) => {
     const v = c.cell ? c.cell(r) : c.value(r);
     return h('td', { class: c.num ? 'num' : null }, v === null || v === undefined ? '—' : v);

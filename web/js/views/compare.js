@@ -1,7 +1,7 @@
 // views/compare.js — the Compare view: overlaid learning curves of chosen jobs, their layer
 // box plots and histograms overlaid layer by layer (Glorot vs He), and their test results.
 import { get } from '../api.js';
-import { chart, curvesOption, palette } from '../charts.js';
+import { chart, colorAt, curvesOption } from '../charts.js';
 import { h, fill, fmtNum, fmtPct, jobLabel, statusBadge } from '../dom.js';
 import { csvButton, dataTable } from '../table.js';
 import { layerPanel } from './layers.js';
@@ -31,7 +31,7 @@ export async function mount(ctx) {
   const jobs = await Promise.all(ids.map((id) => get(`/jobs/${id}`)));
   const epochs = await Promise.all(ids.map((id) => get(`/jobs/${id}/epochs`)));
   if (!ctx.alive()) return;
-  const color = (i) => palette[i % palette.length];
+  const color = (i) => colorAt(i);
   head.append(...jobs.map((j, i) => h('span', { class: 'chip', style: `border-left:4px solid ${color(i)};padding-left:6px` },
     h('a', { href: `#/job/${j.id}` }, jobLabel(j)), ' ', statusBadge(j.status), ' ',
     h('button', { class: 'small', title: 'remove', onclick: () => setIds(ids.filter((x) => x !== j.id)) }, '×'))), adder, add);

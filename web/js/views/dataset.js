@@ -3,6 +3,7 @@
 import { get } from '../api.js';
 import { barOption, chart } from '../charts.js';
 import { h, fill, fmtTime, statusBadge } from '../dom.js';
+import { datasetActions } from './datasets.js';
 import { csvButton, dataTable } from '../table.js';
 
 export const name = 'dataset';
@@ -20,10 +21,13 @@ export async function mount(ctx) {
     h('div', { class: 'cards' }, h('div', { class: 'card' }, chartEl), h('div', { class: 'card' }, countsBox)),
     h('div', { class: 'card' }, skippedBox));
 
+  let shownId = null;
   async function load() {
     const d = await get(`/datasets/${encodeURIComponent(dsName)}`);
     if (!ctx.alive()) return;
-    fill(head, h('h1', null, d.name), statusBadge(d.status), h('a', { href: `#/jobs?dataset=${encodeURIComponent(d.name)}` }, 'jobs on this dataset'));
+    shownId = d.id;
+    fill(head, h('h1', null, d.name), statusBadge(d.status), h('a', { href: `#/jobs?dataset=${encodeURIComponent(d.name)}` }, 'jobs on this dataset'),
+      datasetActions(d, null));
     const sp = d.split || {};
     fill(info, h('dl', { class: 'kv' },
       [['path', d.path], ['split', `${sp.train} / ${sp.val} / ${sp.test} (seed ${d.seed})`],
@@ -50,5 +54,6 @@ export async function mount(ctx) {
     ctx.ready();
   }
   ctx.on('dataset', (d) => { if (d.name === dsName) load(); });
+  ctx.on('dataset_deleted', (x) => { if (x.id === shownId) location.hash = '#/datasets'; });
   await load();
 }

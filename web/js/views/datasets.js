@@ -1,6 +1,6 @@
 // views/datasets.js — the Datasets view: registered datasets and the form that registers one
 // (POST /datasets), with the API's validation errors next to the fields.
-import { get, post } from '../api.js';
+import { del, get, post } from '../api.js';
 import { h, fill, fmtTime, statusBadge, toast } from '../dom.js';
 import { csvButton, dataTable } from '../table.js';
 
@@ -46,6 +46,27 @@ function registerForm(onDone) {
   return form;
 }
 
+// Rescan (files added or removed since) and delete buttons of a dataset.
+export function datasetActions(d, after) {
+  const run = (label, fn) => async (ev) => {
+    ev.target.disabled = true;
+    try {
+      await fn();
+      toast(label);
+      if (after) after();
+    } catch (e) {
+      toast(e.message, true);
+      ev.target.disabled = false;
+    }
+  };
+  return h('span', { class: 'actions' },
+    h('button', { class: 'small', dataset: { action: 'rescan' }, disabled: d.status === 'scanning',
+      onclick: run(`dataset ${d.name}: scanning again`, () => post(`/datasets/${encodeURIComponent(d.name)}/rescan`)) }, 'rescan'),
+    h('button', { class: 'small danger', dataset: { action: 'delete-dataset' }, disabled: d.status === 'scanning',
+      onclick: (ev) => window.confirm(`Unregister dataset ${d.name} (the image folder stays)?`) &&
+        run(`dataset ${d.name} deleted`, () => del(`/datasets/${encodeURIComponent(d.name)}`))(ev) }, 'delete'));
+}
+
 export async function mount(ctx) {
   const box = h('div');
   fill(ctx.root, h('div', { class: 'view-head' }, h('h1', null, 'Datasets')),
@@ -63,6 +84,7 @@ export async function mount(ctx) {
     { label: 'skipped', num: true, value: (d) => d.n_skipped },
     { label: 'path', value: (d) => d.path },
     { label: 'registered', value: (d) => d.created_at, cell: (d) => fmtTime(d.created_at) },
+    { label: '', value: () => null, cell: (d) => datasetActions(d, () => load()) },
   ];
   async function load() {
     const res = await get('/datasets');
@@ -73,5 +95,6 @@ export async function mount(ctx) {
     ctx.ready();
   }
   ctx.on('dataset', () => load());
+  ctx.on('dataset_deleted', () => load());
   await load();
 }

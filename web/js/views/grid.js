@@ -1,8 +1,9 @@
 // views/grid.js — the Grid view: one-click Glorot vs He per model, the grid's Table 1 (mean ±
 // std over seeds, table and chart) and its live jobs table.
-import { csvUrl, get } from '../api.js';
+import { csvUrl, del, get, patch, post } from '../api.js';
 import { barOption, chart, errorBarSeries } from '../charts.js';
-import { h, fill, debounce, fmtMeanStd, fmtTime } from '../dom.js';
+import { h, fill, debounce, fmtMeanStd, fmtTime, tagChips, toast } from '../dom.js';
+import { recordForm } from './job.js';
 import { csvButton, dataTable, tableRow } from '../table.js';
 import { csvColumns, jobColumns } from '../jobcells.js';
 import { countsText } from './grids.js';
@@ -32,29 +33,65 @@ export function glorotHePairs(jobs) {
 
 export async function mount(ctx) {
   const id = Number(ctx.params[0]);
-  const g = await get(`/grids/${id}`);
+  let g = await get(`/grids/${id}`);
   if (!ctx.alive()) return;
   let jobs = g.jobs;
   const head = h('div', { class: 'view-head' });
+  const ops = h('div', { class: 'card', dataset: { card: 'grid-ops' } });
   const pairs = h('div', { class: 'toolbar', dataset: { pairs: '' } });
   const summaryBox = h('div');
   const t1El = h('div', { class: 'chart', dataset: { chart: 'table1' } });
   const jobsBox = h('div');
-  fill(ctx.root, head,
+  fill(ctx.root, head, ops,
     h('div', { class: 'card' }, h('h2', null, 'Glorot vs He'), pairs),
     h('div', { class: 'card' }, summaryBox),
     h('div', { class: 'card' }, t1El),
     h('div', { class: 'card' }, jobsBox));
 
+  // Once the grid is deleted, the events of its jobs' deletion fetch nothing more.
+  let gone = false;
+  const leave = () => { gone = true; location.hash = '#/grids'; };
   const selected = new Set();
   const columns = jobColumns({ has: (j) => selected.has(j), toggle: (j, on) => (on ? selected.add(j) : selected.delete(j)) }, () => reloadJobs());
   const rows = new Map();
+
+  // The whole grid at once: cancel, retry, delete, more seeds; its name, tags and note.
+  function drawOps() {
+    const act = (label, action, run, confirmText) => h('button', {
+      class: 'small' + (action === 'delete' ? ' danger' : ''), dataset: { gridAction: action },
+      onclick: async (ev) => {
+        if (confirmText && !window.confirm(confirmText)) return;
+        ev.target.disabled = true;
+        try {
+          const r = await run();
+          toast(r && r.jobs_changed !== undefined ? `${label}: ${r.jobs_changed} job(s)` : label);
+        } catch (e) {
+          toast(e.message, true);
+        }
+        ev.target.disabled = false;
+      },
+    }, label);
+    const seeds = h('input', { name: 'add-seeds', placeholder: 'seeds, e.g. 3 4', style: 'width:110px' });
+    const addSeeds = async () => {
+      const list = seeds.value.split(/[\s,]+/).filter(Boolean).map(Number);
+      const r = await post(`/grids/${id}/seeds`, { seeds: list });
+      seeds.value = '';
+      await reloadJobs();
+      return { jobs_changed: (r.jobs || []).length };
+    };
+    fill(ops, h('div', { class: 'card-head' }, h('h2', null, 'Grid'), ...tagChips(g.tags), h('span', { class: 'spacer' }),
+      act('Cancel all', 'cancel', () => post(`/grids/${id}/cancel`)),
+      act('Retry failed and cancelled', 'retry', () => post(`/grids/${id}/retry`)),
+      seeds, act('Add seeds', 'seeds', addSeeds),
+      act('Delete grid', 'delete', async () => { await del(`/grids/${id}`); leave(); }, `Delete grid ${id} with its ${jobs.length} jobs and their results?`)),
+    recordForm(g, { priority: true, save: async (body) => { g = await patch(`/grids/${id}`, body); drawOps(); drawHead(); await reloadJobs(); } }));
+  }
 
   function drawHead() {
     const counts = {};
     for (const j of jobs) counts[j.status] = (counts[j.status] || 0) + 1;
     const c = g.config || {};
-    fill(head, h('h1', null, `Grid #${id}`), h('span', { class: 'muted' }, `${c.dataset ?? ''} · ${fmtTime(g.created_at)} · ${countsText(counts)}`),
+    fill(head, h('h1', null, `Grid #${id}${g.name ? ' · ' + g.name : ''}`), h('span', { class: 'muted' }, `${c.dataset ?? ''} · ${fmtTime(g.created_at)} · ${countsText(counts)}`),
       h('a', { class: 'button', href: '#/compare?jobs=' + jobs.map((j) => j.id).join(',') }, 'Compare all'),
       h('button', { onclick: () => { if (selected.size) location.hash = '#/compare?jobs=' + [...selected].join(','); } }, 'Compare selected'));
     const found = glorotHePairs(jobs);
@@ -72,15 +109,16 @@ export async function mount(ctx) {
   }
 
   async function drawSummary() {
+    if (gone || !ctx.alive()) return;
     const s = await get(`/grids/${id}/summary`);
     if (!ctx.alive()) return;
     const cols = [
       { label: 'model', value: (r) => r.model }, { label: 'initializer', value: (r) => r.initializer },
-      { label: 'seeds done', num: true, value: (r) => r.n, cell: (r) => `${r.n}/${r.n_jobs}` },
+      { label: 'seeds done', num: true, value: (r) => r.n, cell: (r) => `${r.n} of ${r.n_seeds ?? r.n_jobs}` },
       ...METRICS.map(([k, label]) => ({ label, num: true, value: (r) => fmtMeanStd(r[k], 4), cell: (r) => fmtMeanStd(r[k]) })),
     ];
     const csvCols = [{ label: 'model', value: (r) => r.model }, { label: 'initializer', value: (r) => r.initializer },
-      { label: 'n', value: (r) => r.n }, { label: 'n_jobs', value: (r) => r.n_jobs },
+      { label: 'n', value: (r) => r.n }, { label: 'n_seeds', value: (r) => r.n_seeds }, { label: 'n_jobs', value: (r) => r.n_jobs },
       ...METRICS.flatMap(([k]) => [{ label: k + '_mean', value: (r) => r[k]?.mean }, { label: k + '_std', value: (r) => r[k]?.std }])];
     fill(summaryBox, h('div', { class: 'card-head' }, h('h2', null, 'Table 1 — test metrics, mean ± std over seeds'), h('span', { class: 'spacer' }),
       csvButton(`grid${id}_table1.csv`, csvCols, () => s.rows), h('a', { class: 'small', href: csvUrl(`/grids/${id}/summary`), download: `grid${id}_summary.csv` }, 'API CSV')),
@@ -98,22 +136,37 @@ export async function mount(ctx) {
   }
 
   async function reloadJobs() {
+    if (gone || !ctx.alive()) return;
     const fresh = await get(`/grids/${id}`);
     if (!ctx.alive()) return;
     jobs = fresh.jobs;
+    g = fresh;
     drawHead();
     drawJobs();
   }
   const summarySoon = debounce(() => drawSummary(), 1000);
 
+  drawOps();
   drawHead();
   drawJobs();
   await drawSummary();
   ctx.ready();
 
-  ctx.on('job', (j) => {
+  const jobsSoon = debounce(() => reloadJobs(), 500);
+  ctx.on('grid', (fresh) => {
+    if (fresh.id !== id) return;
+    g = { ...g, ...fresh };
+    drawOps();
+    drawHead();
+  });
+  ctx.on('grid_deleted', (d) => { if (d.id === id) leave(); });
+  ctx.on('job_deleted', (d) => { if (jobs.some((j) => j.id === d.id)) { jobsSoon(); summarySoon(); } });
+  const onJob = (j) => {
     const i = jobs.findIndex((x) => x.id === j.id);
-    if (i < 0) return;
+    if (i < 0) {
+      if (j.grid_id === id) jobsSoon(); // a job added to the grid
+      return;
+    }
     const before = jobs[i].status;
     jobs[i] = j;
     const tr = rows.get(j.id);
@@ -126,5 +179,7 @@ export async function mount(ctx) {
       drawHead();
       if (j.status === 'done') summarySoon();
     }
-  });
+  };
+  ctx.on('job', onJob);
+  ctx.on('progress', onJob);
 }

@@ -1,6 +1,6 @@
 // views/grids.js — the Grids view: every grid with its configuration and job states.
 import { get } from '../api.js';
-import { h, fill, fmtTime } from '../dom.js';
+import { h, fill, debounce, fmtTime, tagChips } from '../dom.js';
 import { csvButton, dataTable } from '../table.js';
 
 export const name = 'grids';
@@ -19,6 +19,8 @@ export async function mount(ctx) {
   let grids = [];
   const cols = [
     { label: 'id', num: true, value: (g) => g.id, cell: (g) => h('a', { href: `#/grid/${g.id}` }, '#' + g.id) },
+    { label: 'name', value: (g) => g.name, cell: (g) => [g.name, ...tagChips(g.tags)] },
+    { label: 'tags', csvOnly: true, value: (g) => (g.tags || []).join(' ') },
     { label: 'created', value: (g) => g.created_at, cell: (g) => fmtTime(g.created_at) },
     { label: 'dataset', value: (g) => g.config?.dataset },
     { label: 'models', value: (g) => list(g.config?.models) },
@@ -26,10 +28,17 @@ export async function mount(ctx) {
     { label: 'seeds', value: (g) => list(g.config?.seeds) },
     { label: 'epochs', num: true, value: (g) => g.config?.epochs ?? null },
     { label: 'jobs', num: true, value: (g) => g.n_jobs },
+    { label: 'seeds', num: true, value: (g) => g.n_seeds },
     { label: 'state', value: (g) => countsText(g.status_counts) },
   ];
+  const filters = {};
+  const search = h('input', { type: 'search', placeholder: 'search name, note, tags, configuration', style: 'width:260px', dataset: { filter: 'q' },
+    oninput: debounce((e) => { filters.q = e.target.value.trim(); load(); }, 300) });
+  const tag = h('input', { type: 'search', placeholder: 'tag', style: 'width:90px', dataset: { filter: 'tag' },
+    oninput: debounce((e) => { filters.tag = e.target.value.trim(); load(); }, 300) });
+  box.before(h('div', { class: 'toolbar' }, h('label', null, 'search ', search), h('label', null, 'tag ', tag)));
   async function load() {
-    const res = await get('/grids');
+    const res = await get('/grids', filters);
     if (!ctx.alive()) return;
     grids = res.grids;
     fill(box, h('div', { class: 'card-head' }, h('h2', null, `${grids.length} grids`), h('span', { class: 'spacer' }), csvButton('grids.csv', cols, () => grids)),
@@ -37,7 +46,8 @@ export async function mount(ctx) {
     ctx.ready();
   }
   let timer = null;
-  ctx.on('job', () => { if (!timer) timer = setTimeout(() => { timer = null; load(); }, 1500); });
+  const soon = () => { if (!timer) timer = setTimeout(() => { timer = null; load(); }, 1500); };
+  for (const type of ['job', 'grid', 'grid_deleted', 'job_deleted']) ctx.on(type, soon);
   ctx.onCleanup(() => clearTimeout(timer));
   await load();
 }

@@ -1,9 +1,9 @@
 // views/job.js — the Job view: state and configuration, learning curves with the learning-rate
 // steps (Fig. 4/5), the layer panel (Fig. 3/6/7), and test results (confusion heat map, per
 // class table); updated live from the event stream.
-import { get } from '../api.js';
+import { downloadFile, get, patch } from '../api.js';
 import { chart, confusionOption, curvesOption } from '../charts.js';
-import { h, fill, fmtDuration, fmtNum, fmtPct, fmtShort, fmtTime, statusBadge } from '../dom.js';
+import { h, fill, fmtBytes, fmtDuration, fmtNum, fmtPct, fmtShort, fmtTime, statusBadge, tagChips, toast } from '../dom.js';
 import { csvButton, dataTable } from '../table.js';
 import { jobActions, progressBar } from '../jobcells.js';
 import { layerPanel } from './layers.js';
@@ -33,13 +33,47 @@ export function curveSeries(rows, key, label, color) {
   ];
 }
 
+// The intra-epoch curve as a series: x is the epoch reached ((epoch - 1) + step / steps),
+// so that the points lead up to the epoch's own point; key "loss" or "accuracy".
+export function stepSeries(steps, key, color) {
+  return { name: 'train (every few steps)', data: steps.map((p) => [p.epoch - 1 + p.step / p.steps_per_epoch, p[key]]), thin: true, color };
+}
+
+// The name, tags, note and priority of a job or grid as an editable form; save(body) sends
+// the PATCH. priority: whether it can be changed now (a queued job, a grid).
+export function recordForm(rec, { priority, save }) {
+  const name = h('input', { name: 'name', value: rec.name || '', placeholder: 'a name to find it by', maxlength: 200 });
+  const tags = h('input', { name: 'tags', value: (rec.tags || []).join(' '), placeholder: 'tags, space separated' });
+  const note = h('textarea', { name: 'note', placeholder: 'notes', rows: 2 }, rec.note || '');
+  const prio = h('input', { name: 'priority', type: 'number', min: -1000, max: 1000, placeholder: priority ? String(rec.priority ?? 0) : 'only while queued', disabled: !priority, style: 'width:110px' });
+  const err = h('div', { class: 'form-error', dataset: { formError: 'record' } });
+  const form = h('form', { class: 'record-form', dataset: { form: 'record' }, onsubmit: async (e) => {
+    e.preventDefault();
+    const body = { name: name.value.trim() || null, tags: tags.value.split(/[\s,]+/).filter(Boolean), note: note.value.trim() || null };
+    if (prio.value !== '') body.priority = Number(prio.value);
+    err.textContent = '';
+    try {
+      await save(body);
+      toast('saved');
+    } catch (ex) {
+      err.textContent = (ex.field ? ex.field + ': ' : '') + ex.message;
+    }
+  } },
+  h('label', null, 'name ', name), h('label', null, 'tags ', tags), h('label', null, 'priority ', prio),
+  h('label', { class: 'wide' }, 'note ', note), h('button', { type: 'submit', class: 'small' }, 'Save'), err);
+  return form;
+}
+
 export async function mount(ctx) {
   const id = Number(ctx.params[0]);
   let job = await get(`/jobs/${id}`);
   const ep = await get(`/jobs/${id}/epochs`);
   if (!ctx.alive()) return;
   const rows = ep.epochs.slice();
+  const steps = (await get(`/jobs/${id}/steps`)).steps;
+  if (!ctx.alive()) return;
   const head = h('div', { class: 'view-head' });
+  const record = h('div', { class: 'card', dataset: { card: 'record' } });
   const info = h('div', { class: 'card' });
   const accEl = h('div', { class: 'chart', dataset: { chart: 'curves-acc' } });
   const lossEl = h('div', { class: 'chart', dataset: { chart: 'curves-loss' } });
@@ -49,7 +83,7 @@ export async function mount(ctx) {
   const epochCols = ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc', 'lr', 'seconds', 'images_per_sec']
     .map((k) => ({ label: k, num: true, value: (r) => r[k], cell: (r) => fmtNum(r[k], 4) }));
 
-  fill(ctx.root, head, info,
+  fill(ctx.root, head, record, info,
     h('div', { class: 'cards' }, h('div', { class: 'card' }, accEl), h('div', { class: 'card' }, lossEl)),
     h('details', { class: 'card' }, h('summary', null, 'Epochs table ', csvButton(`job${id}_epochs.csv`, epochCols, () => rows)), epochTable),
     panel.el, results);
@@ -69,7 +103,7 @@ export async function mount(ctx) {
       ['images/s', fmtNum(p.images_per_sec, 1)], ['ETA', job.status === 'running' ? fmtDuration(p.eta_seconds) : '—'],
       ['best val acc', best ? `${fmtPct(best.val_acc)} (epoch ${best.epoch})` : fmtPct(p.best_val_acc)],
       ['created', fmtTime(job.created_at)], ['started', fmtTime(job.started_at)], ['finished', fmtTime(job.finished_at)],
-      ['ran on', whereText(job.where)], ['attempts', job.attempts], ['error', job.error]];
+      ['ran on', whereText(job.where)], ['attempts', job.attempts], ['disk', fmtBytes(job.disk_bytes)], ['error', job.error]];
     fill(info, h('dl', { class: 'kv' }, kv.filter(([, v]) => v !== null && v !== undefined && v !== '').map(([k, v]) => h('div', null, h('dt', null, k), h('dd', null, v)))),
       h('details', null, h('summary', { class: 'small muted' }, 'full configuration'), h('pre', { class: 'small' }, JSON.stringify(job.config, null, 2))));
   }
@@ -91,10 +125,26 @@ export async function mount(ctx) {
     if (other && el) fill(el, h('a', { class: 'button', href: `#/compare?jobs=${Math.min(job.id, other.id)},${Math.max(job.id, other.id)}` }, `Compare with ${other.initializer} (#${other.id})`));
   }
 
+  // Name, tags, note, priority; downloads.
+  function drawRecord() {
+    const dl = (label, action, path, file, query) => h('button', {
+      class: 'small', dataset: { download: action },
+      onclick: () => downloadFile(path, file, query).catch((e) => toast(e.message, true)),
+    }, label);
+    fill(record, h('div', { class: 'card-head' }, h('h2', null, 'Record'), ...tagChips(job.tags), h('span', { class: 'spacer' }),
+      dl('Weights (best)', 'weights-best', `/jobs/${id}/weights`, `job${id}-best.safetensors`, { checkpoint: 'best' }),
+      dl('Weights (latest)', 'weights-latest', `/jobs/${id}/weights`, `job${id}-latest.safetensors`, { checkpoint: 'latest' }),
+      dl('Record (JSON)', 'bundle-json', `/jobs/${id}/bundle`, `job${id}.json`),
+      dl('Record (CSV)', 'bundle-csv', `/jobs/${id}/bundle`, `job${id}.csv`, { format: 'csv' })),
+    recordForm(job, { priority: job.status === 'queued', save: async (body) => { job = await patch(`/jobs/${id}`, body); drawHead(); drawRecord(); } }));
+  }
+
   function drawCurves() {
     const marks = milestoneMarks(ep.milestones, rows);
-    chart(accEl, 'curves-acc').setOption(curvesOption({ title: `Accuracy · ${job.model} ${job.initializer}`, file: `job${id}_accuracy`, yName: 'accuracy', series: curveSeries(rows, 'acc'), milestones: marks }), true);
-    chart(lossEl, 'curves-loss').setOption(curvesOption({ title: `Loss · ${job.model} ${job.initializer}`, file: `job${id}_loss`, yName: 'loss', series: curveSeries(rows, 'loss'), milestones: marks }), true);
+    const acc = [...curveSeries(rows, 'acc'), stepSeries(steps, 'accuracy', '#94b4ee')];
+    const loss = [...curveSeries(rows, 'loss'), stepSeries(steps, 'loss', '#94b4ee')];
+    chart(accEl, 'curves-acc').setOption(curvesOption({ title: `Accuracy · ${job.model} ${job.initializer}`, file: `job${id}_accuracy`, yName: 'accuracy', series: acc, milestones: marks }), true);
+    chart(lossEl, 'curves-loss').setOption(curvesOption({ title: `Loss · ${job.model} ${job.initializer}`, file: `job${id}_loss`, yName: 'loss', series: loss, milestones: marks }), true);
     fill(epochTable, dataTable({ name: 'epochs', columns: epochCols, rows, empty: 'No epoch finished yet.' }));
   }
 
@@ -131,9 +181,25 @@ export async function mount(ctx) {
   }
 
   drawHead();
+  drawRecord();
   drawCurves();
   await Promise.all([panel.loaded, drawResults()]);
   ctx.ready();
+
+  let curveTimer = null;
+  ctx.on('step', (p) => {
+    if (p.job_id !== id) return;
+    const i = steps.findIndex((x) => x.global_step === p.global_step);
+    if (i >= 0) steps[i] = p; else steps.push(p);
+    steps.sort((a, b) => a.global_step - b.global_step);
+    if (!curveTimer) curveTimer = setTimeout(() => { curveTimer = null; if (ctx.alive()) drawCurves(); }, 300);
+  });
+  ctx.onCleanup(() => clearTimeout(curveTimer));
+  ctx.on('progress', (j) => {
+    if (j.id !== id) return;
+    job = j;
+    drawHead();
+  });
 
   ctx.on('epoch', (ev) => {
     if (ev.job_id !== id) return;
@@ -149,12 +215,15 @@ export async function mount(ctx) {
     const was = job.status;
     job = j;
     drawHead();
+    drawRecord();
     if (was !== 'done' && j.status === 'done') drawResults();
   });
+  ctx.on('job_deleted', (d) => { if (d.id === id) location.hash = '#/jobs'; });
   ctx.on('open', async () => {
-    const fresh = await get(`/jobs/${id}/epochs`);
+    const [fresh, freshSteps] = await Promise.all([get(`/jobs/${id}/epochs`), get(`/jobs/${id}/steps`)]);
     if (!ctx.alive()) return;
     rows.splice(0, rows.length, ...fresh.epochs);
+    steps.splice(0, steps.length, ...freshSteps.steps);
     drawCurves();
   });
 }

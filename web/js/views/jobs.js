@@ -1,7 +1,7 @@
-// views/jobs.js — the Jobs view: filters, the live jobs table (SSE), picking jobs to compare,
-// and the submit form for a job or a grid.
-import { get } from '../api.js';
-import { h, fill, debounce } from '../dom.js';
+// views/jobs.js — the Jobs view: filters and search, the live jobs table (SSE), selecting
+// jobs to compare, cancel or delete together, and the submit form for a job or a grid.
+import { del, get, post } from '../api.js';
+import { h, fill, debounce, toast } from '../dom.js';
 import { csvButton, dataTable, tableRow } from '../table.js';
 import { csvColumns, jobColumns } from '../jobcells.js';
 import { submitForm } from './submit.js';
@@ -14,15 +14,33 @@ const selected = new Set(); // kept while the page lives, so picks survive filte
 
 export async function mount(ctx) {
   const filters = {};
-  for (const k of ['status', 'grid', 'model', 'initializer', 'dataset'])
+  for (const k of ['status', 'grid', 'model', 'initializer', 'dataset', 'tag', 'q'])
     if (ctx.query.get(k)) filters[k] = ctx.query.get(k);
   let offset = 0, jobs = [], total = 0;
   const rows = new Map(); // job id -> <tr>
 
   const compareBtn = h('button', { class: 'primary', dataset: { action: 'compare' }, onclick: () => { location.hash = '#/compare?jobs=' + [...selected].join(','); } });
+  // Bulk actions on the selected jobs: each job's own request, the results summed up.
+  const bulk = (label, action, path, method) => h('button', {
+    dataset: { action: 'bulk-' + action },
+    onclick: async (ev) => {
+      const ids = [...selected];
+      if (action === 'delete' && !window.confirm(`Delete ${ids.length} job(s) and their results?`)) return;
+      ev.target.disabled = true;
+      const done = await Promise.all(ids.map((id) => (method === 'delete' ? del(path(id)) : post(path(id))).then(() => id, () => null)));
+      const ok = done.filter((x) => x !== null);
+      if (action === 'delete') for (const id of ok) selected.delete(id);
+      toast(`${label}: ${ok.length} of ${ids.length} job(s)` + (ok.length < ids.length ? ' (the others are not in a state that allows it)' : ''), ok.length < ids.length);
+      updateCompare();
+      load();
+    },
+  }, label);
+  const cancelBtn = bulk('Cancel selected', 'cancel', (id) => `/jobs/${id}/cancel`);
+  const deleteBtn = bulk('Delete selected', 'delete', (id) => `/jobs/${id}`, 'delete');
   const updateCompare = () => {
     compareBtn.textContent = `Compare selected (${selected.size})`;
     compareBtn.disabled = selected.size < 1;
+    cancelBtn.disabled = deleteBtn.disabled = selected.size < 1;
   };
   const select = {
     has: (id) => selected.has(id),
@@ -51,7 +69,13 @@ export async function mount(ctx) {
     dataset: { filter: key },
     onchange: (e) => { if (e.target.value) filters[key] = e.target.value; else delete filters[key]; offset = 0; load(); },
   }, h('option', { value: '' }, 'all'), values.map((v) => h('option', { value: v, selected: filters[key] === v }, v))));
+  const text = (key, label, placeholder, width) => h('label', null, label, h('input', {
+    type: 'search', value: filters[key] || '', placeholder, style: `width:${width}px`, dataset: { filter: key },
+    oninput: debounce((e) => { if (e.target.value.trim()) filters[key] = e.target.value.trim(); else delete filters[key]; offset = 0; load(); }, 300),
+  }));
   fill(filterBar,
+    text('q', 'search', 'name, note, tag, model…', 180),
+    text('tag', 'tag', 'any', 90),
     sel('status', 'status', STATUSES),
     sel('model', 'model', models.models.map((m) => m.name)),
     sel('initializer', 'initializer', inits.initializers.map((i) => i.name)),
@@ -68,8 +92,8 @@ export async function mount(ctx) {
     submitForm({ models: models.models, initializers: inits.initializers, datasets: datasets.datasets, onCreated: () => load() }));
 
   fill(ctx.root,
-    h('div', { class: 'view-head' }, h('h1', null, 'Jobs'), newBtn, compareBtn,
-      h('span', { class: 'muted small' }, 'tick jobs to overlay their curves and box plots')),
+    h('div', { class: 'view-head' }, h('h1', null, 'Jobs'), newBtn, compareBtn, cancelBtn, deleteBtn,
+      h('span', { class: 'muted small' }, 'tick jobs to compare, cancel or delete them together')),
     formCard,
     h('div', { class: 'card' }, filterBar, tableBox));
   updateCompare();
@@ -95,7 +119,7 @@ export async function mount(ctx) {
   }
   const reloadSoon = debounce(load, 500);
 
-  ctx.on('job', (j) => {
+  const onJob = (j) => {
     latest.set(j.id, { seq: ++eventSeq, job: j });
     const tr = rows.get(j.id);
     if (!tr) return reloadSoon(); // a new job, or one entering the filter
@@ -105,7 +129,10 @@ export async function mount(ctx) {
     const fresh = tableRow(columns, j, rowAttrs);
     tr.replaceWith(fresh);
     rows.set(j.id, fresh);
-  });
+  };
+  ctx.on('job', onJob);
+  ctx.on('progress', onJob);
+  ctx.on('job_deleted', (d) => { selected.delete(d.id); updateCompare(); if (rows.has(d.id)) reloadSoon(); });
   ctx.on('open', () => load());
   await load();
 }

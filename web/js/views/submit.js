@@ -1,5 +1,7 @@
 // views/submit.js — the form that submits one job (POST /jobs) or a grid (POST /grids), with
 // presets, and shows the API's validation errors (problem+json field/detail) next to fields.
+// Nothing is queued on the first click: the form says how many jobs it would queue, and a
+// second button queues them.
 import { get, post } from '../api.js';
 import { h, fill, toast } from '../dom.js';
 
@@ -38,7 +40,9 @@ export function submitForm({ datasets, models, initializers, onCreated }) {
   const seeds = h('input', { name: 'seeds', value: '0', placeholder: '0, 1, 2' });
   const extra = h('textarea', { name: 'extra', placeholder: '{"schedule": "step", "milestones": [30, 60], "weight_decay": 0.0001}' });
   const formError = h('div', { class: 'form-error', dataset: { formError: '' } });
-  const submit = h('button', { class: 'primary', type: 'submit' }, 'Submit grid');
+  const submit = h('button', { class: 'primary', type: 'submit' }, 'Review grid');
+  const confirmBox = h('div', { class: 'confirm', hidden: true, dataset: { confirm: '' } });
+  let pending = null; // the request the confirm button sends
 
   const form = h('form', { class: 'grid-form', novalidate: true, dataset: { form: 'submit' }, onsubmit: (e) => { e.preventDefault(); send(); } },
     field('kind', 'submit as', kindBox),
@@ -49,7 +53,9 @@ export function submitForm({ datasets, models, initializers, onCreated }) {
     field('initializers', 'initializers', initChecks, true),
     NUMBERS.map(([key, label, step]) => field(key, label, h('input', { type: 'number', name: key, step, placeholder: 'default' }))),
     field('extra', 'other options (JSON object of job configuration keys)', extra, true),
-    h('div', { class: 'form-actions' }, submit, formError));
+    h('div', { class: 'form-actions' }, submit, formError), confirmBox);
+  form.addEventListener('input', () => hideConfirm());
+  form.addEventListener('change', () => hideConfirm());
 
   let presets = {};
   get('/presets').then((p) => {
@@ -61,7 +67,7 @@ export function submitForm({ datasets, models, initializers, onCreated }) {
     for (const box of [modelChecks, initChecks])
       for (const input of box.querySelectorAll('input')) input.type = kind === 'grid' ? 'checkbox' : 'radio';
     fields.seeds.box.querySelector('.name').textContent = kind === 'grid' ? 'seeds' : 'seed';
-    submit.textContent = kind === 'grid' ? 'Submit grid' : 'Submit job';
+    submit.textContent = kind === 'grid' ? 'Review grid' : 'Review job';
   }
 
   // Fills the number inputs with the preset's values (they stay editable).
@@ -121,7 +127,13 @@ export function submitForm({ datasets, models, initializers, onCreated }) {
     return { kind, b };
   }
 
-  async function send() {
+  function hideConfirm() {
+    pending = null;
+    confirmBox.hidden = true;
+  }
+
+  // First step: what would be queued, and a button that queues it.
+  function send() {
     clearErrors();
     let req;
     try {
@@ -129,6 +141,20 @@ export function submitForm({ datasets, models, initializers, onCreated }) {
     } catch (e) {
       return showError(e.field, e.message, {});
     }
+    const b = req.b;
+    const n = req.kind === 'grid' ? (b.models || []).length * (b.initializers || []).length * Math.max(1, (b.seeds || []).length) : 1;
+    const what = req.kind === 'grid'
+      ? `${(b.models || []).join(', ') || 'no model'} × ${(b.initializers || []).join(', ') || 'no initializer'} × seeds ${(b.seeds || []).join(', ') || '0'}`
+      : `${b.model} ${b.init} seed ${b.seed ?? 0}`;
+    pending = req;
+    fill(confirmBox, h('span', null, `This queues ${n} job${n === 1 ? '' : 's'} on ${b.dataset || 'no dataset'}: ${what}${b.preset ? ' (preset ' + b.preset + ')' : ''}. `),
+      h('button', { class: 'primary', type: 'button', dataset: { action: 'confirm-submit' }, onclick: () => pending && queue(pending) }, `Queue ${n} job${n === 1 ? '' : 's'}`),
+      h('button', { type: 'button', onclick: hideConfirm }, 'Back'));
+    confirmBox.hidden = false;
+  }
+
+  async function queue(req) {
+    hideConfirm();
     submit.disabled = true;
     try {
       const res = await post(req.kind === 'grid' ? '/grids' : '/jobs', req.b);
