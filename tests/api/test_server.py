@@ -465,7 +465,7 @@ class LifecycleTest(unittest.TestCase):
         r = self.run_serve("--help")
         self.assertEqual(r.returncode, 0)
         self.assertIn("--listen ADDR:PORT", r.stdout)
-        for args, needle in [(["--bogus"], "--bogus"), (["--workers", "0"], "--workers"),
+        for args, needle in [(["--bogus"], "--bogus"), (["--workers", "-1"], "--workers"),
                              (["--max-body", "12q"], "--max-body"), (["--listen"], "--listen"),
                              (["--log-level", "loud"], "--log-level")]:
             with self.subTest(args=args):

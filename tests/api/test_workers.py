@@ -226,9 +226,11 @@ class Protocol(unittest.TestCase):
         self.assertEqual(self.d.get(f"/api/v1/jobs/{job}/results").status, 200)
         stats = self.d.get(f"/api/v1/jobs/{job}/stats?epoch=0&quantity=weight&mode=train")
         self.assertEqual(stats.status, 200, stats)
-        for kind in ("latest", "best"):
-            path = os.path.join(self.d.state_dir, "jobs", str(job), kind + ".ckpt")
-            self.assertTrue(os.path.getsize(path) > 32, path)
+        # The uploaded checkpoints follow the retention policy as a local job's do: the
+        # default (best) keeps best.ckpt and deletes latest.ckpt once the job is done.
+        folder = os.path.join(self.d.state_dir, "jobs", str(job))
+        self.assertTrue(os.path.getsize(os.path.join(folder, "best.ckpt")) > 32, folder)
+        self.assertFalse(os.path.exists(os.path.join(folder, "latest.ckpt")), folder)
 
     def test_7_a_different_dataset_on_the_worker_fails_the_job(self):
         other = os.path.join(TMP, "other")
