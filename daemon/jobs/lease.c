@@ -443,6 +443,29 @@ static int report_writes(LeaseBook *b, Store *s, int64_t id, const char *kind,
         free(st);
         return rc;
     }
+    if (strcmp(kind, "steps") == 0) {
+        const json_t *rows = json_object_get(body, "steps");
+        if (!json_is_array(rows) || json_array_size(rows) > 4096) {
+            snprintf(err, errlen, "steps: {\"steps\": [...]} (at most 4096) required");
+            *invalid = true;
+            return STORE_INVALID;
+        }
+        size_t n = json_array_size(rows);
+        StoreStep *st = calloc(n + 1, sizeof *st);
+        if (!st)
+            return STORE_ERROR;
+        for (size_t i = 0; i < n; i++)
+            if (wire_step_parse(json_array_get(rows, i), &st[i], err, errlen) < 0) {
+                free(st);
+                *invalid = true;
+                return STORE_INVALID;
+            }
+        int rc = store_steps_put(s, id, st, (int)n);
+        if (rc == STORE_OK && b->cfg.steps)
+            b->cfg.steps(b->cfg.user, id, st, (int)n);
+        free(st);
+        return rc;
+    }
     if (strcmp(kind, "results") == 0) {
         StoreResult r;
         if (wire_results_parse(json_object_get(body, "results"), &r, err, errlen) < 0) {
@@ -463,10 +486,17 @@ static int report_writes(LeaseBook *b, Store *s, int64_t id, const char *kind,
         }
         log_info("lease", "job %lld resumes after epoch %lld on its worker", (long long)id,
                  (long long)json_integer_value(ev));
-        return store_job_discard_after(s, id, (int)json_integer_value(ev));
+        const json_t *sv = json_object_get(body, "step");
+        int rc = store_job_discard_after(s, id, (int)json_integer_value(ev));
+        if (rc == STORE_OK)
+            rc = store_steps_discard_after(s, id, (int)json_integer_value(ev),
+                                           json_is_integer(sv) ? (int)json_integer_value(sv) : 0);
+        return rc;
     }
     if (strcmp(kind, "from-scratch") == 0) {
         int rc = store_job_discard_after(s, id, 0);
+        if (rc == STORE_OK)
+            rc = store_steps_discard_after(s, id, 0, 0);
         if (rc == STORE_OK)
             rc = store_checkpoint_forget(s, id, -1);
         if (rc == STORE_OK)

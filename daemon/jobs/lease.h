@@ -43,6 +43,8 @@ typedef struct {
      * after job_id changed status because of a lease: leased, ended, expired. May be
      * NULL. */
     void (*changed)(void *user, Store *s, int64_t job_id);
+    /* Called after points of job_id's intra-epoch curve were stored. May be NULL. */
+    void (*steps)(void *user, int64_t job_id, const StoreStep *rows, int n);
     void *user;
 } LeaseConfig;
 

@@ -311,6 +311,13 @@ static void lease_changed(void *user, Store *s, int64_t id)
     jobs_notify(q);
 }
 
+static void lease_steps(void *user, int64_t id, const StoreStep *rows, int n)
+{
+    JobQueue *q = user;
+    for (int i = 0; i < n; i++)
+        publish_json(q, "step", report_step_event(id, &rows[i]));
+}
+
 static void slurm_changed(void *user, Store *s, int64_t id)
 {
     lease_changed(user, s, id);
@@ -391,7 +398,7 @@ JobQueue *jobs_create(const JobQueueConfig *cfg, char *err, size_t errlen)
     LeaseConfig lc = {.db_path = q->db_path, .state_dir = q->state_dir,
                       .data_root = cfg->data_root,
                       .lease_seconds = cfg->lease_seconds > 0 ? cfg->lease_seconds : 60,
-                      .changed = lease_changed, .user = q};
+                      .changed = lease_changed, .steps = lease_steps, .user = q};
     lc.heartbeat_seconds = cfg->heartbeat_seconds > 0 ? cfg->heartbeat_seconds
                                                       : lc.lease_seconds / 6;
     if (!(q->leases = lease_book_create(&lc, err, errlen))) {

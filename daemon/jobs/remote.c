@@ -37,6 +37,9 @@ typedef struct {
     double lease_seconds, heartbeat_seconds;
     json_t *epochs_stored;     /* borrowed from the lease reply */
     double report_seconds;
+    StoreStep steps[TRAIN_STEP_POINTS + 1]; /* curve points not yet sent */
+    int n_steps;
+    double steps_sent_at;      /* when the last points were sent (mono) */
     /* Shared (lock): */
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -190,8 +193,41 @@ static int on_may_resume(void *user, int epoch, int step, char *why, size_t n)
     return 1;
 }
 
+/* Sends the curve points gathered since the last send (one "steps" report). */
+static int send_steps(Remote *r)
+{
+    if (r->n_steps == 0)
+        return 0;
+    json_t *a = json_array();
+    for (int i = 0; a && i < r->n_steps; i++)
+        if (json_array_append_new(a, wire_step(&r->steps[i])) < 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    r->n_steps = 0;
+    r->steps_sent_at = mono();
+    return a ? report(r, "steps", json_pack("{s:o}", "steps", a)) : -1;
+}
+
+/* The intra-epoch curve goes to the daemon about once a heartbeat interval (and before
+ * each epoch's record), so the dashboard draws it live as for a local job. */
+static int on_step_point(void *user, const TrainStep *p)
+{
+    Remote *r = user;
+    if (r->n_steps == (int)(sizeof r->steps / sizeof r->steps[0]) && send_steps(r) < 0)
+        return -1;
+    r->steps[r->n_steps++] = (StoreStep){.global_step = p->global_step, .epoch = p->epoch,
+                                         .step = p->step, .steps_per_epoch = p->steps_per_epoch,
+                                         .loss = p->loss, .accuracy = p->accuracy};
+    if (mono() - r->steps_sent_at >= r->heartbeat_seconds)
+        return send_steps(r);
+    return 0;
+}
+
 static int on_epoch(void *user, const TrainEpoch *e)
 {
+    if (send_steps(user) < 0)
+        return -1;
     StoreEpoch row;
     report_train_epoch_to_store(e, &row);
     return report(user, "epoch", json_pack("{s:o}", "epoch", wire_epoch(&row)));
@@ -487,6 +523,7 @@ static void remove_earlier_attempts(const char *jobs_dir, const char *uid, const
 /* Ends the attempt: {"outcome", "error", "seconds", "report_seconds", "progress"}. */
 static void send_end(Remote *r, const char *outcome, const char *error, double seconds)
 {
+    send_steps(r);
     json_t *body = json_pack("{s:s, s:f, s:f}", "outcome", outcome, "seconds", seconds,
                              "report_seconds", r->report_seconds);
     if (body && error)
@@ -555,7 +592,8 @@ static RemoteOutcome run_attempt(Remote *r, const json_t *lease, RemoteStats *st
     r->epochs_stored = json_object_get(lease, "epochs_stored");
     TrainCallbacks cb = {.user = r, .progress = on_progress, .resumed = on_resumed,
                          .from_scratch = on_from_scratch, .may_resume = on_may_resume,
-                         .epoch_done = on_epoch, .stats = on_stats,
+                         .epoch_done = on_epoch, .step_point = on_step_point,
+                         .stats = on_stats,
                          .checkpoint = on_checkpoint, .results = on_results,
                          .should_stop = on_should_stop};
     TrainSetup setup = {.cfg = &cfg, .index = index, .cache_dir = cache, .ckpt_dir = ckpt_dir,

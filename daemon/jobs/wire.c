@@ -238,6 +238,33 @@ static const Field result_fields[] = {
     {"loss", F_DOUBLE, offsetof(StoreResult, loss)},
 };
 
+static const Field step_fields[] = {
+    {"global_step", F_INT64, offsetof(StoreStep, global_step)},
+    {"epoch", F_INT, offsetof(StoreStep, epoch)},
+    {"step", F_INT, offsetof(StoreStep, step)},
+    {"steps_per_epoch", F_INT, offsetof(StoreStep, steps_per_epoch)},
+    {"loss", F_DOUBLE, offsetof(StoreStep, loss)},
+    {"accuracy", F_DOUBLE, offsetof(StoreStep, accuracy)},
+};
+
+json_t *wire_step(const StoreStep *p)
+{
+    return fields_build(p, step_fields, N(step_fields));
+}
+
+int wire_step_parse(const json_t *v, StoreStep *p, char *err, size_t errlen)
+{
+    memset(p, 0, sizeof *p);
+    if (fields_parse(v, p, step_fields, N(step_fields), "step", err, errlen) < 0)
+        return -1;
+    if (p->global_step < 1 || p->epoch < 1 || p->step < 1 || p->steps_per_epoch < p->step) {
+        snprintf(err, errlen, "step: global_step, epoch and step must be >= 1 and step <= "
+                              "steps_per_epoch");
+        return -1;
+    }
+    return 0;
+}
+
 json_t *wire_results(const StoreResult *r)
 {
     json_t *o = fields_build(r, result_fields, N(result_fields));

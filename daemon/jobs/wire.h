@@ -35,6 +35,10 @@ int wire_stat_parse(const json_t *v, StoreLayerStat *s, char *err, size_t errlen
 /* {"epoch", "step", "steps_per_epoch", "images_per_sec", "eta_seconds", "best_val_acc",
  *  "best_epoch"} */
 json_t *wire_progress(const StoreJobProgress *p);
+/* A point of the intra-epoch curve: {global_step, epoch, step, steps_per_epoch, loss,
+ * accuracy}. */
+json_t *wire_step(const StoreStep *p);
+int wire_step_parse(const json_t *v, StoreStep *p, char *err, size_t errlen);
 int wire_progress_parse(const json_t *v, StoreJobProgress *p, char *err, size_t errlen);
 
 /* {"epoch", "accuracy", "precision_macro", "recall_macro", "f1_macro", "loss",

@@ -24,6 +24,8 @@ JOB = {"dataset": "small", "model": "plain", "depth": 2, "width": 4, "image_size
        "epochs": 2, "batch_size": 8, "init": "he_uniform", "threads": 1}
 EPOCH = {"epoch": 1, "train_loss": 1.25, "train_acc": 0.5, "val_loss": "inf",
          "val_acc": 0.25, "lr": 0.05, "seconds": 0.5, "images_per_sec": 10.0}
+STEP = {"global_step": 3, "epoch": 1, "step": 3, "steps_per_epoch": 12, "loss": 2.25,
+        "accuracy": 0.125}
 
 
 def setUpModule():
@@ -86,6 +88,9 @@ class Protocol(unittest.TestCase):
     def epochs(self, job):
         return self.d.get(f"/api/v1/jobs/{job}/epochs").json()["epochs"]
 
+    def steps(self, job):
+        return self.d.get(f"/api/v1/jobs/{job}/steps").json()["steps"]
+
     def refused(self):
         m = re.search(r"^initlab_worker_reports_refused (\S+)$",
                       self.d.get("/metrics").body.decode(), re.M)
@@ -144,13 +149,21 @@ class Protocol(unittest.TestCase):
         self.assertEqual(self.w("POST", f"/api/v1/worker/jobs/{job}/heartbeat", {},
                                 old).status, 409)
         self.assertEqual(self.report(job, old, "end", {"outcome": "done"}).status, 409)
-        self.assertEqual(self.refused(), before + 3)
+        self.assertEqual(self.report(job, old, "steps", {"steps": [STEP]}).status, 409)
+        self.assertEqual(self.refused(), before + 4)
         self.assertEqual([e["epoch"] for e in self.epochs(job)], [1])
         self.assertEqual(self.d.get(f"/api/v1/jobs/{job}").json()["status"], "running")
-        # The current attempt goes on.
+        # The current attempt goes on; its curve points are stored, and a malformed one is
+        # refused naming the member.
+        self.assertEqual(self.report(job, new["lease"], "steps", {"steps": [STEP]}).status, 204)
+        self.assertEqual([p["global_step"] for p in self.steps(job)], [STEP["global_step"]])
+        bad = self.report(job, new["lease"], "steps", {"steps": [dict(STEP, step=99)]})
+        self.assertEqual(bad.status, 400, bad)
+        self.assertIn("steps_per_epoch", bad.json()["detail"])
         self.assertEqual(self.report(job, new["lease"], "resumed", {"epoch": 0, "step": 0})
                          .status, 204)
         self.assertEqual(self.epochs(job), [])
+        self.assertEqual(self.steps(job), [])
         self.assertEqual(self.report(job, new["lease"], "end", {"outcome": "failed",
                                                                 "error": "boom"}).status, 204)
         j = self.d.get(f"/api/v1/jobs/{job}").json()
@@ -223,6 +236,13 @@ class Protocol(unittest.TestCase):
         j = self.d.get(f"/api/v1/jobs/{job}").json()
         self.assertEqual(j["status"], "done", out.stderr + self.d.log()[-2000:])
         self.assertEqual([e["epoch"] for e in self.epochs(job)], [1, 2])
+        # The intra-epoch curve came over the wire as a local job's does: every epoch's
+        # points, the last at the epoch's last step.
+        steps = self.steps(job)
+        self.assertEqual(sorted({p["epoch"] for p in steps}), [1, 2], steps)
+        for e in (1, 2):
+            last = max((p for p in steps if p["epoch"] == e), key=lambda p: p["step"])
+            self.assertEqual(last["step"], last["steps_per_epoch"], steps)
         self.assertEqual(self.d.get(f"/api/v1/jobs/{job}/results").status, 200)
         stats = self.d.get(f"/api/v1/jobs/{job}/stats?epoch=0&quantity=weight&mode=train")
         self.assertEqual(stats.status, 200, stats)

@@ -75,6 +75,28 @@ TEST(wire_epoch_and_stat_round_trip_every_bit)
     CHECK_INT(t.flags, 5);
 }
 
+TEST(wire_step_round_trips_and_refuses_impossible_points)
+{
+    StoreStep p = {.global_step = 1LL << 33, .epoch = 3, .step = 5, .steps_per_epoch = 12,
+                   .loss = 2.3025850929940455, .accuracy = NAN};
+    json_t *v = through_text(wire_step(&p));
+    StoreStep back;
+    char err[256] = "";
+    REQUIRE(v && wire_step_parse(v, &back, err, sizeof err) == 0);
+    CHECK_INT(back.global_step, 1LL << 33);
+    CHECK_INT(back.epoch, 3);
+    CHECK_INT(back.step, 5);
+    CHECK_INT(back.steps_per_epoch, 12);
+    CHECK(same_double(back.loss, p.loss) && isnan(back.accuracy));
+    json_object_set_new(v, "step", json_integer(13)); /* past the epoch's last step */
+    CHECK(wire_step_parse(v, &back, err, sizeof err) < 0);
+    CHECK(strstr(err, "steps_per_epoch") != NULL);
+    json_object_del(v, "loss");
+    CHECK(wire_step_parse(v, &back, err, sizeof err) < 0);
+    CHECK(strstr(err, "step.loss: required") != NULL);
+    json_decref(v);
+}
+
 TEST(wire_refuses_malformed_records_naming_the_member)
 {
     char err[256] = "";
