@@ -190,6 +190,10 @@ bool net_output_kept(const Net *net, int i);
  * residual add) working in place after it, or the first convolution that applies a zero
  * padding itself (such a padding has no out or dout); -1 when layer i runs on its own. */
 int net_fused_into(const Net *net, int i);
+/* The batch mean and biased batch variance (C each) batch norm layer i computed in the last
+ * forward in NET_TRAIN or NET_TRAIN_PROBE mode (what a train step normalizes with). Returns
+ * 0, or -1 when layer i is not a batch norm. The pointers stay valid until net_free. */
+int net_bn_batch_stats(const Net *net, int i, const float **mean, const float **var);
 void net_seed_dropout(Net *net, uint64_t seed); /* dropout masks draw from this stream */
 /* The RNG state of dropout, to save and restore in checkpoints: each NET_TRAIN forward
  * draws its masks from a stream seeded with this value and then moves it on, so

@@ -126,7 +126,7 @@ TEST(nn_init_samples_match_keras_formulas)
     Net *net = large_net();
     REQUIRE(net);
     const char *names[] = {"conv/kernel", "dw/depthwise_kernel", "dense/kernel"};
-    for (int ini = 0; ini < INIT_COUNT; ini++) {
+    for (int ini = 0; ini < INIT_N_PRESETS; ini++) {
         init_net(net, (Initializer)ini, FAN_KERAS, 100 + ini);
         for (int t = 0; t < 3; t++) {
             const Param *p = net_find_param(net, names[t]);
