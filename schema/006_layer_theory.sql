@@ -8,9 +8,12 @@
 -- layer_stats.fan_sum: weight rows at epoch 0: the inputs each output of the layer actually
 --   sums over (kh·kw·C for a convolution, kh·kw for a depthwise one, D for a dense layer,
 --   averaged over the output positions); NULL otherwise.
+-- layer_stats.units: activation rows of the ReLU family: the channels looked at for dead
+--   units (dead_units / units is the dead fraction the health flag is judged on); NULL else.
 -- layer_stats.init_iters: weight rows at epoch 0 of an LSUV job: the rescalings LSUV made
 --   for this kernel; NULL otherwise.
 ALTER TABLE layer_stats ADD COLUMN mean_abs REAL;
 ALTER TABLE layer_stats ADD COLUMN theory_var REAL;
 ALTER TABLE layer_stats ADD COLUMN fan_sum REAL;
 ALTER TABLE layer_stats ADD COLUMN init_iters INTEGER;
+ALTER TABLE layer_stats ADD COLUMN units INTEGER;

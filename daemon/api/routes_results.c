@@ -110,12 +110,13 @@ static int stats_query(ApiRequest *req, ApiReply *reply, Store *s, int64_t id, S
 
 /* The CSV columns of a layer statistic (its JSON keys), then with histograms "hist_lo",
  * "hist_hi" and "bin_0".."bin_63" (flatten_histograms), with "epoch" first when asked. */
-#define STAT_CSV_COLUMNS 29
+#define STAT_CSV_COLUMNS 31
 static const char *const stat_columns[STAT_CSV_COLUMNS] = {
     "layer_index", "layer", "type", "mode", "quantity", "n", "mean", "std", "min",
     "max", "q1", "median", "q3", "whisker_lo", "whisker_hi", "p1", "p99",
     "zero_frac", "nonfinite", "predicted_var", "dead_units", "saturation", "flags",
-    "mean_abs", "theory_var", "theory_std", "theory_gap", "fan_sum", "init_iters"};
+    "mean_abs", "theory_var", "theory_std", "theory_gap", "fan_sum", "init_iters", "units",
+    "dead_frac"};
 static const char *const bin_names[STORE_HIST_BINS] = {
     "bin_0", "bin_1", "bin_2", "bin_3", "bin_4", "bin_5", "bin_6", "bin_7", "bin_8",
     "bin_9", "bin_10", "bin_11", "bin_12", "bin_13", "bin_14", "bin_15", "bin_16", "bin_17",

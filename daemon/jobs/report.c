@@ -59,6 +59,10 @@ json_t *report_layer_stat(const StoreLayerStat *s, bool histogram)
     json_object_set_new(o, "fan_sum", report_number(s->fan_sum));
     json_object_set_new(o, "init_iters", s->init_iters >= 0 ? json_integer(s->init_iters)
                                                             : json_null());
+    json_object_set_new(o, "units", s->units > 0 ? json_integer(s->units) : json_null());
+    json_object_set_new(o, "dead_frac", s->units > 0 ? json_real((double)s->dead_units /
+                                                                 (double)s->units)
+                                                     : json_null());
     if (histogram) {
         json_t *counts = json_array();
         for (int i = 0; counts && i < STORE_HIST_BINS; i++)
@@ -135,6 +139,7 @@ void report_probe_to_store(const ProbeRow *p, StoreLayerStat *s)
     s->theory_var = p->theory_var;
     s->fan_sum = p->fan_sum;
     s->init_iters = p->init_iters;
+    s->units = p->has_health ? p->health.units : 0;
 }
 
 json_t *report_time(double t)

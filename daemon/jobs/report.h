@@ -12,6 +12,7 @@
  *    "nonfinite", "predicted_var", "dead_units", "saturation", "flags": ["dead", ...],
  *    "mean_abs", "theory_var", "theory_std" (its root), "theory_gap" (log10 of std over
  *    theory_std: decades between measurement and prediction), "fan_sum", "init_iters",
+ *    "units" (channels looked at for dead units) and "dead_frac" (dead_units / units),
  *    "histogram": {"lo", "hi", "counts": [64 counts]}   (when asked for)}
  * with null for values that are absent or not finite. All functions return a new
  * reference, or NULL when out of memory. */

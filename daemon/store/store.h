@@ -449,6 +449,7 @@ typedef struct {
     double theory_var;               /* the theory's prediction at epoch 0; NAN: none */
     double fan_sum;                  /* weights at epoch 0: inputs each output sums over */
     int init_iters;                  /* weights at epoch 0 of LSUV: rescalings; -1: none */
+    int64_t units;                   /* channels looked at for dead units; 0: none */
 } StoreLayerStat;
 
 /* Records the statistics of job job_id at epoch `epoch` (0 = at initialization): rows may

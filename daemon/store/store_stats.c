@@ -13,7 +13,7 @@ const char store_sql_epoch_list[] =
     "mode, quantity, layer_index, layer_name, layer_type, n, mean, std, min, max, q1,"     \
     " median, q3, whisker_lo, whisker_hi, p1, p99, zero_frac, nonfinite, predicted_var,"   \
     " dead_units, saturation, flags, hist_lo, hist_hi, hist, mean_abs, theory_var,"        \
-    " fan_sum, init_iters"
+    " fan_sum, init_iters, units"
 
 const char store_sql_stats_epoch[] =
     "SELECT " STAT_COLUMNS " FROM layer_stats"
@@ -144,7 +144,7 @@ int store_stats_put(Store *s, int64_t job_id, int epoch, const StoreLayerStat *r
              s,
              "INSERT INTO layer_stats (job_id, epoch, " STAT_COLUMNS ") VALUES (?1, ?2, ?3,"
              " ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,"
-             " ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)"
+             " ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)"
              " ON CONFLICT (job_id, epoch, mode, quantity, layer_index) DO UPDATE SET"
              " layer_name = excluded.layer_name, layer_type = excluded.layer_type,"
              " n = excluded.n, mean = excluded.mean, std = excluded.std, min = excluded.min,"
@@ -156,7 +156,8 @@ int store_stats_put(Store *s, int64_t job_id, int epoch, const StoreLayerStat *r
              " saturation = excluded.saturation, flags = excluded.flags,"
              " hist_lo = excluded.hist_lo, hist_hi = excluded.hist_hi, hist = excluded.hist,"
              " mean_abs = excluded.mean_abs, theory_var = excluded.theory_var,"
-             " fan_sum = excluded.fan_sum, init_iters = excluded.init_iters",
+             " fan_sum = excluded.fan_sum, init_iters = excluded.init_iters,"
+             " units = excluded.units",
              &st)))
         goto fail;
     for (int i = 0; i < n; i++) {
@@ -191,6 +192,10 @@ int store_stats_put(Store *s, int64_t job_id, int epoch, const StoreLayerStat *r
             sqlite3_bind_int(st, 32, r->init_iters);
         else
             sqlite3_bind_null(st, 32);
+        if (r->units > 0)
+            sqlite3_bind_int64(st, 33, r->units);
+        else
+            sqlite3_bind_null(st, 33);
         if ((rc = store_step_done(s, st, "recording layer statistics"))) {
             if (rc == STORE_NOT_FOUND)
                 rc = store_fail(s, STORE_NOT_FOUND, "job %lld not found", (long long)job_id);
@@ -233,6 +238,7 @@ static int read_stat(Store *s, sqlite3_stmt *st, void *row)
     r->theory_var = store_col_real(st, 27);
     r->fan_sum = store_col_real(st, 28);
     r->init_iters = sqlite3_column_type(st, 29) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 29);
+    r->units = sqlite3_column_int64(st, 30);
     return STORE_OK;
 }
 
@@ -336,7 +342,7 @@ typedef struct {
 static int read_history(Store *s, sqlite3_stmt *st, void *row)
 {
     HistoryRow *h = row;
-    h->epoch = sqlite3_column_int(st, 30);
+    h->epoch = sqlite3_column_int(st, 31);
     return read_stat(s, st, &h->stat);
 }
 
