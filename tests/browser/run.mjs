@@ -3,11 +3,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT, startDaemon, waitFor } from './daemon.mjs';
-import { chartInfo, chartNames, fitsWidth, launch, open, rowCount, seriesData, waitChart, watchedPage } from './page.mjs';
+import { chartInfo, chartNames, drawnValue, fitsWidth, launch, near, open, rowCount, scaleOf, seriesData, waitChart, watchedPage } from './page.mjs';
+import { checkHealthAndEvolution, checkProfile, checkSeeds } from './science.mjs';
 import * as synthetic from './synthetic.mjs';
 
 const ARTIFACTS = path.join(ROOT, 'tests', 'artifacts');
-const GRID = { models: ['plain', 'mlp'], initializers: ['glorot_uniform', 'he_uniform'], seeds: [0], epochs: 3, image_size: 32, batch_size: 16, depth: 4, width: 8, schedule: 'step', milestones: [2], gamma: 0.5 };
+// Three seeds a side: Table 1's tests and the seed bands need more than one.
+const GRID = { models: ['plain', 'mlp'], initializers: ['glorot_uniform', 'he_uniform'], seeds: [0, 1, 2], epochs: 3, image_size: 32, batch_size: 16, depth: 4, width: 8, schedule: 'step', milestones: [2], gamma: 0.5 };
 // Long enough to be still running through the progress checks, which cancel it.
 const LONG_JOB = { model: 'plain', init: 'he_uniform', seed: 7, epochs: 1000, image_size: 48, batch_size: 8, depth: 6, width: 16 };
 let passed = 0, failed = 0;
@@ -20,6 +22,14 @@ function report(name, ok, why) {
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 function expectEq(name, actual, expected) {
   report(name, same(actual, expected), `got ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`);
+}
+function expectNear(name, actual, expected, tol = 1e-9) {
+  report(name, near(actual, expected, tol), `got ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`);
+}
+// The five box values of stat rows as the box chart draws them (its registered scale).
+async function drawnBoxes(page, rows) {
+  const sc = await scaleOf(page, 'layers-box');
+  return rows.map((r) => [r.whisker_lo, r.q1, r.median, r.q3, r.whisker_hi].map((v) => drawnValue(v, sc)));
 }
 // Runs a group of checks; an exception fails the group instead of ending the run.
 async function group(name, fn) {
@@ -87,16 +97,17 @@ async function checkJob(page, api, id) {
     const info = await waitChart(page, 'layers-box', (i) => i.title.startsWith(q) && i.title.includes('BN ' + mode) && (epochArg === undefined || i.title.includes('epoch ' + epochArg + ' ') || i.title.endsWith('epoch ' + epochArg)));
     const boxes = info.series.filter((x) => x.type === 'boxplot');
     expectEq(`job: ${q}/${mode}${epochArg === undefined ? '' : ' epoch ' + epochArg} box plot has one box per layer`, boxes[0].len, s.layers.length);
-    expectEq(`job: ${q}/${mode} boxes are the stored whiskers and quartiles`, await seriesData(page, 'layers-box', 0),
-      s.layers.map((r) => [r.whisker_lo, r.q1, r.median, r.q3, r.whisker_hi]));
+    expectNear(`job: ${q}/${mode} boxes are the stored whiskers and quartiles (on the box plot's scale)`, await seriesData(page, 'layers-box', 0),
+      await drawnBoxes(page, s.layers));
     return { s, info };
   };
   const { s: w, info: wInfo } = await box('weight', 'inference');
   const withVar = w.layers.filter((r) => r.predicted_var !== null).length;
   const predAt = wInfo.series.findIndex((x) => x.type === 'custom' && x.name.includes('predicted'));
   report('job: the weights have kernels with predicted_var', withVar > 0, `${withVar} of ${w.layers.length}`);
-  expectEq('job: predicted ±σ drawn over every such kernel', predAt < 0 ? null : await seriesData(page, 'layers-box', predAt),
-    w.layers.flatMap((r, i) => (r.predicted_var === null ? [] : [[i, Math.sqrt(r.predicted_var)]])));
+  const boxScale = await scaleOf(page, 'layers-box');
+  expectNear('job: predicted ±σ drawn over every such kernel', predAt < 0 ? null : await seriesData(page, 'layers-box', predAt),
+    w.layers.flatMap((r, i) => (r.predicted_var === null ? [] : [[i, drawnValue(Math.sqrt(r.predicted_var), boxScale)]])));
   const hist = await api.get(`/jobs/${id}/histograms?quantity=weight&mode=inference`);
   const hInfo = await waitChart(page, 'layers-hist', (i) => i.series.length > 0);
   expectEq('job: one histogram per layer', hInfo.series.length, hist.layers.filter((l) => l.histogram).length);
@@ -146,7 +157,7 @@ async function checkGridAndCompare(page, api, gridId) {
   const stats = await Promise.all(ids.map((i) => api.get(`/jobs/${i}/stats?quantity=weight&mode=inference`)));
   const box = await waitChart(page, 'layers-box', (i) => i.series.some((s) => s.type === 'boxplot'));
   expectEq('compare: one box series per job, a box per layer', box.series.filter((s) => s.type === 'boxplot').map((s) => s.len), stats.map((s) => s.layers.length));
-  expectEq('compare: Glorot boxes are its stored quartiles', await seriesData(page, 'layers-box', 0), stats[0].layers.map((r) => [r.whisker_lo, r.q1, r.median, r.q3, r.whisker_hi]));
+  expectNear('compare: Glorot boxes are its stored quartiles (on the box plot\'s scale)', await seriesData(page, 'layers-box', 0), await drawnBoxes(page, stats[0].layers));
   const hist = await chartInfo(page, 'layers-hist');
   expectEq('compare: overlaid histograms, one per job and layer', hist.series.length, stats[0].layers.length + stats[1].layers.length);
   expectEq('compare: results table has both jobs', await rowCount(page, 'compare-results'), 2);
@@ -311,6 +322,12 @@ async function main() {
     await group('job view', () => checkJob(page, d.api, jobs[0].id));
     await group('grid and compare views', () => checkGridAndCompare(page, d.api, gridId));
     await group('datasets and grids views', () => checkDatasetsAndGrids(page, d.api));
+    const plain = (init) => jobs.find((j) => j.model === 'plain' && j.initializer === init && j.seed === 0);
+    await group('depth profile (Glorot)', () => checkProfile(page, d.api, report, { ...plain('glorot_uniform'), classes: 4 }, GRID));
+    await group('depth profile (He)', () => checkProfile(page, d.api, report, { ...plain('he_uniform'), classes: 4 }, GRID));
+    await group('health and distributions over time', () => checkHealthAndEvolution(page, d.api, report, [plain('glorot_uniform').id, plain('he_uniform').id]));
+    await group('seeds and Table 1', () => checkSeeds(page, d.api, report, gridId));
+    await shot(page, 'grid-seeds');
     await group('layout', async () => {
       for (const [w, h] of [[1366, 768], [2560, 1440]]) {
         await page.setViewportSize({ width: w, height: h });

@@ -1,11 +1,13 @@
-// views/grid.js — the Grid view: one-click Glorot vs He per model, the grid's Table 1 (mean ±
-// std over seeds, table and chart) and its live jobs table.
-import { csvUrl, get } from '../api.js';
+// views/grid.js — the Grid view: one-click Glorot vs He per model, learning curves over seeds
+// and the grid's Table 1 with intervals and tests (views/seeds.js), its chart, and the live
+// jobs table.
+import { get } from '../api.js';
 import { barOption, chart, errorBarSeries } from '../charts.js';
-import { h, fill, debounce, fmtMeanStd, fmtTime } from '../dom.js';
+import { h, fill, debounce, fmtTime } from '../dom.js';
 import { csvButton, dataTable, tableRow } from '../table.js';
 import { csvColumns, jobColumns } from '../jobcells.js';
 import { countsText } from './grids.js';
+import { seedCurvesPanel, table1Panel } from './seeds.js';
 
 export const name = 'grid';
 
@@ -37,12 +39,14 @@ export async function mount(ctx) {
   let jobs = g.jobs;
   const head = h('div', { class: 'view-head' });
   const pairs = h('div', { class: 'toolbar', dataset: { pairs: '' } });
-  const summaryBox = h('div');
   const t1El = h('div', { class: 'chart', dataset: { chart: 'table1' } });
   const jobsBox = h('div');
+  const table1 = table1Panel(ctx, id, drawTable1Chart);
+  const seeds = seedCurvesPanel(ctx, id, () => jobs);
   fill(ctx.root, head,
     h('div', { class: 'card' }, h('h2', null, 'Glorot vs He'), pairs),
-    h('div', { class: 'card' }, summaryBox),
+    seeds.el,
+    table1.el,
     h('div', { class: 'card' }, t1El),
     h('div', { class: 'card' }, jobsBox));
 
@@ -71,27 +75,14 @@ export async function mount(ctx) {
     fill(jobsBox, h('div', { class: 'card-head' }, h('h2', null, `Jobs (${jobs.length})`), h('span', { class: 'spacer' }), csvButton(`grid${id}_jobs.csv`, csvColumns(columns), () => jobs)), table);
   }
 
-  async function drawSummary() {
-    const s = await get(`/grids/${id}/summary`);
-    if (!ctx.alive()) return;
-    const cols = [
-      { label: 'model', value: (r) => r.model }, { label: 'initializer', value: (r) => r.initializer },
-      { label: 'seeds done', num: true, value: (r) => r.n, cell: (r) => `${r.n}/${r.n_jobs}` },
-      ...METRICS.map(([k, label]) => ({ label, num: true, value: (r) => fmtMeanStd(r[k], 4), cell: (r) => fmtMeanStd(r[k]) })),
-    ];
-    const csvCols = [{ label: 'model', value: (r) => r.model }, { label: 'initializer', value: (r) => r.initializer },
-      { label: 'n', value: (r) => r.n }, { label: 'n_jobs', value: (r) => r.n_jobs },
-      ...METRICS.flatMap(([k]) => [{ label: k + '_mean', value: (r) => r[k]?.mean }, { label: k + '_std', value: (r) => r[k]?.std }])];
-    fill(summaryBox, h('div', { class: 'card-head' }, h('h2', null, 'Table 1 — test metrics, mean ± std over seeds'), h('span', { class: 'spacer' }),
-      csvButton(`grid${id}_table1.csv`, csvCols, () => s.rows), h('a', { class: 'small', href: csvUrl(`/grids/${id}/summary`), download: `grid${id}_summary.csv` }, 'API CSV')),
-    dataTable({ name: 'table1', columns: cols, rows: s.rows, empty: 'Results appear as jobs finish.' }));
+  function drawTable1Chart(s) {
     const shown = METRICS.slice(0, 4);
     const series = s.rows.map((r) => ({ name: `${r.model} ${r.initializer}`, data: shown.map(([k]) => r[k]?.mean ?? null) }));
-    const opt = barOption({ title: 'Table 1 (bars: mean, whiskers: ± std)', file: `grid${id}_table1`, categories: shown.map(([, l]) => l), series, yName: 'score' });
+    const opt = barOption({ title: 'Table 1 (bars: mean, whiskers: 95 % interval over seeds)', file: `grid${id}_table1`, categories: shown.map(([, l]) => l), series, yName: 'score' });
     Object.assign(opt.yAxis, { min: 0, max: 1 });
-    s.rows.forEach((r, i) => opt.series.push(errorBarSeries('± std', shown.map(([k], x) => {
-      const m = r[k]?.mean, sd = r[k]?.std;
-      return m === null || m === undefined || sd === null || sd === undefined ? [x, m ?? 0, m ?? 0] : [x, m - sd, m + sd];
+    s.rows.forEach((r, i) => opt.series.push(errorBarSeries('95 % interval', shown.map(([k], x) => {
+      const m = r[k]?.mean, ci = r[k]?.ci95;
+      return m === null || m === undefined || !ci || ci[0] === null ? [x, m ?? 0, m ?? 0] : [x, Math.max(0, ci[0]), Math.min(1, ci[1])];
     }), i, s.rows.length)));
     opt.legend.data = series.map((x) => x.name);
     chart(t1El, 'table1').setOption(opt, true);
@@ -104,11 +95,11 @@ export async function mount(ctx) {
     drawHead();
     drawJobs();
   }
-  const summarySoon = debounce(() => drawSummary(), 1000);
+  const summarySoon = debounce(() => { table1.refresh(); seeds.refresh(); }, 1000);
 
   drawHead();
   drawJobs();
-  await drawSummary();
+  await Promise.all([table1.loaded, seeds.loaded]);
   ctx.ready();
 
   ctx.on('job', (j) => {

@@ -1,12 +1,36 @@
-// views/job.js — the Job view: state and configuration, learning curves with the learning-rate
-// steps (Fig. 4/5), the layer panel (Fig. 3/6/7), and test results (confusion heat map, per
-// class table); updated live from the event stream.
+// views/job.js — the Job view: state and configuration (with a note while BatchNorm's moving
+// statistics have not settled), learning curves with the learning-rate steps (Fig. 4/5), the
+// layers section — depth profile with the theory, box plots, health, histograms (Fig. 3/6/7),
+// distribution over time — and test results (confusion heat map, per class table); updated
+// live from the event stream.
 import { get } from '../api.js';
 import { chart, confusionOption, curvesOption } from '../charts.js';
 import { h, fill, fmtDuration, fmtNum, fmtPct, fmtShort, fmtTime, statusBadge } from '../dom.js';
 import { csvButton, dataTable } from '../table.js';
 import { jobActions, progressBar } from '../jobcells.js';
+import { evolutionPanel } from './evolution.js';
 import { layerPanel } from './layers.js';
+import { profilePanel } from './profile.js';
+
+// Keras' BatchNorm momentum and the share of the initial moving statistics (mean 0,
+// variance 1) below which they count as settled (train/trainer.h): 459 steps.
+export const BN_MOMENTUM = 0.99;
+export const BN_SETTLE_STEPS = Math.ceil(Math.log(0.01) / Math.log(BN_MOMENTUM) - 1e-9);
+
+// The note a job gets while its batch norms' moving statistics still lag, or null: steps
+// trained so far against BN_SETTLE_STEPS, for models with batch norm and no bn_recalibrate.
+export function bnSettleNote(job, rows) {
+  const c = job.config || {};
+  const hasBn = !(job.model === 'mlp' || (job.model === 'plain' && c.batchnorm === false));
+  const spe = job.progress?.steps_per_epoch || 0;
+  const done = rows.filter((r) => r.epoch > 0).length;
+  const steps = job.status === 'running' ? Math.max(0, (job.progress.epoch - 1) * spe + job.progress.step) : done * spe;
+  if (!hasBn || c.bn_recalibrate > 0 || !spe || steps >= BN_SETTLE_STEPS) return null;
+  const left = 100 * BN_MOMENTUM ** steps;
+  return `After ${steps} training steps the BatchNorm moving statistics (momentum ${BN_MOMENTUM}) still hold ${left.toFixed(0)} % of their initial values; ` +
+    `they settle after about ${BN_SETTLE_STEPS} steps. Until then validation and test run in inference mode on lagging statistics and can stay near chance while training learns — ` +
+    'not a bug of the tool. The job option bn_recalibrate: N recomputes them over N training batches before each evaluation.';
+}
 
 export const name = 'job';
 
@@ -45,14 +69,16 @@ export async function mount(ctx) {
   const lossEl = h('div', { class: 'chart', dataset: { chart: 'curves-loss' } });
   const epochTable = h('div');
   const results = h('div');
+  const profile = profilePanel(ctx, [job]);
   const panel = layerPanel(ctx, [job]);
+  const evolution = evolutionPanel(ctx, [job]);
   const epochCols = ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc', 'lr', 'seconds', 'images_per_sec']
     .map((k) => ({ label: k, num: true, value: (r) => r[k], cell: (r) => fmtNum(r[k], 4) }));
 
   fill(ctx.root, head, info,
     h('div', { class: 'cards' }, h('div', { class: 'card' }, accEl), h('div', { class: 'card' }, lossEl)),
     h('details', { class: 'card' }, h('summary', null, 'Epochs table ', csvButton(`job${id}_epochs.csv`, epochCols, () => rows)), epochTable),
-    panel.el, results);
+    profile.el, panel.el, evolution.el, results);
 
   function drawHead() {
     fill(head, h('h1', null, `Job #${job.id}`), statusBadge(job.status), progressBar(job), jobActions(job, () => { location.hash = '#/jobs'; }),
@@ -70,7 +96,8 @@ export async function mount(ctx) {
       ['best val acc', best ? `${fmtPct(best.val_acc)} (epoch ${best.epoch})` : fmtPct(p.best_val_acc)],
       ['created', fmtTime(job.created_at)], ['started', fmtTime(job.started_at)], ['finished', fmtTime(job.finished_at)],
       ['attempts', job.attempts], ['error', job.error]];
-    fill(info, h('dl', { class: 'kv' }, kv.filter(([, v]) => v !== null && v !== undefined && v !== '').map(([k, v]) => h('div', null, h('dt', null, k), h('dd', null, v)))),
+    const settle = bnSettleNote(job, rows);
+    fill(info, settle ? h('div', { class: 'note', dataset: { bnNote: '' } }, settle) : null, h('dl', { class: 'kv' }, kv.filter(([, v]) => v !== null && v !== undefined && v !== '').map(([k, v]) => h('div', null, h('dt', null, k), h('dd', null, v)))),
       h('details', null, h('summary', { class: 'small muted' }, 'full configuration'), h('pre', { class: 'small' }, JSON.stringify(job.config, null, 2))));
   }
 
@@ -125,7 +152,7 @@ export async function mount(ctx) {
 
   drawHead();
   drawCurves();
-  await Promise.all([panel.loaded, drawResults()]);
+  await Promise.all([profile.loaded, panel.loaded, evolution.loaded, drawResults()]);
   ctx.ready();
 
   ctx.on('epoch', (ev) => {
@@ -135,6 +162,7 @@ export async function mount(ctx) {
     if (i >= 0) rows[i] = row; else rows.push(row);
     rows.sort((a, b) => a.epoch - b.epoch);
     drawCurves();
+    drawHead();
     panel.refresh();
   });
   ctx.on('job', (j) => {
