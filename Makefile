@@ -12,6 +12,8 @@
 #   make faults     fault injection: the n-th allocation, write or fsync fails (also ASan)
 #   make fuzz-asan  the HTTP fuzzer against the daemon built with ASan + UBSan
 #   make api-tests-asan  the API tests against that daemon
+#   make screenshots  ResNet-50 Glorot vs He at epoch 0 on Fashion-MNIST 32 px, in the browser:
+#                   checked, and saved under tests/artifacts/ (a few minutes)
 #   make bench      throughput against PyTorch on the same machine
 #   make clean
 
@@ -56,7 +58,7 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 
 .PHONY: all deps run test unit asan faults cli-tests torch-tests api-tests fuzz-asan \
-        api-tests-asan browser-tests bench install clean
+        api-tests-asan browser-tests screenshots bench install clean
 .DEFAULT_GOAL := all
 
 all: initlab
@@ -160,6 +162,9 @@ api-tests-asan: initlab-asan
 
 browser-tests: initlab
 	@if [ -f tests/browser/package.json ]; then cd tests/browser && node run.mjs; fi
+
+screenshots: initlab
+	cd tests/browser && node screenshots.mjs
 
 test: deps
 	$(MAKE) --no-print-directory all initlab-asan build/rel/unit_tests build/asan/unit_tests \
