@@ -171,6 +171,11 @@ static void print_json(Store *s, int64_t id)
             "recall_macro", report_number(res.recall_macro),
             "f1_macro", report_number(res.f1_macro), "loss", report_number(res.loss),
             "confusion", confusion ? confusion : json_array()));
+        /* how the moving statistics the test ran with were made, as the API says it */
+        json_t *cfg = json_object_get(out, "config");
+        json_object_set_new(json_object_get(out, "results"), "bn_recalibrate",
+                            json_integer(json_integer_value(json_object_get(cfg,
+                                                                            "bn_recalibrate"))));
         store_result_deinit(&res);
     }
     char *text = json_text(out, JSON_INDENT(2));

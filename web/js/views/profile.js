@@ -88,7 +88,9 @@ export function profilePanel(ctx, jobs, { colors = palette } = {}) {
   const state = { quantity: 'activation', stat: 'std', mode: 'both', scale: 'log', epoch: 0, epochs: [] };
   const colorOf = (i) => colors[i % colors.length];
   const single = jobs.length === 1;
-  const runName = (j) => (single ? `${j.initializer}` : jobLabel(j));
+  // Short legend entries: what differs between the runs.
+  const oneModel = new Set(jobs.map((j) => j.model)).size === 1;
+  const runName = (j) => (single ? `${j.initializer}` : oneModel ? `#${j.id} ${j.initializer} s${j.seed}` : jobLabel(j));
 
   const select = (key, values, onchange) => h('select', {
     dataset: { control: 'profile-' + key },
