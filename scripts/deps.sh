@@ -5,12 +5,13 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # Build: compiler, pkg-config and the libraries. `make run`: curl. Tests and benchmarks:
-# Debian's PyTorch as the numerical and speed reference (numpy, Pillow beside it),
+# Debian's PyTorch as the numerical and speed reference (numpy, Pillow beside it; scipy.stats
+# checks Table 1's tests),
 # Fashion-MNIST as real image data, Chromium for the browser tests, systemd-analyze,
 # strace, man and PyYAML for the operations tests. Node.js comes further down.
 PACKAGES="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev \
 libturbojpeg0-dev libopenblas-dev zlib1g-dev curl \
-python3 python3-numpy python3-torch python3-pil python3-yaml dataset-fashion-mnist \
+python3 python3-numpy python3-scipy python3-torch python3-pil python3-yaml dataset-fashion-mnist \
 chromium systemd strace man-db"
 
 missing=""
