@@ -98,6 +98,7 @@ typedef struct {
     char *config_text;      /* saved in every checkpoint, for export-weights */
     char latest_path[4096], best_path[4096];
     double last_progress;
+    int steps_per_epoch;    /* of the training split, once the first epoch started */
     char *err;
     size_t errlen;
 } Run;
@@ -122,6 +123,8 @@ static void report(Run *r, TrainProgress *p, bool force)
         return;
     r->last_progress = t;
     p->epochs = r->cfg->epochs;
+    if (p->steps_per_epoch == 0)
+        p->steps_per_epoch = r->steps_per_epoch; /* every phase says it once it is known */
     p->best_val_acc = r->state.best_val_acc;
     p->best_epoch = r->state.best_epoch;
     r->cb->progress(r->cb->user, p);
@@ -401,7 +404,9 @@ static int record_stats(Run *r, int epoch)
 {
     if (!r->cb->stats)
         return 0;
-    TrainProgress p = {.phase = "statistics", .epoch = epoch};
+    /* After epoch e its steps are all done: step = steps_per_epoch keeps the bar at e/epochs. */
+    TrainProgress p = {.phase = "statistics", .epoch = epoch,
+                       .step = epoch > 0 ? r->steps_per_epoch : 0};
     report(r, &p, true);
     probe_result_clear(&r->probe);
     ProbeOptions po = {.modes = PROBE_MODES_BOTH, .spec = &r->spec, .conv = r->fans,
@@ -475,6 +480,7 @@ static int train_epoch(Run *r, int e, TrainEpoch *row)
                           rng_derive((uint64_t)cfg->seed, STREAM_SHUFFLE + (uint64_t)e), true) < 0)
         return fail(r, "out of memory");
     int steps = data_loader_batches(r->train_loader);
+    r->steps_per_epoch = steps;
     DataBatch b;
     /* Resuming inside the epoch: the order is the same, so skip the batches done. */
     for (int s = 0; s < r->state.step; s++)
@@ -542,7 +548,7 @@ static int train_epoch(Run *r, int e, TrainEpoch *row)
 
 static int test_best(Run *r)
 {
-    TrainProgress p = {.phase = "test", .epoch = r->cfg->epochs};
+    TrainProgress p = {.phase = "test", .epoch = r->cfg->epochs, .step = r->steps_per_epoch};
     report(r, &p, true);
     char err[512];
     CheckpointState best;

@@ -67,7 +67,7 @@ typedef struct {
     double phase_done;        /* cache: fraction of images decoded */
     int epoch;                /* epoch being trained, 1-based */
     int epochs;
-    int step, steps_per_epoch;
+    int step, steps_per_epoch; /* steps of `epoch` done; 0 where not yet known */
     double loss, accuracy;    /* running means of the current epoch */
     double images_per_sec;    /* over the current epoch */
     double eta_seconds;       /* whole run, from the current speed */

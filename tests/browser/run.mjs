@@ -12,6 +12,8 @@ const ARTIFACTS = path.join(ROOT, 'tests', 'artifacts');
 const GRID = { models: ['plain', 'mlp'], initializers: ['glorot_uniform', 'he_uniform'], seeds: [0, 1, 2], epochs: 3, image_size: 32, batch_size: 16, depth: 4, width: 8, schedule: 'step', milestones: [2], gamma: 0.5 };
 // Long enough to be still running through the progress checks, which cancel it.
 const LONG_JOB = { model: 'plain', init: 'he_uniform', seed: 7, epochs: 1000, image_size: 48, batch_size: 8, depth: 6, width: 16 };
+// One small LSUV job, for the rescalings its page shows.
+const LSUV_JOB = { model: 'plain', init: 'lsuv', seed: 5, epochs: 1, image_size: 32, batch_size: 16, depth: 3, width: 8 };
 let passed = 0, failed = 0;
 
 function report(name, ok, why) {
@@ -36,7 +38,7 @@ async function group(name, fn) {
   try {
     await fn();
   } catch (e) {
-    report(name, false, e.message.split('\n')[0]);
+    report(name, false, e.message.split('\n')[0] + (e.cause ? ' (' + (e.cause.code || e.cause.message) + ')' : ''));
   }
 }
 
@@ -68,7 +70,13 @@ async function setup(d) {
     if (bad) throw new Error(`job ${bad.id} ${bad.status}: ${bad.error}`);
     return g.jobs.every((j) => j.status === 'done');
   }, 300000, 1000);
-  return grid.grid_id;
+  const lsuv = await d.api.post('/jobs', { dataset: 'demo', ...LSUV_JOB });
+  await waitFor('the LSUV job', async () => {
+    const j = await d.api.get(`/jobs/${lsuv.id}`);
+    if (j.status === 'failed' || j.status === 'cancelled') throw new Error(`job ${j.id} ${j.status}: ${j.error}`);
+    return j.status === 'done';
+  }, 120000, 500);
+  return { gridId: grid.grid_id, lsuvId: lsuv.id };
 }
 
 async function checkJobs(page, api) {
@@ -245,6 +253,12 @@ async function checkProgress(page, api) {
   await shot(page, 'jobs-running');
 
   await open(page, `#/job/${job.id}`, 'job');
+  // 96 training images in batches of 8: 12 steps an epoch, far from the 459 the moving
+  // statistics need; the page says so with the number of steps.
+  const note = await page.waitForSelector('[data-bn-note]', { timeout: 30000 }).then((e) => e.textContent()).catch(() => '');
+  const j = await api.get(`/jobs/${job.id}`);
+  report('job: a note says the BatchNorm moving statistics have not settled (steps so far, 459)',
+    /After \d+ training steps/.test(note) && note.includes('459') && note.includes('bn_recalibrate'), note || JSON.stringify(j.progress));
   const start = (await chartInfo(page, 'curves-acc')).series[0].len;
   const grown = await waitChart(page, 'curves-acc', (i) => i.series[0].len > start, 90000).catch(() => null);
   report('progress: learning curves fill while the job trains', !!grown, `from ${start} points`);
@@ -276,6 +290,20 @@ async function checkWaiting(page, api, data) {
   report(`waiting: a job queued during a scan says so ("${text}")`, text === 'waiting for the scan of dataset "big"' && still, still ? '' : 'the scan ended first: nothing was tested');
   await api.post(`/jobs/${job.id}/cancel`);
   fs.rmSync(big, { recursive: true, force: true });
+}
+
+// An LSUV job (trained in setup): the job page says how many rescalings LSUV made, the sum
+// of the API's init_iters.
+async function checkLsuv(page, api, id) {
+  const w = await api.get(`/jobs/${id}/stats?quantity=weight&mode=train&epoch=0`);
+  const iters = w.layers.map((r) => r.init_iters).filter((v) => v !== null && v !== undefined);
+  await open(page, `#/job/${id}`, 'job');
+  const dd = await page.waitForFunction(() => {
+    const dt = [...document.querySelectorAll('dl.kv dt')].find((e) => e.textContent === 'LSUV');
+    return dt ? dt.nextElementSibling.textContent : null;
+  }, null, { timeout: 10000 }).then((hnd) => hnd.jsonValue()).catch(() => null);
+  const expected = `${iters.reduce((a, b) => a + b, 0)} rescalings over ${iters.length} kernels (most in one: ${Math.max(...iters)})`;
+  report(`job: an LSUV job shows its rescalings ("${dd}")`, iters.length >= LSUV_JOB.depth && dd === expected, `expected "${expected}"`);
 }
 
 async function checkBigJob(browser, base) {
@@ -312,7 +340,7 @@ async function main() {
     process.exit(130);
   });
   try {
-    const gridId = await setup(d);
+    const { gridId, lsuvId } = await setup(d);
     report(`a ${GRID.models.length}×${GRID.initializers.length} grid trained on the demo dataset`, true);
     browser = await launch();
     const { page, problems } = await watchedPage(browser, { width: 1366, height: 768 });
@@ -320,6 +348,7 @@ async function main() {
     const jobs = (await d.api.get(`/grids/${gridId}`)).jobs;
     await group('jobs view', () => checkJobs(page, d.api));
     await group('job view', () => checkJob(page, d.api, jobs[0].id));
+    await group('LSUV job', () => checkLsuv(page, d.api, lsuvId));
     await group('grid and compare views', () => checkGridAndCompare(page, d.api, gridId));
     await group('datasets and grids views', () => checkDatasetsAndGrids(page, d.api));
     const plain = (init) => jobs.find((j) => j.model === 'plain' && j.initializer === init && j.seed === 0);

@@ -80,6 +80,16 @@ export async function mount(ctx) {
     h('details', { class: 'card' }, h('summary', null, 'Epochs table ', csvButton(`job${id}_epochs.csv`, epochCols, () => rows)), epochTable),
     profile.el, panel.el, evolution.el, results);
 
+  // LSUV's work, from the epoch-0 weight rows (init_iters): "N rescalings over L kernels".
+  let lsuvText = null;
+  if (job.initializer === 'lsuv')
+    get(`/jobs/${id}/stats`, { quantity: 'weight', mode: 'train', epoch: 0 }).then((s) => {
+      const it = s.layers.map((r) => r.init_iters).filter((v) => v !== null && v !== undefined);
+      if (!it.length || !ctx.alive()) return;
+      lsuvText = `${it.reduce((a, b) => a + b, 0)} rescalings over ${it.length} kernels (most in one: ${Math.max(...it)})`;
+      drawHead();
+    }).catch(() => {});
+
   function drawHead() {
     fill(head, h('h1', null, `Job #${job.id}`), statusBadge(job.status), progressBar(job), jobActions(job, () => { location.hash = '#/jobs'; }),
       job.grid_id !== null ? h('a', { href: `#/grid/${job.grid_id}` }, `grid ${job.grid_id}`) : null,
@@ -90,7 +100,7 @@ export async function mount(ctx) {
     const best = rows.reduce((b, r) => (r.val_acc !== null && (!b || r.val_acc > b.val_acc) ? r : b), null);
     const schedule = c.schedule === 'step' ? `step at ${(c.milestones || []).join(', ')}, ×${fmtShort(c.gamma)}` : c.schedule;
     const kv = [['dataset', h('a', { href: `#/dataset/${encodeURIComponent(job.dataset)}` }, job.dataset)], ['model', job.model],
-      ['initializer', job.initializer], ['seed', job.seed], ['epochs', job.epochs], ['batch size', c.batch_size], ['image size', c.image_size],
+      ['initializer', job.initializer], ['LSUV', lsuvText], ['seed', job.seed], ['epochs', job.epochs], ['batch size', c.batch_size], ['image size', c.image_size],
       ['learning rate', fmtShort(c.lr)], ['schedule', schedule],
       ['images/s', fmtNum(p.images_per_sec, 1)], ['ETA', job.status === 'running' ? fmtDuration(p.eta_seconds) : '—'],
       ['best val acc', best ? `${fmtPct(best.val_acc)} (epoch ${best.epoch})` : fmtPct(p.best_val_acc)],
