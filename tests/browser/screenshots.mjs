@@ -1,10 +1,10 @@
 // screenshots.mjs — `make screenshots`: the paper's central figure on real data. Fashion-MNIST
 // (Debian's dataset-fashion-mnist, its 10,000 t10k images through `initlab import-idx`) at
 // 32 px, ResNet-50 with Glorot and with He uniform, one epoch each; the Compare view at
-// epoch 0 in both BatchNorm modes is saved under tests/artifacts/ and checked: He explodes
-// and saturates the softmax in inference mode while Glorot stays small, both are tame in
-// train mode, and the theory line stays within half a decade of every measured layer in
-// inference mode. Prints ok/FAIL per check and "N passed, N failed".
+// epoch 0 in both BatchNorm modes (and its health map of saturation) is saved under
+// tests/artifacts/ and checked: He explodes and saturates the softmax in inference mode
+// while Glorot stays small, both are tame in train mode, and the theory line stays within
+// half a decade of every measured layer in inference mode. Prints ok/FAIL per check and "N passed, N failed".
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -91,7 +91,12 @@ async function main() {
     await page.waitForTimeout(800);
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: path.join(ARTIFACTS, 'resnet50-fashion32-epoch0-compare.png'), fullPage: true });
-    report('screenshots written: resnet50-fashion32-epoch0-{activations,gradients,compare}.png', true);
+    // The collapse of the predictions: He's softmax saturated, on the health map.
+    await page.selectOption('[data-control="health-metric"]', 'saturated');
+    await waitChart(page, 'health-map', (i) => i.title.startsWith('saturated') && i.title.includes('epoch 0'), 30000);
+    await page.waitForTimeout(500);
+    await (await page.$('[data-panel="health"]')).screenshot({ path: path.join(ARTIFACTS, 'resnet50-fashion32-epoch0-saturation.png') });
+    report('screenshots written: resnet50-fashion32-epoch0-{activations,gradients,compare,saturation}.png', true);
   } catch (e) {
     report('screenshots', false, e.message);
     console.log(fs.readFileSync(d.log, 'utf8').split('\n').slice(-20).join('\n'));

@@ -45,14 +45,16 @@ export function profileOption({ title, file, names, runs, stat, scale, theory })
     owner.push(ri);
     series.push({
       name: r.name, type: 'line', color: r.color, showSymbol: true, symbolSize: 5, connectNulls: false,
-      lineStyle: { width: 2 }, emphasis: { focus: 'series' },
+      lineStyle: { width: 1.5 }, emphasis: { focus: 'series' },
       data: names.map((n) => (r.rows.get(n) ? sc.map(stat.value(r.rows.get(n))) : null)),
     });
     if (theory && r.rows.size && [...r.rows.values()].some((x) => stat.theory(x) !== null && stat.theory(x) !== undefined)) {
       owner.push(ri);
       series.push({
         name: r.name + ' · theory', type: 'line', color: r.color, showSymbol: false, connectNulls: true,
-        lineStyle: { width: 2, type: 'dashed', opacity: 0.9 }, z: 1,
+        // Wide and pale under the measured line: where the two agree the dashes show on
+        // both sides of it instead of vanishing beneath it.
+        lineStyle: { width: 5, type: 'dashed', opacity: 0.45 }, z: 1,
         data: names.map((n) => (r.rows.get(n) ? sc.map(stat.theory(r.rows.get(n))) : null)),
       });
     }
@@ -61,7 +63,9 @@ export function profileOption({ title, file, names, runs, stat, scale, theory })
     animation: false,
     title: { text: title, left: 8, top: 4, textStyle: { fontSize: 13, fontWeight: 600 } },
     toolbox: { right: 10, top: 2, feature: { saveAsImage: { name: file, pixelRatio: 2, title: 'PNG' } } },
-    legend: { top: 26, type: 'scroll', left: 8, right: 40 },
+    // One entry per run: the dashed theory lines are explained under the charts, and a legend
+    // that scrolls would hide which colour is which run.
+    legend: { top: 26, type: 'scroll', left: 8, right: 40, data: runs.map((r) => r.name) },
     grid: { left: 12, right: 24, top: 64, bottom: many ? 40 : 12, containLabel: true },
     xAxis: { type: 'category', data: names, axisLabel: { rotate: 50, fontSize: 10, width: 120, overflow: 'truncate', hideOverlap: true } },
     yAxis: sc.axis(),
