@@ -16,6 +16,8 @@
 #   make slurm-tests  remote workers on a real Slurm cluster started here (munge, slurmctld,
 #                   two slurmd), and a pull worker in a network namespace over TLS (root)
 #   make bench-scale  the Slurm executor's speed-up over the local one, reporting's share
+#   make screenshots  ResNet-50 Glorot vs He at epoch 0 on Fashion-MNIST 32 px, in the browser:
+#                   checked, and saved under tests/artifacts/ (a few minutes)
 #   make bench      throughput against PyTorch on the same machine
 #   make clean
 
@@ -61,7 +63,7 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 
 .PHONY: all deps run test unit asan faults cli-tests torch-tests api-tests fuzz-asan \
-        api-tests-asan slurm-tests browser-tests bench bench-scale install clean
+        api-tests-asan slurm-tests browser-tests screenshots bench bench-scale install clean
 .DEFAULT_GOAL := all
 
 all: initlab
@@ -186,6 +188,9 @@ slurm-tests: initlab
 
 browser-tests: initlab
 	@if [ -f tests/browser/package.json ]; then cd tests/browser && node run.mjs; fi
+
+screenshots: initlab
+	cd tests/browser && node screenshots.mjs
 
 test: deps
 	$(MAKE) --no-print-directory all initlab-asan build/rel/unit_tests build/asan/unit_tests \

@@ -5,7 +5,8 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # Build: compiler, pkg-config and the libraries. `make run`: curl. Tests and benchmarks:
-# Debian's PyTorch as the numerical and speed reference (numpy, Pillow beside it),
+# Debian's PyTorch as the numerical and speed reference (numpy, Pillow beside it; scipy.stats
+# checks Table 1's tests),
 # Fashion-MNIST as real image data, Chromium for the browser tests, systemd-analyze,
 # strace, man and PyYAML for the operations tests; protoc-c and libprotobuf-c for the
 # TensorBoard export, protoc and Python's protobuf to read its files back in the tests.
@@ -16,8 +17,8 @@ cd "$(dirname "$0")/.."
 PACKAGES="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev \
 libturbojpeg0-dev libopenblas-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler curl \
 libcurl4-gnutls-dev slurm-wlm slurm-client munge iproute2 openssl \
-python3 python3-numpy python3-torch python3-pil python3-yaml python3-protobuf protobuf-compiler \
-dataset-fashion-mnist \
+python3 python3-numpy python3-scipy python3-torch python3-pil python3-yaml python3-protobuf \
+protobuf-compiler dataset-fashion-mnist \
 chromium systemd strace man-db"
 
 missing=""

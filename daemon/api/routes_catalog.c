@@ -89,23 +89,29 @@ static int get_model(ApiRequest *req, ApiReply *reply)
 
 static int list_initializers(ApiRequest *req, ApiReply *reply)
 {
-    static const char *const scales[INIT_COUNT] = {
-        [INIT_GLOROT_UNIFORM] = "limit = sqrt(6 / (fan_in + fan_out))",
-        [INIT_GLOROT_NORMAL] = "std = sqrt(2 / (fan_in + fan_out)) / 0.8796, truncated at 2 std",
-        [INIT_HE_UNIFORM] = "limit = sqrt(6 / fan_in)",
-        [INIT_HE_NORMAL] = "std = sqrt(2 / fan_in) / 0.8796, truncated at 2 std",
-        [INIT_LECUN_UNIFORM] = "limit = sqrt(3 / fan_in)",
-        [INIT_LECUN_NORMAL] = "std = sqrt(1 / fan_in) / 0.8796, truncated at 2 std",
+    static const struct { const char *distribution, *scale; } about[INIT_COUNT] = {
+        [INIT_GLOROT_UNIFORM] = {"uniform", "limit = sqrt(6 / (fan_in + fan_out))"},
+        [INIT_GLOROT_NORMAL] = {"truncated_normal",
+                                "std = sqrt(2 / (fan_in + fan_out)) / 0.8796, truncated at 2 std"},
+        [INIT_HE_UNIFORM] = {"uniform", "limit = sqrt(6 / fan_in)"},
+        [INIT_HE_NORMAL] = {"truncated_normal", "std = sqrt(2 / fan_in) / 0.8796, truncated at 2 std"},
+        [INIT_LECUN_UNIFORM] = {"uniform", "limit = sqrt(3 / fan_in)"},
+        [INIT_LECUN_NORMAL] = {"truncated_normal",
+                               "std = sqrt(1 / fan_in) / 0.8796, truncated at 2 std"},
+        [INIT_VARIANCE_SCALING] = {"init_distribution",
+                                   "variance = init_scale / n, n = fan_in, fan_out or their "
+                                   "mean by init_mode (Keras VarianceScaling)"},
+        [INIT_ORTHOGONAL] = {"orthogonal", "QR of a normal matrix, sign-corrected, times "
+                             "init_gain (Keras Orthogonal): variance gain^2 / max(rows, cols)"},
+        [INIT_LSUV] = {"orthogonal", "orthogonal start, then each kernel scaled on a training "
+                       "batch until its output variance is 1 within lsuv_tol (Mishkin & "
+                       "Matas 2016)"},
     };
     json_t *list = json_array();
-    for (int i = 0; i < INIT_COUNT; i++) {
-        bool uniform;
-        init_scale((Initializer)i, 1, 1, &uniform);
+    for (int i = 0; i < INIT_COUNT; i++)
         json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "name",
                                               init_name((Initializer)i), "distribution",
-                                              uniform ? "uniform" : "truncated_normal",
-                                              "scale", scales[i]));
-    }
+                                              about[i].distribution, "scale", about[i].scale));
     return api_reply_json(reply, 200, json_pack("{s:o, s:[s, s]}", "initializers", list,
                                                 "fan_conventions", "keras", "pytorch"));
 }

@@ -246,6 +246,19 @@ static int grid_list(const json_t *obj, const char *key, bool integers, ApiReply
         if (integers ? !json_is_integer(v) : !json_is_string(v))
             return api_reply_problem_field(reply, 400, key, "item %zu must be %s", i,
                                            integers ? "an integer" : "a string"), -1;
+        /* A value twice would make two identical jobs: for seeds, a repeated run that
+         * Table 1's statistics would count as independent evidence. */
+        for (size_t k = 0; k < i; k++)
+            if (json_equal(json_array_get(a, k), v)) {
+                char text[64];
+                if (integers)
+                    snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
+                else
+                    snprintf(text, sizeof text, "\"%.40s\"", json_string_value(v));
+                return api_reply_problem_field(reply, 400, key, "%s appears twice (items %zu "
+                                               "and %zu): each value is one job", text, k, i),
+                       -1;
+            }
     }
     *out = a;
     return 0;

@@ -19,6 +19,7 @@
 #include "jobs/scan.h"
 #include "nn/init.h"
 #include "nn/models.h"
+#include "train/lsuv.h"
 #include "train/probe.h"
 #include "train/trainer.h"
 #include "util/jsonout.h"
@@ -26,17 +27,23 @@
 
 static const char usage_text[] =
     "usage: initlab probe --model M --init I [--data DIR] [--batch B] [--classes K]\n"
-    "                     [--mode train|inference|both] [job options] [--preset P] [--json]\n\n"
+    "                     [--mode train|inference|both] [--sweep-gain G,G,...]\n"
+    "                     [job options] [--preset P] [--json]\n\n"
     "Builds and initializes the model exactly as a training job would, runs one forward and\n"
     "backward pass on a probe batch and prints the distribution of every kernel's weights,\n"
     "every activation layer's output (plus the logits and the softmax) and every kernel's\n"
     "gradient, in BatchNorm train mode, inference mode or both. Moving statistics are not\n"
     "touched. With --data the probe batch is the one training jobs use on that folder (the\n"
-    "same validation images); without it, random images of --classes classes.\n\n"
+    "same validation images); without it, random images of --classes classes. Every row\n"
+    "also shows what the paper's variance propagation predicts for it (theory σ: the\n"
+    "activations' std, the root of the gradients' second moment; docs/theory.md). With\n"
+    "--init lsuv, LSUV scales the kernels on the probe batch first.\n\n"
     "  --data DIR        ImageFolder dataset (split 0.6,0.2,0.2, seed 0)\n"
     "  --batch B         probe images (default: the job's probe_size, 32)\n"
     "  --classes K       classes without --data (default 21, the paper's weeds)\n"
     "  --mode M          train, inference or both (default both)\n"
+    "  --sweep-gain G,.. the depth profile for each gain (init_gain: every kernel times G):\n"
+    "                    per layer the activations' std at each gain beside the theory's\n"
     "  --cache-dir DIR   decoded-image cache for pixel_mean (default state/cache)\n"
     "  --json            the rows as JSON, in the shape of GET /api/v1/jobs/{id}/stats\n\n"
     "  job options as for `initlab train`; --size is --image-size.\n\n";
@@ -147,26 +154,27 @@ out:
 
 static void print_table(const ProbeResult *r)
 {
-    printf("%-5s %-10s %-9s %-28s %-24s %11s %11s %11s %11s  %s\n", "index", "mode",
-           "quantity", "layer", "type", "mean", "std", "min", "max", "flags");
+    printf("%-5s %-10s %-9s %-28s %-24s %11s %11s %11s %11s %11s  %s\n", "index", "mode",
+           "quantity", "layer", "type", "mean", "std", "theory σ", "min", "max", "flags");
     for (int i = 0; i < r->n; i++) {
         const ProbeRow *p = &r->rows[i];
         char flags[64] = "";
         if (p->flags & PROBE_FLAG_DEAD)
-            snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "dead(%d) ",
-                     p->health.dead_units);
+            snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "dead(%d of %d) ",
+                     p->health.dead_units, p->health.units);
         if (p->flags & PROBE_FLAG_SATURATED)
             snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "saturated(%.0f%%) ",
                      100 * p->health.saturated_frac);
         if (p->flags & PROBE_FLAG_NONFINITE)
             snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "nonfinite ");
-        printf("%-5d %-10s %-9s %-28s %-24s %11.4g %11.4g %11.4g %11.4g  %s\n",
+        printf("%-5d %-10s %-9s %-28s %-24s %11.4g %11.4g %11.4g %11.4g %11.4g  %s\n",
                p->layer_index, probe_mode_name(p->mode), probe_quantity_name(p->quantity),
-               p->layer_name, p->layer_type, p->s.mean, p->s.std, p->s.min, p->s.max, flags);
+               p->layer_name, p->layer_type, p->s.mean, p->s.std,
+               p->theory_var >= 0 ? sqrt(p->theory_var) : NAN, p->s.min, p->s.max, flags);
     }
 }
 
-static int print_json(const JobConfig *cfg, const ProbeResult *r)
+static json_t *rows_json(const ProbeResult *r)
 {
     json_t *rows = json_array();
     for (int i = 0; rows && i < r->n; i++) {
@@ -174,9 +182,58 @@ static int print_json(const JobConfig *cfg, const ProbeResult *r)
         report_probe_to_store(&r->rows[i], &s);
         json_array_append_new(rows, report_layer_stat(&s, true));
     }
-    json_t *out = json_pack("{s:s, s:s, s:s, s:i, s:i, s:o}", "model", cfg->model,
+    return rows;
+}
+
+/* The depth profile of each gain: per mode, layer by layer, the activations' std at each
+ * gain and the theory's std beside it. */
+static void print_sweep(const double *gains, int n_gains, const ProbeResult *res)
+{
+    for (int mode = 0; mode < 2; mode++) {
+        const ProbeResult *r0 = &res[0];
+        bool any = false;
+        for (int i = 0; i < r0->n; i++)
+            any |= (int)r0->rows[i].mode == mode;
+        if (!any)
+            continue;
+        printf("activation std by layer, BN %s mode (theory in brackets)\n",
+               probe_mode_name((ProbeMode)mode));
+        printf("%-28s", "layer");
+        for (int g = 0; g < n_gains; g++)
+            printf("  gain %-17g", gains[g]);
+        putchar('\n');
+        for (int i = 0; i < r0->n; i++) {
+            const ProbeRow *p = &r0->rows[i];
+            if ((int)p->mode != mode || p->quantity != PROBE_ACTIVATION)
+                continue;
+            printf("%-28s", p->layer_name);
+            for (int g = 0; g < n_gains; g++) {
+                const ProbeRow *q = &res[g].rows[i];
+                printf("  %10.4g [%9.3g]", q->s.std,
+                       q->theory_var >= 0 ? sqrt(q->theory_var) : NAN);
+            }
+            putchar('\n');
+        }
+        putchar('\n');
+    }
+}
+
+static int print_json(const JobConfig *cfg, const ProbeResult *r, const double *gains,
+                      int n_gains)
+{
+    json_t *out = json_pack("{s:s, s:s, s:s, s:i, s:i}", "model", cfg->model,
                             "init", cfg->init, "fan_convention", cfg->fan_convention,
-                            "epoch", 0, "image_size", cfg->image_size, "stats", rows);
+                            "epoch", 0, "image_size", cfg->image_size);
+    if (out && gains) {
+        json_t *profiles = json_array();
+        for (int g = 0; profiles && g < n_gains; g++)
+            json_array_append_new(profiles, json_pack("{s:f, s:o}", "gain", gains[g], "stats",
+                                                      rows_json(&r[g])));
+        json_object_set_new(out, "profiles", profiles);
+    } else if (out) {
+        json_object_set_new(out, "init_gain", json_real(cfg->init_gain));
+        json_object_set_new(out, "stats", rows_json(r));
+    }
     char *text = out ? json_text(out, JSON_INDENT(1)) : NULL;
     json_decref(out);
     if (!text)
@@ -189,14 +246,14 @@ static int print_json(const JobConfig *cfg, const ProbeResult *r)
 static int cmd_probe(int argc, char **argv)
 {
     const char *data = NULL, *batch = NULL, *classes_text = "21", *mode_text = "both",
-               *cache_dir = "state/cache", *json_flag = NULL, *size = NULL;
+               *cache_dir = "state/cache", *json_flag = NULL, *size = NULL, *sweep = NULL;
     const CmdFlag own[] = {{"data", true, &data}, {"batch", true, &batch},
                            {"classes", true, &classes_text}, {"mode", true, &mode_text},
                            {"cache-dir", true, &cache_dir}, {"json", false, &json_flag},
-                           {"size", true, &size}};
+                           {"size", true, &size}, {"sweep-gain", true, &sweep}};
     char err[1024] = "";
     json_t *obj = json_object();
-    int rc = jobargs_parse(argc, argv, own, 7, obj, err, sizeof err);
+    int rc = jobargs_parse(argc, argv, own, 8, obj, err, sizeof err);
     if (rc == 1) {
         fputs(usage_text, stdout);
         jobargs_print_options(stdout);
@@ -232,11 +289,34 @@ static int cmd_probe(int argc, char **argv)
     }
     cfg.probe_size = n;
     cfg.batch_size = n;
+    double gains[32];
+    int n_gains = 0;
+    if (sweep) {
+        char copy[512], *save = NULL;
+        snprintf(copy, sizeof copy, "%s", sweep);
+        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            char *end;
+            double g = strtod(tok, &end);
+            if (*end || !(g > 0) || !isfinite(g) || n_gains == 32) {
+                fprintf(stderr, "initlab probe: --sweep-gain takes up to 32 gains > 0, "
+                        "comma-separated (\"%s\")\n", sweep);
+                return 2;
+            }
+            gains[n_gains++] = g;
+        }
+        if (n_gains == 0) {
+            fprintf(stderr, "initlab probe: --sweep-gain needs at least one gain\n");
+            return 2;
+        }
+    } else {
+        gains[n_gains++] = cfg.init_gain;
+    }
     size_t img = (size_t)cfg.image_size * cfg.image_size * 3;
     float *x = malloc(img * (size_t)n * sizeof(float));
     int *y = malloc((size_t)n * sizeof(int));
     Net *net = NULL;
-    ProbeResult result = {0};
+    ProbeResult result[32] = {{0}};
+    double *kernel_var = NULL;
     int status = 1;
     if (!x || !y)
         goto out;
@@ -245,29 +325,73 @@ static int cmd_probe(int argc, char **argv)
         goto out;
     }
     ModelConfig mc;
-    Initializer init;
+    InitSpec spec;
     FanConvention fans;
     if (train_model_config(&cfg, classes, &mc, err, sizeof err) < 0 ||
         !(net = model_build(&mc, cfg.threads, err, sizeof err))) {
         fprintf(stderr, "initlab probe: %s\n", err);
         goto out;
     }
-    init_parse(cfg.init, &init);
+    config_init_spec(&cfg, &spec);
     fan_convention_parse(cfg.fan_convention, &fans);
-    init_net(net, init, fans, (uint64_t)cfg.seed);
-    if (probe_run(net, x, y, n, modes, init, fans, NULL, &result) < 0) {
-        fprintf(stderr, "initlab probe: out of memory\n");
+    kernel_var = malloc(sizeof(double) * (size_t)net_n_params(net));
+    if (!kernel_var)
         goto out;
+    for (int g = 0; g < n_gains; g++) {
+        LsuvReport rep = {0};
+        spec.gain = spec.kind == INIT_LSUV ? 1.0 : gains[g];
+        if (init_net_spec(net, &spec, fans, (uint64_t)cfg.seed) < 0) {
+            fprintf(stderr, "initlab probe: out of memory\n");
+            goto out;
+        }
+        for (int i = 0; i < net_n_params(net); i++)
+            kernel_var[i] = init_spec_variance(&spec, net_param(net, i), fans);
+        if (spec.kind == INIT_LSUV) {
+            LsuvConfig lc = {.tol = cfg.lsuv_tol, .max_iter = cfg.lsuv_max_iter};
+            if (lsuv_run(net, x, n, &lc, &rep) < 0) {
+                fprintf(stderr, "initlab probe: out of memory\n");
+                goto out;
+            }
+            for (int i = 0; i < net_n_params(net); i++) {
+                Param *p = net_param(net, i);
+                if (rep.iterations[i] < 0)
+                    continue;
+                double sq = 0;
+                for (size_t k = 0; k < p->size; k++) {
+                    p->data[k] = (float)(gains[g] * p->data[k]);
+                    sq += (double)p->data[k] * p->data[k];
+                }
+                kernel_var[i] = sq / (double)p->size;
+            }
+            if (!json_flag)
+                fprintf(stderr, "LSUV: %d layers, %d rescalings in %d forward passes, %d not "
+                        "within %g of unit variance\n", rep.layers, rep.total, rep.passes,
+                        rep.unconverged, cfg.lsuv_tol);
+        }
+        ProbeOptions po = {.modes = modes, .spec = &spec, .conv = fans,
+                           .kernel_var = kernel_var, .kernel_iters = rep.iterations,
+                           .theory = true};
+        int prc = probe_run_opts(net, x, y, n, &po, &result[g]);
+        lsuv_report_deinit(&rep);
+        if (prc < 0) {
+            fprintf(stderr, "initlab probe: out of memory\n");
+            goto out;
+        }
     }
     if (json_flag) {
-        status = print_json(&cfg, &result);
+        status = print_json(&cfg, result, sweep ? gains : NULL, n_gains);
     } else {
-        print_table(&result);
+        if (sweep)
+            print_sweep(gains, n_gains, result);
+        else
+            print_table(&result[0]);
         status = 0;
     }
 out:
-    probe_result_deinit(&result);
+    for (int g = 0; g < 32; g++)
+        probe_result_deinit(&result[g]);
     net_free(net);
+    free(kernel_var);
     free(x);
     free(y);
     return status;

@@ -1,5 +1,6 @@
 /* summary.c — `initlab summary`: the Keras-style layer table of a model, optionally its initial weights. */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +11,16 @@
 #include "nn/init.h"
 #include "nn/models.h"
 #include "nn/net.h"
+#include "train/lsuv.h"
 #include "train/weights.h"
+#include "util/rng.h"
 #include "util/jsonout.h"
 
 static const char usage_head[] =
     "usage: initlab summary --model M [--size S] [--classes K] [--head H] [--init I]\n"
-    "                       [--fan-convention C] [--seed N] [model options] [--json]\n"
-    "                       [--save-weights FILE]\n\n"
+    "                       [--init-gain G] [--init-scale S --init-mode M\n"
+    "                       --init-distribution D] [--zero-gamma] [--fan-convention C]\n"
+    "                       [--seed N] [model options] [--json] [--save-weights FILE]\n\n"
     "Prints the layers of a model as Keras' model.summary() does: name, type, output shape,\n"
     "parameter count, and for each kernel its fans and the initializer's uniform limit or\n"
     "normal std (before truncation); totals split into trainable and non-trainable\n"
@@ -27,7 +31,15 @@ static const char usage_head[] =
 static const char usage_tail[] =
     "\nother options:\n"
     "  --init I               glorot_uniform (default), glorot_normal, he_uniform,\n"
-    "                         he_normal, lecun_uniform, lecun_normal\n"
+    "                         he_normal, lecun_uniform, lecun_normal, variance_scaling,\n"
+    "                         orthogonal, lsuv (its table shows the orthogonal start; LSUV\n"
+    "                         scales each kernel on data when a job starts, and\n"
+    "                         --save-weights runs it on 32 random images)\n"
+    "  --init-gain G          every kernel times G (orthogonal: Keras' gain; default 1)\n"
+    "  --init-scale S, --init-mode fan_in|fan_out|fan_avg,\n"
+    "  --init-distribution truncated_normal|untruncated_normal|uniform\n"
+    "                         variance_scaling's parameters (1, fan_in, truncated_normal)\n"
+    "  --zero-gamma           γ = 0 in the batch norm ending each residual branch\n"
     "  --fan-convention C     keras (default) or pytorch (differs for depthwise kernels)\n"
     "  --seed N               seed of the initial weights (default 1)\n"
     "  --json                 one JSON object on stdout instead of the table\n"
@@ -99,9 +111,13 @@ static void print_table(const json_t *summary)
         group_digits(member_int(l, "params"), count, sizeof count);
         printf("%-44s %-22s %12s", label, shape, count);
         json_t *limit = json_object_get(l, "init_limit"), *std = json_object_get(l, "init_std");
-        if (json_object_get(l, "fan_in"))
+        if (json_object_get(l, "fan_in") && (limit || std))
             printf(" %8lld %8lld  %s %.4f", member_int(l, "fan_in"), member_int(l, "fan_out"),
                    limit ? "limit" : "std", json_number_value(limit ? limit : std));
+        else if (json_object_get(l, "fan_in"))
+            printf(" %8lld %8lld  variance %.4g", member_int(l, "fan_in"),
+                   member_int(l, "fan_out"),
+                   json_number_value(json_object_get(l, "init_variance")));
         putchar('\n');
     }
     for (int k = 0; k < 110; k++)
@@ -144,6 +160,45 @@ static int save_weights(const Net *net, const ModelConfig *cfg, Initializer init
     return 0;
 }
 
+/* LSUV on 32 seeded random images (pixels uniform in [-1, 1], the tf preprocessing of
+ * uniform bytes); the net is rebuilt with room for them. gain multiplies the result. */
+static int lsuv_on_random_images(Net *net, const ModelConfig *cfg, unsigned long long seed,
+                                 double gain)
+{
+    enum { N = 32 };
+    ModelConfig big = *cfg;
+    big.batch = N;
+    char err[256];
+    Net *work = model_build(&big, 1, err, sizeof err);
+    size_t count = (size_t)N * cfg->size * cfg->size * cfg->channels;
+    float *x = malloc(sizeof(float) * count);
+    int rc = -1;
+    if (!work || !x)
+        goto out;
+    for (int i = 0; i < net_n_params(net); i++)
+        memcpy(net_param(work, i)->data, net_param(net, i)->data,
+               sizeof(float) * net_param(net, i)->size);
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (size_t k = 0; k < count; k++)
+        x[k] = (float)(2.0 * rng_uniform(&rng) - 1.0);
+    LsuvConfig lc = {.tol = 0.1, .max_iter = 10};
+    if (lsuv_run(work, x, N, &lc, NULL) < 0)
+        goto out;
+    for (int i = 0; i < net_n_params(net); i++) {
+        Param *p = net_param(net, i);
+        const Param *q = net_param(work, i);
+        bool kernel = p->kind == PARAM_KERNEL || p->kind == PARAM_DEPTHWISE_KERNEL;
+        for (size_t k = 0; k < p->size; k++)
+            p->data[k] = kernel ? (float)(gain * q->data[k]) : q->data[k];
+    }
+    rc = 0;
+out:
+    net_free(work);
+    free(x);
+    return rc;
+}
+
 static int cmd_summary(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
@@ -162,7 +217,10 @@ static int cmd_summary(int argc, char **argv)
     Initializer init = INIT_GLOROT_UNIFORM;
     FanConvention conv = FAN_KERAS;
     unsigned long long seed = 1;
-    bool json = false;
+    bool json = false, spec_zero_gamma = false;
+    double gain = 1, scale = 1;
+    InitMode mode = INIT_MODE_FAN_IN;
+    InitDistribution dist = INIT_DIST_TRUNCATED_NORMAL;
     const char *save = NULL;
     if (modelopt_parse(argc, argv, &cfg, used, err, sizeof err) < 0)
         goto usage_error;
@@ -170,7 +228,7 @@ static int cmd_summary(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (used[i])
             continue;
-        const char *v;
+        const char *v = NULL, *w = NULL;
         int r;
         if (strcmp(argv[i], "--json") == 0) {
             json = true;
@@ -181,6 +239,41 @@ static int cmd_summary(int argc, char **argv)
                 snprintf(err, sizeof err, "--init: unknown initializer '%s'", v);
                 goto usage_error;
             }
+        } else if (strcmp(argv[i], "--zero-gamma") == 0) {
+            spec_zero_gamma = true;
+        } else if ((r = cmdarg_value(argc, argv, &i, "--init-gain", &v, err, sizeof err)) ||
+                   (r = cmdarg_value(argc, argv, &i, "--init-scale", &w, err, sizeof err))) {
+            if (r < 0)
+                goto usage_error;
+            const char *text = v ? v : w;
+            char *end;
+            double x = strtod(text, &end);
+            if (end == text || *end || !(x > 0) || !isfinite(x)) {
+                snprintf(err, sizeof err, "%s: '%s' is not a number > 0",
+                         v ? "--init-gain" : "--init-scale", text);
+                goto usage_error;
+            }
+            *(v ? &gain : &scale) = x;
+            v = w = NULL;
+        } else if ((r = cmdarg_value(argc, argv, &i, "--init-mode", &v, err, sizeof err))) {
+            if (r < 0)
+                goto usage_error;
+            if (init_mode_parse(v, &mode) < 0) {
+                snprintf(err, sizeof err, "--init-mode: '%s' is not fan_in, fan_out or fan_avg",
+                         v);
+                goto usage_error;
+            }
+            v = NULL;
+        } else if ((r = cmdarg_value(argc, argv, &i, "--init-distribution", &v, err,
+                                     sizeof err))) {
+            if (r < 0)
+                goto usage_error;
+            if (init_distribution_parse(v, &dist) < 0) {
+                snprintf(err, sizeof err, "--init-distribution: '%s' is not truncated_normal, "
+                         "untruncated_normal or uniform", v);
+                goto usage_error;
+            }
+            v = NULL;
         } else if ((r = cmdarg_value(argc, argv, &i, "--fan-convention", &v, err, sizeof err))) {
             if (r < 0)
                 goto usage_error;
@@ -213,12 +306,19 @@ static int cmd_summary(int argc, char **argv)
         fprintf(stderr, "initlab summary: %s\n", err);
         goto done;
     }
+    InitSpec spec = init_spec_default(init);
+    spec.gain = gain, spec.scale = scale, spec.mode = mode, spec.distribution = dist;
+    spec.zero_gamma = spec_zero_gamma;
     if (save) {
-        init_net(net, init, conv, seed);
+        if (init_net_spec(net, &spec, conv, seed) < 0 ||
+            (init == INIT_LSUV && lsuv_on_random_images(net, &cfg, seed, gain) < 0)) {
+            fprintf(stderr, "initlab summary: out of memory\n");
+            goto done;
+        }
         if (save_weights(net, &cfg, init, conv, seed, save) < 0)
             goto done;
     }
-    summary = report_model_summary(net, &cfg, init, conv, seed);
+    summary = report_model_summary_spec(net, &cfg, &spec, conv, seed);
     if (!summary) {
         fprintf(stderr, "initlab summary: out of memory\n");
         goto done;

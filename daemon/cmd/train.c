@@ -16,6 +16,7 @@
 #include "jobs/run.h"
 #include "jobs/scan.h"
 #include "store/store.h"
+#include "train/trainer.h"
 #include "util/fileio.h"
 #include "util/jsonout.h"
 #include "util/stopsig.h"
@@ -65,6 +66,16 @@ static void print_epoch(void *user, int64_t id, const TrainEpoch *e)
             "lr %.3g  %.1f s  %.1f img/s  data wait %.1f%%\n", (long long)id, e->epoch,
             e->train_loss, e->train_acc, e->val_loss, e->val_acc, e->lr, e->seconds,
             e->images_per_sec, e->seconds > 0 ? 100 * e->data_wait_seconds / e->seconds : 0);
+    /* Small data: Keras' moving statistics have not forgotten their start yet. */
+    int settle = train_bn_settle_steps(TRAIN_BN_MOMENTUM, TRAIN_BN_SETTLED);
+    if (e->bn_layers > 0 && !e->bn_recalibrated && e->steps < settle)
+        fprintf(stderr, "job %lld: note: after %lld steps the BatchNorm moving statistics "
+                "(momentum %.2f) still hold %.0f%% of their initial values; they settle "
+                "after about %d steps. Until then validation runs in inference mode on "
+                "lagging statistics and can stay near chance while training learns; "
+                "--bn-recalibrate N recomputes them over N training batches before each "
+                "evaluation\n", (long long)id, (long long)e->steps, TRAIN_BN_MOMENTUM,
+                100 * pow(TRAIN_BN_MOMENTUM, (double)e->steps), settle);
 }
 
 /* Registers dir under its folder name, or reuses the registration of the same path. */
@@ -179,6 +190,11 @@ static void print_json(Store *s, int64_t id)
             "recall_macro", report_number(res.recall_macro),
             "f1_macro", report_number(res.f1_macro), "loss", report_number(res.loss),
             "confusion", confusion ? confusion : json_array()));
+        /* how the moving statistics the test ran with were made, as the API says it */
+        json_t *cfg = json_object_get(out, "config");
+        json_object_set_new(json_object_get(out, "results"), "bn_recalibrate",
+                            json_integer(json_integer_value(json_object_get(cfg,
+                                                                            "bn_recalibrate"))));
         store_result_deinit(&res);
     }
     char *text = json_text(out, JSON_INDENT(2));

@@ -51,6 +51,20 @@ json_t *report_layer_stat(const StoreLayerStat *s, bool histogram)
     json_object_set_new(o, "nonfinite", json_integer(s->nonfinite));
     json_object_set_new(o, "dead_units", json_integer(s->dead_units));
     json_object_set_new(o, "flags", flag_names(s->flags));
+    /* The depth profile's extra statistic and the theory's prediction (epoch 0). */
+    double tstd = s->theory_var >= 0 ? sqrt(s->theory_var) : NAN;
+    json_object_set_new(o, "mean_abs", report_number(s->mean_abs));
+    json_object_set_new(o, "theory_var", report_number(s->theory_var));
+    json_object_set_new(o, "theory_std", report_number(tstd));
+    json_object_set_new(o, "theory_gap", report_number(s->std > 0 && tstd > 0
+                                                           ? log10(s->std / tstd) : NAN));
+    json_object_set_new(o, "fan_sum", report_number(s->fan_sum));
+    json_object_set_new(o, "init_iters", s->init_iters >= 0 ? json_integer(s->init_iters)
+                                                            : json_null());
+    json_object_set_new(o, "units", s->units > 0 ? json_integer(s->units) : json_null());
+    json_object_set_new(o, "dead_frac", s->units > 0 ? json_real((double)s->dead_units /
+                                                                 (double)s->units)
+                                                     : json_null());
     if (histogram) {
         json_t *counts = json_array();
         for (int i = 0; counts && i < STORE_HIST_BINS; i++)
@@ -133,6 +147,11 @@ void report_probe_to_store(const ProbeRow *p, StoreLayerStat *s)
     s->hist_lo = p->s.hist_lo;
     s->hist_hi = p->s.hist_hi;
     memcpy(s->hist, p->s.hist, sizeof s->hist);
+    s->mean_abs = p->s.n > p->s.nonfinite ? p->s.mean_abs : NAN;
+    s->theory_var = p->theory_var;
+    s->fan_sum = p->fan_sum;
+    s->init_iters = p->init_iters;
+    s->units = p->has_health ? p->health.units : 0;
 }
 
 json_t *report_time(double t)
@@ -333,18 +352,21 @@ static bool layer_is_flat(const Layer *l, const bool *flat)
     }
 }
 
-static json_t *layer_row(const Net *net, const Layer *l, bool flat, Initializer init,
+static json_t *layer_row(const Net *net, const Layer *l, bool flat, const InitSpec *spec,
                          FanConvention conv)
 {
     size_t params = 0, trainable = 0;
     int fan_in = -1, fan_out = -1;
+    double variance = NAN;
     for (int k = 0; k < l->n_params; k++) {
         const Param *p = net_param_const(net, l->param_first + k);
         params += p->size;
         if (p->trainable)
             trainable += p->size;
-        if (p->kind == PARAM_KERNEL || p->kind == PARAM_DEPTHWISE_KERNEL)
+        if (p->kind == PARAM_KERNEL || p->kind == PARAM_DEPTHWISE_KERNEL) {
             init_fans(p, conv, &fan_in, &fan_out);
+            variance = init_spec_variance(spec, p, conv);
+        }
     }
     json_t *shape = flat ? json_pack("[i]", l->c) : json_pack("[i, i, i]", l->h, l->w, l->c);
     json_t *o = json_pack("{s:s, s:s, s:o, s:I, s:I, s:I}", "name", l->name, "type",
@@ -353,17 +375,26 @@ static json_t *layer_row(const Net *net, const Layer *l, bool flat, Initializer 
                           "non_trainable_params", (json_int_t)(params - trainable));
     if (o && fan_in >= 0) {
         bool uniform;
-        double scale = init_scale(init, fan_in, fan_out, &uniform);
+        double scale = init_spec_scale(spec, fan_in, fan_out, &uniform);
         json_object_set_new(o, "fan_in", json_integer(fan_in));
         json_object_set_new(o, "fan_out", json_integer(fan_out));
-        json_object_set_new(o, uniform ? "init_limit" : "init_std", json_real(scale));
-        json_object_set_new(o, "init_variance", json_real(init_variance(init, fan_in, fan_out)));
+        if (isfinite(scale))
+            json_object_set_new(o, uniform ? "init_limit" : "init_std", json_real(scale));
+        json_object_set_new(o, "init_variance", report_number(variance));
     }
     return o;
 }
 
 json_t *report_model_summary(const Net *net, const ModelConfig *cfg, Initializer init,
                              FanConvention conv, unsigned long long seed)
+{
+    InitSpec spec = init_spec_default(init);
+    return report_model_summary_spec(net, cfg, &spec, conv, seed);
+}
+
+json_t *report_model_summary_spec(const Net *net, const ModelConfig *cfg,
+                                  const InitSpec *spec, FanConvention conv,
+                                  unsigned long long seed)
 {
     int n = net_n_layers(net);
     bool *flat = calloc((size_t)n, sizeof *flat);
@@ -376,15 +407,26 @@ json_t *report_model_summary(const Net *net, const ModelConfig *cfg, Initializer
     for (int i = 0; i < n; i++) {
         const Layer *l = net_layer(net, i);
         flat[i] = layer_is_flat(l, flat);
-        json_array_append_new(layers, layer_row(net, l, flat[i], init, conv));
+        json_array_append_new(layers, layer_row(net, l, flat[i], spec, conv));
     }
     free(flat);
     size_t tr = net_count_params(net, true), nt = net_count_params(net, false);
-    return json_pack(
+    json_t *o = json_pack(
         "{s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:o}", "model", cfg->name,
         "size", cfg->size, "channels", cfg->channels, "classes", cfg->classes, "head",
-        model_head_name(cfg->head), "init", init_name(init), "fan_convention",
+        model_head_name(cfg->head), "init", init_name(spec->kind), "fan_convention",
         fan_convention_name(conv), "seed", (json_int_t)seed, "total_params",
         (json_int_t)(tr + nt), "trainable_params", (json_int_t)tr, "non_trainable_params",
         (json_int_t)nt, "n_layers", n, "layers", layers);
+    if (o && spec->gain != 1.0)
+        json_object_set_new(o, "init_gain", json_real(spec->gain));
+    if (o && spec->zero_gamma)
+        json_object_set_new(o, "zero_gamma", json_true());
+    if (o && spec->kind == INIT_VARIANCE_SCALING) {
+        json_object_set_new(o, "init_scale", json_real(spec->scale));
+        json_object_set_new(o, "init_mode", json_string(init_mode_name(spec->mode)));
+        json_object_set_new(o, "init_distribution",
+                            json_string(init_distribution_name(spec->distribution)));
+    }
+    return o;
 }

@@ -10,6 +10,9 @@
  *   {"layer_index", "layer", "type", "mode", "quantity", "n", "mean", "std", "min", "max",
  *    "q1", "median", "q3", "whisker_lo", "whisker_hi", "p1", "p99", "zero_frac",
  *    "nonfinite", "predicted_var", "dead_units", "saturation", "flags": ["dead", ...],
+ *    "mean_abs", "theory_var", "theory_std" (its root), "theory_gap" (log10 of std over
+ *    theory_std: decades between measurement and prediction), "fan_sum", "init_iters",
+ *    "units" (channels looked at for dead units) and "dead_frac" (dead_units / units),
  *    "histogram": {"lo", "hi", "counts": [64 counts]}   (when asked for)}
  * with null for values that are absent or not finite. All functions return a new
  * reference, or NULL when out of memory. */
@@ -69,6 +72,13 @@ json_t *report_dataset(const StoreDataset *d);
  * init_variance}]. Output shapes follow Keras: (C) after a layer that flattens. */
 json_t *report_model_summary(const Net *net, const ModelConfig *cfg, Initializer init,
                              FanConvention conv, unsigned long long seed);
+/* The same for any initializer: "init" is its name, with "init_gain" (and for
+ * variance_scaling "init_scale", "init_mode", "init_distribution") beside it; a kernel's
+ * init_limit or init_std is left out where the initializer has none (orthogonal, lsuv:
+ * init_variance is gain² / max(rows, cols); lsuv then rescales on data). */
+json_t *report_model_summary_spec(const Net *net, const ModelConfig *cfg,
+                                  const InitSpec *spec, FanConvention conv,
+                                  unsigned long long seed);
 /* The store row of a probe row (the same conversion the trainer's results go through). */
 void report_probe_to_store(const ProbeRow *p, StoreLayerStat *s);
 

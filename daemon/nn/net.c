@@ -1019,6 +1019,15 @@ int net_fused_into(const Net *net, int i)
     return net->aux[i].fused_by ? net->aux[i].fused_by : -1;
 }
 
+int net_bn_batch_stats(const Net *net, int i, const float **mean, const float **var)
+{
+    if (i < 0 || i >= net->n_layers || net->layers[i].type != LAYER_BATCHNORM)
+        return -1;
+    *mean = net->aux[i].mean;
+    *var = net->aux[i].var;
+    return 0;
+}
+
 void net_seed_dropout(Net *net, uint64_t seed)
 {
     net->dropout_state = seed;

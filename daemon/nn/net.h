@@ -190,6 +190,10 @@ bool net_output_kept(const Net *net, int i);
  * residual add) working in place after it, or the first convolution that applies a zero
  * padding itself (such a padding has no out or dout); -1 when layer i runs on its own. */
 int net_fused_into(const Net *net, int i);
+/* The batch mean and biased batch variance (C each) batch norm layer i computed in the last
+ * forward in NET_TRAIN or NET_TRAIN_PROBE mode (what a train step normalizes with). Returns
+ * 0, or -1 when layer i is not a batch norm. The pointers stay valid until net_free. */
+int net_bn_batch_stats(const Net *net, int i, const float **mean, const float **var);
 void net_seed_dropout(Net *net, uint64_t seed); /* dropout masks draw from this stream */
 /* A stop check: net_forward asks it before each layer and net_backward before each
  * layer's backward, and both return NET_STOPPED at the first true answer, leaving the

@@ -580,6 +580,11 @@ typedef struct {
     int flags;                       /* health bitmask, defined by train/, stored as is */
     double hist_lo, hist_hi;         /* range covered by the bins */
     uint32_t hist[STORE_HIST_BINS];  /* counts over equal-width bins of [hist_lo, hist_hi] */
+    double mean_abs;                 /* mean |x|; NAN: not recorded */
+    double theory_var;               /* the theory's prediction at epoch 0; NAN: none */
+    double fan_sum;                  /* weights at epoch 0: inputs each output sums over */
+    int init_iters;                  /* weights at epoch 0 of LSUV: rescalings; -1: none */
+    int64_t units;                   /* channels looked at for dead units; 0: none */
 } StoreLayerStat;
 
 /* Records the statistics of job job_id at epoch `epoch` (0 = at initialization): rows may
@@ -596,6 +601,11 @@ int store_stats_get_layer(Store *s, int64_t job_id, int epoch, StoreMode mode, S
                           int layer_index, StoreLayerStat *out);
 /* The epochs for which the job has statistics, ascending; free() *epochs. */
 int store_stats_epochs(Store *s, int64_t job_id, int **epochs, int *n);
+/* One layer's statistics (histogram included) at every epoch recorded, ascending by epoch:
+ * the distribution over time. (*rows)[i].layer_index is the layer; the epoch of each row
+ * goes to (*epochs)[i]. free() both. None is not an error. */
+int store_stats_history(Store *s, int64_t job_id, StoreMode mode, StoreQuantity q,
+                        int layer_index, StoreLayerStat **rows, int **epochs, int *n);
 
 /* ---- Results, checkpoints, grid summary --------------------------------------------- */
 
@@ -659,5 +669,20 @@ typedef struct {
  * then initializer, with mean and sample std over seeds of each test metric (NAN means
  * when no job has results yet). free() *rows. STORE_NOT_FOUND if the grid does not exist. */
 int store_grid_summary(Store *s, int64_t grid_id, StoreGridSummary **rows, int *n);
+
+typedef struct {
+    int64_t job_id;
+    char model[STORE_NAME_MAX];
+    char initializer[STORE_NAME_MAX];
+    int64_t seed;
+    StoreJobStatus status;
+    bool has_result;         /* test results recorded */
+    double accuracy, precision_macro, recall_macro, f1_macro, loss; /* NAN without */
+} StoreGridRun;
+
+/* Every job of grid grid_id with its test results, sorted by model, initializer, seed and
+ * id: what Table 1's per-seed statistics are computed from. free() *rows.
+ * STORE_NOT_FOUND if the grid does not exist. */
+int store_grid_runs(Store *s, int64_t grid_id, StoreGridRun **rows, int *n);
 
 #endif

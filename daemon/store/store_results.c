@@ -332,3 +332,48 @@ fail:
     free(arr);
     return rc;
 }
+
+/* Row reader (StoreReadRow); row is a StoreGridRun. Can't fail. */
+static int read_grid_run(Store *s, sqlite3_stmt *st, void *row)
+{
+    StoreGridRun *g = row;
+    (void)s;
+    memset(g, 0, sizeof *g);
+    g->job_id = sqlite3_column_int64(st, 0);
+    store_col_copy(st, 1, g->model, sizeof g->model);
+    store_col_copy(st, 2, g->initializer, sizeof g->initializer);
+    g->seed = sqlite3_column_int64(st, 3);
+    store_job_status_parse((const char *)sqlite3_column_text(st, 4), &g->status);
+    g->has_result = sqlite3_column_int(st, 5) != 0;
+    double *v[] = {&g->accuracy, &g->precision_macro, &g->recall_macro, &g->f1_macro,
+                   &g->loss};
+    for (int k = 0; k < 5; k++)
+        *v[k] = store_col_real(st, 6 + k);
+    return STORE_OK;
+}
+
+int store_grid_runs(Store *s, int64_t grid_id, StoreGridRun **rows, int *n)
+{
+    *rows = NULL;
+    *n = 0;
+    StoreGrid grid;
+    int rc = store_grid_get(s, grid_id, &grid);
+    if (rc)
+        return rc;
+    store_grid_deinit(&grid);
+    sqlite3_stmt *st;
+    if ((rc = store_prepare(s,
+                            "SELECT j.id, j.model, j.initializer, j.seed, j.status,"
+                            " r.job_id IS NOT NULL, r.accuracy, r.precision_macro,"
+                            " r.recall_macro, r.f1_macro, r.loss"
+                            " FROM jobs j LEFT JOIN results r ON r.job_id = j.id"
+                            " WHERE j.grid_id = ?1 ORDER BY j.model, j.initializer, j.seed, j.id",
+                            &st)))
+        return rc;
+    sqlite3_bind_int64(st, 1, grid_id);
+    void *arr;
+    rc = store_collect_rows(s, st, sizeof **rows, 16, read_grid_run, NULL,
+                            "reading a grid's runs", &arr, n);
+    *rows = arr;
+    return rc;
+}

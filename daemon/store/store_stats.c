@@ -12,7 +12,8 @@ const char store_sql_epoch_list[] =
 #define STAT_COLUMNS                                                                       \
     "mode, quantity, layer_index, layer_name, layer_type, n, mean, std, min, max, q1,"     \
     " median, q3, whisker_lo, whisker_hi, p1, p99, zero_frac, nonfinite, predicted_var,"   \
-    " dead_units, saturation, flags, hist_lo, hist_hi, hist"
+    " dead_units, saturation, flags, hist_lo, hist_hi, hist, mean_abs, theory_var,"        \
+    " fan_sum, init_iters, units"
 
 const char store_sql_stats_epoch[] =
     "SELECT " STAT_COLUMNS " FROM layer_stats"
@@ -143,7 +144,7 @@ int store_stats_put(Store *s, int64_t job_id, int epoch, const StoreLayerStat *r
              s,
              "INSERT INTO layer_stats (job_id, epoch, " STAT_COLUMNS ") VALUES (?1, ?2, ?3,"
              " ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,"
-             " ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)"
+             " ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)"
              " ON CONFLICT (job_id, epoch, mode, quantity, layer_index) DO UPDATE SET"
              " layer_name = excluded.layer_name, layer_type = excluded.layer_type,"
              " n = excluded.n, mean = excluded.mean, std = excluded.std, min = excluded.min,"
@@ -153,7 +154,10 @@ int store_stats_put(Store *s, int64_t job_id, int epoch, const StoreLayerStat *r
              " zero_frac = excluded.zero_frac, nonfinite = excluded.nonfinite,"
              " predicted_var = excluded.predicted_var, dead_units = excluded.dead_units,"
              " saturation = excluded.saturation, flags = excluded.flags,"
-             " hist_lo = excluded.hist_lo, hist_hi = excluded.hist_hi, hist = excluded.hist",
+             " hist_lo = excluded.hist_lo, hist_hi = excluded.hist_hi, hist = excluded.hist,"
+             " mean_abs = excluded.mean_abs, theory_var = excluded.theory_var,"
+             " fan_sum = excluded.fan_sum, init_iters = excluded.init_iters,"
+             " units = excluded.units",
              &st)))
         goto fail;
     for (int i = 0; i < n; i++) {
@@ -181,6 +185,17 @@ int store_stats_put(Store *s, int64_t job_id, int epoch, const StoreLayerStat *r
         store_bind_real(st, 26, r->hist_lo);
         store_bind_real(st, 27, r->hist_hi);
         sqlite3_bind_blob(st, 28, hist, sizeof hist, SQLITE_TRANSIENT);
+        store_bind_real(st, 29, r->mean_abs);
+        store_bind_real(st, 30, r->theory_var);
+        store_bind_real(st, 31, r->fan_sum);
+        if (r->init_iters >= 0)
+            sqlite3_bind_int(st, 32, r->init_iters);
+        else
+            sqlite3_bind_null(st, 32);
+        if (r->units > 0)
+            sqlite3_bind_int64(st, 33, r->units);
+        else
+            sqlite3_bind_null(st, 33);
         if ((rc = store_step_done(s, st, "recording layer statistics"))) {
             if (rc == STORE_NOT_FOUND)
                 rc = store_fail(s, STORE_NOT_FOUND, "job %lld not found", (long long)job_id);
@@ -219,6 +234,11 @@ static int read_stat(Store *s, sqlite3_stmt *st, void *row)
     r->hist_lo = store_col_real(st, 23);
     r->hist_hi = store_col_real(st, 24);
     hist_decode(sqlite3_column_blob(st, 25), sqlite3_column_bytes(st, 25), r->hist);
+    r->mean_abs = store_col_real(st, 26);
+    r->theory_var = store_col_real(st, 27);
+    r->fan_sum = store_col_real(st, 28);
+    r->init_iters = sqlite3_column_type(st, 29) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 29);
+    r->units = sqlite3_column_int64(st, 30);
     return STORE_OK;
 }
 
@@ -311,4 +331,64 @@ fail:
     store_rollback(s);
     free(arr);
     return rc;
+}
+
+/* Row reader (StoreReadRow) of the history: the epoch comes first, then the stat columns. */
+typedef struct {
+    StoreLayerStat stat;
+    int epoch;
+} HistoryRow;
+
+static int read_history(Store *s, sqlite3_stmt *st, void *row)
+{
+    HistoryRow *h = row;
+    h->epoch = sqlite3_column_int(st, 31);
+    return read_stat(s, st, &h->stat);
+}
+
+int store_stats_history(Store *s, int64_t job_id, StoreMode mode, StoreQuantity q,
+                        int layer_index, StoreLayerStat **rows, int **epochs, int *n)
+{
+    *rows = NULL;
+    *epochs = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    /* The key's epoch sits between job and mode: one seek per epoch of the job, which
+     * SQLite's skip-scan does when the statistics are analyzed, a scan of the job's rows
+     * otherwise (thousands at most). */
+    int rc = store_prepare(s,
+                           "SELECT " STAT_COLUMNS ", epoch FROM layer_stats WHERE job_id = ?1"
+                           " AND mode = ?2 AND quantity = ?3 AND layer_index = ?4"
+                           " ORDER BY epoch",
+                           &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, job_id);
+    sqlite3_bind_text(st, 2, store_mode_name(mode), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, store_quantity_name(q), -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, layer_index);
+    void *arr;
+    int count = 0;
+    rc = store_collect_rows(s, st, sizeof(HistoryRow), 16, read_history, NULL,
+                            "reading a layer's history", &arr, &count);
+    if (rc)
+        return rc;
+    HistoryRow *h = arr;
+    StoreLayerStat *out = count ? malloc(sizeof *out * (size_t)count) : NULL;
+    int *ep = count ? malloc(sizeof *ep * (size_t)count) : NULL;
+    if (count && (!out || !ep)) {
+        free(out);
+        free(ep);
+        free(arr);
+        return store_fail(s, STORE_ERROR, "out of memory reading a layer's history");
+    }
+    for (int i = 0; i < count; i++) {
+        out[i] = h[i].stat;
+        ep[i] = h[i].epoch;
+    }
+    free(arr);
+    *rows = out;
+    *epochs = ep;
+    *n = count;
+    return STORE_OK;
 }

@@ -17,7 +17,11 @@ const char *const config_preprocess_modes[] = {"tf", "pixel_mean", "caffe", "tor
                                                NULL};
 static const char *const heads[] = {"paper", "keras", NULL};
 static const char *const inits[] = {"glorot_uniform", "glorot_normal", "he_uniform",
-                                    "he_normal", "lecun_uniform", "lecun_normal", NULL};
+                                    "he_normal", "lecun_uniform", "lecun_normal",
+                                    "variance_scaling", "orthogonal", "lsuv", NULL};
+static const char *const init_modes[] = {"fan_in", "fan_out", "fan_avg", NULL};
+static const char *const init_distributions[] = {"truncated_normal", "untruncated_normal",
+                                                 "uniform", NULL};
 static const char *const fan_conventions[] = {"keras", "pytorch", NULL};
 static const char *const crops[] = {"squash", "center", NULL};
 static const char *const schedules[] = {"step", "cosine", "constant", NULL};
@@ -53,6 +57,14 @@ static const Field fields[] = {
     {"batchnorm", F_BOOL, OFF(batchnorm), 0, 0, 0, NULL},
     {"head", F_ENUM, OFF(head), SZ(head), 0, 0, heads},
     {"init", F_ENUM, OFF(init), SZ(init), 0, 0, inits},
+    {"init_gain", F_DOUBLE, OFF(init_gain), 0, 1e-6, 1e6, NULL},
+    {"init_scale", F_DOUBLE, OFF(init_scale), 0, 1e-9, 1e9, NULL},
+    {"init_mode", F_ENUM, OFF(init_mode), SZ(init_mode), 0, 0, init_modes},
+    {"init_distribution", F_ENUM, OFF(init_distribution), SZ(init_distribution), 0, 0,
+     init_distributions},
+    {"zero_gamma", F_BOOL, OFF(zero_gamma), 0, 0, 0, NULL},
+    {"lsuv_tol", F_DOUBLE, OFF(lsuv_tol), 0, 1e-6, 1, NULL},
+    {"lsuv_max_iter", F_INT, OFF(lsuv_max_iter), 0, 1, 100, NULL},
     {"fan_convention", F_ENUM, OFF(fan_convention), SZ(fan_convention), 0, 0, fan_conventions},
     {"seed", F_INT64, OFF(seed), 0, 0, 9007199254740991.0, NULL},
     {"epochs", F_INT, OFF(epochs), 0, 1, 10000, NULL},
@@ -72,6 +84,7 @@ static const Field fields[] = {
     {"flip", F_BOOL, OFF(flip), 0, 0, 0, NULL},
     {"stats_every", F_INT, OFF(stats_every), 0, 1, 10000, NULL},
     {"probe_size", F_INT, OFF(probe_size), 0, 1, 512, NULL},
+    {"bn_recalibrate", F_INT, OFF(bn_recalibrate), 0, 0, 100000, NULL},
     {"threads", F_INT, OFF(threads), 0, 1, 256, NULL},
     {"priority", F_INT, OFF(priority), 0, -1000, 1000, NULL},
     {"keep_checkpoints", F_ENUM, OFF(keep_checkpoints), SZ(keep_checkpoints), 0, 0, retentions},
@@ -140,6 +153,12 @@ int config_defaults(JobConfig *cfg, const char *preset, const char *model, Confi
     cfg->batchnorm = true;
     set_str(cfg->head, sizeof cfg->head, "paper");
     set_str(cfg->init, sizeof cfg->init, "glorot_uniform");
+    cfg->init_gain = 1.0;
+    cfg->init_scale = 1.0;
+    set_str(cfg->init_mode, sizeof cfg->init_mode, "fan_in");
+    set_str(cfg->init_distribution, sizeof cfg->init_distribution, "truncated_normal");
+    cfg->lsuv_tol = 0.1;
+    cfg->lsuv_max_iter = 10;
     set_str(cfg->fan_convention, sizeof cfg->fan_convention, "keras");
     set_str(cfg->preprocess, sizeof cfg->preprocess, is_resnet(model) ? "pixel_mean" : "tf");
     set_str(cfg->crop, sizeof cfg->crop, "squash");
@@ -381,6 +400,21 @@ void config_field_info(int i, ConfigFieldInfo *out)
     const Field *f = &fields[i];
     *out = (ConfigFieldInfo){.key = f->key, .type = types[f->type], .min = f->min,
                              .max = f->max, .names = f->type == F_ENUM ? f->names : NULL};
+}
+
+int config_init_spec(const JobConfig *cfg, InitSpec *spec)
+{
+    Initializer kind;
+    if (init_parse(cfg->init, &kind) < 0)
+        return -1;
+    *spec = init_spec_default(kind);
+    spec->gain = cfg->init_gain;
+    spec->scale = cfg->init_scale;
+    spec->zero_gamma = cfg->zero_gamma;
+    if (init_mode_parse(cfg->init_mode, &spec->mode) < 0 ||
+        init_distribution_parse(cfg->init_distribution, &spec->distribution) < 0)
+        return -1;
+    return 0;
 }
 
 double config_lr_at(const JobConfig *cfg, int epoch)

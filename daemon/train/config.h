@@ -10,7 +10,14 @@
  *   depth, width, activation, batchnorm        plain / mlp options; width also scales
  *                                              the ResNets (64, Keras' width, by default)
  *   head          "paper" | "keras"
- *   init          glorot_uniform | glorot_normal | he_uniform | he_normal | lecun_uniform | lecun_normal
+ *   init          glorot_uniform | glorot_normal | he_uniform | he_normal | lecun_uniform |
+ *                 lecun_normal | variance_scaling | orthogonal | lsuv   (nn/init.h)
+ *   init_gain     multiplies every kernel after it is drawn (1; orthogonal: Keras' gain)
+ *   init_scale, init_mode, init_distribution   variance_scaling's parameters (1, "fan_in",
+ *                 "truncated_normal"); ignored by the other initializers
+ *   zero_gamma    γ = 0 in the batch norm ending each residual branch (false)
+ *   lsuv_tol, lsuv_max_iter   LSUV: |Var − 1| < tol, at most max_iter rescalings per layer
+ *                 (0.1, 10; train/lsuv.h)
  *   fan_convention "keras" | "pytorch"
  *   seed          integer >= 0
  *   epochs, batch_size, image_size
@@ -22,6 +29,9 @@
  *   flip          random horizontal flip while training
  *   stats_every   layer statistics every k epochs (epoch 0 and the last always)
  *   probe_size    images in the fixed probe batch
+ *   bn_recalibrate  before each evaluation, recompute the BatchNorm moving statistics
+ *                 over this many training batches ("precise BN"); 0 = off (the default,
+ *                 and the paper's protocol)
  *   threads       compute threads of the job (the daemon's --threads-per-job when a
  *                 submission leaves it out)
  *   priority      queue priority (higher first)
@@ -39,6 +49,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "nn/init.h"
+
 #define CONFIG_MAX_MILESTONES 16
 #define CONFIG_MAX_CLASSES 1000
 
@@ -53,7 +65,14 @@ typedef struct {
     char activation[16];
     bool batchnorm;
     char head[16];
-    char init[16];
+    char init[24];
+    double init_gain;
+    double init_scale;
+    char init_mode[16];
+    char init_distribution[24];
+    bool zero_gamma;
+    double lsuv_tol;
+    int lsuv_max_iter;
     char fan_convention[16];
     int64_t seed;
     int epochs, batch_size, image_size;
@@ -74,6 +93,7 @@ typedef struct {
     bool flip;
     int stats_every;
     int probe_size;
+    int bn_recalibrate;
     int threads;
     int priority;
     char keep_checkpoints[16];
@@ -125,6 +145,9 @@ typedef struct {
 /* Number of keys, and key i (0 <= i < count) into *out. Can't fail. */
 int config_field_count(void);
 void config_field_info(int i, ConfigFieldInfo *out);
+/* The initializer the configuration asks for (nn/init.h). Returns 0, or -1 for a name
+ * config_from_json would have refused. */
+int config_init_spec(const JobConfig *cfg, InitSpec *spec);
 
 /* The known names, for listings (NULL-terminated). */
 extern const char *const config_presets[];

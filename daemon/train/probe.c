@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "nn/models.h"
+#include "train/theory.h"
 
 /* The row's summary of x (n values); the statistics need no scratch buffer. */
 static int summarize_into(ProbeRow *row, const float *x, size_t n)
@@ -34,6 +35,9 @@ static ProbeRow *add_row(ProbeResult *r)
     ProbeRow *row = &r->rows[r->n++];
     memset(row, 0, sizeof *row);
     row->predicted_var = NAN;
+    row->theory_var = NAN;
+    row->fan_sum = NAN;
+    row->init_iters = -1;
     return row;
 }
 
@@ -60,9 +64,10 @@ static void set_health(ProbeRow *row, const float *x, size_t rows, int C, Health
 {
     stats_health(x, rows, C, kind, &row->health);
     row->has_health = true;
-    if (row->health.dead_units > 0)
+    if (row->health.units > 0 &&
+        row->health.dead_units > PROBE_DEAD_FRACTION * row->health.units)
         row->flags |= PROBE_FLAG_DEAD;
-    if (row->health.saturated_frac > 0.1)
+    if (row->health.saturated_frac > PROBE_SATURATED_FRACTION)
         row->flags |= PROBE_FLAG_SATURATED;
     if (row->health.nonfinite > 0)
         row->flags |= PROBE_FLAG_NONFINITE;
@@ -73,10 +78,64 @@ static bool is_kernel(const Param *p)
     return p->kind == PARAM_KERNEL || p->kind == PARAM_DEPTHWISE_KERNEL;
 }
 
-/* Rows of one mode: weights, activations (+ logits, softmax), gradients. */
-static int probe_mode(Net *net, int n, ProbeMode mode, Initializer init, FanConvention conv,
-                      ProbeResult *out)
+/* E[x²] of a summarized tensor. */
+static double second_moment(const StatSummary *s)
 {
+    return s->std * s->std + s->mean * s->mean;
+}
+
+/* The theory's predictions for the rows of one mode, out->rows[first..]. */
+static int add_theory(Net *net, int n, ProbeMode mode, const ProbeOptions *o, ProbeResult *out,
+                      int first)
+{
+    int P = net_n_params(net), L = net_n_layers(net);
+    double *kv = malloc(sizeof(double) * (size_t)P);
+    TheoryLayer *t = malloc(sizeof(TheoryLayer) * (size_t)L);
+    if (!kv || !t) {
+        free(kv);
+        free(t);
+        return -1;
+    }
+    for (int i = 0; i < P; i++)
+        kv[i] = o->kernel_var ? o->kernel_var[i]
+                              : init_spec_variance(o->spec, net_param(net, i), o->conv);
+    TheoryInput in = {.mode = mode == PROBE_MODE_TRAIN ? NET_TRAIN_PROBE : NET_INFERENCE,
+                      .batch = n, .kernel_var = kv};
+    for (int k = first; k < out->n; k++) {
+        const ProbeRow *row = &out->rows[k];
+        if (row->quantity != PROBE_ACTIVATION)
+            continue;
+        if (row->layer_index == 0) {
+            in.in_mean = row->s.mean;
+            in.in_sq = second_moment(&row->s);
+        } else if (strcmp(row->layer_type, "softmax") == 0) {
+            in.softmax_sq = second_moment(&row->s);
+        }
+    }
+    int rc = theory_predict(net, &in, t);
+    for (int k = first; rc == 0 && k < out->n; k++) {
+        ProbeRow *row = &out->rows[k];
+        int li = row->layer_index;
+        if (li <= 0 || li >= L)
+            continue; /* the input (measured, not predicted) and the softmax */
+        if (row->quantity == PROBE_WEIGHT) {
+            row->theory_var = row->predicted_var;
+            row->fan_sum = t[li].n_sum;
+        } else if (row->quantity == PROBE_ACTIVATION) {
+            row->theory_var = t[li].var;
+        } else {
+            row->theory_var = t[li].kernel_grad_sq;
+        }
+    }
+    free(kv);
+    free(t);
+    return 0;
+}
+
+/* Rows of one mode: weights, activations (+ logits, softmax), gradients. */
+static int probe_mode(Net *net, int n, ProbeMode mode, const ProbeOptions *o, ProbeResult *out)
+{
+    int first = out->n;
     for (int i = 0; i < net_n_params(net); i++) {
         Param *p = net_param(net, i);
         if (!is_kernel(p))
@@ -90,9 +149,10 @@ static int probe_mode(Net *net, int n, ProbeMode mode, Initializer init, FanConv
         row->mode = mode;
         row->quantity = PROBE_WEIGHT;
         name_row(row, l, p->layer, model_layer_type_name(l->type));
-        int fi, fo;
-        if (init_fans(p, conv, &fi, &fo) == 0)
-            row->predicted_var = init_variance(init, fi, fo);
+        row->predicted_var = o->kernel_var ? o->kernel_var[i]
+                                           : init_spec_variance(o->spec, p, o->conv);
+        if (o->kernel_iters)
+            row->init_iters = o->kernel_iters[i];
         if (summarize_into(row, p->data, p->size) < 0)
             return -1;
         if (row->s.nonfinite)
@@ -149,28 +209,37 @@ static int probe_mode(Net *net, int n, ProbeMode mode, Initializer init, FanConv
         if (row->s.nonfinite)
             row->flags |= PROBE_FLAG_NONFINITE;
     }
-    return 0;
+    return o->theory ? add_theory(net, n, mode, o, out, first) : 0;
 }
 
 int probe_run(Net *net, const float *x, const int *labels, int n, unsigned modes_mask,
               Initializer init, FanConvention conv, const float *class_weights,
               ProbeResult *out)
 {
+    InitSpec spec = init_spec_default(init);
+    ProbeOptions o = {.modes = modes_mask, .spec = &spec, .conv = conv,
+                      .class_weights = class_weights};
+    return probe_run_opts(net, x, labels, n, &o, out);
+}
+
+int probe_run_opts(Net *net, const float *x, const int *labels, int n, const ProbeOptions *o,
+                   ProbeResult *out)
+{
     static const struct { ProbeMode mode; NetMode net_mode; } modes[] = {
         {PROBE_MODE_TRAIN, NET_TRAIN_PROBE},
         {PROBE_MODE_INFERENCE, NET_INFERENCE},
     };
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
-        if (!(modes_mask & (1u << modes[m].mode)))
+        if (!(o->modes & (1u << modes[m].mode)))
             continue;
         int rc = net_forward(net, x, n, modes[m].net_mode);
         if (rc < 0)
             return rc;
-        net_loss(net, labels, class_weights);
+        net_loss(net, labels, o->class_weights);
         net_zero_grad(net);
         rc = net_backward(net);
         if (rc == 0)
-            rc = probe_mode(net, n, modes[m].mode, init, conv, out);
+            rc = probe_mode(net, n, modes[m].mode, o, out);
         net_zero_grad(net);
         if (rc < 0)
             return rc;

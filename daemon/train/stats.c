@@ -182,10 +182,10 @@ int stats_summarize(const float *x, size_t n, float *scratch, StatSummary *out)
     size_t m = 0;
     int64_t zeros = 0;
     float lo = INFINITY, hi = -INFINITY;
-    double sum = 0.0;
+    double sum = 0.0, asum = 0.0;
     for (size_t b = 0; b < n; b += 4096) {
         size_t e = b + 4096 < n ? b + 4096 : n;
-        double bsum = 0.0;
+        double bsum = 0.0, basum = 0.0;
         for (size_t i = b; i < e; i++) {
             uint32_t u = float_bits(x[i]);
             if (!bits_finite(u))
@@ -196,9 +196,11 @@ int stats_summarize(const float *x, size_t n, float *scratch, StatSummary *out)
             lo = v < lo ? v : lo;
             hi = v > hi ? v : hi;
             bsum += v;
+            basum += fabsf(v);
             h1[sort_key(u) >> 21]++;
         }
         sum += bsum;
+        asum += basum;
     }
     out->nonfinite = (int64_t)(n - m);
     out->zero_frac = (double)zeros / (double)n;
@@ -206,6 +208,7 @@ int stats_summarize(const float *x, size_t n, float *scratch, StatSummary *out)
         goto done;
     double mean = sum / (double)m;
     out->mean = mean;
+    out->mean_abs = asum / (double)m;
     out->min = lo;
     out->max = hi;
 

@@ -2,7 +2,7 @@
  * per-layer health flags.
  *
  * A summary describes one quantity (weights, activations or gradients) of one layer:
- * count, moments, extremes, quartiles with Tukey whiskers, 1st/99th percentiles, the
+ * count, moments (mean, std, mean |x|), extremes, quartiles with Tukey whiskers, 1st/99th percentiles, the
  * fraction of exact zeros, the number of non-finite values and a 64-bin histogram over
  * [min, max] of the finite values. Quantiles use linear interpolation between closest
  * ranks (numpy's default, "type 7"): q(p) = x[floor(h)] + (h - floor(h))·(x[floor(h)+1] -
@@ -20,6 +20,7 @@
 typedef struct {
     int64_t n;            /* values summarized, non-finite ones included */
     double mean, std;     /* population std (divide by the finite count) */
+    double mean_abs;      /* mean of |x| over the finite values */
     double min, max;
     double q1, median, q3;
     double whisker_lo, whisker_hi;

@@ -20,6 +20,7 @@
 #include "nn/net.h"
 #include "nn/optim.h"
 #include "train/checkpoint.h"
+#include "train/lsuv.h"
 #include "train/metrics.h"
 #include "util/fileio.h"
 #include "util/log.h"
@@ -27,7 +28,13 @@
 #include "util/sysmem.h"
 
 /* Seed streams derived from the job seed (rng_derive), one per use. */
-enum { STREAM_SHUFFLE = 1000000, STREAM_DROPOUT = 2000000 };
+enum { STREAM_SHUFFLE = 1000000, STREAM_DROPOUT = 2000000, STREAM_LSUV = 3000000,
+       STREAM_RECALIBRATE = 4000000 };
+
+int train_bn_settle_steps(double momentum, double left)
+{
+    return (int)ceil(log(left) / log(momentum) - 1e-9);
+}
 
 static double now(void)
 {
@@ -78,6 +85,12 @@ typedef struct {
     float *class_weights;   /* (K) or NULL */
     int classes;
     Initializer init;
+    InitSpec spec;
+    double *kernel_var;     /* (n_params) the variance each kernel was drawn with */
+    int *kernel_iters;      /* (n_params) LSUV rescalings, or NULL */
+    float *batch_x;         /* (batch, H, W, C) LSUV and recalibration batches */
+    int *batch_y;
+    int bn_layers;
     FanConvention fans;
     SgdConfig sgd;
     ProbeResult probe;
@@ -91,6 +104,7 @@ typedef struct {
     char *config_text;      /* saved in every checkpoint, for export-weights */
     char latest_path[4096], best_path[4096];
     double last_progress;
+    int steps_per_epoch;    /* of the training split, once the first epoch started */
     char *err;
     size_t errlen;
 } Run;
@@ -115,6 +129,8 @@ static void report(Run *r, TrainProgress *p, bool force)
         return;
     r->last_progress = t;
     p->epochs = r->cfg->epochs;
+    if (p->steps_per_epoch == 0)
+        p->steps_per_epoch = r->steps_per_epoch; /* every phase says it once it is known */
     p->best_val_acc = r->state.best_val_acc;
     p->best_epoch = r->state.best_epoch;
     r->cb->progress(r->cb->user, p);
@@ -262,19 +278,156 @@ static int build_net(Run *r)
                     "memory is available; lower batch_size or image_size",
                     need / 1e9, net_batch_capacity(r->net), cfg->image_size,
                     (double)available / 1e9);
-    if (init_parse(cfg->init, &r->init) < 0 || fan_convention_parse(cfg->fan_convention,
-                                                                    &r->fans) < 0)
+    if (init_parse(cfg->init, &r->init) < 0 || config_init_spec(cfg, &r->spec) < 0 ||
+        fan_convention_parse(cfg->fan_convention, &r->fans) < 0)
         return fail(r, "unknown initializer \"%s\" or fan convention \"%s\"", cfg->init,
                     cfg->fan_convention);
-    init_net(r->net, r->init, r->fans, (uint64_t)cfg->seed);
+    if (init_net_spec(r->net, &r->spec, r->fans, (uint64_t)cfg->seed) < 0)
+        return fail(r, "initializer %s: out of memory", cfg->init);
     net_set_stop(r->net, stop_requested, r);
-    for (int i = 0; i < net_n_params(r->net); i++)
+    int P = net_n_params(r->net);
+    r->kernel_var = malloc(sizeof(double) * (size_t)P);
+    if (!r->kernel_var)
+        return fail(r, "out of memory");
+    for (int i = 0; i < P; i++) {
+        r->kernel_var[i] = init_spec_variance(&r->spec, net_param(r->net, i), r->fans);
         r->bn_floats += net_param(r->net, i)->trainable ? 0 : net_param(r->net, i)->size;
+    }
     if (r->bn_floats && !(r->bn_saved = malloc(sizeof(float) * r->bn_floats)))
         return fail(r, "out of memory");
+    for (int i = 0; i < net_n_layers(r->net); i++)
+        r->bn_layers += net_layer(r->net, i)->type == LAYER_BATCHNORM;
     r->sgd = (SgdConfig){.momentum = (float)cfg->momentum, .nesterov = cfg->nesterov,
                          .weight_decay = (float)cfg->weight_decay,
                          .decay_all = cfg->decay_all};
+    return 0;
+}
+
+/* A seeded batch of the training split (the first batch_size images of a shuffle drawn
+ * from stream) into r->batch_x / batch_y; returns its size, or -1. */
+static int training_batch(Run *r, uint64_t stream, int offset_batches)
+{
+    const JobConfig *cfg = r->cfg;
+    size_t img = (size_t)cfg->image_size * cfg->image_size * 3;
+    if (!r->batch_x) {
+        r->batch_x = malloc(sizeof(float) * img * (size_t)cfg->batch_size);
+        r->batch_y = malloc(sizeof(int) * (size_t)cfg->batch_size);
+        if (!r->batch_x || !r->batch_y)
+            return fail(r, "out of memory");
+    }
+    int *order = malloc(sizeof(int) * (size_t)r->n_train);
+    if (!order)
+        return fail(r, "out of memory");
+    memcpy(order, r->train_idx, sizeof(int) * (size_t)r->n_train);
+    Rng rng;
+    rng_seed(&rng, rng_derive((uint64_t)cfg->seed, stream));
+    rng_shuffle_int(&rng, order, r->n_train);
+    int start = offset_batches * cfg->batch_size;
+    int n = start >= r->n_train ? 0 : r->n_train - start;
+    if (n > cfg->batch_size)
+        n = cfg->batch_size;
+    if (n > 0)
+        data_read_batch(r->cache, &r->pre, order + start, n, r->batch_x, r->batch_y);
+    free(order);
+    return n;
+}
+
+/* LSUV (train/lsuv.h) on the first batch of a seeded shuffle of the training split; the
+ * kernels' variances become the ones LSUV left. */
+static int run_lsuv(Run *r)
+{
+    const JobConfig *cfg = r->cfg;
+    int n = training_batch(r, STREAM_LSUV, 0);
+    if (n < 0)
+        return -1;
+    LsuvConfig lc = {.tol = cfg->lsuv_tol, .max_iter = cfg->lsuv_max_iter};
+    LsuvReport rep;
+    /* A few forward passes of one batch: a stop request waits for them to end. */
+    net_set_stop(r->net, NULL, NULL);
+    int lrc = lsuv_run(r->net, r->batch_x, n, &lc, &rep);
+    net_set_stop(r->net, stop_requested, r);
+    if (lrc < 0)
+        return fail(r, "LSUV: out of memory");
+    int P = net_n_params(r->net);
+    for (int i = 0; i < P; i++) {
+        Param *p = net_param(r->net, i);
+        if (rep.iterations[i] < 0)
+            continue;
+        if (r->spec.gain != 1.0)
+            for (size_t k = 0; k < p->size; k++)
+                p->data[k] = (float)(r->spec.gain * p->data[k]);
+        double sq = 0;
+        for (size_t k = 0; k < p->size; k++)
+            sq += (double)p->data[k] * p->data[k];
+        r->kernel_var[i] = sq / (double)p->size;
+    }
+    r->kernel_iters = rep.iterations;
+    rep.iterations = NULL;
+    log_info("train", "LSUV on %d training images: %d layers, %d rescalings in %d forward "
+             "passes, %d layer(s) not within tolerance %g of unit variance", n, rep.layers,
+             rep.total, rep.passes, rep.unconverged, cfg->lsuv_tol);
+    lsuv_report_deinit(&rep);
+    return 0;
+}
+
+/* bn_recalibrate: the moving statistics of every batch norm become the mean of the batch
+ * means and the pooled variance over N training batches (a seeded shuffle per epoch), as
+ * a train step computes them; the images are not flipped. */
+static int recalibrate_bn(Run *r, int epoch)
+{
+    const JobConfig *cfg = r->cfg;
+    if (cfg->bn_recalibrate <= 0 || r->bn_layers == 0)
+        return 0;
+    int L = net_n_layers(r->net);
+    size_t channels = 0;
+    for (int i = 0; i < L; i++)
+        if (net_layer(r->net, i)->type == LAYER_BATCHNORM)
+            channels += (size_t)net_layer(r->net, i)->c;
+    double *sum = calloc(2 * channels, sizeof(double));
+    if (!sum)
+        return fail(r, "out of memory");
+    int batches = 0;
+    for (int b = 0; b < cfg->bn_recalibrate; b++) {
+        int n = training_batch(r, STREAM_RECALIBRATE + (uint64_t)epoch, b);
+        if (n < 0) {
+            free(sum);
+            return -1;
+        }
+        if (n == 0)
+            break;
+        if (net_forward(r->net, r->batch_x, n, NET_TRAIN_PROBE) == NET_STOPPED) {
+            free(sum); /* a stop request: the moving statistics are left as they were */
+            return 1;
+        }
+        size_t at = 0;
+        for (int i = 0; i < L; i++) {
+            const Layer *l = net_layer(r->net, i);
+            const float *mean, *var;
+            if (net_bn_batch_stats(r->net, i, &mean, &var) < 0)
+                continue;
+            for (int c = 0; c < l->c; c++) {
+                sum[2 * (at + c)] += mean[c];
+                sum[2 * (at + c) + 1] += (double)var[c] + (double)mean[c] * mean[c];
+            }
+            at += (size_t)l->c;
+        }
+        batches++;
+    }
+    size_t at = 0;
+    for (int i = 0; batches && i < L; i++) {
+        const Layer *l = net_layer(r->net, i);
+        if (l->type != LAYER_BATCHNORM)
+            continue;
+        float *mm = net_param(r->net, l->param_first + 2)->data;
+        float *mv = net_param(r->net, l->param_first + 3)->data;
+        for (int c = 0; c < l->c; c++) {
+            double m = sum[2 * (at + c)] / batches, sq = sum[2 * (at + c) + 1] / batches;
+            mm[c] = (float)m;
+            mv[c] = (float)(sq - m * m > 0 ? sq - m * m : 0);
+        }
+        at += (size_t)l->c;
+    }
+    free(sum);
     return 0;
 }
 
@@ -284,11 +437,16 @@ static int record_stats(Run *r, int epoch)
 {
     if (!r->cb->stats)
         return 0;
-    TrainProgress p = {.phase = "statistics", .epoch = epoch};
+    /* After epoch e its steps are all done: step = steps_per_epoch keeps the bar at e/epochs. */
+    TrainProgress p = {.phase = "statistics", .epoch = epoch,
+                       .step = epoch > 0 ? r->steps_per_epoch : 0};
     report(r, &p, true);
     probe_result_clear(&r->probe);
-    int rc = probe_run(r->net, r->probe_x, r->probe_y, r->n_probe, PROBE_MODES_BOTH, r->init,
-                       r->fans, r->class_weights, &r->probe);
+    ProbeOptions po = {.modes = PROBE_MODES_BOTH, .spec = &r->spec, .conv = r->fans,
+                       .class_weights = r->class_weights, .kernel_var = r->kernel_var,
+                       .kernel_iters = epoch == 0 ? r->kernel_iters : NULL,
+                       .theory = epoch == 0};
+    int rc = probe_run_opts(r->net, r->probe_x, r->probe_y, r->n_probe, &po, &r->probe);
     if (rc == NET_STOPPED)
         return 1;
     if (rc < 0)
@@ -417,6 +575,7 @@ static int train_epoch(Run *r, int e, TrainEpoch *row)
                           rng_derive((uint64_t)cfg->seed, STREAM_SHUFFLE + (uint64_t)e), true) < 0)
         return fail(r, "out of memory");
     int steps = data_loader_batches(r->train_loader);
+    r->steps_per_epoch = steps;
     DataBatch b;
     /* Resuming inside the epoch: the order is the same, so skip the batches done. */
     for (int s = 0; s < r->state.step; s++)
@@ -490,10 +649,15 @@ static int train_epoch(Run *r, int e, TrainEpoch *row)
     row->seconds = seconds;
     row->images_per_sec = seconds > 0 ? images / seconds : 0;
     row->data_wait_seconds = data_loader_wait_seconds(r->train_loader);
+    row->steps = r->state.global_step;
+    row->bn_layers = r->bn_layers;
+    row->bn_recalibrated = cfg->bn_recalibrate > 0 && r->bn_layers > 0;
     TrainProgress p = {.phase = "validate", .epoch = e + 1, .step = steps,
                        .steps_per_epoch = steps};
     report(r, &p, true);
-    int rc = evaluate(r, r->val_idx, r->n_val, &row->val_loss, &row->val_acc, NULL);
+    int rc = recalibrate_bn(r, e + 1);
+    if (rc == 0)
+        rc = evaluate(r, r->val_idx, r->n_val, &row->val_loss, &row->val_acc, NULL);
     if (rc == 1) {
         /* seconds and images are the whole epoch's: they replace the partial sums */
         r->state.epoch_seconds = 0;
@@ -505,7 +669,7 @@ static int train_epoch(Run *r, int e, TrainEpoch *row)
 
 static int test_best(Run *r)
 {
-    TrainProgress p = {.phase = "test", .epoch = r->cfg->epochs};
+    TrainProgress p = {.phase = "test", .epoch = r->cfg->epochs, .step = r->steps_per_epoch};
     report(r, &p, true);
     char err[512];
     CheckpointState best;
@@ -576,6 +740,10 @@ static void run_free(Run *r)
     free(r->class_weights);
     free(r->config_text);
     free(r->bn_saved);
+    free(r->kernel_var);
+    free(r->kernel_iters);
+    free(r->batch_x);
+    free(r->batch_y);
 }
 
 /* Moves path (kind "latest" or "best") to the quarantine with why, and logs it. */
@@ -738,7 +906,7 @@ TrainOutcome train_run(const TrainSetup *setup, const TrainCallbacks *cb, char *
         outcome = TRAIN_STOPPED;
         goto out;
     }
-    if (data_rc < 0)
+    if (data_rc < 0 || (r.spec.kind == INIT_LSUV && run_lsuv(&r) < 0))
         goto out;
     int start = start_or_resume(&r);
     if (start < 0)

@@ -1,7 +1,9 @@
 /* trainer.h — one training run: epochs, validation, layer statistics, checkpoints, test.
  *
  * train_run does the paper's protocol for one job configuration on one dataset:
- *   1. build the model, initialize it (config's init, fan convention, seed)
+ *   1. build the model, initialize it (config's init, fan convention, seed; for lsuv,
+ *      once the data is open, LSUV on the first batch of a seeded shuffle of the training
+ *      split — rerun on resume too, so the checkpoint replaces identical weights)
  *   2. open the decoded-image cache (built once per dataset and size), set up
  *      preprocessing (pixel_mean: mean image of the training split) and the loaders
  *   3. resume from <ckpt_dir>/latest.ckpt when it exists and is the job's (below), else
@@ -10,6 +12,9 @@
  *      the epoch row; statistics every `stats_every` epochs and at the last; best.ckpt
  *      when validation accuracy improves; latest.ckpt — in that order, so that what the
  *      callbacks stored is always covered by a later checkpoint or redone identically
+ *      (with bn_recalibrate = N > 0, every validation is preceded by recomputing the
+ *      BatchNorm moving statistics over N training batches: the mean of the batch means
+ *      and the pooled variance, as "precise BN" does; the checkpoints keep them)
  *   5. evaluate the best checkpoint on the test split: accuracy, macro precision, recall,
  *      F1, loss, confusion matrix, per-class figures
  * A stop request (should_stop) is honoured in every phase within about one layer's time:
@@ -68,7 +73,7 @@ typedef struct {
     double phase_done;        /* cache: fraction of images decoded */
     int epoch;                /* epoch being trained, 1-based */
     int epochs;
-    int step, steps_per_epoch;
+    int step, steps_per_epoch; /* steps of `epoch` done; 0 where not yet known */
     double loss, accuracy;    /* running means of the current epoch */
     double images_per_sec;    /* over the current epoch */
     double eta_seconds;       /* whole run, from the current speed */
@@ -82,6 +87,9 @@ typedef struct {
     double lr;
     double seconds, images_per_sec;
     double data_wait_seconds; /* time the trainer waited for batches */
+    int64_t steps;            /* optimizer steps since the start, this epoch's included */
+    int bn_layers;            /* batch norms in the net (0: no moving statistics) */
+    bool bn_recalibrated;     /* the moving statistics were recomputed before validation */
 } TrainEpoch;
 
 /* A point of the intra-epoch training curve: the mean loss and accuracy of the steps since
@@ -96,6 +104,18 @@ typedef struct {
     int64_t global_step;      /* steps since the start of training */
     double loss, accuracy;    /* means over the steps since the previous point */
 } TrainStep;
+
+/* Keras' BatchNorm momentum, and how much of the initial moving statistics (mean 0,
+ * variance 1) may remain for them to count as settled: after s steps a fraction
+ * momentum^s of the initial values is left, so they settle after
+ * train_bn_settle_steps(0.99, 0.01) = 459 steps. Until then inference mode (validation,
+ * test, the probe's inference rows) normalizes with statistics that still lag: on a small
+ * dataset validation can stay near chance while training learns. bn_recalibrate avoids
+ * that. */
+#define TRAIN_BN_MOMENTUM 0.99
+#define TRAIN_BN_SETTLED 0.01
+/* The smallest s with momentum^s <= left (0 < momentum < 1, 0 < left < 1). Can't fail. */
+int train_bn_settle_steps(double momentum, double left);
 
 typedef struct {
     int epoch;                /* the checkpoint evaluated (best validation accuracy) */

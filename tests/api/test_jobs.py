@@ -1,6 +1,7 @@
 """test_jobs.py — the job side of the API against a real daemon: datasets, jobs, grids,
 results, live events, cancel and retry, and surviving kill -9 and SIGTERM."""
 import json
+import math
 import os
 import shutil
 import signal
@@ -92,7 +93,8 @@ class Catalogue(unittest.TestCase):
 
     def test_initializers_and_presets(self):
         inits = self.d.get("/api/v1/initializers").json()["initializers"]
-        self.assertEqual(len(inits), 6)
+        self.assertEqual([i["name"] for i in inits][6:], ["variance_scaling", "orthogonal", "lsuv"])
+        self.assertEqual(len(inits), 9)
         he = next(i for i in inits if i["name"] == "he_uniform")
         self.assertEqual(he["distribution"], "uniform")
         presets = self.d.get("/api/v1/presets").json()["presets"]
@@ -129,7 +131,7 @@ class Validation(unittest.TestCase):
         self.problem(post({"dataset": "weeds", "epochs": "three"}), 400, "epochs")
         self.problem(post({"dataset": "weeds", "epochs": -1}), 400, "epochs")
         self.problem(post({"dataset": "weeds", "model": "vgg"}), 400, "model")
-        self.problem(post({"dataset": "weeds", "init": "orthogonal"}), 400, "init")
+        self.problem(post({"dataset": "weeds", "init": "kaiming"}), 400, "init")
         self.problem(post({"dataset": "nope"}), 400, "dataset")
         self.problem(post({"model": "plain"}), 400, "dataset")
         self.problem(post({"dataset": "weeds", "lr": 1e9}), 400, "lr")
@@ -151,6 +153,31 @@ class Validation(unittest.TestCase):
         self.problem(post({"name": "../x", "path": DATA}), 400, "name")
         self.problem(post({"name": "y", "path": DATA, "split": [0.5, 0.5, 0.5]}), 400, "split")
         self.problem(post({"name": "weeds", "path": DATA}), 409, "name")
+
+    def test_grids_refuse_repeated_seeds_and_initializer_options_are_checked(self):
+        grid = lambda **kw: self.d.request("POST", "/api/v1/grids", {
+            "dataset": "weeds", "models": ["plain"], "initializers": ["he_uniform"], **kw})
+        r = grid(seeds=[0, 1, 0])
+        self.problem(r, 400, "seeds")
+        self.assertIn("appears twice", r.json()["detail"])
+        self.problem(grid(initializers=["orthogonal", "orthogonal"]), 400, "initializers")
+        self.problem(grid(init_mode="fan_sum"), 400, "init_mode")
+        self.problem(grid(init_gain=0), 400, "init_gain")
+        self.problem(grid(bn_recalibrate=-1), 400, "bn_recalibrate")
+        r = self.d.request("POST", "/api/v1/jobs", {
+            "dataset": "weeds", "model": "plain", "init": "variance_scaling", "init_scale": 2,
+            "init_mode": "fan_avg", "init_distribution": "uniform", "init_gain": 0.5,
+            "zero_gamma": True, "bn_recalibrate": 3, "epochs": 1, "priority": -1000,
+            "image_size": 32, "depth": 2, "width": 4})
+        self.assertEqual(r.status, 201, r)
+        cfg = r.json()["config"]
+        self.assertEqual((cfg["init"], cfg["init_scale"], cfg["init_mode"], cfg["init_distribution"],
+                          cfg["init_gain"], cfg["zero_gamma"], cfg["bn_recalibrate"]),
+                         ("variance_scaling", 2, "fan_avg", "uniform", 0.5, True, 3))
+        self.d.request("DELETE", f"/api/v1/jobs/{r.json()['id']}")
+        m = self.d.get("/api/v1/models/plain?init=orthogonal&size=32&depth=2&width=8").json()
+        conv = next(l for l in m["layers"] if l["name"] == "conv_1")
+        self.assertAlmostEqual(conv["init_variance"], 1 / 27)
 
     def test_scan_names_skipped_files(self):
         d = self.d.get("/api/v1/datasets/weeds").json()
@@ -279,6 +306,65 @@ class Grid(unittest.TestCase):
         listing = self.d.get(f"/api/v1/jobs?grid={self.grid['grid_id']}&status=done&limit=3").json()
         self.assertEqual(listing["total"], 8)
         self.assertEqual(len(listing["jobs"]), 3)
+
+    def test_table_one_intervals_epochs_to_target_and_tests_against_scipy(self):
+        from scipy import stats  # python3-scipy comes with make deps
+        import numpy as np
+        gid = self.grid["grid_id"]
+        s = self.d.get(f"/api/v1/grids/{gid}/summary?target=0.2").json()
+        self.assertEqual(s["target"], 0.2)
+        for r in s["rows"]:
+            acc = [x["accuracy"] for x in r["runs"]]
+            self.assertEqual(len(acc), 2)
+            half = stats.t.ppf(0.975, 1) * np.std(acc, ddof=1) / np.sqrt(2)
+            if half > 0:
+                self.assertAlmostEqual(r["accuracy"]["ci95"][0], np.mean(acc) - half, delta=1e-9)
+            for x in r["runs"]:
+                epochs = self.d.get(f"/api/v1/jobs/{x['job_id']}/epochs").json()["epochs"]
+                first = next((e["epoch"] for e in epochs if e["val_acc"] >= 0.2), None)
+                self.assertEqual(x["epochs_to_target"], first)
+        self.assertEqual(len(s["comparisons"]), 2 * 6)
+        for c in s["comparisons"]:
+            if c["metric"] == "epochs_to_target":
+                continue
+            a = [x[c["metric"]] for r in s["rows"] if (r["model"], r["initializer"]) == (c["model"], c["a"]) for x in r["runs"]]
+            b = [x[c["metric"]] for r in s["rows"] if (r["model"], r["initializer"]) == (c["model"], c["b"]) for x in r["runs"]]
+            self.assertEqual((c["a"], c["b"]), ("glorot_uniform", "he_uniform"))
+            self.assertAlmostEqual(c["diff"], np.mean(a) - np.mean(b), delta=1e-12)
+            w = stats.ttest_ind(a, b, equal_var=False)
+            if np.isfinite(w.pvalue):
+                self.assertAlmostEqual(c["welch"]["p"], w.pvalue, delta=1e-9)
+            p = stats.permutation_test((a, b), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+                                       permutation_type="independent", n_resamples=np.inf, vectorized=True)
+            self.assertAlmostEqual(c["permutation"]["p"], p.pvalue, delta=1e-12)
+            self.assertEqual((c["permutation"]["exact"], c["permutation"]["splits"]), (True, 6))
+        csv = self.d.get(f"/api/v1/grids/{gid}/summary?format=csv").body.decode().splitlines()
+        self.assertIn("accuracy_ci95_lo", csv[0].split(","))
+        r = self.d.request("GET", f"/api/v1/grids/{gid}/summary?target=2")
+        self.assertEqual((r.status, r.json()["field"]), (400, "target"))
+
+    def test_layer_history_with_histogram_bins_and_the_theory_at_epoch_zero(self):
+        job = self.grid["jobs"][0]["id"]
+        stats = self.d.get(f"/api/v1/jobs/{job}/stats?quantity=activation&mode=inference&epoch=0").json()
+        layer = stats["layers"][1]
+        self.assertIsNotNone(layer["theory_std"])
+        self.assertAlmostEqual(layer["theory_gap"], math.log10(layer["std"] / layer["theory_std"]),
+                               delta=1e-12)
+        h = self.d.get(f"/api/v1/jobs/{job}/history?quantity=activation&mode=inference&layer={layer['layer_index']}").json()
+        self.assertEqual([e["epoch"] for e in h["epochs"]], [0, 1, 2])
+        self.assertEqual(h["layer"], layer["layer"])
+        self.assertTrue(all(len(e["histogram"]["counts"]) == 64 for e in h["epochs"]))
+        self.assertIsNone(h["epochs"][2]["theory_std"])
+        csv = self.d.get(f"/api/v1/jobs/{job}/history?quantity=activation&mode=inference&layer={layer['layer_index']}&format=csv").body.decode().splitlines()
+        header = csv[0].split(",")
+        self.assertEqual(header[0], "epoch")
+        self.assertEqual(len(csv), 4)
+        row = dict(zip(header, csv[2].split(",")))
+        self.assertEqual(sum(int(row[f"bin_{b}"]) for b in range(64)), h["epochs"][1]["n"] - h["epochs"][1]["nonfinite"])
+        hist_csv = self.d.get(f"/api/v1/jobs/{job}/histograms?quantity=weight&format=csv").body.decode().splitlines()
+        self.assertIn("bin_63", hist_csv[0].split(","))
+        r = self.d.request("GET", f"/api/v1/jobs/{job}/history?quantity=activation")
+        self.assertEqual((r.status, r.json()["field"]), (400, "layer"))
 
 
     def test_grid_listing_csv_and_metrics(self):

@@ -86,3 +86,25 @@ export async function rowCount(page, table) {
 export async function fitsWidth(page) {
   return page.evaluate(() => document.scrollingElement.scrollWidth <= window.innerWidth + 1);
 }
+
+// The scale chart name was drawn with (web/js/scale.js registers it): {kind, c}, or null.
+export async function scaleOf(page, name) {
+  return page.evaluate((n) => (window.__initlab.scales || {})[n] || null, name);
+}
+
+// A value as a chart of that scale draws it, computed here independently: log keeps
+// positives, symlog is sign(y)·(1 + log10(|y|/c)) outside (−c, c) and y/c inside.
+export function drawnValue(v, scale) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return null;
+  if (!scale || scale.kind === 'linear') return v;
+  if (scale.kind === 'log') return v > 0 ? v : null;
+  const a = Math.abs(v);
+  return a < scale.c ? v / scale.c : Math.sign(v) * (1 + Math.log10(a / scale.c));
+}
+
+// Equal within a relative tolerance, element by element (nested arrays, nulls equal).
+export function near(a, b, tol = 1e-9) {
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => near(x, b[i], tol));
+  if (a === null || b === null || a === undefined || b === undefined) return (a ?? null) === (b ?? null);
+  return Math.abs(a - b) <= tol * Math.max(1, Math.abs(a), Math.abs(b));
+}

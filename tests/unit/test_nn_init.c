@@ -4,7 +4,11 @@
 #include <string.h>
 
 #include "nn/init.h"
+#include "nn/models.h"
 #include "nn/net.h"
+#include "util/rng.h"
+
+#include <stdlib.h>
 
 /* conv (3,3,3,32) → depthwise (3,3,32,1) → GAP → dense (32, 10), with biases. */
 static Net *named_net(void)
@@ -126,7 +130,7 @@ TEST(nn_init_samples_match_keras_formulas)
     Net *net = large_net();
     REQUIRE(net);
     const char *names[] = {"conv/kernel", "dw/depthwise_kernel", "dense/kernel"};
-    for (int ini = 0; ini < INIT_COUNT; ini++) {
+    for (int ini = 0; ini < INIT_N_PRESETS; ini++) {
         init_net(net, (Initializer)ini, FAN_KERAS, 100 + ini);
         for (int t = 0; t < 3; t++) {
             const Param *p = net_find_param(net, names[t]);
@@ -194,4 +198,158 @@ TEST(nn_init_defaults_and_seeding)
     CHECK(c->data[0] != net_find_param(a, "conv/kernel")->data[0]);
     net_free(a);
     net_free(b);
+}
+
+/* ---- Orthogonal, VarianceScaling, gain, zero-γ ------------------------------------------ */
+
+/* Gram matrix entry (i, j) of the columns (by_cols) or rows of a row-major (rows, cols) matrix. */
+static double gram(const float *w, int rows, int cols, bool by_cols, int i, int j)
+{
+    double s = 0;
+    int n = by_cols ? rows : cols;
+    for (int k = 0; k < n; k++)
+        s += by_cols ? (double)w[k * cols + i] * w[k * cols + j]
+                     : (double)w[i * cols + k] * w[j * cols + k];
+    return s;
+}
+
+TEST(nn_init_orthogonal_is_orthonormal_like_keras)
+{
+    /* tall (rows >= cols): orthonormal columns; wide: orthonormal rows (Keras transposes) */
+    static const int shapes[][2] = {{300, 40}, {40, 300}, {64, 64}, {27, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int rows = shapes[s][0], cols = shapes[s][1];
+        float *w = malloc(sizeof(float) * (size_t)rows * cols);
+        REQUIRE(w);
+        Rng rng;
+        rng_seed(&rng, 42 + s);
+        REQUIRE(init_orthogonal_matrix(w, rows, cols, &rng, 2) == 0);
+        bool by_cols = rows >= cols;
+        int m = by_cols ? cols : rows;
+        double worst = 0;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < m; j++)
+                worst = fmax(worst, fabs(gram(w, rows, cols, by_cols, i, j) - (i == j)));
+        CHECK(worst < 1e-5);
+        /* Keras' sign correction: R = Qᵀ·A has a positive diagonal, A the normal matrix
+         * (max, min) drawn row-major from the same stream */
+        int M = rows > cols ? rows : cols, N = m;
+        double *a = malloc(sizeof(double) * (size_t)M * N);
+        REQUIRE(a);
+        rng_seed(&rng, 42 + s);
+        for (int i = 0; i < M * N; i++)
+            a[i] = rng_normal(&rng);
+        for (int k = 0; k < N; k++) {
+            double r = 0; /* column k of Q (Q = w, or wᵀ when wide) dotted with column k of A */
+            for (int i = 0; i < M; i++)
+                r += (by_cols ? w[i * cols + k] : w[k * cols + i]) * a[i * N + k];
+            CHECK(r > 0);
+        }
+        free(a);
+        free(w);
+    }
+}
+
+TEST(nn_init_orthogonal_variance_and_gain)
+{
+    Net *net = large_net();
+    REQUIRE(net);
+    InitSpec spec = init_spec_default(INIT_ORTHOGONAL);
+    spec.gain = 2;
+    REQUIRE(init_net_spec(net, &spec, FAN_KERAS, 5) == 0);
+    const Param *p = net_find_param(net, "dense/kernel"); /* (1024, 256) */
+    double sq = 0;
+    for (size_t k = 0; k < p->size; k++)
+        sq += (double)p->data[k] * p->data[k];
+    /* 256 columns of norm 2: Σw² = 4·256, each element gain²/max(rows, cols) on average */
+    CHECK_NEAR(sq, 4.0 * 256, 1e-2);
+    CHECK_NEAR(init_spec_variance(&spec, p, FAN_KERAS), 4.0 / 1024, 1e-15);
+    CHECK_NEAR(gram(p->data, 1024, 256, true, 3, 3), 4.0, 1e-4);
+    CHECK_NEAR(gram(p->data, 1024, 256, true, 3, 7), 0.0, 1e-4);
+    /* a depthwise (3, 3, 128, 8) kernel flattens to (1152, 8) */
+    const Param *d = net_find_param(net, "dw/depthwise_kernel");
+    CHECK_NEAR(init_spec_variance(&spec, d, FAN_KERAS), 4.0 / 1152, 1e-15);
+    net_free(net);
+}
+
+TEST(nn_init_variance_scaling_modes_and_distributions)
+{
+    Net *net = large_net();
+    REQUIRE(net);
+    const Param *p = net_find_param(net, "dense/kernel"); /* fan_in 1024, fan_out 256 */
+    static const struct { double scale; InitMode mode; InitDistribution dist; double var; } cases[] = {
+        {2.0, INIT_MODE_FAN_OUT, INIT_DIST_UNTRUNCATED_NORMAL, 2.0 / 256},
+        {1.0, INIT_MODE_FAN_AVG, INIT_DIST_UNIFORM, 1.0 / 640},
+        {3.0, INIT_MODE_FAN_IN, INIT_DIST_TRUNCATED_NORMAL, 3.0 / 1024},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        InitSpec spec = init_spec_default(INIT_VARIANCE_SCALING);
+        spec.scale = cases[c].scale, spec.mode = cases[c].mode, spec.distribution = cases[c].dist;
+        REQUIRE(init_net_spec(net, &spec, FAN_KERAS, 9 + c) == 0);
+        double s = 0, q = 0, mx = 0;
+        for (size_t k = 0; k < p->size; k++) {
+            s += p->data[k], q += (double)p->data[k] * p->data[k];
+            mx = fmax(mx, fabs(p->data[k]));
+        }
+        double var = q / p->size - (s / p->size) * (s / p->size);
+        CHECK(fabs(var / cases[c].var - 1) < 0.02);
+        CHECK_NEAR(init_spec_variance(&spec, p, FAN_KERAS), cases[c].var, 1e-15);
+        bool uniform;
+        double scale = init_spec_scale(&spec, 1024, 256, &uniform);
+        if (cases[c].dist == INIT_DIST_UNIFORM)
+            CHECK(uniform && mx <= scale && mx > 0.99 * scale);
+        else if (cases[c].dist == INIT_DIST_TRUNCATED_NORMAL)
+            CHECK(!uniform && mx <= 2 * scale);
+        else
+            CHECK(mx > 3.5 * scale); /* untruncated: tails beyond 2σ exist in 262,144 draws */
+    }
+    net_free(net);
+}
+
+TEST(nn_init_gain_multiplies_and_presets_stay_bit_identical)
+{
+    Net *a = named_net(), *b = named_net();
+    REQUIRE(a && b);
+    init_net(a, INIT_HE_UNIFORM, FAN_KERAS, 4);
+    InitSpec spec = init_spec_default(INIT_HE_UNIFORM);
+    REQUIRE(init_net_spec(b, &spec, FAN_KERAS, 4) == 0);
+    for (int i = 0; i < net_n_params(a); i++)
+        CHECK(memcmp(net_param(a, i)->data, net_param(b, i)->data,
+                     sizeof(float) * net_param(a, i)->size) == 0);
+    spec.gain = 0.25;
+    REQUIRE(init_net_spec(b, &spec, FAN_KERAS, 4) == 0);
+    const Param *pa = net_find_param(a, "conv/kernel"), *pb = net_find_param(b, "conv/kernel");
+    for (size_t k = 0; k < pa->size; k++)
+        CHECK(fabs(pb->data[k] - 0.25 * pa->data[k]) <= 1e-7 * fabs(pa->data[k]));
+    CHECK_NEAR(init_spec_variance(&spec, pb, FAN_KERAS), 0.0625 * 2.0 / 27, 1e-15);
+    net_free(a);
+    net_free(b);
+}
+
+TEST(nn_init_zero_gamma_ends_each_residual_branch)
+{
+    ModelConfig mc = model_config_default("resnet18");
+    mc.size = 32, mc.width = 8, mc.batch = 1, mc.classes = 4;
+    char err[256];
+    Net *net = model_build(&mc, 1, err, sizeof err);
+    REQUIRE(net);
+    InitSpec spec = init_spec_default(INIT_HE_NORMAL);
+    spec.zero_gamma = true;
+    REQUIRE(init_net_spec(net, &spec, FAN_KERAS, 1) == 0);
+    int zeroed = 0, ones = 0;
+    for (int i = 0; i < net_n_layers(net); i++) {
+        const Layer *l = net_layer(net, i);
+        if (l->type != LAYER_BATCHNORM)
+            continue;
+        const Param *g = net_param(net, l->param_first);
+        bool zero = g->data[0] == 0 && g->data[g->size - 1] == 0;
+        /* the branch's last batch norm is named convS_blockJ_2_bn in a basic block */
+        size_t len = strlen(l->name);
+        bool branch_end = len > 5 && strcmp(l->name + len - 5, "_2_bn") == 0;
+        CHECK(zero == branch_end);
+        zeroed += zero, ones += !zero;
+    }
+    CHECK_INT(zeroed, 8); /* eight basic blocks */
+    CHECK(ones > 8);
+    net_free(net);
 }

@@ -2,6 +2,7 @@
 // for export and the browser tests), resizing and disposing charts, and the option builders
 // for learning curves, layer box plots, histogram small multiples, heat maps and bar charts.
 import { debounce, fmtNum } from './dom.js';
+import { makeScale } from './scale.js';
 
 const echarts = window.echarts;
 const live = new Map(); // name -> { chart, observer }
@@ -94,13 +95,17 @@ export function curvesOption({ title, file, yName, series, milestones = [], yMin
 
 // Box plots along the depth axis. layers: the category labels; groups: [{name, color, rows}]
 // where rows are LayerStat objects (or null where a group has no such layer), drawn as the
-// stored whisker_lo/q1/median/q3/whisker_hi. predicted: optional [{name, color, group, values}]
-// of ± spreads per layer (null where none), drawn as dashes over box group `group`.
-export function boxplotOption({ title, file, layers, groups, predicted = [], yName }) {
+// stored whisker_lo/q1/median/q3/whisker_hi through scale (scale.js: symlog by default, so
+// that a run whose values are 10⁵ times smaller keeps visible boxes); a flagged box keeps
+// its run's colour and gets a marker of the flag's colour above it. predicted: optional
+// [{name, color, group, values}] of ± spreads per layer (null where none), drawn as dashes
+// over box group `group`.
+export function boxplotOption({ title, file, layers, groups, predicted = [], yName, scale }) {
   const o = base(title, file);
   const many = layers.length > 28;
+  const sc = scale || makeScale('linear', []);
   o.animation = false;
-  o.grid = { left: 64, right: 24, top: 64, bottom: many ? 118 : 90 };
+  o.grid = { left: 12, right: 24, top: 64, bottom: many ? 40 : 12, containLabel: true };
   const flagOf = (i) => groups.map((g) => g.rows[i]).find((r) => r && r.flags && r.flags.length);
   o.xAxis = {
     type: 'category', data: layers, boundaryGap: true,
@@ -109,7 +114,7 @@ export function boxplotOption({ title, file, layers, groups, predicted = [], yNa
       color: (v, i) => { const r = flagOf(i); return r ? flagColors[r.flags[0]] : '#475467'; },
     },
   };
-  o.yAxis = { type: 'value', name: yName, nameLocation: 'middle', nameGap: 50, scale: true, splitArea: { show: true } };
+  o.yAxis = sc.axis({ splitArea: { show: true } });
   if (many) o.dataZoom = [{ type: 'inside', xAxisIndex: 0 }, { type: 'slider', xAxisIndex: 0, height: 18, bottom: 6 }];
   // Box zoom: one layer with a wide spread must not flatten the others.
   o.toolbox.feature = { dataZoom: { title: { zoom: 'zoom', back: 'back' } }, restore: { title: 'reset' }, ...o.toolbox.feature };
@@ -119,23 +124,38 @@ export function boxplotOption({ title, file, layers, groups, predicted = [], yNa
     name: g.name, type: 'boxplot', color: g.color, boxWidth: bounds,
     itemStyle: { borderWidth: 1.4, color: (g.color || palette[0]) + '22', borderColor: g.color },
     data: g.rows.map((r) => r ? {
-      value: [r.whisker_lo, r.q1, r.median, r.q3, r.whisker_hi],
+      value: [r.whisker_lo, r.q1, r.median, r.q3, r.whisker_hi].map(sc.map),
       row: r,
-      itemStyle: r.flags && r.flags.length ? { borderColor: flagColors[r.flags[0]], color: flagColors[r.flags[0]] + '44' } : undefined,
     } : { value: [] }),
   }));
-  for (const p of predicted) o.series.push(spreadSeries(p, layers, groups.length, bounds));
+  const marks = groups.flatMap((g, gi) => g.rows.flatMap((r, i) => (r && r.flags && r.flags.length
+    ? [{ value: [i, sc.map(r.whisker_hi)], group: gi, flag: r.flags[0], itemStyle: { color: flagColors[r.flags[0]] } }] : [])));
+  if (marks.length)
+    o.series.push({
+      name: 'flags', type: 'custom', z: 6, data: marks, encode: { x: 0, y: 1 },
+      tooltip: { trigger: 'item', formatter: (q) => `${groups[q.data.group].name}<br>${layers[q.value[0]]}: ${q.data.flag}` },
+      renderItem: (params, api) => {
+        const n = groups.length, band = api.size([1, 0])[0];
+        const avail = band * 0.8 - 2, gap = (avail / n) * 0.3, box = (avail - gap * (n - 1)) / n;
+        const d = marks[params.dataIndex];
+        const cx = api.coord([api.value(0), 0])[0] + box / 2 - avail / 2 + d.group * (gap + box);
+        const y = api.coord([api.value(0), api.value(1)])[1] - 8;
+        return { type: 'polygon', shape: { points: [[cx - 5, y - 8], [cx + 5, y - 8], [cx, y]] }, style: { fill: flagColors[d.flag] } };
+      },
+    });
+  for (const p of predicted) o.series.push(spreadSeries({ ...p, values: p.values.map(sc.map), both: sc.kind !== 'log' }, layers, groups.length, bounds));
   return o;
 }
 
-// The predicted ±σ of group p.group as two dashes over that group's box: the offsets repeat
-// ECharts' boxplot layout (boxplotLayout.js: 80 % of the band, gaps of 30 % of a box).
+// The predicted ±σ of group p.group as two dashes over that group's box (one, +σ, on a log
+// axis): the offsets repeat ECharts' boxplot layout (boxplotLayout.js: 80 % of the band, gaps
+// of 30 % of a box). p.values are already mapped through the axis' scale.
 function spreadSeries(p, layers, n, bounds) {
   const color = p.color || '#c92a2a';
   return {
     name: p.name, type: 'custom', color, z: 5, clip: true, encode: { x: 0, y: 1 },
     data: p.values.flatMap((v, i) => (v === null || v === undefined ? [] : [[i, v]])),
-    tooltip: { trigger: 'item', formatter: (q) => `${p.name}<br>${layers[q.value[0]]}: ±${fmtNum(q.value[1], 4)}` },
+    tooltip: { trigger: 'item', formatter: (q) => `${p.name}<br>${layers[q.value[0]]}` },
     renderItem: (params, api) => {
       const band = api.size([1, 0])[0];
       const avail = band * 0.8 - 2, gap = (avail / n) * 0.3, box = (avail - gap * (n - 1)) / n;
@@ -143,7 +163,8 @@ function spreadSeries(p, layers, n, bounds) {
       const half = Math.min(Math.max(box, bounds[0]), bounds[1]) / 2 + 4;
       const style = { stroke: color, lineWidth: 2 };
       const dash = (y) => ({ type: 'line', shape: { x1: cx - half, y1: y, x2: cx + half, y2: y }, style });
-      return { type: 'group', children: [dash(api.coord([api.value(0), api.value(1)])[1]), dash(api.coord([api.value(0), -api.value(1)])[1])] };
+      const up = dash(api.coord([api.value(0), api.value(1)])[1]);
+      return { type: 'group', children: p.both ? [up, dash(api.coord([api.value(0), -api.value(1)])[1])] : [up] };
     },
   };
 }

@@ -1,10 +1,14 @@
-// views/compare.js — the Compare view: overlaid learning curves of chosen jobs, their layer
-// box plots and histograms overlaid layer by layer (Glorot vs He), and their test results.
+// views/compare.js — the Compare view: first the depth profiles of the chosen jobs (both
+// BatchNorm modes, the theory at epoch 0), then overlaid learning curves, layer box plots,
+// health and histograms overlaid layer by layer (Glorot vs He), the distribution over time
+// of one layer, and their test results.
 import { get } from '../api.js';
 import { chart, colorAt, curvesOption } from '../charts.js';
 import { h, fill, fmtNum, fmtPct, jobLabel, statusBadge } from '../dom.js';
 import { csvButton, dataTable } from '../table.js';
+import { evolutionPanel } from './evolution.js';
 import { layerPanel } from './layers.js';
+import { profilePanel } from './profile.js';
 import { curveSeries, epochRow, milestoneMarks } from './job.js';
 
 export const name = 'compare';
@@ -39,12 +43,16 @@ export async function mount(ctx) {
   const accEl = h('div', { class: 'chart', dataset: { chart: 'compare-acc' } });
   const lossEl = h('div', { class: 'chart', dataset: { chart: 'compare-loss' } });
   const boxJobs = jobs.slice(0, MAX_BOX_JOBS);
+  const profile = profilePanel(ctx, jobs);
   const panel = layerPanel(ctx, boxJobs);
+  const evolution = evolutionPanel(ctx, jobs);
   const resultsBox = h('div');
   ctx.root.append(h('div', null,
+    profile.el,
     h('div', { class: 'cards' }, h('div', { class: 'card' }, accEl), h('div', { class: 'card' }, lossEl)),
     jobs.length > MAX_BOX_JOBS ? h('div', { class: 'muted small' }, `Layer plots show the first ${MAX_BOX_JOBS} jobs.`) : null,
     panel.el,
+    evolution.el,
     h('div', { class: 'card' }, resultsBox)));
 
   function drawCurves() {
@@ -73,7 +81,7 @@ export async function mount(ctx) {
   }
 
   drawCurves();
-  await Promise.all([panel.loaded, drawResults()]);
+  await Promise.all([profile.loaded, panel.loaded, evolution.loaded, drawResults()]);
   ctx.ready();
 
   ctx.on('epoch', (ev) => {

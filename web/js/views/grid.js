@@ -1,12 +1,15 @@
-// views/grid.js — the Grid view: one-click Glorot vs He per model, the grid's Table 1 (mean ±
-// std over seeds, table and chart) and its live jobs table.
-import { csvUrl, del, get, patch, post } from '../api.js';
+// views/grid.js — the Grid view: grid-wide operations (cancel, retry, more seeds, delete,
+// its name, tags, note and priority), one-click Glorot vs He per model, learning curves over
+// seeds and the grid's Table 1 with intervals and tests (views/seeds.js), its chart, and the
+// live jobs table.
+import { del, get, patch, post } from '../api.js';
 import { barOption, chart, errorBarSeries } from '../charts.js';
-import { h, fill, debounce, fmtMeanStd, fmtTime, tagChips, toast } from '../dom.js';
+import { h, fill, debounce, fmtTime, tagChips, toast } from '../dom.js';
 import { recordForm } from './job.js';
 import { csvButton, dataTable, tableRow } from '../table.js';
 import { csvColumns, jobColumns } from '../jobcells.js';
 import { countsText } from './grids.js';
+import { seedCurvesPanel, table1Panel } from './seeds.js';
 
 export const name = 'grid';
 
@@ -39,12 +42,14 @@ export async function mount(ctx) {
   const head = h('div', { class: 'view-head' });
   const ops = h('div', { class: 'card', dataset: { card: 'grid-ops' } });
   const pairs = h('div', { class: 'toolbar', dataset: { pairs: '' } });
-  const summaryBox = h('div');
   const t1El = h('div', { class: 'chart', dataset: { chart: 'table1' } });
   const jobsBox = h('div');
+  const table1 = table1Panel(ctx, id, drawTable1Chart);
+  const seeds = seedCurvesPanel(ctx, id, () => jobs);
   fill(ctx.root, head, ops,
     h('div', { class: 'card' }, h('h2', null, 'Glorot vs He'), pairs),
-    h('div', { class: 'card' }, summaryBox),
+    seeds.el,
+    table1.el,
     h('div', { class: 'card' }, t1El),
     h('div', { class: 'card' }, jobsBox));
 
@@ -71,18 +76,18 @@ export async function mount(ctx) {
         ev.target.disabled = false;
       },
     }, label);
-    const seeds = h('input', { name: 'add-seeds', placeholder: 'seeds, e.g. 3 4', style: 'width:110px' });
+    const seedsInput = h('input', { name: 'add-seeds', placeholder: 'seeds, e.g. 3 4', style: 'width:110px' });
     const addSeeds = async () => {
-      const list = seeds.value.split(/[\s,]+/).filter(Boolean).map(Number);
+      const list = seedsInput.value.split(/[\s,]+/).filter(Boolean).map(Number);
       const r = await post(`/grids/${id}/seeds`, { seeds: list });
-      seeds.value = '';
+      seedsInput.value = '';
       await reloadJobs();
       return { jobs_changed: (r.jobs || []).length };
     };
     fill(ops, h('div', { class: 'card-head' }, h('h2', null, 'Grid'), ...tagChips(g.tags), h('span', { class: 'spacer' }),
       act('Cancel all', 'cancel', () => post(`/grids/${id}/cancel`)),
       act('Retry failed and cancelled', 'retry', () => post(`/grids/${id}/retry`)),
-      seeds, act('Add seeds', 'seeds', addSeeds),
+      seedsInput, act('Add seeds', 'seeds', addSeeds),
       act('Delete grid', 'delete', async () => { await del(`/grids/${id}`); leave(); }, `Delete grid ${id} with its ${jobs.length} jobs and their results?`)),
     recordForm(g, { priority: true, save: async (body) => { g = await patch(`/grids/${id}`, body); drawOps(); drawHead(); await reloadJobs(); } }));
   }
@@ -108,28 +113,14 @@ export async function mount(ctx) {
     fill(jobsBox, h('div', { class: 'card-head' }, h('h2', null, `Jobs (${jobs.length})`), h('span', { class: 'spacer' }), csvButton(`grid${id}_jobs.csv`, csvColumns(columns), () => jobs)), table);
   }
 
-  async function drawSummary() {
-    if (gone || !ctx.alive()) return;
-    const s = await get(`/grids/${id}/summary`);
-    if (!ctx.alive()) return;
-    const cols = [
-      { label: 'model', value: (r) => r.model }, { label: 'initializer', value: (r) => r.initializer },
-      { label: 'seeds done', num: true, value: (r) => r.n, cell: (r) => `${r.n} of ${r.n_seeds ?? r.n_jobs}` },
-      ...METRICS.map(([k, label]) => ({ label, num: true, value: (r) => fmtMeanStd(r[k], 4), cell: (r) => fmtMeanStd(r[k]) })),
-    ];
-    const csvCols = [{ label: 'model', value: (r) => r.model }, { label: 'initializer', value: (r) => r.initializer },
-      { label: 'n', value: (r) => r.n }, { label: 'n_seeds', value: (r) => r.n_seeds }, { label: 'n_jobs', value: (r) => r.n_jobs },
-      ...METRICS.flatMap(([k]) => [{ label: k + '_mean', value: (r) => r[k]?.mean }, { label: k + '_std', value: (r) => r[k]?.std }])];
-    fill(summaryBox, h('div', { class: 'card-head' }, h('h2', null, 'Table 1 — test metrics, mean ± std over seeds'), h('span', { class: 'spacer' }),
-      csvButton(`grid${id}_table1.csv`, csvCols, () => s.rows), h('a', { class: 'small', href: csvUrl(`/grids/${id}/summary`), download: `grid${id}_summary.csv` }, 'API CSV')),
-    dataTable({ name: 'table1', columns: cols, rows: s.rows, empty: 'Results appear as jobs finish.' }));
+  function drawTable1Chart(s) {
     const shown = METRICS.slice(0, 4);
     const series = s.rows.map((r) => ({ name: `${r.model} ${r.initializer}`, data: shown.map(([k]) => r[k]?.mean ?? null) }));
-    const opt = barOption({ title: 'Table 1 (bars: mean, whiskers: ± std)', file: `grid${id}_table1`, categories: shown.map(([, l]) => l), series, yName: 'score' });
+    const opt = barOption({ title: 'Table 1 (bars: mean, whiskers: 95 % interval over seeds)', file: `grid${id}_table1`, categories: shown.map(([, l]) => l), series, yName: 'score' });
     Object.assign(opt.yAxis, { min: 0, max: 1 });
-    s.rows.forEach((r, i) => opt.series.push(errorBarSeries('± std', shown.map(([k], x) => {
-      const m = r[k]?.mean, sd = r[k]?.std;
-      return m === null || m === undefined || sd === null || sd === undefined ? [x, m ?? 0, m ?? 0] : [x, m - sd, m + sd];
+    s.rows.forEach((r, i) => opt.series.push(errorBarSeries('95 % interval', shown.map(([k], x) => {
+      const m = r[k]?.mean, ci = r[k]?.ci95;
+      return m === null || m === undefined || !ci || ci[0] === null ? [x, m ?? 0, m ?? 0] : [x, Math.max(0, ci[0]), Math.min(1, ci[1])];
     }), i, s.rows.length)));
     opt.legend.data = series.map((x) => x.name);
     chart(t1El, 'table1').setOption(opt, true);
@@ -144,12 +135,12 @@ export async function mount(ctx) {
     drawHead();
     drawJobs();
   }
-  const summarySoon = debounce(() => drawSummary(), 1000);
+  const summarySoon = debounce(() => { if (!gone && ctx.alive()) { table1.refresh(); seeds.refresh(); } }, 1000);
 
   drawOps();
   drawHead();
   drawJobs();
-  await drawSummary();
+  await Promise.all([table1.loaded, seeds.loaded]);
   ctx.ready();
 
   const jobsSoon = debounce(() => reloadJobs(), 500);

@@ -1,12 +1,36 @@
-// views/job.js — the Job view: state and configuration, learning curves with the learning-rate
-// steps (Fig. 4/5), the layer panel (Fig. 3/6/7), and test results (confusion heat map, per
-// class table); updated live from the event stream.
+// views/job.js — the Job view: state and configuration (with a note while BatchNorm's moving
+// statistics have not settled), its name, tags, note and downloads, learning curves with the
+// learning-rate steps (Fig. 4/5) and the intra-epoch curve, the layers section — depth profile
+// with the theory, box plots, health, histograms (Fig. 3/6/7), distribution over time — and
+// test results (confusion heat map, per class table); updated live from the event stream.
 import { downloadFile, get, patch } from '../api.js';
 import { chart, confusionOption, curvesOption } from '../charts.js';
 import { h, fill, fmtBytes, fmtDuration, fmtNum, fmtPct, fmtShort, fmtTime, statusBadge, tagChips, toast } from '../dom.js';
 import { csvButton, dataTable } from '../table.js';
 import { jobActions, progressBar } from '../jobcells.js';
+import { evolutionPanel } from './evolution.js';
 import { layerPanel } from './layers.js';
+import { profilePanel } from './profile.js';
+
+// Keras' BatchNorm momentum and the share of the initial moving statistics (mean 0,
+// variance 1) below which they count as settled (train/trainer.h): 459 steps.
+export const BN_MOMENTUM = 0.99;
+export const BN_SETTLE_STEPS = Math.ceil(Math.log(0.01) / Math.log(BN_MOMENTUM) - 1e-9);
+
+// The note a job gets while its batch norms' moving statistics still lag, or null: steps
+// trained so far against BN_SETTLE_STEPS, for models with batch norm and no bn_recalibrate.
+export function bnSettleNote(job, rows) {
+  const c = job.config || {};
+  const hasBn = !(job.model === 'mlp' || (job.model === 'plain' && c.batchnorm === false));
+  const spe = job.progress?.steps_per_epoch || 0;
+  const done = rows.filter((r) => r.epoch > 0).length;
+  const steps = job.status === 'running' ? Math.max(0, (job.progress.epoch - 1) * spe + job.progress.step) : done * spe;
+  if (!hasBn || c.bn_recalibrate > 0 || !spe || steps >= BN_SETTLE_STEPS) return null;
+  const left = 100 * BN_MOMENTUM ** steps;
+  return `After ${steps} training steps the BatchNorm moving statistics (momentum ${BN_MOMENTUM}) still hold ${left.toFixed(0)} % of their initial values; ` +
+    `they settle after about ${BN_SETTLE_STEPS} steps. Until then validation and test run in inference mode on lagging statistics and can stay near chance while training learns — ` +
+    'not a bug of the tool. The job option bn_recalibrate: N recomputes them over N training batches before each evaluation.';
+}
 
 export const name = 'job';
 
@@ -79,14 +103,26 @@ export async function mount(ctx) {
   const lossEl = h('div', { class: 'chart', dataset: { chart: 'curves-loss' } });
   const epochTable = h('div');
   const results = h('div');
+  const profile = profilePanel(ctx, [job]);
   const panel = layerPanel(ctx, [job]);
+  const evolution = evolutionPanel(ctx, [job]);
   const epochCols = ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc', 'lr', 'seconds', 'images_per_sec']
     .map((k) => ({ label: k, num: true, value: (r) => r[k], cell: (r) => fmtNum(r[k], 4) }));
 
   fill(ctx.root, head, record, info,
     h('div', { class: 'cards' }, h('div', { class: 'card' }, accEl), h('div', { class: 'card' }, lossEl)),
     h('details', { class: 'card' }, h('summary', null, 'Epochs table ', csvButton(`job${id}_epochs.csv`, epochCols, () => rows)), epochTable),
-    panel.el, results);
+    profile.el, panel.el, evolution.el, results);
+
+  // LSUV's work, from the epoch-0 weight rows (init_iters): "N rescalings over L kernels".
+  let lsuvText = null;
+  if (job.initializer === 'lsuv')
+    get(`/jobs/${id}/stats`, { quantity: 'weight', mode: 'train', epoch: 0 }).then((s) => {
+      const it = s.layers.map((r) => r.init_iters).filter((v) => v !== null && v !== undefined);
+      if (!it.length || !ctx.alive()) return;
+      lsuvText = `${it.reduce((a, b) => a + b, 0)} rescalings over ${it.length} kernels (most in one: ${Math.max(...it)})`;
+      drawHead();
+    }).catch(() => {});
 
   function drawHead() {
     fill(head, h('h1', null, `Job #${job.id}`), statusBadge(job.status), progressBar(job), jobActions(job, () => { location.hash = '#/jobs'; }),
@@ -98,13 +134,14 @@ export async function mount(ctx) {
     const best = rows.reduce((b, r) => (r.val_acc !== null && (!b || r.val_acc > b.val_acc) ? r : b), null);
     const schedule = c.schedule === 'step' ? `step at ${(c.milestones || []).join(', ')}, ×${fmtShort(c.gamma)}` : c.schedule;
     const kv = [['dataset', h('a', { href: `#/dataset/${encodeURIComponent(job.dataset)}` }, job.dataset)], ['model', job.model],
-      ['initializer', job.initializer], ['seed', job.seed], ['epochs', job.epochs], ['batch size', c.batch_size], ['image size', c.image_size],
+      ['initializer', job.initializer], ['LSUV', lsuvText], ['seed', job.seed], ['epochs', job.epochs], ['batch size', c.batch_size], ['image size', c.image_size],
       ['learning rate', fmtShort(c.lr)], ['schedule', schedule],
       ['images/s', fmtNum(p.images_per_sec, 1)], ['ETA', job.status === 'running' ? fmtDuration(p.eta_seconds) : '—'],
       ['best val acc', best ? `${fmtPct(best.val_acc)} (epoch ${best.epoch})` : fmtPct(p.best_val_acc)],
       ['created', fmtTime(job.created_at)], ['started', fmtTime(job.started_at)], ['finished', fmtTime(job.finished_at)],
       ['ran on', whereText(job.where)], ['attempts', job.attempts], ['disk', fmtBytes(job.disk_bytes)], ['error', job.error]];
-    fill(info, h('dl', { class: 'kv' }, kv.filter(([, v]) => v !== null && v !== undefined && v !== '').map(([k, v]) => h('div', null, h('dt', null, k), h('dd', null, v)))),
+    const settle = bnSettleNote(job, rows);
+    fill(info, settle ? h('div', { class: 'note', dataset: { bnNote: '' } }, settle) : null, h('dl', { class: 'kv' }, kv.filter(([, v]) => v !== null && v !== undefined && v !== '').map(([k, v]) => h('div', null, h('dt', null, k), h('dd', null, v)))),
       h('details', null, h('summary', { class: 'small muted' }, 'full configuration'), h('pre', { class: 'small' }, JSON.stringify(job.config, null, 2))));
   }
 
@@ -183,7 +220,7 @@ export async function mount(ctx) {
   drawHead();
   drawRecord();
   drawCurves();
-  await Promise.all([panel.loaded, drawResults()]);
+  await Promise.all([profile.loaded, panel.loaded, evolution.loaded, drawResults()]);
   ctx.ready();
 
   let curveTimer = null;
@@ -208,6 +245,7 @@ export async function mount(ctx) {
     if (i >= 0) rows[i] = row; else rows.push(row);
     rows.sort((a, b) => a.epoch - b.epoch);
     drawCurves();
+    drawHead();
     panel.refresh();
   });
   ctx.on('job', (j) => {

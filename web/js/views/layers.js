@@ -1,10 +1,13 @@
 // views/layers.js — the layer-statistics panel of one or more jobs (Job and Compare views):
-// box plots along the depth axis with the initializer's predicted spread, health flags, and
-// per-layer histograms as small multiples; quantity, BatchNorm mode and epoch selectors.
+// box plots along the depth axis (symlog, log or linear y) with the initializer's predicted
+// spread, the health heat map (views/health.js), and per-layer histograms as small
+// multiples; quantity, BatchNorm mode and epoch selectors.
 import { get } from '../api.js';
-import { boxplotOption, chart, flagColors, histogramsHeight, histogramsOption, palette } from '../charts.js';
-import { h, fill, debounce, fmtNum, jobLabel } from '../dom.js';
+import { boxplotOption, chart, histogramsHeight, histogramsOption, palette } from '../charts.js';
+import { h, fill, debounce, jobLabel } from '../dom.js';
+import { makeScale, scaleOptions } from '../scale.js';
 import { csvButton } from '../table.js';
+import { healthPanel } from './health.js';
 
 const cache = new Map(); // request url -> promise of the answer (bounded)
 
@@ -36,7 +39,7 @@ function alignLayers(results) {
 // jobs: Job objects (1 for the Job view, 2+ for Compare). Returns {el, loaded, refresh}:
 // loaded resolves after the first drawing; refresh() redraws the latest epoch (live jobs).
 export function layerPanel(ctx, jobs, { colors = palette } = {}) {
-  const state = { quantity: 'weight', mode: 'inference', epoch: undefined, epochs: [], logY: false };
+  const state = { quantity: 'weight', mode: 'inference', epoch: undefined, epochs: [], logY: false, scale: 'symlog' };
   const colorOf = (i) => colors[i % colors.length];
   const single = jobs.length === 1;
   const name = (j) => (single ? j.initializer : jobLabel(j));
@@ -57,12 +60,15 @@ export function layerPanel(ctx, jobs, { colors = palette } = {}) {
 
   const boxEl = h('div', { class: 'chart tall', dataset: { chart: 'layers-box' } });
   const histEl = h('div', { class: 'chart', dataset: { chart: 'layers-hist' } });
-  const health = h('div', { dataset: { health: '' } });
+  const health = healthPanel(ctx, jobs, { name });
   const note = h('div', { class: 'muted small' });
   let lastRows = [];
   const statCols = ['layer_index', 'layer', 'type', 'mode', 'quantity', 'n', 'mean', 'std', 'min', 'max', 'q1', 'median', 'q3',
-    'whisker_lo', 'whisker_hi', 'p1', 'p99', 'zero_frac', 'nonfinite', 'predicted_var', 'dead_units', 'saturation', 'flags']
-    .map((k) => ({ label: k, value: (r) => (k === 'flags' ? (r.flags || []).join(' ') : r[k]) }));
+    'whisker_lo', 'whisker_hi', 'p1', 'p99', 'zero_frac', 'nonfinite', 'predicted_var', 'dead_units', 'saturation', 'flags',
+    'mean_abs', 'theory_std', 'theory_gap', 'fan_sum', 'units', 'dead_frac']
+    .map((k) => ({ label: k, value: (r) => (k === 'flags' ? (r.flags || []).join(' ') : r[k]) }))
+    .concat([{ label: 'hist_lo', value: (r) => r.histogram?.lo }, { label: 'hist_hi', value: (r) => r.histogram?.hi }],
+      Array.from({ length: 64 }, (_, b) => ({ label: 'bin_' + b, value: (r) => r.histogram?.counts[b] })));
   const jobCol = { label: 'job', value: (r) => r.job_id };
   const logBox = h('label', { class: 'small' }, h('input', { type: 'checkbox', onchange: (e) => { state.logY = e.target.checked; draw(true); } }), 'log counts');
 
@@ -71,10 +77,12 @@ export function layerPanel(ctx, jobs, { colors = palette } = {}) {
       h('div', { class: 'card-head' }, h('h2', null, 'Layers along depth'),
         select('quantity', [['weight', 'weights'], ['activation', 'activations'], ['gradient', 'gradients']]),
         select('mode', [['inference', 'BN inference'], ['train', 'BN train']]),
+        select('scale', scaleOptions(['symlog', 'log', 'linear'])),
         h('label', { class: 'small' }, 'epoch ', slider), epochLabel,
         h('span', { class: 'spacer' }),
         csvButton('layer_stats.csv', [jobCol, ...statCols], () => lastRows)),
-      boxEl, note, health),
+      boxEl, note),
+    health.el,
     h('div', { class: 'card wide' },
       h('div', { class: 'card-head' }, h('h2', null, 'Distribution per layer'), logBox,
         h('span', { class: 'muted small' }, single ? '' : 'overlaid: one colour per job')),
@@ -110,9 +118,12 @@ export function layerPanel(ctx, jobs, { colors = palette } = {}) {
       return;
     }
     fill(note, single ? '' : 'epoch ' + stats.map((s, i) => `${jobs[i].id}: ${s.epoch}`).join(', '));
-    lastRows = stats.flatMap((s, i) => s.layers.map((r) => ({ ...r, job_id: jobs[i].id })));
+    lastRows = stats.flatMap((s, i) => {
+      const bins = new Map(hists[i].layers.map((r) => [r.layer_index, r.histogram]));
+      return s.layers.map((r) => ({ ...r, job_id: jobs[i].id, histogram: bins.get(r.layer_index) }));
+    });
     drawBoxes(stats, names);
-    drawHealth(stats);
+    health.update({ mode: state.mode, epoch: state.epoch });
     drawHists(hists, names);
   }
 
@@ -137,17 +148,10 @@ export function layerPanel(ctx, jobs, { colors = palette } = {}) {
       values: g.rows.map((r) => (r && r.predicted_var !== null && r.predicted_var !== undefined ? Math.sqrt(r.predicted_var) : null)),
     })).filter((p) => p.values.some((v) => v !== null));
     const title = `${state.quantity}s by layer · BN ${state.mode} · ${epochLabel.textContent}`;
-    chart(boxEl, 'layers-box').setOption(boxplotOption({ title, file: `box_${state.quantity}_${state.mode}`, layers: names, groups, predicted, yName: state.quantity }), true);
-  }
-
-  function drawHealth(stats) {
-    const items = stats.flatMap((s, i) => s.layers.filter((r) => r.flags && r.flags.length).map((r) => h('li', null,
-      single ? null : `#${jobs[i].id} `, h('b', null, r.layer), ` (${r.type}) `,
-      r.flags.map((f) => h('span', { class: 'flag ' + f, style: `background:${flagColors[f]}` }, f)),
-      h('span', { class: 'muted small' }, `dead units ${fmtNum(r.dead_units)}, saturation ${fmtNum(r.saturation)}, non-finite ${fmtNum(r.nonfinite)}`))));
-    fill(health, items.length
-      ? [h('h3', null, `Health flags (${items.length})`), h('ul', { class: 'flags' }, items)]
-      : h('div', { class: 'muted small' }, 'No layer flagged dead, saturated or non-finite for this selection.'));
+    const values = groups.flatMap((g) => g.rows.flatMap((r) => (r ? [r.whisker_lo, r.q1, r.median, r.q3, r.whisker_hi] : [])));
+    const scale = makeScale(state.scale, values);
+    chart(boxEl, 'layers-box').setOption(boxplotOption({ title, file: `box_${state.quantity}_${state.mode}`, layers: names, groups, predicted, yName: state.quantity, scale }), true);
+    scale.register('layers-box');
   }
 
   // The small multiples get as many columns as the width allows; redrawn when that changes.
