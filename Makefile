@@ -13,6 +13,7 @@
 #   make fuzz-asan  the HTTP fuzzer against the daemon built with ASan + UBSan
 #   make api-tests-asan  the API tests against that daemon
 #   make bench      throughput against PyTorch on the same machine
+#   make deb        the Debian package build/deb/initlab_VERSION_amd64.deb, checked by lintian
 #   make clean
 
 PREFIX  ?= /usr/local
@@ -25,6 +26,10 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # -Werror in CI (CI=true) so that a warning never lands; locally warnings stay warnings.
 WERROR  := $(if $(filter true 1,$(CI)),-Werror,)
+# Flags added to the release build and its link, empty by default (the Debian package
+# passes dpkg-buildflags' hardening flags here).
+EXTRA_CFLAGS  ?=
+EXTRA_LDFLAGS ?=
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -33,7 +38,8 @@ BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -DINITLAB_VERSION='"$(VERSION)"' -g -Wall -
 LIBS = $(PKG_LIBS) -fopenmp -lpthread -lm
 
 # Two build variants share one rule set: release (optimized) and asan (sanitized).
-REL_CFLAGS  = $(BASE_CFLAGS) -O3 -march=$(ARCH) -fno-math-errno -fno-trapping-math
+REL_CFLAGS  = $(BASE_CFLAGS) -O3 -march=$(ARCH) -fno-math-errno -fno-trapping-math \
+              $(EXTRA_CFLAGS)
 ASAN_CFLAGS = $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
               -fno-sanitize-recover=undefined
 ASAN_LDFLAGS = -fsanitize=address,undefined
@@ -56,13 +62,13 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 
 .PHONY: all deps run test unit asan faults cli-tests torch-tests api-tests fuzz-asan \
-        api-tests-asan browser-tests bench install clean
+        api-tests-asan browser-tests bench install deb clean
 .DEFAULT_GOAL := all
 
 all: initlab
 
 initlab: $(REL_OBJ) build/rel/daemon/main.o
-	$(CC) -o $@ $^ $(LIBS)
+	$(CC) $(EXTRA_LDFLAGS) -o $@ $^ $(LIBS)
 
 # The daemon under ASan+UBSan, for the fuzzer (tests/tools/fuzzhttp.c) and the API tests.
 # The engine's kernels (daemon/nn) are sanitized in build/asan/unit_tests, which drive them
@@ -190,6 +196,10 @@ bench: deps
 
 install: initlab
 	scripts/install.sh "$(DESTDIR)" "$(PREFIX)"
+
+# The Debian package build/deb/initlab_$(VERSION)_amd64.deb (scripts/deb.sh, debian/).
+deb: deps
+	scripts/deb.sh
 
 clean:
 	rm -rf build initlab initlab-asan
