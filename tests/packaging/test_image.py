@@ -23,9 +23,10 @@ from podman import (IMAGE, ROOT, ULIMITS, bootstrap, inspect, name, note, podman
 TOKEN = "image-test-token-0123456789abcdef"
 BINARY = os.path.join(ROOT, "initlab")
 # Small and quick: the plumbing is under test, not the learning. The container is held to a
-# twentieth of a core so that an epoch (150 training images, a few hundredths of a second
-# of CPU) lasts seconds and can be stopped in the middle, without loading the machine.
-JOB = {"dataset": "demo", "model": "plain", "depth": 2, "width": 8, "init": "he_uniform",
+# twentieth of a core so that an epoch (150 training images, about a quarter of a second of
+# CPU at this width) lasts about 5 s and can be stopped in the middle, without loading the
+# machine.
+JOB = {"dataset": "demo", "model": "plain", "depth": 2, "width": 64, "init": "he_uniform",
        "epochs": 2, "image_size": 32, "batch_size": 2, "probe_size": 4, "threads": 1}
 CPUS = "0.05"
 
@@ -203,13 +204,17 @@ class Compose(unittest.TestCase):
 
         # Stop in the middle of the second epoch: the job checkpoints at its next step.
         # (The stored progress follows the job about once a second.)
-        def in_epoch_2():
+        def mid_epoch():
             j = self.job(job)
             self.assertNotEqual(j["status"], "done", "the job ended before the stop")
             epochs = self.http.json(f"/api/v1/jobs/{job}/epochs")["epochs"]
-            step = (j.get("progress") or {}).get("step", 0)
-            return j["status"] == "running" and len(epochs) == 1 and step > 0
-        wait_until(in_epoch_2, 300, "the job's second epoch", interval=0.05)
+            # The stored progress of the epoch under way (right after epoch 1 it still
+            # shows epoch 1's last step): epoch 2, past its first step and short of 60%
+            # of it, so that the stop lands inside it.
+            p = j.get("progress") or {}
+            return j["status"] == "running" and len(epochs) == 1 and p.get("epoch") == 2 \
+                and 0 < p.get("step", 0) <= 0.6 * p.get("steps_per_epoch", 0)
+        wait_until(mid_epoch, 300, "the job's second epoch", interval=0.05)
         t0 = time.monotonic()
         podman("stop", "-t", "90", self.container, timeout=200)
         stopped = time.monotonic() - t0
