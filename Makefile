@@ -5,7 +5,8 @@
 #   make run        deps + build + start the daemon on the demo dataset
 #   make test       deps + every test: C unit tests, the same under ASan/UBSan, fault
 #                   injection, command-line tests, PyTorch cross-checks, the daemon under
-#                   ASan/UBSan (HTTP fuzzer, API tests), browser tests
+#                   ASan/UBSan (HTTP fuzzer, API tests), browser tests, then the
+#                   packaging tests (the image and the Debian package in containers)
 #   make api-tests  the API tests against the release daemon (make test runs them
 #                   against the sanitizer build, which the CLI and browser tests complement)
 #   make asan       C unit tests built and run with AddressSanitizer + UBSan
@@ -14,6 +15,8 @@
 #   make api-tests-asan  the API tests against that daemon
 #   make bench      throughput against PyTorch on the same machine
 #   make deb        the Debian package build/deb/initlab_VERSION_amd64.deb, checked by lintian
+#   make packaging-tests  the image built by podman and run as compose.yaml runs it; the
+#                   package installed under a real systemd (root, podman; tests/packaging)
 #   make clean
 
 PREFIX  ?= /usr/local
@@ -62,7 +65,7 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 
 .PHONY: all deps run test unit asan faults cli-tests torch-tests api-tests fuzz-asan \
-        api-tests-asan browser-tests bench install deb clean
+        api-tests-asan browser-tests packaging-tests bench install deb clean
 .DEFAULT_GOAL := all
 
 all: initlab
@@ -174,6 +177,12 @@ api-tests-asan: initlab-asan
 browser-tests: initlab
 	@if [ -f tests/browser/package.json ]; then cd tests/browser && node run.mjs; fi
 
+# The container image and the Debian package, run for real (tests/packaging/suite.py): in CI
+# (CI=true) a machine where containers cannot start fails; elsewhere the suite is skipped
+# and says why.
+packaging-tests: deps initlab
+	$(PYTHON) tests/packaging/suite.py
+
 test: deps
 	$(MAKE) --no-print-directory all initlab-asan build/rel/unit_tests build/asan/unit_tests \
 	  build/rel/fault_tests build/asan/fault_tests $(TOOLS) $(BENCHES)
@@ -185,6 +194,7 @@ test: deps
 	$(MAKE) --no-print-directory fuzz-asan
 	$(MAKE) --no-print-directory api-tests-asan
 	$(MAKE) --no-print-directory browser-tests
+	$(MAKE) --no-print-directory packaging-tests
 
 run: deps
 	$(MAKE) --no-print-directory all

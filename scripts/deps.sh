@@ -7,11 +7,15 @@ cd "$(dirname "$0")/.."
 # Build: compiler, pkg-config and the libraries. `make run`: curl. Tests and benchmarks:
 # Debian's PyTorch as the numerical and speed reference (numpy, Pillow beside it),
 # Fashion-MNIST as real image data, Chromium for the browser tests, systemd-analyze,
-# strace, man and PyYAML for the operations tests. Node.js comes further down.
+# strace, man and PyYAML for the operations tests. `make deb`: debhelper and lintian. The
+# packaging tests: podman with runc (crun fails on cgroup v1/hybrid hosts), netavark and
+# iptables for its networks and published ports, uidmap, and mmdebstrap for the Debian 12
+# base images. Node.js comes further down.
 PACKAGES="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev \
 libturbojpeg0-dev libopenblas-dev zlib1g-dev curl \
 python3 python3-numpy python3-torch python3-pil python3-yaml dataset-fashion-mnist \
-chromium systemd strace man-db"
+chromium systemd strace man-db \
+debhelper lintian podman runc netavark iptables uidmap mmdebstrap"
 
 missing=""
 for p in $PACKAGES; do

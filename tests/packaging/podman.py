@@ -108,14 +108,15 @@ def wait_until(predicate, timeout, what, interval=0.1):
 
 def why_containers_cannot_start():
     """None when this machine can bootstrap the base images and start a container with
-    podman; otherwise the reason, in words."""
+    podman; otherwise the reason, in words. Every image the tests start from is made here,
+    side by side, so that the tests find them present."""
     if os.geteuid() != 0:
         return "the container tests need root (podman as root with runc)"
     for tool in ("podman", RUNTIME, "mmdebstrap"):
         if not shutil.which(tool):
             return f"{tool} is not installed (make deps installs it)"
     try:
-        bootstrap("debian:12-slim")
+        bootstrap("debian:12", "debian:12-slim", "systemd")
         r = podman("run", "--rm", *ULIMITS, "--network", "none", "debian:12-slim", "true",
                    check=False, timeout=120)
     except (AssertionError, subprocess.TimeoutExpired, OSError) as e:
