@@ -6,7 +6,8 @@
 #                   on another port, LISTEN=ADDR:PORT another address, STATE=DIR)
 #   make test       deps + every test: C unit tests, the same under ASan/UBSan, fault
 #                   injection, command-line tests, PyTorch cross-checks, the daemon under
-#                   ASan/UBSan (HTTP fuzzer, API tests), browser tests
+#                   ASan/UBSan (HTTP fuzzer, API tests), browser tests, then the
+#                   packaging tests (the image and the Debian package in containers)
 #   make api-tests  the API tests against the release daemon (make test runs them
 #                   against the sanitizer build, which the CLI and browser tests complement)
 #   make asan       C unit tests built and run with AddressSanitizer + UBSan
@@ -19,6 +20,9 @@
 #   make screenshots  ResNet-50 Glorot vs He at epoch 0 on Fashion-MNIST 32 px, in the browser:
 #                   checked, and saved under tests/artifacts/ (a few minutes)
 #   make bench      throughput against PyTorch on the same machine
+#   make deb        the Debian package build/deb/initlab_VERSION_amd64.deb, checked by lintian
+#   make packaging-tests  the image built by podman and run as compose.yaml runs it; the
+#                   package installed under a real systemd (root, podman; tests/packaging)
 #   make clean
 
 PREFIX  ?= /usr/local
@@ -31,6 +35,10 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # -Werror in CI (CI=true) so that a warning never lands; locally warnings stay warnings.
 WERROR  := $(if $(filter true 1,$(CI)),-Werror,)
+# Flags added to the release build and its link, empty by default (the Debian package
+# passes dpkg-buildflags' hardening flags here).
+EXTRA_CFLAGS  ?=
+EXTRA_LDFLAGS ?=
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -39,7 +47,8 @@ BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -DINITLAB_VERSION='"$(VERSION)"' -g -Wall -
 LIBS = $(PKG_LIBS) -fopenmp -lpthread -lm
 
 # Two build variants share one rule set: release (optimized) and asan (sanitized).
-REL_CFLAGS  = $(BASE_CFLAGS) -O3 -march=$(ARCH) -fno-math-errno -fno-trapping-math
+REL_CFLAGS  = $(BASE_CFLAGS) -O3 -march=$(ARCH) -fno-math-errno -fno-trapping-math \
+              $(EXTRA_CFLAGS)
 ASAN_CFLAGS = $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
               -fno-sanitize-recover=undefined
 ASAN_LDFLAGS = -fsanitize=address,undefined
@@ -63,13 +72,14 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 
 .PHONY: all deps run test unit asan faults cli-tests torch-tests api-tests fuzz-asan \
-        api-tests-asan slurm-tests browser-tests screenshots bench bench-scale install clean
+        api-tests-asan slurm-tests browser-tests screenshots packaging-tests bench bench-scale \
+        install deb clean
 .DEFAULT_GOAL := all
 
 all: initlab
 
 initlab: $(REL_OBJ) build/rel/daemon/main.o
-	$(CC) -o $@ $^ $(LIBS)
+	$(CC) $(EXTRA_LDFLAGS) -o $@ $^ $(LIBS)
 
 # The daemon under ASan+UBSan, for the fuzzer (tests/tools/fuzzhttp.c) and the API tests.
 # The engine's kernels (daemon/nn) are sanitized in build/asan/unit_tests, which drive them
@@ -192,6 +202,12 @@ browser-tests: initlab
 screenshots: initlab
 	cd tests/browser && node screenshots.mjs
 
+# The container image and the Debian package, run for real (tests/packaging/suite.py): in CI
+# (CI=true) a machine where containers cannot start fails; elsewhere the suite is skipped
+# and says why.
+packaging-tests: deps initlab
+	$(PYTHON) tests/packaging/suite.py
+
 test: deps
 	$(MAKE) --no-print-directory all initlab-asan build/rel/unit_tests build/asan/unit_tests \
 	  build/rel/fault_tests build/asan/fault_tests $(TOOLS) $(BENCHES)
@@ -204,6 +220,7 @@ test: deps
 	$(MAKE) --no-print-directory api-tests-asan
 	$(MAKE) --no-print-directory slurm-tests
 	$(MAKE) --no-print-directory browser-tests
+	$(MAKE) --no-print-directory packaging-tests
 
 run: deps
 	$(MAKE) --no-print-directory all
@@ -221,6 +238,10 @@ bench-scale: deps
 
 install: initlab
 	scripts/install.sh "$(DESTDIR)" "$(PREFIX)"
+
+# The Debian package build/deb/initlab_$(VERSION)_amd64.deb (scripts/deb.sh, debian/).
+deb: deps
+	scripts/deb.sh
 
 clean:
 	rm -rf build initlab initlab-asan

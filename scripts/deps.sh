@@ -10,16 +10,19 @@ cd "$(dirname "$0")/.."
 # Fashion-MNIST as real image data, Chromium for the browser tests, systemd-analyze,
 # strace, man and PyYAML for the operations tests; protoc-c and libprotobuf-c for the
 # TensorBoard export, protoc and Python's protobuf to read its files back in the tests.
-# Node.js comes further down.
 # Remote workers: libcurl (GnuTLS flavour, as libmicrohttpd's TLS); their tests: Slurm and
 # munge for a real cluster, iproute2 for network namespaces, openssl for a certificate,
-# kubectl to check the Kubernetes manifest.
+# kubectl to check the Kubernetes manifest. `make deb`: debhelper and lintian. The
+# packaging tests: podman with runc (crun fails on cgroup v1/hybrid hosts), netavark and
+# iptables for its networks and published ports, uidmap, and mmdebstrap for the Debian 12
+# base images. Node.js comes further down.
 PACKAGES="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev \
 libturbojpeg0-dev libopenblas-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler curl \
 libcurl4-gnutls-dev slurm-wlm slurm-client munge iproute2 openssl \
 python3 python3-numpy python3-scipy python3-torch python3-pil python3-yaml python3-protobuf \
 protobuf-compiler dataset-fashion-mnist \
-chromium systemd strace man-db"
+chromium systemd strace man-db \
+debhelper lintian podman runc netavark iptables uidmap mmdebstrap"
 
 missing=""
 for p in $PACKAGES; do

@@ -2,7 +2,7 @@
 # install.sh DESTDIR PREFIX — installs a built ./initlab and its files (`make install`).
 #
 #   PREFIX/bin/initlab                        the binary
-#   PREFIX/share/initlab/web/                 the dashboard, with ECharts' dist/ only
+#   PREFIX/share/initlab/web/                 the dashboard, with the npm files it loads
 #   PREFIX/share/initlab/schema/              the migrations, for reference (compiled in)
 #   PREFIX/share/man/man1/initlab.1           the manual page
 #   PREFIX/share/doc/initlab/                 operations guide, example configuration
@@ -50,9 +50,11 @@ datadir=$DESTDIR/srv/initlab/data
 install -d "$bindir" "$sharedir" "$mandir" "$docdir" "$unitdir" "$confdir"
 install -m 0755 initlab "$bindir/initlab"
 
-# The dashboard: every file of web/ but the npm metadata and node_modules, then the one
-# package it loads (/node_modules/echarts/dist/) with its licence and notice. The old copy
-# goes first so that files removed from web/ do not linger after an upgrade.
+# The dashboard: every file of web/ but the npm metadata and node_modules, then of
+# node_modules only the files its pages and scripts name (/node_modules/PKG/FILE: today
+# ECharts' echarts.min.js; its dist/ holds 46 MB the dashboard never loads), each with its
+# package's licence and notice. The old copy goes first so that files removed from web/ do
+# not linger after an upgrade.
 rm -rf "$sharedir/web"
 install -d "$sharedir/web"
 (cd web && find . -path ./node_modules -prune -o -type f \
@@ -60,19 +62,26 @@ install -d "$sharedir/web"
 while IFS= read -r f; do
     install -D -m 0644 "web/$f" "$sharedir/web/$f"
 done
-echarts=web/node_modules/echarts
-if [ -d "$echarts/dist" ]; then
-    (cd "$echarts" && find dist -type f -print) | while IFS= read -r f; do
-        install -D -m 0644 "$echarts/$f" "$sharedir/web/node_modules/echarts/$f"
-    done
+loaded=$(find web -path web/node_modules -prune -o -type f \( -name '*.html' -o -name '*.js' \
+    -o -name '*.css' \) -print | xargs grep -ohE '/node_modules/[A-Za-z0-9@._/-]+' | sort -u)
+for ref in $loaded; do
+    rel=${ref#/node_modules/}
+    case "$rel" in
+        *..*) echo "install: refusing $ref" >&2; exit 1 ;;
+        @*/*) pkg=$(echo "$rel" | cut -d/ -f1-2) ;;
+        *) pkg=${rel%%/*} ;;
+    esac
+    if [ ! -f "web/node_modules/$rel" ]; then
+        echo "install: warning: web/node_modules/$rel is missing (run make deps); the dashboard loads it" >&2
+        continue
+    fi
+    install -D -m 0644 "web/node_modules/$rel" "$sharedir/web/node_modules/$rel"
     for f in LICENSE NOTICE; do
-        if [ -f "$echarts/$f" ]; then
-            install -m 0644 "$echarts/$f" "$sharedir/web/node_modules/echarts/$f"
+        if [ -f "web/node_modules/$pkg/$f" ]; then
+            install -m 0644 "web/node_modules/$pkg/$f" "$sharedir/web/node_modules/$pkg/$f"
         fi
     done
-else
-    echo "install: warning: $echarts/dist is missing (run make deps); the dashboard's charts will not load" >&2
-fi
+done
 
 rm -rf "$sharedir/schema"
 install -d "$sharedir/schema"

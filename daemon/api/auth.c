@@ -6,11 +6,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -43,6 +45,69 @@ static bool is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
+/* POSIX ACL as Linux stores it in the system.posix_acl_access attribute: a little-endian
+ * header (version 2) and entries of tag, permissions and id. */
+#define ACL_XATTR_VERSION 2
+enum { ACL_TAG_USER = 0x02, ACL_TAG_GROUP_OBJ = 0x04, ACL_TAG_GROUP = 0x08,
+       ACL_TAG_MASK = 0x10 };
+
+static uint32_t le_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A group whose members may share the token: root's and the daemon's own. */
+static bool trusted_gid(gid_t gid)
+{
+    return gid == 0 || gid == getegid();
+}
+
+/* True when someone other than root and the daemon's own user (and group) may read or
+ * write the file behind fd, whose fstat is st; who then says who ("mode 0644", "group
+ * 1000", "user 1001 by ACL"). The group bits of a file with an ACL are its mask, not the
+ * group's permissions, so the ACL is read when there is one: systemd's LoadCredential=
+ * gives the service's credential mode 0440 with an ACL entry for the service user and no
+ * group access, which is private. Can't fail (an unreadable ACL counts as none). */
+static bool token_exposed(int fd, const struct stat *st, char *who, size_t wholen)
+{
+    if (st->st_mode & S_IRWXO) {
+        snprintf(who, wholen, "mode %04o", (unsigned)(st->st_mode & 07777));
+        return true;
+    }
+    unsigned char acl[1024];
+    ssize_t n = fgetxattr(fd, "system.posix_acl_access", acl, sizeof acl);
+    if (n < 4 || (n - 4) % 8 != 0 || le_u32(acl) != ACL_XATTR_VERSION) {
+        if ((st->st_mode & S_IRWXG) && !trusted_gid(st->st_gid)) {
+            snprintf(who, wholen, "group %u, mode %04o", (unsigned)st->st_gid,
+                     (unsigned)(st->st_mode & 07777));
+            return true;
+        }
+        return false;
+    }
+    unsigned mask = 07;
+    for (ssize_t off = 4; off < n; off += 8)
+        if ((acl[off] | acl[off + 1] << 8) == ACL_TAG_MASK)
+            mask = acl[off + 2] & 07;
+    for (ssize_t off = 4; off < n; off += 8) {
+        unsigned tag = acl[off] | acl[off + 1] << 8;
+        unsigned perm = acl[off + 2] & 07 & mask;
+        uint32_t id = le_u32(acl + off + 4);
+        if (!perm)
+            continue;
+        if (tag == ACL_TAG_USER && id != 0 && id != (uint32_t)geteuid()) {
+            snprintf(who, wholen, "user %u by ACL", (unsigned)id);
+            return true;
+        }
+        if ((tag == ACL_TAG_GROUP && !trusted_gid((gid_t)id)) ||
+            (tag == ACL_TAG_GROUP_OBJ && !trusted_gid(st->st_gid))) {
+            snprintf(who, wholen, "group %u by ACL",
+                     (unsigned)(tag == ACL_TAG_GROUP ? id : st->st_gid));
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Reads and validates the token; 0, or -1 with err set. Wipes its buffer on every path. */
 static int read_token(char **token, size_t *token_len, const char *path, char *err,
                       size_t errlen)
@@ -54,8 +119,10 @@ static int read_token(char **token, size_t *token_len, const char *path, char *e
         return -1;
     }
     struct stat st;
-    if (fstat(fd, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
-        log_warn("auth", "token file %s is accessible by other users; chmod 600 it", path);
+    char who[96];
+    if (fstat(fd, &st) == 0 && token_exposed(fd, &st, who, sizeof who))
+        log_warn("auth", "token file %s is accessible by other users (%s); chmod 600 it",
+                 path, who);
     size_t n = 0;
     ssize_t r;
     while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) != 0) {

@@ -25,7 +25,10 @@
 /* Reads the token from token_file (NULL: no token) — surrounding whitespace trimmed; it
  * must then be 16 to 4096 visible ASCII characters — and keeps cors_origin (NULL: none;
  * otherwise "scheme://host[:port]" or "*"). Returns NULL with a message in err on failure
- * (unreadable file, bad token, bad origin). Warns when the file is readable by others. */
+ * (unreadable file, bad token, bad origin). Warns when anyone but root and the daemon's
+ * own user and group may read or write the file: its "other" bits, its group bits for
+ * another group, or, for a file with a POSIX ACL (systemd's credentials: mode 0440, the
+ * group bits being the ACL's mask), an entry for another user or group. */
 Auth *auth_create(const char *token_file, const char *cors_origin, char *err, size_t errlen);
 /* Adds the worker token read from token_file (the same rules as the token): it grants
  * /api/v1/worker/ only (leasing and reporting jobs, jobs/lease.h), and every other path

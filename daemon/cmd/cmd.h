@@ -35,8 +35,9 @@ const Command *cmd_at(int i);
  * brief spin (see startup.c), re-executing the program once with them set. In the
  * re-executed process it verifies sgemm against a naive reference under the chosen core
  * and falls back to the shipped core (re-executing again, with a warning) when they
- * disagree. Call first thing in main. Returns normally only in the process that will do
- * the work. */
+ * disagree. The re-executed process keeps the name the first one had (`initlab`, not
+ * the `exe` of /proc/self/exe), in /proc/PID/comm and for each of its threads. Call first
+ * thing in main. Returns normally only in the process that will do the work. */
 void startup_runtime(int argc, char **argv);
 /* Tells start-up how many compute threads the command will run at once. When that is more
  * than the cores and the wait policy is initlab's own, switches OpenMP to sleep at once

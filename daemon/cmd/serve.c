@@ -8,7 +8,8 @@
  * while the daemon's own threads are live: the HTTP threads (server_liveness: none stuck
  * in a request, and GET /api/v1/health answered over the server's own probe connection,
  * which needs no free connection slot, so clients holding every slot cannot stop the
- * pings) and the job workers (their heartbeats); it keeps STATUS= up to date.
+ * pings) and the job workers (their heartbeats); it keeps STATUS= up to date, looking
+ * at the queue twice a second.
  * Shutdown: STOPPING=1, stop the supervisor, stop accepting, end the event streams, stop
  * the HTTP threads, then the jobs' shutdown hook. */
 #include <errno.h>
@@ -568,8 +569,20 @@ static void describe_queue(Serve *sv, char *buf, size_t size)
         snprintf(buf, size, "serving on %s", server_address(sv->server));
 }
 
+/* STATUS= is compared with the queue this often, so that `systemctl status` follows a job
+ * that starts or ends within a second; the liveness checks keep their own interval. */
+#define STATUS_POLL_SECONDS 0.5
+
+static double monotonic_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 /* The systemd supervisor: watchdog pings gated on the liveness of the daemon's threads,
- * STATUS= updates. */
+ * every half watchdog interval (5 s without a watchdog), and STATUS= sent whenever the
+ * queue's description changed, looked at every STATUS_POLL_SECONDS. */
 static void *supervisor_main(void *arg)
 {
     Serve *sv = arg;
@@ -579,39 +592,47 @@ static void *supervisor_main(void *arg)
     probe_ms = probe_ms < 20 ? 20 : probe_ms > 2000 ? 2000 : probe_ms;
     char status[256] = "", last[256] = "", why[256] = "";
     bool failing = false, unhealthy = false;
+    double next_check = monotonic_seconds();
     pthread_mutex_lock(&sv->lock);
     while (!sv->stopping) {
         pthread_mutex_unlock(&sv->lock);
-        int live = server_liveness(sv->server, probe_ms, HTTP_STUCK_SECONDS, why, sizeof why);
-        bool http_ok = live >= 0;
-        bool workers_ok = !sv->ctx.jobs.alive || sv->ctx.jobs.alive(sv->ctx.jobs.handle);
-        /* Health answering 503 (the database file was deleted or replaced) is not a hung
-         * daemon: a watchdog restart would open a new file at the path and lose the open
-         * one, which an operator may still copy out. The pings go on; the log says why. */
-        if (live == 1 && !unhealthy)
-            log_warn("serve", "%s: the daemon refuses work until it is restarted", why);
-        else if (live == 0 && unhealthy)
-            log_info("serve", "health answers 200 again");
-        unhealthy = live == 1;
-        if (http_ok && workers_ok) {
-            if (wd_usec)
-                notify_send("WATCHDOG=1");
-            if (failing)
-                log_info("serve", "health check passes again");
-            failing = false;
-        } else if (!failing) {
-            log_warn("serve", "health check failed (%s); withholding the watchdog ping",
-                     !http_ok ? why : "a job worker is stuck");
-            failing = true;
+        if (monotonic_seconds() >= next_check) {
+            next_check = monotonic_seconds() + interval;
+            int live = server_liveness(sv->server, probe_ms, HTTP_STUCK_SECONDS, why,
+                                       sizeof why);
+            bool http_ok = live >= 0;
+            bool workers_ok = !sv->ctx.jobs.alive || sv->ctx.jobs.alive(sv->ctx.jobs.handle);
+            /* Health answering 503 (the database file was deleted or replaced) is not a
+             * hung daemon: a watchdog restart would open a new file at the path and lose
+             * the open one, which an operator may still copy out. The pings go on; the log
+             * says why. */
+            if (live == 1 && !unhealthy)
+                log_warn("serve", "%s: the daemon refuses work until it is restarted", why);
+            else if (live == 0 && unhealthy)
+                log_info("serve", "health answers 200 again");
+            unhealthy = live == 1;
+            if (http_ok && workers_ok) {
+                if (wd_usec)
+                    notify_send("WATCHDOG=1");
+                if (failing)
+                    log_info("serve", "health check passes again");
+                failing = false;
+            } else if (!failing) {
+                log_warn("serve", "health check failed (%s); withholding the watchdog ping",
+                         !http_ok ? why : "a job worker is stuck");
+                failing = true;
+            }
         }
         describe_queue(sv, status, sizeof status);
         if (strcmp(status, last) != 0) {
             notify_sendf("STATUS=%s", status);
             memcpy(last, status, sizeof last);
         }
+        double wait = next_check - monotonic_seconds();
+        wait = wait > STATUS_POLL_SECONDS ? STATUS_POLL_SECONDS : wait < 0 ? 0 : wait;
         struct timespec deadline;
         clock_gettime(CLOCK_MONOTONIC, &deadline);
-        long long ns = deadline.tv_nsec + (long long)(interval * 1e9);
+        long long ns = deadline.tv_nsec + (long long)(wait * 1e9);
         deadline.tv_sec += (time_t)(ns / 1000000000LL);
         deadline.tv_nsec = (long)(ns % 1000000000LL);
         pthread_mutex_lock(&sv->lock);

@@ -21,12 +21,22 @@
  * An OPENBLAS_CORETYPE set in the environment is honoured; when OpenBLAS then runs another
  * core than the one this CPU supports, the log at start says so once (INITLAB_BLAS_NOTED
  * keeps re-executed processes from repeating it), without measuring: `initlab info`
- * measures both cores and prints what the setting costs. */
+ * measures both cores and prints what the setting costs.
+ *
+ * The process name: the kernel names a process after the file it executes, so an exec of
+ * /proc/self/exe would call it `exe` (what `systemctl status`, the journal's _COMM, `ps`
+ * and `pgrep initlab` show). Exec'ing /proc/self/exe is kept — it is the running file even
+ * when the path was replaced meanwhile — and the name is carried across: INITLAB_COMM
+ * holds it through the exec and the new image gives it back to every thread it has
+ * (OpenBLAS starts its threads as it loads, before main). */
 #include "cmd/cmd.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "nn/gemm.h"
@@ -38,6 +48,8 @@
 #define NOTED_VAR "INITLAB_BLAS_NOTED"
 /* "spin" or "passive" when initlab chose the wait policy, "user" when the user did. */
 #define POLICY_VAR "INITLAB_WAIT_POLICY"
+/* The process name (comm) before the re-execution, restored after it. */
+#define COMM_VAR "INITLAB_COMM"
 #define SPIN_COUNT "10000"
 /* Largest relative error of the chosen core against the naive sgemm; a correct core is
  * near 1e-6. INITLAB_BLAS_TOLERANCE overrides it (0 forces the fallback path). */
@@ -46,10 +58,50 @@
 static const char *source = "default";
 static char **saved_argv;
 
+/* Gives every thread of the process the name in INITLAB_COMM, if set, and unsets it so
+ * that programs this one starts do not inherit it. A thread that cannot be renamed keeps
+ * its name; can't fail otherwise. */
+static void restore_comm(void)
+{
+    const char *saved = getenv(COMM_VAR);
+    if (!saved)
+        return;
+    char name[16];
+    snprintf(name, sizeof name, "%s", saved);
+    unsetenv(COMM_VAR);
+    if (!name[0])
+        return;
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return;
+    pid_t self = getpid();
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long tid = strtol(e->d_name, &end, 10);
+        if (*end || tid <= 0 || tid == self)
+            continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/task/%ld/comm", tid);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t ignored = write(fd, name, strlen(name));
+        (void)ignored;
+        close(fd);
+    }
+    closedir(d);
+}
+
 static void reexec(char **argv)
 {
+    char name[17] = "";
+    if (prctl(PR_GET_NAME, name, 0, 0, 0) == 0 && name[0])
+        setenv(COMM_VAR, name, 1);
     fflush(NULL);
     execv("/proc/self/exe", argv);
+    unsetenv(COMM_VAR);
     /* Only reached when exec failed: carry on with what is loaded. */
     log_warn("startup", "could not re-execute to choose the OpenBLAS core and the OpenMP "
              "wait policy; keeping %s", gemm_core_name());
@@ -104,6 +156,7 @@ static void note_override(int argc, char **argv)
 void startup_runtime(int argc, char **argv)
 {
     saved_argv = argv;
+    restore_comm();
     const char *marked = getenv(SOURCE_VAR);
     if (!marked) {
         bool policy_changed = choose_wait_policy();
