@@ -372,7 +372,8 @@ static int run_lsuv(Run *r)
 
 /* bn_recalibrate: the moving statistics of every batch norm become the mean of the batch
  * means and the pooled variance over N training batches (a seeded shuffle per epoch), as
- * a train step computes them; the images are not flipped. */
+ * a train step computes them; the images are not flipped. Returns 0, 1 when a stop request
+ * cut it short (the moving statistics are left as they were), -1 on failure. */
 static int recalibrate_bn(Run *r, int epoch)
 {
     const JobConfig *cfg = r->cfg;
