@@ -273,19 +273,31 @@ static int patch_grid(ApiRequest *req, ApiReply *reply)
 
 /* ---- grid operations --------------------------------------------------------------- */
 
+/* The grid the path's {id} names: 0 with its store and id, or -1 after replying (404 for a
+ * malformed id or a grid that does not exist). */
+static int existing_grid(ApiRequest *req, ApiReply *reply, Store **s, int64_t *id)
+{
+    if (!(*s = api_store(req, reply)) || path_id(req, reply, "grid", id) < 0)
+        return -1;
+    StoreGrid g;
+    int rc = store_grid_get(*s, *id, &g);
+    if (rc == STORE_OK) {
+        store_grid_deinit(&g);
+        return 0;
+    }
+    if (rc == STORE_NOT_FOUND)
+        api_reply_problem(reply, 404, NULL, "grid %lld does not exist", (long long)*id);
+    else
+        api_reply_store_error(reply, *s);
+    return -1;
+}
+
 static int cancel_grid(ApiRequest *req, ApiReply *reply)
 {
     int64_t id;
-    Store *s = api_store(req, reply);
-    if (!s || path_id(req, reply, "grid", &id) < 0)
+    Store *s;
+    if (existing_grid(req, reply, &s, &id) < 0)
         return 0;
-    StoreGrid g;
-    int rc = store_grid_get(s, id, &g);
-    if (rc != STORE_OK)
-        return rc == STORE_NOT_FOUND ? api_reply_problem(reply, 404, NULL, "grid %lld does not "
-                                                         "exist", (long long)id)
-                                     : api_reply_store_error(reply, s);
-    store_grid_deinit(&g);
     StoreJob *rows = NULL;
     int n = 0, changed = 0;
     if (grid_jobs(s, id, STORE_JOB_BIT(STORE_JOB_QUEUED) | STORE_JOB_BIT(STORE_JOB_RUNNING),
@@ -307,16 +319,9 @@ static int cancel_grid(ApiRequest *req, ApiReply *reply)
 static int retry_grid(ApiRequest *req, ApiReply *reply)
 {
     int64_t id;
-    Store *s = api_store(req, reply);
-    if (!s || path_id(req, reply, "grid", &id) < 0)
+    Store *s;
+    if (existing_grid(req, reply, &s, &id) < 0)
         return 0;
-    StoreGrid g;
-    int rc = store_grid_get(s, id, &g);
-    if (rc != STORE_OK)
-        return rc == STORE_NOT_FOUND ? api_reply_problem(reply, 404, NULL, "grid %lld does not "
-                                                         "exist", (long long)id)
-                                     : api_reply_store_error(reply, s);
-    store_grid_deinit(&g);
     StoreJob *rows = NULL;
     int n = 0, changed = 0;
     unsigned mask = STORE_JOB_BIT(STORE_JOB_FAILED) | STORE_JOB_BIT(STORE_JOB_CANCELLED);

@@ -55,9 +55,13 @@ static int reply_result(ApiReply *reply, LeaseResult r, const char *err)
     }
 }
 
-/* The job id and the lease token of an attempt's request; -1 after a reply. */
-static int attempt_of(ApiRequest *req, ApiReply *reply, int64_t *id, const char **lease)
+/* The lease book, the store, the job id and the lease token of an attempt's request; -1
+ * after a reply. */
+static int attempt_of(ApiRequest *req, ApiReply *reply, LeaseBook **b, Store **s, int64_t *id,
+                      const char **lease)
 {
+    if (!(*b = book(req, reply)) || !(*s = api_store(req, reply)))
+        return -1;
     const char *text = api_param(req, "id");
     char *end;
     long long v = text ? strtoll(text, &end, 10) : 0;
@@ -119,9 +123,9 @@ static int post_heartbeat(ApiRequest *req, ApiReply *reply)
 {
     int64_t id;
     const char *lease;
-    LeaseBook *b = book(req, reply);
-    Store *s = b ? api_store(req, reply) : NULL;
-    if (!s || attempt_of(req, reply, &id, &lease) < 0)
+    LeaseBook *b;
+    Store *s;
+    if (attempt_of(req, reply, &b, &s, &id, &lease) < 0)
         return 0;
     json_t *body = api_request_json(req, reply, true);
     if (!body)
@@ -141,9 +145,9 @@ static int post_report(ApiRequest *req, ApiReply *reply)
 {
     int64_t id;
     const char *lease;
-    LeaseBook *b = book(req, reply);
-    Store *s = b ? api_store(req, reply) : NULL;
-    if (!s || attempt_of(req, reply, &id, &lease) < 0)
+    LeaseBook *b;
+    Store *s;
+    if (attempt_of(req, reply, &b, &s, &id, &lease) < 0)
         return 0;
     json_t *body = api_request_json(req, reply, true);
     if (!body)
@@ -163,9 +167,9 @@ static int put_checkpoint(ApiRequest *req, ApiReply *reply)
 {
     int64_t id;
     const char *lease;
-    LeaseBook *b = book(req, reply);
-    Store *s = b ? api_store(req, reply) : NULL;
-    if (!s || attempt_of(req, reply, &id, &lease) < 0)
+    LeaseBook *b;
+    Store *s;
+    if (attempt_of(req, reply, &b, &s, &id, &lease) < 0)
         return 0;
     if (!req->upload_path)
         return api_reply_problem_field(reply, 400, "body", "the checkpoint file is missing");
@@ -195,9 +199,9 @@ static int get_checkpoint(ApiRequest *req, ApiReply *reply)
 {
     int64_t id;
     const char *lease;
-    LeaseBook *b = book(req, reply);
-    Store *s = b ? api_store(req, reply) : NULL;
-    if (!s || attempt_of(req, reply, &id, &lease) < 0)
+    LeaseBook *b;
+    Store *s;
+    if (attempt_of(req, reply, &b, &s, &id, &lease) < 0)
         return 0;
     char path[STORE_PATH_MAX], err[1024];
     LeaseResult res = lease_checkpoint_path(b, s, id, lease, api_param(req, "kind"), path,
