@@ -30,7 +30,9 @@ def setUpModule():
     global TMP, DATA
     TMP = tempfile.mkdtemp(prefix="initlab-identity-test-")
     DATA = os.path.join(TMP, "weeds")
-    out = run_initlab("demo-data", DATA, "--classes", "4", "--per-class", "40", "--size", "64")
+    # 120 images a class: epochs of a few tenths of a second, time enough to interrupt
+    # epoch 2 once epoch 1 is checkpointed.
+    out = run_initlab("demo-data", DATA, "--classes", "4", "--per-class", "120", "--size", "64")
     assert out.returncode == 0, out.stderr
 
 
@@ -48,14 +50,23 @@ def train(db, *extra, data=None):
 
 
 def interrupt(db, *extra, data=None):
-    """Starts a training, stops it with Ctrl-C once its first epoch is done (it then
-    checkpoints inside epoch 2) and returns what it wrote on stderr."""
+    """Starts a training, stops it with Ctrl-C once its first epoch is done and checkpointed
+    (best.ckpt written after epoch 1's statistics; it then checkpoints inside epoch 2) and
+    returns what it wrote on stderr. A Ctrl-C during epoch 1's statistics would be honoured
+    there, before any checkpoint of epoch 1."""
     proc = subprocess.Popen(train_cmd(db, *extra, data=data), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     seen = []
+    jobs = os.path.join(os.path.dirname(db), "jobs")
+    before = {d for d in os.listdir(jobs)} if os.path.isdir(jobs) else set()
     for line in proc.stderr:
         seen.append(line)
         if ": epoch 1 " in line:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any(
+                    os.path.exists(os.path.join(jobs, d, "best.ckpt"))
+                    for d in set(os.listdir(jobs)) - before):
+                time.sleep(0.001)
             proc.send_signal(signal.SIGINT)
             break
     rest = proc.stderr.read()

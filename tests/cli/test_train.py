@@ -206,27 +206,6 @@ class Resume(unittest.TestCase):
         self.assertEqual(proc.wait(), 143, rest)
         self.assertIn("checkpoint saved", rest)
 
-    def test_a_second_interrupt_a_second_later_exits_at_once(self):
-        # Steps of seconds (ResNet-50 at 224 px on one thread): the graceful stop waits for
-        # the step, and the second interrupt comes first.
-        db = os.path.join(TMP, "twice-apart", "initlab.db")
-        cmd = [BINARY, "train", "--data", DATA, "--db", db, "--model", "resnet50", "--init",
-               "he_uniform", "--epochs", "1", "--image-size", "224", "--batch-size", "16",
-               "--threads", "1", "--probe-size", "4"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
-        for line in proc.stderr:
-            if " step 1/" in line:
-                time.sleep(0.5)  # inside step 2
-                proc.send_signal(signal.SIGINT)
-                time.sleep(1.0)
-                proc.send_signal(signal.SIGINT)
-                break
-        rest = proc.stderr.read()
-        self.assertEqual(proc.wait(), 130, rest)
-        self.assertIn("second stop signal, exiting at once", rest)
-        self.assertNotIn("checkpoint saved", rest)
-
     def test_a_corrupt_checkpoint_is_refused(self):
         db = Reference.get()
         src = os.path.join(os.path.dirname(db), "jobs", "1", "best.ckpt")
