@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../unit/test.h"
@@ -205,12 +206,32 @@ static void problem(FaultLoopResult *r, const char *fmt, ...)
     putchar('\n');
 }
 
+/* The stride a loop runs with: the loop's own, or INITLAB_FAULT_STRIDE's when set. */
+static long loop_stride(const FaultLoop *l)
+{
+    const char *env = getenv("INITLAB_FAULT_STRIDE");
+    long s = env && *env ? strtol(env, NULL, 10) : l->stride;
+    return s > 1 ? s : 1;
+}
+
+/* The first point tried with stride s: INITLAB_FAULT_OFFSET's, or drawn from the clock. */
+static long loop_offset(long s)
+{
+    const char *env = getenv("INITLAB_FAULT_OFFSET");
+    if (env && *env)
+        return strtol(env, NULL, 10) % s;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long)((unsigned long)(ts.tv_sec ^ ts.tv_nsec) % (unsigned long)s);
+}
+
 FaultLoopResult fault_loop_run(const FaultLoop *l)
 {
     FaultLoopResult r = {0};
     char err[1024];
     const char *kind = fault_kind_name(l->kind);
-    for (long n = 1;; n++) {
+    long stride = loop_stride(l), offset = stride > 1 ? loop_offset(stride) : 0;
+    for (long n = 1 + offset;; n += stride) {
         if (n > MAX_POINTS) {
             problem(&r, "%s: %s faults: no end after %d points", l->name, kind, MAX_POINTS);
             break;
@@ -240,8 +261,12 @@ FaultLoopResult fault_loop_run(const FaultLoop *l)
         if (!err[0])
             problem(&r, "%s: %s %ld failed with an empty error message", l->name, kind, n);
     }
-    printf("    %-32s %-10s %-10s %5ld fault points: %ld reported, %ld absorbed\n", l->name,
+    printf("    %-32s %-10s %-10s %5ld fault points: %ld reported, %ld absorbed", l->name,
            kind, l->persist ? "persistent" : "once", r.points, r.reported, r.absorbed);
+    if (stride > 1)
+        printf(" (every %ldth from %ld: INITLAB_FAULT_OFFSET=%ld replays it)", stride,
+               1 + offset, offset);
+    printf("\n");
     fflush(stdout);
     return r;
 }

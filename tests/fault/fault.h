@@ -61,6 +61,11 @@ typedef struct {
      * whether its result is right. A failed write or fsync must always be reported. */
     bool may_absorb;
     bool persist;       /* every operation from the n-th on fails, not just the n-th */
+    /* > 1: only every stride-th point is tried, from an offset drawn per run (printed;
+     * INITLAB_FAULT_OFFSET=K replays it, INITLAB_FAULT_STRIDE=1 tries every point). For
+     * loops of many thousand points, whose cost grows with the square of their length:
+     * successive runs cover the others. 0 or 1: every point. */
+    long stride;
 } FaultLoop;
 
 typedef struct {
