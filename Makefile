@@ -3,7 +3,8 @@
 #   make            build ./initlab
 #   make deps       install missing Debian and npm packages (idempotent, ~1 s when done)
 #   make run        deps + build + start the daemon on the demo dataset (PORT=8471 to serve
-#                   on another port, LISTEN=ADDR:PORT another address, STATE=DIR)
+#                   on another port, LISTEN=ADDR:PORT another address, STATE=DIR,
+#                   EPOCHS=N for the demo jobs)
 #   make test       deps + every test: C unit tests, the same under ASan/UBSan, fault
 #                   injection, command-line tests, PyTorch cross-checks, the daemon under
 #                   ASan/UBSan (HTTP fuzzer, API tests), browser tests, then the

@@ -4,8 +4,13 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-# make run PORT=8471 (or LISTEN=ADDR:PORT) serves elsewhere; STATE=DIR keeps the state there.
+# make run PORT=8471 (or LISTEN=ADDR:PORT) serves elsewhere; STATE=DIR keeps the state there;
+# EPOCHS=N trains the demo grid's jobs N epochs (default 6).
 STATE=${STATE:-state}
+EPOCHS=${EPOCHS:-6}
+case "$EPOCHS" in
+    ''|*[!0-9]*|0*) echo "run: EPOCHS=$EPOCHS: must be a whole number from 1" >&2; exit 2 ;;
+esac
 PORT=${PORT:-8470}
 LISTEN=${LISTEN:-127.0.0.1:$PORT}
 DEMO="$STATE/data/demo-weeds"
@@ -71,7 +76,7 @@ if curl -fsS "$URL/api/v1/jobs?limit=1" | grep -q '"total":0'; then
         "dataset": "demo-weeds", "preset": "quick",
         "models": ["mobilenet", "resnet18"], "initializers": ["glorot_uniform", "he_uniform"],
         "seeds": [0], "alpha": 0.5, "width": 16, "image_size": 64, "batch_size": 16,
-        "epochs": 6, "lr": 0.02}' >/dev/null
+        "epochs": '"$EPOCHS"', "lr": 0.02}' >/dev/null
 fi
 
 echo
