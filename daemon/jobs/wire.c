@@ -140,6 +140,11 @@ static const Field stat_fields[] = {
     {"flags", F_INT, offsetof(StoreLayerStat, flags)},
     {"hist_lo", F_DOUBLE, offsetof(StoreLayerStat, hist_lo)},
     {"hist_hi", F_DOUBLE, offsetof(StoreLayerStat, hist_hi)},
+    {"mean_abs", F_DOUBLE, offsetof(StoreLayerStat, mean_abs)},
+    {"theory_var", F_DOUBLE, offsetof(StoreLayerStat, theory_var)},
+    {"fan_sum", F_DOUBLE, offsetof(StoreLayerStat, fan_sum)},
+    {"init_iters", F_INT, offsetof(StoreLayerStat, init_iters)},
+    {"units", F_INT64, offsetof(StoreLayerStat, units)},
 };
 
 json_t *wire_stat(const StoreLayerStat *s)

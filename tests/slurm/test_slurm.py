@@ -105,15 +105,17 @@ def slurm_daemon(state_dir=None, port=None, extra=()):
                      "--slurm-worker", WORKER_BIN, "--slurm-poll", "1",
                      "--slurm-cache-dir", os.path.join(TMP, "worker-cache"),
                      "--slurm-log-dir", os.path.join(TMP, "slurm-out"),
-                     "--lease-timeout", "8", "--heartbeat", "1", *extra],
+                     "--lease-timeout", "8", "--heartbeat", "1",
+                     # both checkpoints of done jobs stay, to be compared with the local run's
+                     "--retention", "all", *extra],
                env={"SLURM_CONF": CLUSTER.conf}, token=ADMIN,
                listen=f"127.0.0.1:{port}", state_dir=state_dir)
     return d.start()
 
 
 def local_daemon():
-    return Daemon(args=["--data-root", DATA, "--workers", "2", "--threads-per-job", "1"],
-                  token=ADMIN).start()
+    return Daemon(args=["--data-root", DATA, "--workers", "2", "--threads-per-job", "1",
+                        "--retention", "all"], token=ADMIN).start()
 
 
 def job(d, i):
