@@ -1,7 +1,7 @@
 """test_service.py — the daemon as a service manager sees it: its process name, a token
 handed over as a systemd credential, and STATUS= following the queue.
 
-These are the defects that only a run under a real systemd had shown (issue 22); the
+These are the defects that only a run under a real systemd had shown; the
 container tests in tests/packaging/ check the same under systemd itself, these catch them
 in every `make test` without containers."""
 import os
