@@ -228,29 +228,37 @@ class MakeRunTest(unittest.TestCase):
     def test_two_interrupts_a_second_apart_exit_at_once(self):
         # A ResNet-50 job at 224 px, run first: its graceful stop (the step cut within a
         # layer and undone, a checkpoint of some 200 MB written and synced) takes about a
-        # second, and the second interrupt comes just after the 500 ms in which copies of
-        # the first count as one (util/stopsig.h), before the stop ends.
-        state = os.path.join(self.tmp, "state")
-        out = run_initlab("demo-data", os.path.join(state, "data", "slow"), "--classes", "3",
-                          "--per-class", "60", "--size", "64")
-        self.assertEqual(out.returncode, 0, out.stderr)
-        run = self.start(state, free_port())
-        run.wait_for(lambda: run.jobs(), "the demo grid")
-        self.assertEqual(run.post("/api/v1/datasets", {
-            "name": "slow", "path": os.path.join(state, "data", "slow")}), 202)
-        self.assertEqual(run.post("/api/v1/jobs", {
-            "dataset": "slow", "model": "resnet50", "image_size": 224, "batch_size": 32,
-            "epochs": 1, "probe_size": 4, "priority": 100}), 201)
-        run.wait_for(lambda: [j for j in run.jobs() if j["dataset"] == "slow"
-                              and j["status"] == "running" and j["progress"]["step"] >= 1],
-                     "the slow job's first step")
-        run.interrupt()
-        time.sleep(0.65)
-        run.interrupt()
-        run.finish(timeout=30)
-        self.assertIn("second stop signal, exiting at once", run.log())
-        self.assertNotIn("serve: stopped", run.log())
-        self.assert_no_daemon_left(run)
+        # second here. The second interrupt comes just after the 500 ms in which copies of
+        # the first count as one (util/stopsig.h), before the stop ends. On a machine that
+        # stops faster than that the stop ends first: the try proves nothing and is made
+        # again, at most three times.
+        for attempt in range(3):
+            state = os.path.join(self.tmp, f"state{attempt}")
+            out = run_initlab("demo-data", os.path.join(state, "data", "slow"), "--classes",
+                              "3", "--per-class", "60", "--size", "64")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            run = self.start(state, free_port())
+            run.wait_for(lambda: run.jobs(), "the demo grid")
+            self.assertEqual(run.post("/api/v1/datasets", {
+                "name": "slow", "path": os.path.join(state, "data", "slow")}), 202)
+            self.assertEqual(run.post("/api/v1/jobs", {
+                "dataset": "slow", "model": "resnet50", "image_size": 224, "batch_size": 32,
+                "epochs": 1, "probe_size": 4, "priority": 100}), 201)
+            run.wait_for(lambda: [j for j in run.jobs() if j["dataset"] == "slow"
+                                  and j["status"] == "running" and j["progress"]["step"] >= 1],
+                         "the slow job's first step")
+            run.interrupt()
+            time.sleep(0.55)
+            run.interrupt()
+            run.finish(timeout=30)
+            self.assert_no_daemon_left(run)
+            if "second stop signal, exiting at once" in run.log():
+                self.assertNotIn("serve: stopped", run.log())
+                return
+            # The graceful stop ended first (or the second interrupt was not heard).
+            self.assertIn("serve: stopped", run.log())
+        self.fail("in three tries the second interrupt never ended a graceful stop at once "
+                  "(each stop ended first, within 0.55 s, or the interrupt went unheard)")
 
 if __name__ == "__main__":
     unittest.main()
