@@ -223,26 +223,38 @@ static int list_datasets(ApiRequest *req, ApiReply *reply)
     return api_reply_json(reply, 200, json_pack("{s:o}", "datasets", list));
 }
 
+/* The dataset the path's {name} names, into *d (store_dataset_deinit it), with the
+ * request's store: 0, or -1 after replying (404 when there is none). */
+static int path_dataset(ApiRequest *req, ApiReply *reply, Store **s, StoreDataset *d)
+{
+    if (!(*s = api_store(req, reply)))
+        return -1;
+    const char *name = api_param(req, "name");
+    int rc = store_dataset_get(*s, name, d);
+    if (rc == STORE_OK)
+        return 0;
+    if (rc == STORE_NOT_FOUND)
+        api_reply_problem(reply, 404, NULL, "no dataset named \"%.100s\"", name);
+    else
+        api_reply_store_error(reply, *s);
+    return -1;
+}
+
 /* DELETE /datasets/{name}: the registration, its file list and its image caches; refused
  * while a queued or running job uses it (409). Jobs that ended keep their records. */
 static int delete_dataset(ApiRequest *req, ApiReply *reply)
 {
-    Store *s = api_store(req, reply);
-    if (!s)
-        return 0;
-    const char *name = api_param(req, "name");
+    Store *s;
     StoreDataset d;
-    int rc = store_dataset_get(s, name, &d);
-    if (rc == STORE_NOT_FOUND)
-        return api_reply_problem(reply, 404, NULL, "no dataset named \"%.100s\"", name);
-    if (rc != STORE_OK)
-        return api_reply_store_error(reply, s);
+    if (path_dataset(req, reply, &s, &d) < 0)
+        return 0;
+    const char *name = d.name;
     if (d.status == STORE_DATASET_SCANNING) {
         store_dataset_deinit(&d);
         return api_reply_problem(reply, 409, NULL, "dataset \"%.100s\" is being scanned; "
                                  "delete it when the scan has ended", name);
     }
-    rc = store_dataset_delete(s, name);
+    int rc = store_dataset_delete(s, name);
     if (rc == STORE_OK) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/cache", req->ctx->state_dir);
@@ -267,16 +279,11 @@ static int delete_dataset(ApiRequest *req, ApiReply *reply)
  * the files they started with. */
 static int rescan_dataset(ApiRequest *req, ApiReply *reply)
 {
-    Store *s = api_store(req, reply);
-    if (!s)
-        return 0;
-    const char *name = api_param(req, "name");
+    Store *s;
     StoreDataset d;
-    int rc = store_dataset_get(s, name, &d);
-    if (rc == STORE_NOT_FOUND)
-        return api_reply_problem(reply, 404, NULL, "no dataset named \"%.100s\"", name);
-    if (rc != STORE_OK)
-        return api_reply_store_error(reply, s);
+    if (path_dataset(req, reply, &s, &d) < 0)
+        return 0;
+    const char *name = d.name;
     int64_t id = d.id;
     bool scanning = d.status == STORE_DATASET_SCANNING;
     store_dataset_deinit(&d);
@@ -290,23 +297,17 @@ static int rescan_dataset(ApiRequest *req, ApiReply *reply)
     if (store_dataset_get_by_id(s, id, &d) != STORE_OK)
         return api_reply_store_error(reply, s);
     publish_dataset(req, &d);
-    rc = api_reply_json(reply, 202, report_dataset(&d));
+    int rc = api_reply_json(reply, 202, report_dataset(&d));
     store_dataset_deinit(&d);
     return rc;
 }
 
 static int get_dataset(ApiRequest *req, ApiReply *reply)
 {
-    Store *s = api_store(req, reply);
-    if (!s)
-        return 0;
-    const char *name = api_param(req, "name");
+    Store *s;
     StoreDataset d;
-    int rc = store_dataset_get(s, name, &d);
-    if (rc == STORE_NOT_FOUND)
-        return api_reply_problem(reply, 404, NULL, "no dataset named \"%.100s\"", name);
-    if (rc != STORE_OK)
-        return api_reply_store_error(reply, s);
+    if (path_dataset(req, reply, &s, &d) < 0)
+        return 0;
     json_t *out = report_dataset(&d);
     json_t *classes = json_object_get(out, "classes");
     int64_t *counts = NULL;
@@ -341,7 +342,7 @@ static int get_dataset(ApiRequest *req, ApiReply *reply)
     }
     if (csv) {
         static const char *const columns[] = {"label", "class", "train", "val", "test", NULL};
-        rc = api_reply_csv(reply, columns, json_object_get(out, "class_counts"));
+        int rc = api_reply_csv(reply, columns, json_object_get(out, "class_counts"));
         json_decref(out);
         return rc;
     }
