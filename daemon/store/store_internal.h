@@ -41,6 +41,11 @@ int store_exec(Store *s, const char *sql, const char *what);
 int store_begin(Store *s);
 int store_commit(Store *s);
 void store_rollback(Store *s);
+/* Runs the statements sql[0..n) in one transaction (nested where one is open), each with
+ * ?1 = a and, where it has a ?2, ?2 = b; what names the work in an error. Returns STORE_OK
+ * or the first error (all rolled back). */
+int store_run_in_transaction(Store *s, const char *const *sql, int n, int64_t a, int64_t b,
+                             const char *what);
 
 /* The schema version that gave jobs their uids (schema/004_job_identity.sql). */
 #define STORE_SCHEMA_IDENTITY 4

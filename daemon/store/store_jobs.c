@@ -33,11 +33,8 @@ const char store_sql_job_claim[] =
     " uid, attempt_uid, pre_identity, lease_expires_at, host, worker, slurm_job_id,"     \
     " stop_request IS NOT NULL, name, tags, note"
 
-/* Runs the statements sql[0..n) in one transaction, each with ?1 = a and, where it has a
- * ?2, ?2 = b; what names the work in an error. Returns STORE_OK or the first error (all
- * rolled back). */
-static int run_in_transaction(Store *s, const char *const *sql, int n, int64_t a, int64_t b,
-                              const char *what)
+int store_run_in_transaction(Store *s, const char *const *sql, int n, int64_t a, int64_t b,
+                             const char *what)
 {
     int rc = store_begin(s);
     if (rc)
@@ -615,7 +612,7 @@ int store_job_reserve_ids(Store *s, int64_t above)
         " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'jobs')"
         " AND ?1 > coalesce((SELECT max(id) FROM jobs), 0)",
     };
-    return run_in_transaction(s, sql, 2, above, 0, "reserving job ids");
+    return store_run_in_transaction(s, sql, 2, above, 0, "reserving job ids");
 }
 
 int store_job_requeue_running(Store *s, int *count)
@@ -640,7 +637,8 @@ int store_job_discard_after(Store *s, int64_t id, int epoch)
         "DELETE FROM epochs WHERE job_id = ? AND epoch > ?",
         "DELETE FROM layer_stats WHERE job_id = ? AND epoch > ?",
     };
-    return run_in_transaction(s, sql, 2, id, epoch, "discarding rows after a checkpoint");
+    return store_run_in_transaction(s, sql, 2, id, epoch,
+                                    "discarding rows after a checkpoint");
 }
 
 int store_job_counts(Store *s, int counts[STORE_JOB_STATUS_COUNT])

@@ -218,16 +218,8 @@ int store_grid_delete(Store *s, int64_t id)
     }
     static const char *const sql[] = {"DELETE FROM jobs WHERE grid_id = ?1",
                                       "DELETE FROM grids WHERE id = ?1"};
-    for (int i = 0; i < 2; i++) {
-        sqlite3_stmt *st;
-        if ((rc = store_prepare(s, sql[i], &st)))
-            goto fail;
-        sqlite3_bind_int64(st, 1, id);
-        rc = store_step_done(s, st, "deleting a grid");
-        sqlite3_finalize(st);
-        if (rc)
-            goto fail;
-    }
+    if ((rc = store_run_in_transaction(s, sql, 2, id, 0, "deleting a grid")))
+        goto fail;
     return store_commit(s);
 fail:
     store_rollback(s);
