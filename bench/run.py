@@ -8,14 +8,23 @@ For each configuration (mobilenet 224 px batch 32; resnet50 224 px batch 32; mob
 alpha 0.25 128 px batch 64; resnet50 64 px batch 32; Keras head, 1000 classes, 2 threads)
 runs `initlab bench --json` and bench/torch_bench.py (channels_last) one after the other,
 each in its own process, R rounds in alternation, and prints one table: the best round's
-images/s of each, their ratio and the peak RSS of each. Then, unless --no-concurrency, the
-throughput of two concurrent 1-thread `initlab bench` processes against one 2-thread
-process, also the best of R rounds. Everything goes to build/bench.json as well, every
-round included. Throughput on a shared or virtual machine drifts by 20% and more over
-tens of seconds; alternating rounds and keeping each side's best compares the two at
-their best moments rather than whichever ran during a slow spell. Compare ratios, not
-absolute numbers. --config replaces the four configurations (a quick check of the tool on
-small ones; the concurrency line then covers each of them).
+images/s of each, their ratio, each side's share of the fp32 FMA peak and the peak RSS of
+each. The share is GFLOP/s over the peak: both sides count initlab's FLOPs per step
+(`initlab bench --json` gflop_per_step, its usage text gives the model), so PyTorch's rate
+is that × its images/s ÷ the batch; the peak is the best 2-thread FMA peak of the run
+(`initlab info --threads 2` and every `initlab bench` measure it; util/peak.c). The
+table's heading names the host (vendor, CPU family and model, model name, widest vector
+instruction set, from `initlab info --json`), its FMA peak and streaming bandwidth. Then,
+unless --no-concurrency, the throughput of two concurrent 1-thread `initlab bench`
+processes against one 2-thread process, also the best of R rounds. Everything goes to
+build/bench.json as well, every round included, with the host ("host": vendor, family,
+model, model_name, isa) and the peak ("fma_peak_gflops"; each row's initlab_gflops,
+torch_gflops and their *_peak_share). Throughput on a shared or virtual machine drifts by
+20% and more over tens of seconds; alternating rounds and keeping each side's best
+compares the two at their best moments rather than whichever ran during a slow spell.
+Compare ratios and shares of the peak, not absolute numbers. --config replaces the four
+configurations (a quick check of the tool on small ones, e.g. mobilenet:32:4:0.25; the
+concurrency line then covers each of them).
 
 Scaling out is measured apart: `make bench-scale` (bench/scale.py) times a 4-job grid on
 the local executor against two 1-CPU Slurm nodes, the share of a job's time its worker
@@ -77,6 +86,34 @@ def concurrent(initlab, c, steps):
     return outs
 
 
+def host_of(info):
+    """The host as the table and build/bench.json name it, from `initlab info --json`."""
+    cpu = info.get("cpu", {})
+    return {"vendor": cpu.get("vendor"), "family": cpu.get("family"),
+            "model": cpu.get("model_number"), "model_name": cpu.get("model"),
+            "isa": cpu.get("isa")}
+
+
+def host_line(host):
+    return (f"{host['model_name'] or 'unknown CPU'} ({host['vendor']} family {host['family']} "
+            f"model {host['model']}, {host['isa']})")
+
+
+def best_peak(info, rows):
+    """The best 2-thread fp32 FMA peak measured in this run (GFLOP/s), or None."""
+    limits = info.get("peak") or {}
+    peaks = [limits["fma_gflops"]] if limits.get("threads") == 2 else []
+    for r in rows:
+        p = r["initlab"].get("fma_peak") or {}
+        if p.get("threads") == 2 and p.get("gflops"):
+            peaks.append(p["gflops"])
+    return max(peaks) if peaks else None
+
+
+def percent(share):
+    return f"{100 * share:.0f}%" if share is not None else "-"
+
+
 def parse_config(text):
     """MODEL:SIZE:BATCH[:ALPHA] as one configuration."""
     parts = text.split(":")
@@ -113,7 +150,8 @@ def main():
     if load > 0.5:
         print(f"note: load average {load:.2f} before the run; other processes skew the numbers",
               flush=True)
-    info = run_json([a.initlab, "info", "--json", "--size", "1024"])
+    info = run_json([a.initlab, "info", "--json", "--size", "1024", "--threads", "2"])
+    host = host_of(info)
     rows = []
     for c in configs:
         print(f"running {c['name']} ...", flush=True)
@@ -132,6 +170,14 @@ def main():
                      "rss_ratio": ours["peak_rss_mb"] / peer["peak_rss_mb"],
                      "seconds": time.monotonic() - t0})
 
+    peak = best_peak(info, rows)
+    for r in rows:
+        gflop = r["initlab"].get("gflop_per_step")
+        for side in ("initlab", "torch"):
+            gflops = gflop * r[side]["images_per_s"] / r["batch"] if gflop else None
+            r[f"{side}_gflops"] = gflops
+            r[f"{side}_peak_share"] = gflops / peak if gflops and peak else None
+
     conc = []
     if not a.no_concurrency:
         for c in configs:
@@ -149,17 +195,27 @@ def main():
                          "ratio": total / single["images_per_s"]})
 
     print()
+    limits = info.get("peak") or {}
+    line = f"host: {host_line(host)}; fp32 FMA peak "
+    line += f"{peak:.0f} GFLOP/s on 2 threads" if peak else "not measured"
+    if limits.get("fma_gflops_per_core"):
+        line += f" ({limits['fma_gflops_per_core']:.0f} per core)"
+    if limits.get("bandwidth_gbs"):
+        line += f", streaming {limits['bandwidth_gbs']:.1f} GB/s"
+    print(line)
     print(f"initlab {info.get('version')} (OpenBLAS {info['blas']['core']}, sgemm "
           f"{info['blas']['sgemm']['gflops']:.0f} GFLOP/s on {info['blas']['threads']} threads) "
           f"vs torch {rows[0]['torch']['torch'] if rows else '?'}, 2 threads, "
           f"{a.steps} steps per run, best of {max(1, a.rounds)} alternating rounds")
     hdr = (f"{'configuration':<28}{'initlab img/s':>14}{'torch img/s':>13}{'ratio':>8}"
-           f"{'initlab RSS':>13}{'torch RSS':>11}")
+           f"{'% of FMA peak':>15}{'initlab RSS':>13}{'torch RSS':>11}")
     print(hdr)
+    print(f"{'':<63}{'initlab  torch':>15}")
     print("-" * len(hdr))
     for r in rows:
         print(f"{r['config']:<28}{r['initlab']['images_per_s']:>14.2f}"
               f"{r['torch']['images_per_s']:>13.2f}{r['ratio']:>7.2f}x"
+              f"{percent(r['initlab_peak_share']):>8}{percent(r['torch_peak_share']):>7}"
               f"{r['initlab']['peak_rss_mb']:>10.0f} MB{r['torch']['peak_rss_mb']:>8.0f} MB")
     for cc in conc:
         print(f"{cc['config']}: two 1-thread jobs {cc['two_1thread_images_per_s']:.2f} img/s "
@@ -170,7 +226,8 @@ def main():
     with open(a.out, "w") as f:
         json.dump({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "steps": a.steps,
                    "rounds": max(1, a.rounds),
-                   "load_before": load, "info": info, "rows": rows, "concurrency": conc},
+                   "load_before": load, "host": host, "fma_peak_gflops": peak,
+                   "fma_peak_threads": 2, "info": info, "rows": rows, "concurrency": conc},
                   f, indent=1)
     print(f"written to {os.path.relpath(a.out, ROOT)}")
     return 0

@@ -1,4 +1,5 @@
-/* bench.c — `initlab bench`: training throughput of a model on a synthetic batch, per layer and per layer type. */
+/* bench.c — `initlab bench`: training throughput of a model on a synthetic batch, per layer and
+ * per layer type, as shares of the machine's FMA peak and streaming bandwidth (util/peak.h). */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,7 +16,9 @@
 #include "nn/models.h"
 #include "nn/net.h"
 #include "nn/optim.h"
+#include "util/isa.h"
 #include "util/jsonout.h"
+#include "util/peak.h"
 #include "util/rng.h"
 
 static const char usage_head[] =
@@ -25,13 +28,17 @@ static const char usage_head[] =
     "one warm-up step, then N timed steps of forward (training mode), softmax cross-entropy,\n"
     "zero_grad, backward and an SGD step (Nesterov momentum 0.9, lr 0.01). Prints\n"
     "images/s, seconds per step (mean and fastest), peak RSS of the process, and the\n"
-    "forward and backward time of every layer per step.\n\n"
+    "forward and backward time of every layer per step. Before the net is built it measures\n"
+    "the fp32 FMA peak on T threads (initlab info; about 0.2 s) and gives the achieved\n"
+    "GFLOP/s as a share of it.\n\n"
     "  --batch B       images per step (default 32)\n"
     "  --steps N       timed steps (default 10)\n"
     "  --threads T     compute threads, also OpenBLAS's (default: every core)\n"
     "  --seed N        seed of the weights and the batch (default 1)\n"
     "  --json          one JSON object on stdout\n"
-    "  --profile       also per-layer-type totals with FLOPs and achieved GFLOP/s\n\n"
+    "  --profile       also per-layer-type totals: FLOPs, GFLOP/s and GB/s, each as a share of\n"
+    "                  the FMA peak and of the streaming bandwidth on T threads (measured after\n"
+    "                  the timed steps, so that its buffers stay out of the peak RSS)\n\n"
     "FLOPs per layer (N batch, Ho Wo output size; backward counts twice the forward for\n"
     "conv, depthwise and dense: input and weight gradients):\n"
     "  conv 2·N·Ho·Wo·kh·kw·cin·cout, depthwise 2·N·Ho·Wo·kh·kw·C·m, dense 2·N·in·out,\n"
@@ -39,7 +46,13 @@ static const char usage_head[] =
     "  element each way, pools kh·kw per output element, padding/dropout/flatten 0.\n"
     "A ReLU/ReLU6 (and a residual add before it) that a batch norm computes in its own\n"
     "kernel is listed as \"in <batch norm>\"; its time and FLOPs count with that batch norm.\n"
-    "A zero padding that its convolution applies itself is listed the same way.\n\n"
+    "A zero padding that its convolution applies itself is listed the same way.\n"
+    "Bytes per layer (4 per float; each tensor read or written once per pass): forward reads\n"
+    "the inputs and parameters and writes the output; backward reads the output gradient,\n"
+    "the inputs and the trainable parameters and writes the input and parameter gradients.\n"
+    "Layers computed together count as one: a tensor passed between them is not counted.\n"
+    "Workspaces (im2col columns), caches and repeated passes are not counted either, so GB/s\n"
+    "is a lower bound of the traffic.\n\n"
     "model options:\n";
 
 static void usage(FILE *out)
@@ -95,11 +108,43 @@ static void layer_flops(const Net *net, const Layer *l, int n, double *fwd, doub
     }
 }
 
+/* Forward and backward bytes of layer i for a batch of n (see the usage text). group[j] is
+ * the layer whose kernel computes layer j (j itself when it runs on its own); inner[j] says
+ * that j's output is read only inside its group. */
+static void layer_bytes(const Net *net, int i, int n, const int *group, const bool *inner,
+                        double *fwd, double *bwd)
+{
+    const Layer *l = net_layer(net, i);
+    double out = inner[i] || l->type == LAYER_INPUT ? 0 : (double)n * l->h * l->w * l->c;
+    double in = 0, params = 0, trainable = 0;
+    for (int k = 0; k < 2; k++) {
+        int j = l->in[k];
+        if (j < 0 || group[j] == group[i])
+            continue;
+        const Layer *x = net_layer(net, j);
+        in += (double)n * x->h * x->w * x->c;
+    }
+    for (int p = 0; p < l->n_params; p++) {
+        const Param *pa = net_param_const(net, l->param_first + p);
+        params += (double)pa->size;
+        trainable += pa->trainable ? (double)pa->size : 0;
+    }
+    *fwd = 4 * (in + params + out);
+    *bwd = 4 * (out + 2 * in + 2 * trainable);
+}
+
 typedef struct {
     double fwd, bwd;        /* seconds per step */
     double fwd_flop, bwd_flop;
+    double bytes;           /* forward and backward */
     int count;
 } TypeTotals;
+
+/* The share of limit that rate is, or 0 when the limit is unknown. */
+static double share_of(double rate, double limit)
+{
+    return limit > 0 ? rate / limit : 0;
+}
 
 static double peak_rss_mb(void)
 {
@@ -125,6 +170,8 @@ static int cmd_bench(int argc, char **argv)
     float *x = NULL;
     int *labels = NULL;
     double *step_times = NULL;
+    int *group = NULL;
+    bool *inner = NULL;
     if (!used)
         return 1;
     ModelConfig cfg;
@@ -161,6 +208,9 @@ static int cmd_bench(int argc, char **argv)
 
     startup_wait_policy((int)threads);
     status = 1;
+    /* the limit, measured before the net exists: nothing else runs yet */
+    PeakFma fma = {.isa = isa_best(), .threads = (int)threads};
+    peak_fma(isa_best(), (int)threads, 0.2, &fma);
     cfg.batch = (int)batch;
     net = model_build(&cfg, (int)threads, err, sizeof err);
     if (!net) {
@@ -209,10 +259,30 @@ static int cmd_bench(int argc, char **argv)
     TypeTotals types[LAYER_FLATTEN + 1] = {{0}};
     double flop_step = 0, layer_time = 0;
     int nl = net_n_layers(net), n_fused = 0;
+    group = malloc((size_t)nl * sizeof *group);
+    inner = calloc((size_t)nl, sizeof *inner);
+    if (!group || !inner) {
+        fprintf(stderr, "initlab bench: out of memory\n");
+        goto done;
+    }
+    for (int i = 0; i < nl; i++) {
+        int into = net_fused_into(net, i);
+        group[i] = into >= 0 ? into : i;
+    }
+    for (int i = 0; i < nl; i++)
+        for (int k = 0; k < 2; k++) {
+            int j = net_layer(net, i)->in[k];
+            if (j >= 0 && group[j] == group[i])
+                inner[j] = true;
+        }
+    PeakBandwidth bw = {.threads = (int)threads, .gbs = 0};
+    if (profile && peak_bandwidth((int)threads, 0, 0.25, &bw) < 0)
+        bw.gbs = 0;
     for (int i = 0; i < nl; i++) {
         const Layer *l = net_layer(net, i);
-        double f, b;
+        double f, b, bf, bb;
         layer_flops(net, l, (int)batch, &f, &b);
+        layer_bytes(net, i, (int)batch, group, inner, &bf, &bb);
         /* a layer its batch norm computes counts, with its FLOPs, as part of that one */
         int into = net_fused_into(net, i);
         n_fused += into >= 0;
@@ -221,6 +291,7 @@ static int cmd_bench(int argc, char **argv)
         t->bwd += l->bwd_seconds / (double)steps;
         t->fwd_flop += f;
         t->bwd_flop += b;
+        t->bytes += bf + bb;
         t->count += into < 0;
         flop_step += f + b;
         layer_time += (l->fwd_seconds + l->bwd_seconds) / (double)steps;
@@ -241,6 +312,14 @@ static int cmd_bench(int argc, char **argv)
             goto done;
         }
         json_object_set_new(root, "classes", json_integer(cfg.classes));
+        json_object_set_new(root, "fma_peak", json_pack("{s:s, s:i, s:f}", "isa",
+                            isa_name(fma.isa), "threads", fma.threads, "gflops", fma.gflops));
+        json_object_set_new(root, "peak_share",
+                            json_real(share_of(flop_step * 1e-9 / per_step, fma.gflops)));
+        if (profile)
+            json_object_set_new(root, "bandwidth", json_pack("{s:i, s:f, s:I}", "threads",
+                                bw.threads, "gbs", bw.gbs, "buffer_bytes",
+                                (json_int_t)bw.bytes));
         for (int i = 1; i < nl; i++) {
             const Layer *l = net_layer(net, i);
             json_array_append_new(layers, json_pack("{s:s, s:s, s:f, s:f}", "name", l->name,
@@ -255,13 +334,17 @@ static int cmd_bench(int argc, char **argv)
                 if (!types[t].count || t == LAYER_INPUT)
                     continue;
                 double sec = types[t].fwd + types[t].bwd;
+                double gflops = sec > 0 ? (types[t].fwd_flop + types[t].bwd_flop) * 1e-9 / sec
+                                        : 0;
+                double gbs = sec > 0 ? types[t].bytes * 1e-9 / sec : 0;
                 json_array_append_new(tj, json_pack(
-                    "{s:s, s:i, s:f, s:f, s:f, s:f, s:f}", "type",
+                    "{s:s, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "type",
                     model_layer_type_name((LayerType)t), "layers", types[t].count, "fwd_ms",
                     types[t].fwd * 1e3, "bwd_ms", types[t].bwd * 1e3, "gflop",
                     (types[t].fwd_flop + types[t].bwd_flop) * 1e-9, "share",
-                    layer_time > 0 ? sec / layer_time : 0, "gflops",
-                    sec > 0 ? (types[t].fwd_flop + types[t].bwd_flop) * 1e-9 / sec : 0));
+                    layer_time > 0 ? sec / layer_time : 0, "gflops", gflops,
+                    "peak_share", share_of(gflops, fma.gflops), "gbyte", types[t].bytes * 1e-9,
+                    "gbs", gbs, "bandwidth_share", share_of(gbs, bw.gbs)));
             }
             json_object_set_new(root, "types", tj);
         }
@@ -277,6 +360,11 @@ static int cmd_bench(int argc, char **argv)
 
     printf("%s %dpx batch %ld, %ld threads, OpenBLAS %s, %ld steps after a warm-up\n", cfg.name,
            cfg.size, batch, threads, gemm_core_name(), steps);
+    printf("fp32 FMA peak (%s): %.0f GFLOP/s on %d threads", isa_name(fma.isa), fma.gflops,
+           fma.threads);
+    if (profile && bw.gbs > 0)
+        printf("; streaming bandwidth %.1f GB/s", bw.gbs);
+    printf("\n");
     printf("%-40s %-26s %10s %10s %7s\n", "layer", "type", "fwd ms", "bwd ms", "share");
     for (int i = 1; i < nl; i++) {
         const Layer *l = net_layer(net, i);
@@ -291,16 +379,18 @@ static int cmd_bench(int argc, char **argv)
                f * 1e3, b * 1e3, layer_time > 0 ? 100 * (f + b) / layer_time : 0);
     }
     if (profile) {
-        printf("\n%-26s %6s %10s %10s %6s %12s %9s\n", "layer type", "count", "fwd ms",
-               "bwd ms", "share", "GFLOP/step", "GFLOP/s");
+        printf("\n%-26s %6s %10s %10s %6s %12s %9s %6s %8s %6s\n", "layer type", "count",
+               "fwd ms", "bwd ms", "share", "GFLOP/step", "GFLOP/s", "% peak", "GB/s", "% bw");
         for (int t = 1; t <= LAYER_FLATTEN; t++) {
             if (!types[t].count)
                 continue;
             double sec = types[t].fwd + types[t].bwd, fl = types[t].fwd_flop + types[t].bwd_flop;
-            printf("%-26s %6d %10.2f %10.2f %5.1f%% %12.3f %9.1f\n",
+            double gflops = sec > 0 ? fl * 1e-9 / sec : 0;
+            double gbs = sec > 0 ? types[t].bytes * 1e-9 / sec : 0;
+            printf("%-26s %6d %10.2f %10.2f %5.1f%% %12.3f %9.1f %5.1f%% %8.1f %5.1f%%\n",
                    model_layer_type_name((LayerType)t), types[t].count, types[t].fwd * 1e3,
                    types[t].bwd * 1e3, layer_time > 0 ? 100 * sec / layer_time : 0, fl * 1e-9,
-                   sec > 0 ? fl * 1e-9 / sec : 0);
+                   gflops, 100 * share_of(gflops, fma.gflops), gbs, 100 * share_of(gbs, bw.gbs));
         }
         if (n_fused)
             printf("(%d activations, adds and paddings run inside a batch norm or convolution "
@@ -309,8 +399,9 @@ static int cmd_bench(int argc, char **argv)
                layer_time * 1e3, per_step * 1e3);
     }
     printf("\nloss %.4f\n", loss);
-    printf("%.2f images/s, %.1f ms/step (fastest %.1f ms), %.1f GFLOP/step, %.1f GFLOP/s\n",
-           ips, per_step * 1e3, fastest * 1e3, flop_step * 1e-9, flop_step * 1e-9 / per_step);
+    printf("%.2f images/s, %.1f ms/step (fastest %.1f ms), %.1f GFLOP/step, %.1f GFLOP/s, "
+           "%.0f%% of FMA peak\n", ips, per_step * 1e3, fastest * 1e3, flop_step * 1e-9,
+           flop_step * 1e-9 / per_step, 100 * share_of(flop_step * 1e-9 / per_step, fma.gflops));
     printf("peak RSS %.0f MB\n", rss);
     status = 0;
     goto done;
@@ -318,6 +409,8 @@ static int cmd_bench(int argc, char **argv)
 usage_error:
     fprintf(stderr, "initlab bench: %s (see 'initlab bench --help')\n", err);
 done:
+    free(inner);
+    free(group);
     free(step_times);
     free(labels);
     free(x);

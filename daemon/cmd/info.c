@@ -1,9 +1,14 @@
 /* info.c — `initlab info`: version, CPU features, the OpenBLAS core and a measured sgemm
- * rate; when the environment overrides the core this CPU supports, that core's rate too.
+ * rate beside the machine's limits (the fp32 FMA peak and the streaming memory bandwidth,
+ * util/peak.h); when the environment overrides the core this CPU supports, that core's
+ * rate too.
  *
  * OpenBLAS picks its core once, when it loads, so the other core can only be measured in
- * another process: info runs this program again (/proc/self/exe info --json) with
- * OPENBLAS_CORETYPE set to that core and reads the rate from its output. */
+ * another process: info runs this program again (/proc/self/exe info --json --no-peak)
+ * with OPENBLAS_CORETYPE set to that core and reads the rate from its output.
+ *
+ * The limits are measured before the sgemm: OpenBLAS's threads spin for a while after a
+ * call and would take cycles from the FMA loop's team. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -18,10 +23,12 @@
 #include "cmd/cmd.h"
 #include "nn/gemm.h"
 #include "util/cpu.h"
+#include "util/isa.h"
 #include "util/jsonout.h"
+#include "util/peak.h"
 
 static const char usage_text[] =
-    "usage: initlab info [--json] [--size N] [--threads T]\n\n"
+    "usage: initlab info [--json] [--size N] [--threads T] [--no-peak]\n\n"
     "Prints the version, the CPU model and SIMD features, the OpenBLAS core in use and how it\n"
     "was chosen (cpuid, environment, fallback or default), the BLAS thread count, the OpenMP\n"
     "wait policy for T threads (a brief spin, or passive when T exceeds the cores, unless\n"
@@ -29,9 +36,19 @@ static const char usage_text[] =
     "a naive reference, and a measured sgemm rate. When OPENBLAS_CORETYPE selects another\n"
     "core than the one this CPU supports, it also measures that core (in a second process)\n"
     "and says what the setting costs.\n\n"
+    "Beside the sgemm rate it measures the machine's limits, about a second in all:\n"
+    "  fp32 FMA peak  a loop of independent FMA chains (12 vectors per thread) with the\n"
+    "                 widest vector instruction set the CPU has (avx512, avx2, or generic:\n"
+    "                 a multiply and an add), on 1 thread (per core) and on T threads at once\n"
+    "  memory         a streaming pass dst = 2·src over two buffers larger than the cache\n"
+    "                 (up to 256 MiB each) on T threads, in GB/s of bytes read + written\n"
+    "and prints the sgemm rate as a share of the FMA peak on T threads. A workload's GFLOP/s\n"
+    "and GB/s compare with these (initlab bench --profile does so per layer type).\n\n"
     "  --json        one JSON object on stdout\n"
     "  --size N      matrix size of the sgemm measurement (default 2048)\n"
-    "  --threads T   BLAS threads for the measurement (default: every core)\n";
+    "  --threads T   threads of the measurements: BLAS threads for the sgemm, the team of\n"
+    "                the FMA loop and the streaming pass (default: every core, as a worker)\n"
+    "  --no-peak     measure the sgemm only (JSON: \"peak\" is null)\n";
 
 extern char **environ;
 
@@ -44,9 +61,9 @@ typedef struct {
     char why[160];
 } CoreOverride;
 
-/* Runs `initlab info --json --size N --threads T` with OPENBLAS_CORETYPE=core (verified
- * against the naive sgemm as a core initlab chooses itself is) and returns its measured
- * GFLOP/s, or -1 with a reason in why. */
+/* Runs `initlab info --json --no-peak --size N --threads T` with OPENBLAS_CORETYPE=core
+ * (verified against the naive sgemm as a core initlab chooses itself is) and returns its
+ * measured GFLOP/s, or -1 with a reason in why. */
 static double measure_other_core(const char *core, int size, int threads, char *why,
                                  size_t whylen)
 {
@@ -71,8 +88,8 @@ static double measure_other_core(const char *core, int size, int threads, char *
             envp[k++] = environ[i];
     envp[k++] = core_var;
     envp[k++] = "INITLAB_BLAS_SOURCE=cpuid";
-    char *argv[] = {"initlab", "info", "--json", "--size", size_arg, "--threads", threads_arg,
-                    NULL};
+    char *argv[] = {"initlab", "info", "--json", "--no-peak", "--size", size_arg,
+                    "--threads", threads_arg, NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
@@ -149,13 +166,45 @@ static json_t *override_json(const CoreOverride *c, const char *message)
                      "message", message);
 }
 
+/* The machine's limits on the measurement's threads (util/peak.h). */
+typedef struct {
+    PeakFma core;       /* one thread */
+    PeakFma team;       /* the measurement's threads */
+    PeakBandwidth bw;   /* bw.gbs < 0 when the buffers could not be allocated */
+} Limits;
+
+/* Measures the FMA peak of the widest ISA on 1 and on threads threads, and the streaming
+ * bandwidth on threads threads: about a second. */
+static void measure_limits(int threads, Limits *lim)
+{
+    Isa isa = isa_best();
+    peak_fma(isa, 1, 0.15, &lim->core);
+    if (threads > 1)
+        peak_fma(isa, threads, 0.15, &lim->team);
+    else
+        lim->team = lim->core;
+    if (peak_bandwidth(threads, 0, 0.25, &lim->bw) < 0)
+        lim->bw = (PeakBandwidth){.threads = threads, .gbs = -1};
+}
+
+/* The JSON form of the limits: {isa, chains, fma_gflops_per_core, threads, fma_gflops,
+ * bandwidth_gbs | null, bandwidth_buffer_bytes}; new reference, NULL when out of memory. */
+static json_t *limits_json(const Limits *lim)
+{
+    return json_pack("{s:s, s:i, s:f, s:i, s:f, s:o, s:I}", "isa", isa_name(lim->core.isa),
+                     "chains", PEAK_CHAINS, "fma_gflops_per_core", lim->core.gflops,
+                     "threads", lim->team.threads, "fma_gflops", lim->team.gflops,
+                     "bandwidth_gbs", lim->bw.gbs >= 0 ? json_real(lim->bw.gbs) : json_null(),
+                     "bandwidth_buffer_bytes", (json_int_t)lim->bw.bytes);
+}
+
 static int cmd_info(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"json", no_argument, NULL, 'j'},  {"size", required_argument, NULL, 's'},
         {"threads", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    bool json = false;
+        {"no-peak", no_argument, NULL, 'n'}, {NULL, 0, NULL, 0}};
+    bool json = false, peak = true;
     int size = 2048, threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -163,6 +212,7 @@ static int cmd_info(int argc, char **argv)
         case 'j': json = true; break;
         case 's': size = atoi(optarg); break;
         case 't': threads = atoi(optarg); break;
+        case 'n': peak = false; break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: fputs(usage_text, stderr); return 2;
         }
@@ -178,9 +228,14 @@ static int cmd_info(int argc, char **argv)
     char features[256];
     cpu_features_string(&f, features, sizeof features);
     const char *suggested = cpu_blas_core(&f);
+    Limits lim = {.bw.gbs = -1};
+    if (peak)
+        measure_limits(threads, &lim);
     gemm_set_threads(threads);
     double verify = gemm_verify();
     double gflops = gemm_measure_gflops(size, 0.5);
+    /* sgemm runs on as many threads as the FMA team */
+    double share = peak && lim.team.gflops > 0 && gflops > 0 ? gflops / lim.team.gflops : -1;
 
     /* The environment chose a core other than the one this CPU supports: measure that one. */
     CoreOverride over = {.value = getenv("OPENBLAS_CORETYPE"), .gflops = gflops};
@@ -196,16 +251,20 @@ static int cmd_info(int argc, char **argv)
     const char *wait_policy = getenv("OMP_WAIT_POLICY");
     const char *spin = getenv("GOMP_SPINCOUNT");
     if (json) {
-        json_t *o = json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:s?}, s:{s:s, s:s, s:i, s:f, s:{s:i, s:f}}}",
+        json_t *o = json_pack("{s:s, s:{s:s, s:i, s:i, s:s, s:s, s:s, s:s, s:s?}, "
+                              "s:{s:s, s:s, s:i, s:f, s:{s:i, s:f, s:o}}}",
             "version", INITLAB_VERSION,
-            "cpu", "vendor", f.vendor, "model", f.model, "brand", f.brand,
+            "cpu", "vendor", f.vendor, "family", f.family, "model_number", f.model_number,
+                   "model", f.model, "brand", f.brand, "isa", isa_name(isa_best()),
                    "features", features,
                    "suggested_core", suggested,
             "blas", "core", gemm_core_name(), "source", startup_blas_source(),
                     "threads", gemm_threads(), "verify_max_rel_error", verify,
-                    "sgemm", "size", size, "gflops", gflops);
+                    "sgemm", "size", size, "gflops", gflops,
+                             "peak_share", share >= 0 ? json_real(share) : json_null());
         if (!o)
             return 1;
+        json_object_set_new(o, "peak", peak ? limits_json(&lim) : json_null());
         json_object_set_new(json_object_get(o, "blas"), "override",
                             overridden ? override_json(&over, message) : json_null());
         json_object_set_new(o, "openmp", json_pack("{s:s?, s:s?}", "wait_policy", wait_policy,
@@ -219,7 +278,8 @@ static int cmd_info(int argc, char **argv)
         return 0;
     }
     printf("initlab %s\n", INITLAB_VERSION);
-    printf("cpu:          %s (%s", f.model[0] ? f.model : "unknown", f.vendor);
+    printf("cpu:          %s (%s family %d model %d", f.model[0] ? f.model : "unknown",
+           f.vendor, f.family, f.model_number);
     if (f.brand[0] && strcmp(f.brand, f.model) != 0)
         printf("; CPUID brand string: %s", f.brand);
     printf(")\n");
@@ -230,7 +290,22 @@ static int cmd_info(int argc, char **argv)
     printf("openmp wait:  %s%s%s\n", wait_policy ? wait_policy : "libgomp default",
            spin ? ", GOMP_SPINCOUNT=" : "", spin ? spin : "");
     printf("sgemm check:  max relative error %.2g against the naive reference\n", verify);
-    printf("sgemm %d³:  %.1f GFLOP/s\n", size, gflops);
+    printf("sgemm %d³:  %.1f GFLOP/s", size, gflops);
+    if (share >= 0)
+        printf(", %.0f%% of the FMA peak on %d thread%s", 100 * share, lim.team.threads,
+               lim.team.threads == 1 ? "" : "s");
+    printf("\n");
+    if (peak) {
+        printf("fma peak:     %.1f GFLOP/s per core, %.0f GFLOP/s on %d thread%s (fp32, %s, "
+               "%d chains)\n", lim.core.gflops, lim.team.gflops, lim.team.threads,
+               lim.team.threads == 1 ? "" : "s", isa_name(lim.core.isa), PEAK_CHAINS);
+        if (lim.bw.gbs >= 0)
+            printf("memory:       %.1f GB/s streaming on %d thread%s (read + written, two "
+                   "%zu MiB buffers)\n", lim.bw.gbs, lim.bw.threads,
+                   lim.bw.threads == 1 ? "" : "s", lim.bw.bytes >> 20);
+        else
+            printf("memory:       not measured (no memory for the buffers)\n");
+    }
     if (overridden)
         printf("blas note:    %s\n", message);
     return 0;

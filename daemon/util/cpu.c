@@ -77,6 +77,11 @@ void cpu_detect(CpuFeatures *f)
     memcpy(f->vendor + 8, &c, 4);
 
     __get_cpuid(1, &a, &b, &c, &d);
+    /* the extended family adds to 15; the extended model prefixes family 6 and above (the
+     * kernel's rule, so the numbers match /proc/cpuinfo) */
+    unsigned fam = (a >> 8) & 0xf, mod = (a >> 4) & 0xf;
+    f->family = (int)(fam == 0xf ? fam + ((a >> 20) & 0xff) : fam);
+    f->model_number = (int)(fam >= 0x6 ? mod | ((a >> 12) & 0xf0) : mod);
     f->sse3 = c & bit_SSE3;
     f->ssse3 = c & bit_SSSE3;
     f->sse41 = c & bit_SSE4_1;

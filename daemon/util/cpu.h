@@ -13,6 +13,8 @@ typedef struct {
     char model[128];  /* the name initlab reports: the kernel's "model name" (what
                          /proc/cpuinfo and lscpu show users; "AMD EPYC"), or the brand
                          string where the kernel gives none */
+    int family;       /* CPUID's display family and model, as /proc/cpuinfo's "cpu family" */
+    int model_number; /* and "model" (AMD Zen 4: 25 and 17); 0 on a non-x86 build */
     bool sse3, ssse3, sse41, sse42, avx, fma, avx2;
     bool avx512f, avx512cd, avx512bw, avx512dq, avx512vl, avx512_bf16;
     bool os_ymm;      /* the OS saves YMM state (XCR0 bits 1, 2) */

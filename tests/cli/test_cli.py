@@ -1,5 +1,6 @@
 """test_cli.py — the initlab binary as a user meets it: help, version, info, its CPU model
-name and BLAS core, and what an OPENBLAS_CORETYPE from the environment costs."""
+name and BLAS core, the machine's limits it measures (FMA peak, streaming bandwidth), and
+what an OPENBLAS_CORETYPE from the environment costs."""
 import json
 import os
 import sqlite3
@@ -84,6 +85,75 @@ class Info(unittest.TestCase):
         self.assertEqual(info["blas"]["source"], "fallback")
         self.assertEqual(info["blas"]["core"], shipped)
         self.assertIn("falling back to the shipped core", out.stderr)
+
+
+class Limits(unittest.TestCase):
+    """info measures the fp32 FMA peak with the widest vector instruction set the CPU has,
+    per core and on the measurement's threads, and the streaming bandwidth; it gives the
+    sgemm rate as a share of that peak. Only types and signs are checked: never a speed."""
+
+    def test_json_carries_the_peak_and_bandwidth(self):
+        out = run_initlab("info", "--json", "--size", "128", "--threads", "2")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        info = json.loads(out.stdout)
+        cpu, peak, sgemm = info["cpu"], info["peak"], info["blas"]["sgemm"]
+        self.assertEqual(cpu["isa"], CpuInfo().isa())
+        self.assertIsInstance(cpu["family"], int)
+        self.assertIsInstance(cpu["model_number"], int)
+        self.assertEqual(peak["isa"], cpu["isa"])
+        self.assertIsInstance(peak["chains"], int)
+        self.assertEqual(peak["threads"], 2)
+        for key in ("fma_gflops_per_core", "fma_gflops", "bandwidth_gbs"):
+            self.assertIsInstance(peak[key], float, key)
+            self.assertGreater(peak[key], 0, key)
+        self.assertIsInstance(peak["bandwidth_buffer_bytes"], int)
+        self.assertGreater(peak["bandwidth_buffer_bytes"], 0)
+        self.assertIsInstance(sgemm["peak_share"], float)
+        self.assertAlmostEqual(sgemm["peak_share"], sgemm["gflops"] / peak["fma_gflops"])
+
+    def test_no_peak_measures_the_sgemm_only(self):
+        out = run_initlab("info", "--json", "--size", "64", "--no-peak")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        info = json.loads(out.stdout)
+        self.assertIsNone(info["peak"])
+        self.assertIsNone(info["blas"]["sgemm"]["peak_share"])
+        self.assertGreater(info["blas"]["sgemm"]["gflops"], 0)
+
+    def test_text_names_the_isa(self):
+        out = run_initlab("info", "--size", "128", "--threads", "1")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = {line.split(":")[0]: line for line in out.stdout.splitlines()}
+        isa = CpuInfo().isa()
+        self.assertRegex(lines["fma peak"], r"^fma peak: +[0-9.]+ GFLOP/s per core, [0-9.]+ "
+                         rf"GFLOP/s on 1 thread \(fp32, {isa}, [0-9]+ chains\)$")
+        self.assertRegex(lines["memory"], r"^memory: +[0-9.]+ GB/s streaming on 1 thread ")
+        self.assertRegex(lines["sgemm 128³"], r"GFLOP/s, [0-9]+% of the FMA peak on 1 thread$")
+        self.assertRegex(lines["cpu"], r"family [0-9]+ model [0-9]+")
+
+
+class BenchShares(unittest.TestCase):
+    """`initlab bench --profile --json` gives each layer type's GFLOP/s and GB/s as shares
+    of the FMA peak and the streaming bandwidth it measured."""
+
+    def test_profile_json_carries_the_shares(self):
+        out = run_initlab("bench", "--model", "mobilenet", "--size", "32", "--batch", "2",
+                          "--alpha", "0.25", "--classes", "10", "--steps", "1", "--threads",
+                          "2", "--profile", "--json")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        r = json.loads(out.stdout)
+        self.assertEqual(r["fma_peak"]["isa"], CpuInfo().isa())
+        self.assertEqual(r["fma_peak"]["threads"], 2)
+        self.assertGreater(r["fma_peak"]["gflops"], 0)
+        self.assertAlmostEqual(r["peak_share"], r["achieved_gflops"] / r["fma_peak"]["gflops"])
+        self.assertGreater(r["bandwidth"]["gbs"], 0)
+        types = {t["type"]: t for t in r["types"]}
+        for t in types.values():
+            for key in ("gflops", "peak_share", "gbyte", "gbs", "bandwidth_share"):
+                self.assertIsInstance(t[key], float, (t["type"], key))
+                self.assertGreaterEqual(t[key], 0, (t["type"], key))
+            self.assertAlmostEqual(t["peak_share"], t["gflops"] / r["fma_peak"]["gflops"])
+            self.assertAlmostEqual(t["bandwidth_share"], t["gbs"] / r["bandwidth"]["gbs"])
+        self.assertGreater(types["batch_normalization"]["gbyte"], 0)
 
 
 class CpuModel(unittest.TestCase):

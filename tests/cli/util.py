@@ -31,6 +31,15 @@ class CpuInfo:
                 elif key.strip() == "model name" and self.model is None and value.strip():
                     self.model = value.strip()
 
+    def isa(self):
+        """The widest vector instruction set initlab's kernels can use here (util/isa.c)."""
+        f = self.flags
+        if {"avx512f", "avx512vl", "avx512bw", "avx512dq", "fma"} <= f:
+            return "avx512"
+        if {"avx2", "fma"} <= f:
+            return "avx2"
+        return "generic"
+
     def blas_core(self):
         f = self.flags
         if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= f:

@@ -57,6 +57,30 @@ TEST(cpu_detect_reports_a_model)
         CHECK_STR(f.model, f.brand);
 }
 
+/* CPUID's family and model decode to the kernel's "cpu family" and "model". */
+TEST(cpu_detect_family_and_model_match_the_kernel)
+{
+    CpuFeatures f;
+    cpu_detect(&f);
+    FILE *in = fopen("/proc/cpuinfo", "r");
+    if (!in || !f.vendor[0]) {
+        if (in)
+            fclose(in);
+        return; /* no x86 CPUID or no /proc here: nothing to compare */
+    }
+    int family = -1, model = -1;
+    char line[512];
+    while ((family < 0 || model < 0) && fgets(line, sizeof line, in)) {
+        if (family < 0 && sscanf(line, "cpu family : %d", &family) == 1)
+            continue;
+        if (model < 0 && strncmp(line, "model name", 10) != 0)
+            sscanf(line, "model : %d", &model);
+    }
+    fclose(in);
+    CHECK_INT(f.family, family);
+    CHECK_INT(f.model_number, model);
+}
+
 TEST(cpu_better_core_names_what_the_running_one_is_not)
 {
     CpuFeatures zen4 = {.avx = true, .fma = true, .avx2 = true, .avx512f = true,
