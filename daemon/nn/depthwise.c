@@ -1,52 +1,220 @@
-/* depthwise.c — depthwise conv2d forward and backward: direct channel loops, naive reference.
+/* depthwise.c — depthwise conv2d: 3×3 vector kernels per instruction set, general loops, naive reference.
  *
  * Shape letters as in layers.h; m = K / C is the depth multiplier and output channel
  * c·m + j reads input channel c through kernel entry (ky, kx, c, j). Every pass walks the
  * batch by rows, (n, oy) output rows for the forward and the weight gradient, (n, iy)
- * input rows for the input gradient, so no two threads write the same output or input
- * pixel (schedule(static): the same split for a given thread count).
+ * input rows for the input gradient, each thread a contiguous share of the rows (the same
+ * split for a given thread count), so no two threads write the same output or input pixel.
  *
- * Vector path (3×3 kernel, stride 1 or 2, multiplier 1, blocks of VL channels): per row
- * and channel block the nine tap weights stay in registers while the loop walks the row's
- * pixels; one vector accumulator per output pixel (forward), per input pixel (input
- * gradient: each input pixel gathers the outputs whose window holds it, visiting the
- * pixels of one stride phase at a time so the taps it meets are fixed), or per tap (weight
- * gradient: the row's products summed in float registers, then added to per-thread double
- * partials that are reduced in thread order, deterministic for a thread count). Other
- * kernel sizes, strides and multipliers, and the C mod VL channels left over, take the
- * general loops, which follow the same row split. Overwriting the input gradient never
- * reads what dinp held: the vector path stores each pixel once from its accumulator
- * (added to the old value only when accumulating), the general loops store a pixel's
- * first tap and add the rest, and write 0 where no output reads the pixel. */
+ * Vector path (3×3 kernel, stride 1 or 2, multiplier 1): the row kernels of
+ * depthwise_vec.h, compiled for AVX-512 (16 channels a vector), AVX2 + FMA (8) and
+ * portable vectors (4), the widest that isa_active() allows taking as many whole blocks of
+ * channels as fit and the narrower ones the blocks left over (with AVX-512, C = 40 is two
+ * blocks of 16 and one of 8). The stride-1 input gradient is the forward kernel run over
+ * the output gradient with the taps flipped (pad 2 − pad); the stride-2 one gathers, each
+ * input pixel summing the outputs whose window holds it. The weight gradient sums each
+ * row in float registers and adds the row to per-thread double partials, reduced in thread
+ * order: deterministic for a thread count and instruction set. Other kernel sizes,
+ * strides and multipliers, and the channels no vector block covers, take the general
+ * loops, which follow the same row split. Overwriting the input gradient never reads what
+ * dinp held: the vector kernels store each pixel once from its accumulator (added to the
+ * old value only when accumulating), the general loops store a pixel's first tap and add
+ * the rest, and write 0 where no output reads the pixel. */
 #include "nn/layers.h"
 
 #include <omp.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
-#ifdef __AVX__
-#define VL 8 /* floats per vector: one AVX register */
-#else
-#define VL 4 /* floats per vector: one SSE / NEON register */
+#include "util/isa.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define DW_X86 1
 #endif
-#define VK 3 /* kernel rows and columns of the vector path */
-#define OB 4 /* interior pixels the vector path computes at once */
-#define VMAX 32 /* most channels the vector path takes (measured: wider layers streaming
-                 * from memory run faster in the general loops' address order) */
-#define CB 32   /* channels per register block of the general forward */
 
-typedef float Vf __attribute__((vector_size(VL * sizeof(float))));
+#define CB 32 /* channels per register block of the general forward */
+#define STREAM_BYTES ((size_t)8 << 20) /* tensors written past the caches: bigger than the
+                                        * 1–2 MiB L2 of a core, so the next layer, which
+                                        * reads them after the whole tensor is written, would
+                                        * find little of them there */
 
-static inline Vf vload(const float *p)
+/* One row of a vector kernel: where it reads, what it prefetches, which channels. */
+typedef struct {
+    const float *src[3]; /* the source row tap row ky reads; NULL where it falls outside */
+    const float *pf[3];  /* source rows the thread's next row reads and this one does not
+                          * (NULL: none), prefetched while this row runs */
+    const float *pfd;    /* weight gradient: the next row's output gradient, or NULL */
+    int in_w, out_w;     /* pixels of a source row and of the row written */
+    int C;               /* channels of a pixel */
+    int pad_left, stride;
+    int c_lo, c_hi;      /* the channels to do, a multiple of the kernel's VL wide */
+    bool nt;             /* store the row written past the caches (every store VL-aligned) */
+} DwRow;
+
+/* The row kernels of one instruction set (depthwise_vec.h). */
+typedef struct {
+    int vl; /* channels a vector */
+    /* Output row orow (out_w, C) from src rows (in_w, C): forward (flip and acc false),
+     * or with the taps flipped (flip, bias NULL, stride 1) the stride-1 input gradient,
+     * stored (acc false) or added (acc true). */
+    void (*fwd)(float *orow, const float *w, const float *bias, const DwRow *r, bool flip,
+                bool acc);
+    /* Weight and bias gradients of output row dyrow (out_w, C) into double partials pw. */
+    void (*dw)(double *pw, const float *dyrow, const DwRow *r);
+    /* Stride-2 input gradient of input row drow (out_w, C), src the output-gradient rows. */
+    void (*dx2)(float *drow, const float *w, const DwRow *r, bool acc);
+} DwKernels;
+
+/* Portable vectors: SSE on x86-64-v2, NEON elsewhere. */
+typedef float Vf4 __attribute__((vector_size(16)));
+#define VL 4
+#define OB 4
+#define V Vf4
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#ifdef DW_X86
+#define VSTREAM(p, v) _mm_stream_ps(p, v)
+#else
+#define VSTREAM(p, v) memcpy(p, &(v), sizeof(V))
+#endif
+#define SFX(name) name##_generic
+#include "nn/depthwise_vec.h"
+#undef VL
+#undef OB
+#undef V
+#undef VFMA
+#undef VSTREAM
+#undef SFX
+
+#ifdef DW_X86
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+typedef float Vf8 __attribute__((vector_size(32)));
+#define VL 8
+#define OB 4 /* of 16 registers: a tap row's 3 weights, the stride-2 tile's 2·4 sums */
+#define V Vf8
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VSTREAM(p, v) _mm256_stream_ps(p, v)
+#define SFX(name) name##_avx2
+#include "nn/depthwise_vec.h"
+#undef VL
+#undef OB
+#undef V
+#undef VFMA
+#undef VSTREAM
+#undef SFX
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq")
+typedef float Vf16 __attribute__((vector_size(64)));
+#define VL 16
+#define OB 8 /* of 32 registers */
+#define V Vf16
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VSTREAM(p, v) _mm512_stream_ps(p, v)
+#define SFX(name) name##_avx512
+#include "nn/depthwise_vec.h"
+#undef VL
+#undef OB
+#undef V
+#undef VFMA
+#undef VSTREAM
+#undef SFX
+#pragma GCC pop_options
+#endif
+
+/* Which vector kernels take which channels of a layer; channels [c_gen, C) go to the
+ * general loops. */
+typedef struct {
+    int n;                   /* vector segments, widest first */
+    const DwKernels *k[3];   /* kernels of segment i, channels [lo[i], hi[i]) */
+    int lo[3], hi[3];
+    int c_gen;
+} DwPlan;
+
+static void dw_plan(DwPlan *p, const ConvGeom *g)
 {
-    Vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
+    p->n = 0;
+    p->c_gen = 0;
+    if (g->K != g->C || g->kh != 3 || g->kw != 3 || (g->stride != 1 && g->stride != 2))
+        return;
+#ifdef DW_X86
+    const DwKernels *const sets[] = {&dw3_kernels_generic, &dw3_kernels_avx2,
+                                     &dw3_kernels_avx512};
+    int top = (int)isa_active();
+#else
+    const DwKernels *const sets[] = {&dw3_kernels_generic};
+    int top = 0;
+#endif
+    for (int i = top; i >= 0; i--) {
+        int hi = p->c_gen + (g->C - p->c_gen) / sets[i]->vl * sets[i]->vl;
+        if (hi == p->c_gen)
+            continue;
+        p->k[p->n] = sets[i], p->lo[p->n] = p->c_gen, p->hi[p->n] = hi;
+        p->n++;
+        p->c_gen = hi;
+    }
 }
 
-static inline void vstore(float *p, Vf v)
+/* This thread's share [*lo, *hi) of R rows: contiguous, the same for a thread count. */
+static void thread_rows(long R, long *lo, long *hi)
 {
-    memcpy(p, &v, sizeof v);
+    long t = omp_get_thread_num(), nt = omp_get_num_threads();
+    *lo = R * t / nt;
+    *hi = R * (t + 1) / nt;
+}
+
+/* The input rows output row i (of N·OH) reads through tap rows 0, 1, 2 (NULL: padding). */
+static void fwd_src(const float *src[3], const float *inp, const ConvGeom *g, long i)
+{
+    int n = (int)(i / g->OH), oy = (int)(i % g->OH);
+    for (int ky = 0; ky < 3; ky++) {
+        int iy = oy * g->stride - g->pad_top + ky;
+        src[ky] = iy >= 0 && iy < g->H ? inp + (((size_t)n * g->H + iy) * g->W) * g->C : NULL;
+    }
+}
+
+/* The output-gradient rows input row i (of N·H) gathers: for stride 1 through the
+ * flipped taps 0, 1, 2 (original tap rows 2, 1, 0), for stride 2 through tap rows 0, 1,
+ * 2 (NULL where none). */
+static void dx_src(const float *src[3], const float *dout, const ConvGeom *g, long i)
+{
+    int n = (int)(i / g->H), y = (int)(i % g->H), s = g->stride;
+    for (int k = 0; k < 3; k++) {
+        int t = s == 1 ? y + g->pad_top - 2 + k : y + g->pad_top - k;
+        bool in = t >= 0 && t % s == 0 && t / s < g->OH;
+        src[k] = in ? dout + (((size_t)n * g->OH + t / s) * g->OW) * g->K : NULL;
+    }
+}
+
+/* Whether kernels write a tensor of n floats from base, C channels a pixel, with streaming
+ * stores for the channels from c_lo by vectors of vl: when it is bigger than the caches
+ * would keep until its reader comes (the next layer, after the whole tensor), and every
+ * store is aligned. */
+static bool dw_stream(const float *base, size_t n, int C, int c_lo, int vl)
+{
+    return n * sizeof(float) >= STREAM_BYTES && C % vl == 0 && c_lo % vl == 0 &&
+           (uintptr_t)base % (vl * sizeof(float)) == 0;
+}
+
+/* Orders this thread's streaming stores before what follows (the end of the parallel
+ * region, after which other threads read them). */
+static void dw_fence(void)
+{
+#ifdef DW_X86
+    _mm_sfence();
+#endif
+}
+
+/* pf = the rows of nxt that cur does not hold. */
+static void new_rows(const float *pf[3], const float *const cur[3], const float *const nxt[3])
+{
+    for (int j = 0; j < 3; j++) {
+        const float *p = nxt[j];
+        pf[j] = p && p != cur[0] && p != cur[1] && p != cur[2] ? p : NULL;
+    }
 }
 
 size_t depthwise_workspace(const ConvGeom *g, int threads)
@@ -62,97 +230,6 @@ static inline void tap_range(int o, int s, int pad, int k, int size, int *lo, in
     int a = o * s - pad;
     *lo = a < 0 ? -a : 0;
     *hi = a + k > size ? size - a : k;
-}
-
-/* Whether the vector path takes this layer: how many channels it covers (0: none). */
-static int vector_channels(const ConvGeom *g)
-{
-    bool fits = g->K == g->C && g->C <= VMAX && g->kh == VK && g->kw == VK &&
-                (g->stride == 1 || g->stride == 2);
-    return fits ? g->C / VL * VL : 0;
-}
-
-/* Forward of output pixel (oy, ox), channels [c0, c0 + VL), taps tested against the
- * input's edges. */
-static inline __attribute__((always_inline)) void
-fwd_pixel_vec(float *restrict orow, const float *const *xr, const Vf *wv, Vf b,
-              const ConvGeom *g, int ox, int c0, const int S)
-{
-    const int W = g->W, C = g->C;
-    int ix0 = ox * S - g->pad_left;
-    Vf acc = b;
-#pragma GCC unroll 3
-    for (int ky = 0; ky < VK; ky++) {
-        if (!xr[ky])
-            continue;
-#pragma GCC unroll 3
-        for (int kx = 0; kx < VK; kx++) {
-            int ix = ix0 + kx;
-            if ((unsigned)ix < (unsigned)W)
-                acc += vload(xr[ky] + (size_t)ix * C + c0) * wv[ky * VK + kx];
-        }
-    }
-    vstore(orow + (size_t)ox * C + c0, acc);
-}
-
-/* [lo, hi) of the output columns whose VK taps all fall inside the W input columns. */
-static inline void interior_cols(int OW, int S, int pl, int W, int *lo, int *hi)
-{
-    *lo = (pl + S - 1) / S;
-    *hi = W - VK + pl < 0 ? 0 : (W - VK + pl) / S + 1;
-    if (*hi > OW)
-        *hi = OW;
-    if (*lo > *hi)
-        *lo = *hi;
-}
-
-/* Forward of output row oy of image img over channels [0, cv), kernel VK × VK, stride S;
- * xr[ky] is the input row tap row ky reads, or NULL in the padding. Interior columns go
- * OB at a time (independent accumulators), edge columns test each tap. */
-static inline __attribute__((always_inline)) void
-fwd_row_vec(float *restrict orow, const float *restrict img, const float *restrict weight,
-            const float *restrict bias, const ConvGeom *g, int oy, int cv, const int S)
-{
-    const int H = g->H, W = g->W, C = g->C, OW = g->OW, pl = g->pad_left;
-    const float *xr[VK];
-    for (int ky = 0; ky < VK; ky++) {
-        int iy = oy * S - g->pad_top + ky;
-        xr[ky] = iy >= 0 && iy < H ? img + (size_t)iy * W * C : NULL;
-    }
-    int oxa, oxb;
-    interior_cols(OW, S, pl, W, &oxa, &oxb);
-    for (int ox = 0; ox < OW;) {
-        bool blk = ox >= oxa && ox + OB <= oxb;
-        for (int c0 = 0; c0 < cv; c0 += VL) {
-            Vf wv[VK * VK], b = bias ? vload(bias + c0) : (Vf){0};
-#pragma GCC unroll 9
-            for (int t = 0; t < VK * VK; t++)
-                wv[t] = vload(weight + (size_t)t * C + c0);
-            if (!blk) {
-                fwd_pixel_vec(orow, xr, wv, b, g, ox, c0, S);
-                continue;
-            }
-            Vf acc[OB];
-#pragma GCC unroll 4
-            for (int i = 0; i < OB; i++)
-                acc[i] = b;
-#pragma GCC unroll 3
-            for (int ky = 0; ky < VK; ky++) {
-                if (!xr[ky])
-                    continue;
-                const float *x = xr[ky] + (size_t)(ox * S - pl) * C + c0;
-#pragma GCC unroll 3
-                for (int kx = 0; kx < VK; kx++)
-#pragma GCC unroll 4
-                    for (int i = 0; i < OB; i++)
-                        acc[i] += vload(x + (size_t)(i * S + kx) * C) * wv[ky * VK + kx];
-            }
-#pragma GCC unroll 4
-            for (int i = 0; i < OB; i++)
-                vstore(orow + (size_t)(ox + i) * C + c0, acc[i]);
-        }
-        ox += blk ? OB : 1;
-    }
 }
 
 /* One output pixel over channels [c_lo, C), multiplier 1: out[c] = bias[c] + Σ_taps
@@ -220,60 +297,33 @@ void depthwise_forward(float *out, const float *inp, const float *weight, const 
                        const ConvGeom *g, int threads)
 {
     const int H = g->H, W = g->W, C = g->C, K = g->K, OH = g->OH, OW = g->OW;
-    const int cv = vector_channels(g);
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
-    for (int n = 0; n < g->N; n++)
-        for (int oy = 0; oy < OH; oy++) {
-            const float *img = inp + (size_t)n * H * W * C;
-            float *orow = out + ((size_t)n * OH + oy) * OW * K;
-            if (cv && g->stride == 1)
-                fwd_row_vec(orow, img, weight, bias, g, oy, cv, 1);
-            else if (cv)
-                fwd_row_vec(orow, img, weight, bias, g, oy, cv, 2);
-            if (cv < C)
-                fwd_row_general(orow, img, weight, bias, g, oy, cv);
-        }
-}
-
-/* Weight and bias gradients of output row oy over channels [0, cv) into the double
- * partials pw ((VK·VK + 1)·C): the row's sums in float registers, then added to pw. */
-static inline __attribute__((always_inline)) void
-dw_row_vec(double *restrict pw, const float *restrict dyrow, const float *restrict img,
-           const ConvGeom *g, int oy, int cv, const int S)
-{
-    const int H = g->H, W = g->W, C = g->C, OW = g->OW, pl = g->pad_left;
-    const float *xr[VK];
-    for (int ky = 0; ky < VK; ky++) {
-        int iy = oy * S - g->pad_top + ky;
-        xr[ky] = iy >= 0 && iy < H ? img + (size_t)iy * W * C : NULL;
-    }
-    for (int c0 = 0; c0 < cv; c0 += VL) {
-        Vf acc[VK * VK], ab = {0};
-#pragma GCC unroll 9
-        for (int t = 0; t < VK * VK; t++)
-            acc[t] = (Vf){0};
-        for (int ox = 0; ox < OW; ox++) {
-            int ix0 = ox * S - pl;
-            Vf dy = vload(dyrow + (size_t)ox * C + c0);
-            ab += dy;
-#pragma GCC unroll 3
-            for (int ky = 0; ky < VK; ky++) {
-                if (!xr[ky])
-                    continue;
-#pragma GCC unroll 3
-                for (int kx = 0; kx < VK; kx++) {
-                    int ix = ix0 + kx;
-                    if ((unsigned)ix < (unsigned)W)
-                        acc[ky * VK + kx] += dy * vload(xr[ky] + (size_t)ix * C + c0);
+    DwPlan p;
+    dw_plan(&p, g);
+#pragma omp parallel num_threads(threads)
+    {
+        long lo, hi;
+        thread_rows((long)g->N * OH, &lo, &hi);
+        for (long i = lo; i < hi; i++) {
+            const float *img = inp + (size_t)(i / OH) * H * W * C;
+            float *orow = out + (size_t)i * OW * K;
+            if (p.n) {
+                DwRow r = {.in_w = W, .out_w = OW, .C = C, .pad_left = g->pad_left,
+                           .stride = g->stride};
+                const float *nxt[3] = {NULL, NULL, NULL};
+                fwd_src(r.src, inp, g, i);
+                if (i + 1 < hi)
+                    fwd_src(nxt, inp, g, i + 1);
+                new_rows(r.pf, r.src, nxt);
+                for (int s = 0; s < p.n; s++) {
+                    r.c_lo = p.lo[s], r.c_hi = p.hi[s];
+                    r.nt = dw_stream(out, (size_t)g->N * OH * OW * K, C, r.c_lo, p.k[s]->vl);
+                    p.k[s]->fwd(orow, weight, bias, &r, false, false);
                 }
             }
+            if (p.c_gen < C)
+                fwd_row_general(orow, img, weight, bias, g, (int)(i % OH), p.c_gen);
         }
-#pragma GCC unroll 9
-        for (int t = 0; t < VK * VK; t++)
-            for (int j = 0; j < VL; j++)
-                pw[(size_t)t * C + c0 + j] += acc[t][j];
-        for (int j = 0; j < VL; j++)
-            pw[(size_t)VK * VK * C + c0 + j] += ab[j];
+        dw_fence();
     }
 }
 
@@ -311,56 +361,6 @@ static void dw_row_general(double *restrict pw, float *restrict rb, const float 
     for (size_t t = 0; t < per; t += K)
         for (int k = c_lo * m; k < K; k++)
             pw[t + k] += rb[t + k];
-}
-
-/* Input gradient of the pixels ix ≡ r − pad_left (mod S) of input row drow, channels
- * [c0, c0 + VL): the taps kx ≡ r (mod S) reach output column q − (kx − r) / S with
- * q = (ix + pad_left − r) / S; dr[ky] is the output row tap row ky reaches, or NULL. */
-static inline __attribute__((always_inline)) void
-dx_phase_vec(float *restrict drow, const float *const *dr, const Vf *wv, const ConvGeom *g,
-             int c0, const int S, const int r, bool accumulate)
-{
-    const int W = g->W, C = g->C, OW = g->OW, pl = g->pad_left;
-    for (int ix = ((r - pl) % S + S) % S; ix < W; ix += S) {
-        int q = (ix + pl - r) / S;
-        Vf acc = {0};
-#pragma GCC unroll 3
-        for (int ky = 0; ky < VK; ky++) {
-            if (!dr[ky])
-                continue;
-#pragma GCC unroll 3
-            for (int kx = r; kx < VK; kx += S) {
-                int ox = q - (kx - r) / S;
-                if ((unsigned)ox < (unsigned)OW)
-                    acc += vload(dr[ky] + (size_t)ox * C + c0) * wv[ky * VK + kx];
-            }
-        }
-        float *d = drow + (size_t)ix * C + c0;
-        vstore(d, accumulate ? vload(d) + acc : acc);
-    }
-}
-
-/* Input gradient of input row iy of one image over channels [0, cv); dimg is the image's
- * output gradient. */
-static inline __attribute__((always_inline)) void
-dx_row_vec(float *restrict drow, const float *restrict dimg, const float *restrict weight,
-           const ConvGeom *g, int iy, int cv, const int S, bool accumulate)
-{
-    const int C = g->C, OH = g->OH, OW = g->OW;
-    const float *dr[VK];
-    for (int ky = 0; ky < VK; ky++) {
-        int t = iy + g->pad_top - ky;
-        dr[ky] = t >= 0 && t % S == 0 && t / S < OH ? dimg + (size_t)(t / S) * OW * C : NULL;
-    }
-    for (int c0 = 0; c0 < cv; c0 += VL) {
-        Vf wv[VK * VK];
-#pragma GCC unroll 9
-        for (int t = 0; t < VK * VK; t++)
-            wv[t] = vload(weight + (size_t)t * C + c0);
-        dx_phase_vec(drow, dr, wv, g, c0, S, 0, accumulate);
-        if (S == 2)
-            dx_phase_vec(drow, dr, wv, g, c0, S, 1, accumulate);
-    }
 }
 
 /* Taps k ≡ a (mod s) of a k-tap window whose output index (a − k) / s lies in [0, n):
@@ -420,8 +420,9 @@ void depthwise_backward(float *dinp, float *dweight, float *dbias, const float *
                         int threads, bool accumulate)
 {
     const int H = g->H, W = g->W, C = g->C, K = g->K, OH = g->OH, OW = g->OW;
-    const int cv = vector_channels(g);
     const size_t kwk = (size_t)g->kh * g->kw * K, per = kwk + K;
+    DwPlan p;
+    dw_plan(&p, g);
     if (threads < 1)
         threads = 1;
     double *part = (double *)work;                           /* (threads, per) */
@@ -431,18 +432,29 @@ void depthwise_backward(float *dinp, float *dweight, float *dbias, const float *
     {
         double *pw = part + (size_t)omp_get_thread_num() * per;
         float *rb = rowbuf + (size_t)omp_get_thread_num() * per;
-#pragma omp for collapse(2) schedule(static)
-        for (int n = 0; n < g->N; n++)
-            for (int oy = 0; oy < OH; oy++) {
-                const float *img = inp + (size_t)n * H * W * C;
-                const float *dyrow = dout + ((size_t)n * OH + oy) * OW * K;
-                if (cv && g->stride == 1)
-                    dw_row_vec(pw, dyrow, img, g, oy, cv, 1);
-                else if (cv)
-                    dw_row_vec(pw, dyrow, img, g, oy, cv, 2);
-                if (cv < C)
-                    dw_row_general(pw, rb, dyrow, img, g, oy, cv);
+        long lo, hi;
+        thread_rows((long)g->N * OH, &lo, &hi);
+        for (long i = lo; i < hi; i++) {
+            const float *img = inp + (size_t)(i / OH) * H * W * C;
+            const float *dyrow = dout + (size_t)i * OW * K;
+            if (p.n) {
+                DwRow r = {.in_w = W, .out_w = OW, .C = C, .pad_left = g->pad_left,
+                           .stride = g->stride};
+                const float *nxt[3] = {NULL, NULL, NULL};
+                fwd_src(r.src, inp, g, i);
+                if (i + 1 < hi) {
+                    fwd_src(nxt, inp, g, i + 1);
+                    r.pfd = dyrow + (size_t)OW * K;
+                }
+                new_rows(r.pf, r.src, nxt);
+                for (int s = 0; s < p.n; s++) {
+                    r.c_lo = p.lo[s], r.c_hi = p.hi[s];
+                    p.k[s]->dw(pw, dyrow, &r);
+                }
             }
+            if (p.c_gen < C)
+                dw_row_general(pw, rb, dyrow, img, g, (int)(i % OH), p.c_gen);
+        }
     }
     for (size_t i = 0; i < per; i++) {
         double acc = 0;
@@ -455,18 +467,36 @@ void depthwise_backward(float *dinp, float *dweight, float *dbias, const float *
     }
     if (!dinp)
         return;
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
-    for (int n = 0; n < g->N; n++)
-        for (int y = 0; y < H; y++) {
-            float *drow = dinp + ((size_t)n * H + y) * W * C;
-            const float *dimg = dout + (size_t)n * OH * OW * K;
-            if (cv && g->stride == 1)
-                dx_row_vec(drow, dimg, weight, g, y, cv, 1, accumulate);
-            else if (cv)
-                dx_row_vec(drow, dimg, weight, g, y, cv, 2, accumulate);
-            if (cv < C)
-                dx_row_general(drow, dimg, weight, g, y, cv, accumulate);
+#pragma omp parallel num_threads(threads)
+    {
+        long lo, hi;
+        thread_rows((long)g->N * H, &lo, &hi);
+        for (long i = lo; i < hi; i++) {
+            float *drow = dinp + (size_t)i * W * C;
+            const float *dimg = dout + (size_t)(i / H) * OH * OW * K;
+            if (p.n) {
+                DwRow r = {.in_w = OW, .out_w = W, .C = C, .stride = g->stride,
+                           .pad_left = g->stride == 1 ? 2 - g->pad_left : g->pad_left};
+                const float *nxt[3] = {NULL, NULL, NULL};
+                dx_src(r.src, dout, g, i);
+                if (i + 1 < hi)
+                    dx_src(nxt, dout, g, i + 1);
+                new_rows(r.pf, r.src, nxt);
+                for (int s = 0; s < p.n; s++) {
+                    r.c_lo = p.lo[s], r.c_hi = p.hi[s];
+                    r.nt = !accumulate && dw_stream(dinp, (size_t)g->N * H * W * C, C, r.c_lo,
+                                                    p.k[s]->vl);
+                    if (g->stride == 1)
+                        p.k[s]->fwd(drow, weight, NULL, &r, true, accumulate);
+                    else
+                        p.k[s]->dx2(drow, weight, &r, accumulate);
+                }
+            }
+            if (p.c_gen < C)
+                dx_row_general(drow, dimg, weight, g, (int)(i % H), p.c_gen, accumulate);
         }
+        dw_fence();
+    }
 }
 
 void depthwise_forward_naive(float *out, const float *inp, const float *weight,
