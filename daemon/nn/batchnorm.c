@@ -13,9 +13,18 @@
  *
  * The mean and variance come from one pass of Σd and Σd² with d = x − x_first (the first
  * row's value of the channel): var = Σd²/M − (Σd/M)² does not cancel because the shift is
- * within a few standard deviations of the mean. */
+ * within a few standard deviations of the mean. A producer that hands over its rows' moments
+ * (BnStats, filled by bnstats_rows while each thread's rows are in its cache) saves that
+ * pass: each thread shifts by its own first row, and the per-thread partials are merged in
+ * thread order in double (Chan's pairwise update of mean and M2).
+ *
+ * The backward of a batch norm fused with a ReLU/ReLU6 and no residual add masks dout by
+ * 0 < v < hi with v recomputed from x by bn_affine, the very expression the forward
+ * clipped: in ISO C (no FMA contraction) both sites round alike, so the mask is the one the
+ * output y = min(max(v, 0), hi) gives, and the backward never reads y. */
 #include "nn/layers.h"
 
+#include <assert.h>
 #include <math.h>
 #include <omp.h>
 #include <stdbool.h>
@@ -28,16 +37,62 @@ size_t batchnorm_workspace(int C, int threads)
 
 #define ROW_BLOCK 16 /* rows summed in float before each flush into the double sums */
 
+/* v = (x − m)·a + b: the forward's normalized output before any clip. The backward's mask
+ * recomputes it, so it must round exactly as the forward's: one expression, one place. */
+static inline float bn_affine(float x, float m, float a, float b)
+{
+    return (x - m) * a + b;
+}
+
+/* The scale a = gamma·invstd of train mode, from the float invstd both directions hold. */
+static inline float bn_train_scale(float gamma, float invstd)
+{
+    return (float)((double)gamma * invstd);
+}
+
+/* The scale a = gamma / sqrt(moving_var + eps) of inference mode. */
+static inline float bn_infer_scale(float gamma, float moving_var, float eps)
+{
+    return (float)(gamma / sqrt((double)moving_var + eps));
+}
+
+/* How the backward masks dout for a fused ReLU/ReLU6: by its output y (0 < y < hi), or, with
+ * y NULL and a non-NULL, by v = bn_affine(x, m, a, b) (0 < v < hi, the same set); neither:
+ * no mask. */
+typedef struct {
+    const float *y;    /* (M, C) or NULL */
+    const float *a, *b; /* (C) the forward's scale and beta, or NULL */
+    float hi;
+} Mask;
+
+static Mask make_mask(const BnFused *f, const float *a)
+{
+    Mask k = {0};
+    if (!f)
+        return k;
+    k.hi = f->hi;
+    if (f->out) {
+        k.y = f->out;
+    } else {
+        assert(f->beta);
+        k.a = a;
+        k.b = f->beta;
+    }
+    return k;
+}
+
 /* Per-channel sums over rows, per thread, reduced into part[0..2C): (Σ a, Σ a·b) where
  * a = b = x − mean when dout is NULL (mean is then a shift, any value near the true mean),
- * else a = g, b = xhat = (x − mean)·invstd, with g = dout, or, when y is given (a fused
- * ReLU's output), g = dout where 0 < y < hi and 0 elsewhere. Each thread sums ROW_BLOCK
+ * else a = g, b = xhat = (x − mean)·invstd, with g = dout masked by k (a fused ReLU:
+ * dout where 0 < y < hi, or 0 < v < hi, and 0 elsewhere). Each thread sums ROW_BLOCK
  * rows in float (fs, fq: 2C floats of scratch per thread), then adds them into its double
  * sums, which keeps the inner loop in single precision. */
-static void channel_sums(double *part, float *scratch, const float *dout, const float *y,
-                         float hi, const float *inp, const float *mean, const float *invstd,
-                         int M, int C, int threads)
+static void channel_sums(double *part, float *scratch, const float *dout, const Mask *k,
+                         const float *inp, const float *mean, const float *invstd, int M, int C,
+                         int threads)
 {
+    const float *y = k ? k->y : NULL, *ka = k ? k->a : NULL, *kb = k ? k->b : NULL;
+    const float hi = k ? k->hi : 0;
     memset(part, 0, sizeof(double) * threads * 2 * C);
 #pragma omp parallel num_threads(threads)
     {
@@ -57,6 +112,15 @@ static void channel_sums(double *part, float *scratch, const float *dout, const 
                         float d = x[c] - mean[c];
                         fs[c] += d;
                         fq[c] += d * d;
+                    }
+                } else if (ka) {
+                    const float *restrict dy = dout + (size_t)r * C;
+#pragma omp simd
+                    for (int c = 0; c < C; c++) {
+                        float v = bn_affine(x[c], mean[c], ka[c], kb[c]);
+                        float g = (v > 0.0f) & (v < hi) ? dy[c] : 0.0f;
+                        fs[c] += g;
+                        fq[c] += g * ((x[c] - mean[c]) * invstd[c]);
                     }
                 } else if (!y) {
                     const float *restrict dy = dout + (size_t)r * C;
@@ -87,6 +151,129 @@ static void channel_sums(double *part, float *scratch, const float *dout, const 
             part[c] += part[(size_t)t * 2 * C + c];
 }
 
+/* ---- moments gathered by the producing layer ------------------------------------------- */
+
+#define COUNT_STRIDE 8 /* one count per 64-byte line: threads never share one */
+
+size_t bnstats_bytes(int C, int threads)
+{
+    if (threads < 1)
+        threads = 1;
+    return (size_t)threads * (sizeof(double) * 2 * (size_t)C + sizeof(size_t) * COUNT_STRIDE +
+                              sizeof(float) * 3 * (size_t)C);
+}
+
+void bnstats_init(BnStats *s, void *mem, int C, int threads)
+{
+    if (threads < 1)
+        threads = 1;
+    s->C = C;
+    s->threads = threads;
+    s->sum = mem;
+    s->count = (size_t *)(s->sum + (size_t)threads * 2 * C);
+    s->shift = (float *)(s->count + (size_t)threads * COUNT_STRIDE);
+    s->blk = s->shift + (size_t)threads * C;
+    memset(s->sum, 0, sizeof(double) * (size_t)threads * 2 * C);
+    memset(s->count, 0, sizeof(size_t) * (size_t)threads * COUNT_STRIDE);
+}
+
+/* Adds the float block sums of thread t into its double sums and clears them. */
+static void bnstats_flush(BnStats *s, int t)
+{
+    const int C = s->C;
+    double *restrict sd = s->sum + (size_t)t * 2 * C;
+    float *restrict fs = s->blk + (size_t)t * 2 * C;
+    for (int c = 0; c < 2 * C; c++) {
+        sd[c] += fs[c];
+        fs[c] = 0.0f;
+    }
+}
+
+/* Rows [r, e) of x into thread t's float block sums, flushing each completed block. */
+static size_t bnstats_partial(BnStats *s, int t, const float *rows, size_t r, size_t e,
+                              size_t have)
+{
+    const int C = s->C;
+    const float *restrict sh = s->shift + (size_t)t * C;
+    float *restrict fs = s->blk + (size_t)t * 2 * C, *restrict fq = fs + C;
+    for (; r < e; r++) {
+        const float *restrict x = rows + r * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) {
+            float d = x[c] - sh[c];
+            fs[c] += d;
+            fq[c] += d * d;
+        }
+        if (++have % ROW_BLOCK == 0)
+            bnstats_flush(s, t);
+    }
+    return have;
+}
+
+void bnstats_rows(BnStats *s, int t, const float *rows, size_t n)
+{
+    assert(t >= 0 && t < s->threads);
+    const int C = s->C;
+    size_t *cnt = s->count + (size_t)t * COUNT_STRIDE;
+    float *restrict sh = s->shift + (size_t)t * C;
+    double *restrict sd = s->sum + (size_t)t * 2 * C, *restrict sq = sd + C;
+    size_t have = *cnt, r = 0;
+    if (n && !have) { /* the thread's first row is its shift */
+        memcpy(sh, rows, sizeof(float) * C);
+        memset(s->blk + (size_t)t * 2 * C, 0, sizeof(float) * 2 * C);
+    }
+    /* complete a block begun by an earlier call, row by row */
+    size_t head = have % ROW_BLOCK ? ROW_BLOCK - have % ROW_BLOCK : 0;
+    have = bnstats_partial(s, t, rows, 0, head < n ? head : n, have);
+    r = head < n ? head : n;
+    /* whole blocks: the same float sums, 16 rows at a time in registers */
+    for (; r + ROW_BLOCK <= n; r += ROW_BLOCK, have += ROW_BLOCK) {
+        const float *restrict x = rows + r * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) {
+            float a = 0.0f, b = 0.0f;
+            for (int k = 0; k < ROW_BLOCK; k++) {
+                float d = x[(size_t)k * C + c] - sh[c];
+                a += d;
+                b += d * d;
+            }
+            sd[c] += a;
+            sq[c] += b;
+        }
+    }
+    *cnt = bnstats_partial(s, t, rows, r, n, have);
+}
+
+void bnstats_moments(const BnStats *s, double *mean, double *var)
+{
+    const int C = s->C;
+    for (int c = 0; c < C; c++) {
+        double n = 0, mu = 0, m2 = 0;
+        for (int t = 0; t < s->threads; t++) {
+            double nt = (double)s->count[(size_t)t * COUNT_STRIDE];
+            if (nt == 0)
+                continue;
+            const double *sd = s->sum + (size_t)t * 2 * C;
+            const float *fs = s->blk + (size_t)t * 2 * C;
+            double sum = sd[c] + fs[c], sq = sd[C + c] + fs[C + c];
+            double mt = s->shift[(size_t)t * C + c] + sum / nt;
+            double m2t = sq - sum * sum / nt;
+            if (m2t < 0)
+                m2t = 0;
+            if (n == 0) {
+                n = nt, mu = mt, m2 = m2t;
+                continue;
+            }
+            double delta = mt - mu, nn = n + nt;
+            mu += delta * nt / nn;
+            m2 += m2t + delta * delta * n * nt / nn;
+            n = nn;
+        }
+        mean[c] = mu;
+        var[c] = n > 0 ? m2 / n : 0;
+    }
+}
+
 /* out = (x - m)·a + b per channel (subtracting first keeps a large mean exact); with f,
  * plus f->res and clipped to [0, f->hi] (a fused residual add and ReLU/ReLU6). */
 static void affine_rows(float *out, const float *inp, const float *m, const float *a,
@@ -100,17 +287,17 @@ static void affine_rows(float *out, const float *inp, const float *m, const floa
         float *restrict o = out + (size_t)r * C;
         if (!f) {
             for (int c = 0; c < C; c++)
-                o[c] = (x[c] - m[c]) * a[c] + b[c];
+                o[c] = bn_affine(x[c], m[c], a[c], b[c]);
         } else if (!res) {
             for (int c = 0; c < C; c++) {
-                float v = (x[c] - m[c]) * a[c] + b[c];
+                float v = bn_affine(x[c], m[c], a[c], b[c]);
                 v = v > 0.0f ? v : 0.0f;
                 o[c] = v < hi ? v : hi;
             }
         } else {
             const float *restrict z = res + (size_t)r * C;
             for (int c = 0; c < C; c++) {
-                float v = (x[c] - m[c]) * a[c] + b[c] + z[c];
+                float v = bn_affine(x[c], m[c], a[c], b[c]) + z[c];
                 v = v > 0.0f ? v : 0.0f;
                 o[c] = v < hi ? v : hi;
             }
@@ -120,27 +307,33 @@ static void affine_rows(float *out, const float *inp, const float *m, const floa
 
 void batchnorm_fused_forward_train(float *out, float *mean, float *invstd, float *var,
                                    const float *inp, const float *gamma, const float *beta,
-                                   int M, int C, float eps, const BnFused *f, float *work,
-                                   int threads)
+                                   int M, int C, float eps, const BnFused *f,
+                                   const BnStats *stats, float *work, int threads)
 {
     if (threads < 1)
         threads = 1;
     double *part = (double *)work;
     float *a = (float *)(part + (size_t)threads * 2 * C), *shift = a + C;
-    /* sums of x − shift with shift = the first row: no cancellation however large the mean */
-    memcpy(shift, inp, sizeof(float) * C);
-    channel_sums(part, a + 3 * C, NULL, NULL, 0, inp, shift, NULL, M, C, threads);
+    if (stats) {
+        assert(stats->C == C);
+        bnstats_moments(stats, part, part + C);
+    } else {
+        /* sums of x − shift with shift = the first row: no cancellation however large the
+         * mean */
+        memcpy(shift, inp, sizeof(float) * C);
+        channel_sums(part, a + 3 * C, NULL, NULL, inp, shift, NULL, M, C, threads);
+        for (int c = 0; c < C; c++) {
+            double d = part[c] / M;
+            part[c] = shift[c] + d;
+            part[C + c] = part[C + c] / M - d * d;
+        }
+    }
     for (int c = 0; c < C; c++) {
-        double d = part[c] / M;
-        double mu = shift[c] + d;
-        double v = part[C + c] / M - d * d;
-        if (v < 0)
-            v = 0;
-        double is = 1.0 / sqrt(v + eps);
-        mean[c] = (float)mu;
+        double v = part[C + c] < 0 ? 0 : part[C + c];
+        mean[c] = (float)part[c];
         var[c] = (float)v;
-        invstd[c] = (float)is;
-        a[c] = (float)(gamma[c] * is);
+        invstd[c] = (float)(1.0 / sqrt(v + eps));
+        a[c] = bn_train_scale(gamma[c], invstd[c]);
     }
     affine_rows(out, inp, mean, a, beta, M, C, f, threads);
 }
@@ -150,7 +343,7 @@ void batchnorm_forward_train(float *out, float *mean, float *invstd, float *var,
                              int C, float eps, float *work, int threads)
 {
     batchnorm_fused_forward_train(out, mean, invstd, var, inp, gamma, beta, M, C, eps, NULL,
-                                  work, threads);
+                                  NULL, work, threads);
 }
 
 void batchnorm_fused_forward_infer(float *out, const float *inp, const float *gamma,
@@ -160,7 +353,7 @@ void batchnorm_fused_forward_infer(float *out, const float *inp, const float *ga
 {
     float *a = work;
     for (int c = 0; c < C; c++)
-        a[c] = (float)(gamma[c] / sqrt((double)moving_var[c] + eps));
+        a[c] = bn_infer_scale(gamma[c], moving_var[c], eps);
     affine_rows(out, inp, moving_mean, a, beta, M, C, f, threads);
 }
 
@@ -184,18 +377,28 @@ void batchnorm_update_moving(float *moving_mean, float *moving_var, const float 
 
 #define MAX_ROW_BLOCK 256 /* channels masked at a time into a stack buffer */
 
-/* g = dy where 0 < y < hi and 0 elsewhere; g = dy when y is NULL. */
-static inline void mask_row(float *restrict g, const float *restrict dy, const float *restrict y,
-                            float hi, int n)
+/* g = dy masked by k (see Mask; the row's x, k's a and b, and m start at channel c0), or
+ * g = dy when k has no mask. */
+static inline void mask_row(float *restrict g, const float *restrict dy, const float *restrict x,
+                            const float *restrict m, const Mask *k, const float *restrict y,
+                            int c0, int n)
 {
-    if (!y) {
-        memcpy(g, dy, sizeof(float) * n);
-        return;
-    }
+    const float hi = k ? k->hi : 0;
+    if (y) {
 #pragma omp simd
-    for (int c = 0; c < n; c++) {
-        float d = dy[c];
-        g[c] = (y[c] > 0.0f) & (y[c] < hi) ? d : 0.0f;
+        for (int c = 0; c < n; c++) {
+            float d = dy[c];
+            g[c] = (y[c] > 0.0f) & (y[c] < hi) ? d : 0.0f;
+        }
+    } else if (k && k->a) {
+        const float *restrict a = k->a + c0, *restrict b = k->b + c0;
+#pragma omp simd
+        for (int c = 0; c < n; c++) {
+            float v = bn_affine(x[c], m[c], a[c], b[c]);
+            g[c] = (v > 0.0f) & (v < hi) ? dy[c] : 0.0f;
+        }
+    } else {
+        memcpy(g, dy, sizeof(float) * n);
     }
 }
 
@@ -209,15 +412,14 @@ static inline void put_row(float *restrict d, const float *restrict s, int n, bo
         memcpy(d, s, sizeof(float) * n);
 }
 
-/* The input gradient of both modes, row by row: g = dout masked by the fused activation's
- * output, dres = or += g, and dinp = or += k1·g + k3·(x − m) + k2 (k3 = k2 = NULL: k1·g). A
- * reused buffer may hold anything, so overwriting never reads it. */
+/* The input gradient of both modes, row by row: g = dout masked by k, dres = or += g, and
+ * dinp = or += k1·g + k3·(x − m) + k2 (k3 = k2 = NULL: k1·g). A reused buffer may hold
+ * anything, so overwriting never reads it. */
 static void input_gradient(float *dinp, const float *dout, const float *inp, const float *m,
                            const float *k1, const float *k2, const float *k3, int M, int C,
-                           const BnFused *f, int threads)
+                           const BnFused *f, const Mask *k, int threads)
 {
-    const float *y = f ? f->out : NULL;
-    const float hi = f ? f->hi : 0;
+    const float *y = k ? k->y : NULL;
     float *dres = f ? f->dres : NULL;
     const bool acc = f ? f->accumulate : true, res_acc = f ? f->res_accumulate : true;
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -229,7 +431,7 @@ static void input_gradient(float *dinp, const float *dout, const float *inp, con
         float g[MAX_ROW_BLOCK], v[MAX_ROW_BLOCK];
         for (int c0 = 0; c0 < C; c0 += MAX_ROW_BLOCK) {
             int n = C - c0 < MAX_ROW_BLOCK ? C - c0 : MAX_ROW_BLOCK;
-            mask_row(g, dy + c0, yr ? yr + c0 : NULL, hi, n);
+            mask_row(g, dy + c0, x + c0, m + c0, k, yr ? yr + c0 : NULL, c0, n);
             if (dres)
                 put_row(dres + (size_t)r * C + c0, g, n, res_acc);
             if (!dx)
@@ -258,8 +460,10 @@ void batchnorm_fused_backward_train(float *dinp, float *dgamma, float *dbeta, co
         threads = 1;
     double *part = (double *)work;
     float *k1 = (float *)(part + (size_t)threads * 2 * C), *k2 = k1 + C, *k3 = k2 + C;
-    channel_sums(part, k1 + 3 * C, dout, f ? f->out : NULL, f ? f->hi : 0, inp, mean, invstd,
-                 M, C, threads);
+    for (int c = 0; c < C; c++)
+        k1[c] = bn_train_scale(gamma[c], invstd[c]); /* the forward's a */
+    const Mask k = make_mask(f, k1);
+    channel_sums(part, k1 + 3 * C, dout, &k, inp, mean, invstd, M, C, threads);
     for (int c = 0; c < C; c++) {
         dbeta[c] += (float)part[c];
         dgamma[c] += (float)part[C + c];
@@ -267,12 +471,11 @@ void batchnorm_fused_backward_train(float *dinp, float *dgamma, float *dbeta, co
          *    = k1·g + k3·(x - mean) + k2 */
         double a = (double)gamma[c] * invstd[c];
         double mdy = part[c] / M, mdyx = part[C + c] / M;
-        k1[c] = (float)a;
         k3[c] = (float)(-a * invstd[c] * mdyx);
         k2[c] = (float)(-a * mdy);
     }
     if (dinp || (f && f->dres))
-        input_gradient(dinp, dout, inp, mean, k1, k2, k3, M, C, f, threads);
+        input_gradient(dinp, dout, inp, mean, k1, k2, k3, M, C, f, &k, threads);
 }
 
 void batchnorm_backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
@@ -294,18 +497,17 @@ void batchnorm_fused_backward_infer(float *dinp, float *dgamma, float *dbeta, co
     double *part = (double *)work;
     float *is = (float *)(part + (size_t)threads * 2 * C), *a = is + C;
     for (int c = 0; c < C; c++) {
-        double s = 1.0 / sqrt((double)moving_var[c] + eps);
-        is[c] = (float)s;
-        a[c] = (float)(gamma[c] * s);
+        is[c] = (float)(1.0 / sqrt((double)moving_var[c] + eps));
+        a[c] = bn_infer_scale(gamma[c], moving_var[c], eps); /* the forward's a */
     }
-    channel_sums(part, is + 3 * C, dout, f ? f->out : NULL, f ? f->hi : 0, inp, moving_mean, is,
-                 M, C, threads);
+    const Mask k = make_mask(f, a);
+    channel_sums(part, is + 3 * C, dout, &k, inp, moving_mean, is, M, C, threads);
     for (int c = 0; c < C; c++) {
         dbeta[c] += (float)part[c];
         dgamma[c] += (float)part[C + c];
     }
     if (dinp || (f && f->dres))
-        input_gradient(dinp, dout, inp, moving_mean, a, NULL, NULL, M, C, f, threads);
+        input_gradient(dinp, dout, inp, moving_mean, a, NULL, NULL, M, C, f, &k, threads);
 }
 
 void batchnorm_backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,

@@ -18,7 +18,9 @@
  * so the gathered block is still in that core's cache), input pixels for the transposed
  * conv and for dcols, kernel rows (kh·kw·C) for dweight. Every output element is computed
  * by one thread in a fixed order, so results are bit-reproducible for a given thread count
- * and workspace size. */
+ * and workspace size. conv2d_forward_stats also hands each thread's rows, right after its
+ * GEMM wrote them and while they are in its cache, to the moments of the batch norm that
+ * reads the output (bnstats_rows): that batch norm then skips its own pass over memory. */
 #include "nn/layers.h"
 
 #include <assert.h>
@@ -49,6 +51,9 @@ static bool has_transposed_path(const ConvGeom *g)
 #define PW_CHUNKED_ROWS 4096
 /* Bytes of inp and dout rows one chunk of the chunked 1×1 backward reads (L2-sized). */
 #define PW_CHUNK_BYTES (512u << 10)
+
+/* Fewest rows per GEMM of a 1×1 forward that gathers batch-norm statistics block by block. */
+#define PW_STATS_MIN_ROWS 1024
 
 /* Longest kernel (kh·kw·C) whose weight gradient runs in dw_short, with a (kh·kw·C, K)
  * partial per thread. */
@@ -193,19 +198,38 @@ static void add_bias_rows(float *restrict out, const float *restrict bias, size_
 void conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
                     const ConvGeom *g, float *work, size_t work_floats, int threads)
 {
+    conv2d_forward_stats(out, inp, weight, bias, g, work, work_floats, threads, NULL);
+}
+
+void conv2d_forward_stats(float *out, const float *inp, const float *weight, const float *bias,
+                          const ConvGeom *g, float *work, size_t work_floats, int threads,
+                          BnStats *stats)
+{
     const int K = g->K, C = g->C;
     const size_t rows_total = (size_t)g->N * g->OH * g->OW;
+    assert(!stats || stats->C == K);
     gemm_single_threaded();
     if (is_pointwise(g)) {
+        /* with stats, each thread's share runs in blocks whose output is still in its
+         * cache for bnstats_rows; enough rows per block that packing the kernel, once per
+         * GEMM, stays amortized */
+        size_t block = PW_CHUNK_BYTES / (sizeof(float) * (size_t)(C + K));
+        if (block < PW_STATS_MIN_ROWS)
+            block = PW_STATS_MIN_ROWS;
 #pragma omp parallel num_threads(threads)
         {
+            int t = omp_get_thread_num();
             size_t a, b;
-            share(rows_total, omp_get_thread_num(), omp_get_num_threads(), &a, &b);
-            if (b > a) {
-                gemm(false, false, (int)(b - a), K, C, 1, inp + a * C, C, weight, K, 0,
-                     out + a * K, K);
+            share(rows_total, t, omp_get_num_threads(), &a, &b);
+            size_t step = stats ? block : b - a;
+            for (size_t r0 = a; r0 < b; r0 += step) {
+                size_t rows = b - r0 < step ? b - r0 : step;
+                gemm(false, false, (int)rows, K, C, 1, inp + r0 * C, C, weight, K, 0,
+                     out + r0 * K, K);
                 if (bias)
-                    add_bias_rows(out + a * K, bias, b - a, K);
+                    add_bias_rows(out + r0 * K, bias, rows, K);
+                if (stats)
+                    bnstats_rows(stats, t, out + r0 * K, rows);
             }
         }
         return;
@@ -220,14 +244,17 @@ void conv2d_forward(float *out, const float *inp, const float *weight, const flo
 #pragma omp parallel num_threads(threads)
         {
             /* each thread gathers and multiplies its own rows: no barrier, warm cache */
+            int t = omp_get_thread_num();
             size_t a, b;
-            share(rows, omp_get_thread_num(), omp_get_num_threads(), &a, &b);
+            share(rows, t, omp_get_num_threads(), &a, &b);
             if (b > a) {
                 im2col(work + a * kk, inp, g, r0 + a, b - a);
                 gemm(false, false, (int)(b - a), K, (int)kk, 1, work + a * kk, (int)kk, weight,
                      K, 0, out + (r0 + a) * K, K);
                 if (bias)
                     add_bias_rows(out + (r0 + a) * K, bias, b - a, K);
+                if (stats)
+                    bnstats_rows(stats, t, out + (r0 + a) * K, b - a);
             }
         }
     }

@@ -75,6 +75,14 @@ void conv2d_forward(float *out,          /* (N, OH, OW, K) */
                     const float *weight, /* (kh, kw, C, K) */
                     const float *bias,   /* (K) or NULL */
                     const ConvGeom *g, float *work, size_t work_floats, int threads);
+typedef struct BnStats BnStats; /* per-channel moments, see the batch norm section */
+/* conv2d_forward that also adds its output rows to stats (K channels, at least `threads`
+ * threads; NULL: plain conv2d_forward) while each thread's rows are in its cache: the
+ * statistics of a train-mode batch norm reading out. A 1×1 conv then runs each thread's
+ * rows in blocks of at least 1024 rows instead of one GEMM. */
+void conv2d_forward_stats(float *out, const float *inp, const float *weight, const float *bias,
+                          const ConvGeom *g, float *work, size_t work_floats, int threads,
+                          BnStats *stats);
 /* dweight += colsᵀ·dout, dbias += Σ dout, in chunks of cols; threads share the chunk's
  * rows for im2col, the kernel's rows for dweight. The input gradient of a stride-1 conv,
  * when work_floats >= kh·kw·C·K + threads·kh·kw·K (conv2d_workspace's size is), is the
@@ -181,17 +189,48 @@ typedef struct {
     const float *res;    /* forward: (M, C) added before the clip (the residual), or NULL */
     /* backward: */
     const float *out;    /* (M, C) the fused output; dout is passed where 0 < out < hi */
+    const float *beta;   /* (C) the forward's beta, used when out is NULL: with no residual
+                            the mask is then 0 < v < hi, v = BN(x) recomputed bit for bit
+                            as the forward did, so the backward reads dout and x only */
     float *dres;         /* (M, C) receives that masked gradient too, or NULL */
     bool accumulate;     /* dinp += (true) or = (false: the buffer is not read) */
     bool res_accumulate; /* the same for dres */
 } BnFused;
 
+/* Per-channel moments of an (M, C) tensor, gathered by the layer that writes it while its
+ * rows are still in cache, for the train-mode batch norm that reads it (which then skips its
+ * own pass over the input). Thread t of the producer's team adds its rows with
+ * bnstats_rows(s, t, ...) in any number of calls; it keeps a float shift (its first row),
+ * float sums of d = x − shift over blocks of 16 rows and double sums of the blocks, so a
+ * large mean does not cancel. bnstats_moments merges the per-thread partials in thread
+ * order in double (each thread's mean and M2, Chan's pairwise update): deterministic for a
+ * given split of the rows among threads. The memory is the caller's (bnstats_bytes). */
+struct BnStats {
+    int C, threads;
+    double *sum;   /* (threads, 2, C) Σd and Σd² of the flushed blocks */
+    size_t *count; /* (threads, 8) rows added by thread t at [8·t] (own cache line) */
+    float *shift;  /* (threads, C) thread t's first row */
+    float *blk;    /* (threads, 2, C) sums of the current block */
+};
+
+/* Bytes bnstats_init needs for C channels and at most `threads` producer threads. */
+size_t bnstats_bytes(int C, int threads);
+/* Lays s out over mem (bnstats_bytes(C, threads) bytes, 8-byte aligned) and empties it.
+ * Can't fail. */
+void bnstats_init(BnStats *s, void *mem, int C, int threads);
+/* Thread t adds n rows (n, C). Threads touch only their own partials: safe to call
+ * concurrently for different t. Can't fail. */
+void bnstats_rows(BnStats *s, int t, const float *rows, size_t n);
+/* mean (C) and biased variance (C) of all rows added, in double. Can't fail. */
+void bnstats_moments(const BnStats *s, double *mean, double *var);
+
 /* The batch-norm kernels with f (NULL: the plain kernels above). dout is then the
- * gradient of the fused output. */
+ * gradient of the fused output. stats (C channels) holds the moments of inp gathered by
+ * its producer, used instead of a pass over inp; NULL: computed here. */
 void batchnorm_fused_forward_train(float *out, float *mean, float *invstd, float *var,
                                    const float *inp, const float *gamma, const float *beta,
-                                   int M, int C, float eps, const BnFused *f, float *work,
-                                   int threads);
+                                   int M, int C, float eps, const BnFused *f,
+                                   const BnStats *stats, float *work, int threads);
 void batchnorm_fused_forward_infer(float *out, const float *inp, const float *gamma,
                                    const float *beta, const float *moving_mean,
                                    const float *moving_var, int M, int C, float eps,

@@ -60,6 +60,8 @@ typedef struct {
     int fused_by;                /* the batch norm running this activation or add, or the
                                     first convolution applying this folded padding; else 0 */
     bool folded;                 /* a zero padding its consumers apply themselves */
+    int stats_bn;                /* conv: the batch norm reading its output, which in train
+                                    mode takes its moments from the conv (plan_stats); or 0 */
     int src[2];                  /* the layers whose out the kernels read: in[], or the
                                     input of a folded padding */
 } LayerAux;
@@ -87,6 +89,10 @@ struct Net {
     float *work;
     void *raw[4];                /* what free() takes for the four blocks above */
     size_t work_floats;
+    void *stats_mem;             /* (stats_bytes) the moments a conv gathers for its BN */
+    size_t stats_bytes;
+    BnStats stats;               /* laid over stats_mem by the conv that fills it */
+    int stats_for;               /* the batch norm stats was filled for in this forward, 0 */
     size_t bytes;          /* everything net_finalize allocated, for net_memory_bytes */
     float *probs, *dlogits;      /* (batch, K) in the arena */
     bool *cleared;               /* (n_layers) scratch of net_backward */
@@ -168,6 +174,7 @@ void net_free(Net *net)
     free(net->params);
     for (int i = 0; i < 4; i++)
         free(net->raw[i]);
+    free(net->stats_mem);
     free(net->cleared);
     free(net);
 }
@@ -791,6 +798,36 @@ static size_t layer_workspace(const Net *net, int i, int threads)
     }
 }
 
+/* Which convolutions gather the moments of their output for the batch norm reading it
+ * (aux.stats_bn): every conv that is a batch norm's input. Its rows are then summed while
+ * the conv's GEMM has just written them, and the batch norm's train forward reads x once
+ * (to write y) instead of twice. The net holds one set of moments: a batch norm uses them
+ * only when its own conv was the last to fill them (stats_for). */
+static void plan_stats(Net *net)
+{
+    for (int i = 0; i < net->n_layers; i++)
+        net->aux[i].stats_bn = 0;
+    for (int b = 1; b < net->n_layers; b++) {
+        int j = net->aux[b].src[0];
+        if (net->layers[b].type == LAYER_BATCHNORM && j > 0 &&
+            net->layers[j].type == LAYER_CONV2D && !net->aux[j].stats_bn)
+            net->aux[j].stats_bn = b;
+    }
+}
+
+/* Bytes the gathered moments need with `threads` threads (the widest such conv). */
+static size_t net_stats_bytes(const Net *net, int threads)
+{
+    size_t need = 0;
+    for (int i = 1; i < net->n_layers; i++)
+        if (net->aux[i].stats_bn) {
+            size_t b = bnstats_bytes(net->layers[i].c, threads);
+            if (b > need)
+                need = b;
+        }
+    return need;
+}
+
 static size_t net_workspace(const Net *net, int threads)
 {
     size_t need = 0;
@@ -828,6 +865,7 @@ int net_finalize(Net *net, int threads)
     net->param_block = alloc_floats(n_data + 2 * n_grad, &net->raw[0]);
     mark_dependencies(net);
     plan_padding(net);
+    plan_stats(net);
     /* arena: the planned activation buffers, then probabilities and loss gradient */
     size_t n_plan = 0;
     size_t *offset = plan_buffers(net, &n_plan);
@@ -844,17 +882,22 @@ int net_finalize(Net *net, int threads)
     net->state = alloc_floats(n_state, &net->raw[2]);
     net->work_floats = net_workspace(net, threads);
     net->work = alloc_floats(net->work_floats, &net->raw[3]);
+    net->stats_bytes = net_stats_bytes(net, threads);
+    net->stats_mem = net->stats_bytes ? malloc(net->stats_bytes) : NULL;
     net->cleared = calloc(net->n_layers, sizeof *net->cleared);
-    net->bytes = (n_data + 2 * n_grad + n_arena + n_state + net->work_floats) * sizeof(float);
+    net->bytes = (n_data + 2 * n_grad + n_arena + n_state + net->work_floats) * sizeof(float) +
+                 net->stats_bytes;
     if (!offset || !net->param_block || !net->arena || !net->state || !net->work ||
-        !net->cleared) {
+        !net->cleared || (net->stats_bytes && !net->stats_mem)) {
         free(offset);
         for (int i = 0; i < 4; i++) {
             free(net->raw[i]);
             net->raw[i] = NULL;
         }
+        free(net->stats_mem);
         free(net->cleared);
         net->param_block = net->arena = net->state = net->work = NULL;
+        net->stats_mem = NULL;
         net->cleared = NULL;
         return fail(net, "out of memory for %zu MB of parameters, activations and workspace",
                     (n_data + 2 * n_grad + n_arena + n_state + net->work_floats) *
@@ -971,15 +1014,26 @@ void net_set_threads(Net *net, int threads)
         threads = 1;
     if (net->finalized) {
         size_t need = net_workspace(net, threads);
-        if (need > net->work_floats) {
-            void *raw;
-            float *w = alloc_floats(need, &raw);
-            if (!w)
-                return; /* keep the current thread count and workspace */
+        size_t stats_need = net_stats_bytes(net, threads);
+        void *raw = NULL, *stats = NULL;
+        float *w = need > net->work_floats ? alloc_floats(need, &raw) : NULL;
+        if (stats_need > net->stats_bytes)
+            stats = malloc(stats_need);
+        if ((need > net->work_floats && !w) || (stats_need > net->stats_bytes && !stats)) {
+            free(raw);
+            free(stats);
+            return; /* keep the current thread count and workspace */
+        }
+        if (w) {
             free(net->raw[3]);
             net->raw[3] = raw;
             net->work = w;
             net->work_floats = need;
+        }
+        if (stats) {
+            free(net->stats_mem);
+            net->stats_mem = stats;
+            net->stats_bytes = stats_need;
         }
     }
     net->threads = threads;
@@ -1092,11 +1146,18 @@ static void forward_layer(Net *net, int i, Rng *dropout_rng)
     switch (l->type) {
     case LAYER_INPUT:
         break;
-    case LAYER_CONV2D:
-        conv2d_forward(l->out, x->out, param_data(net, l, 0),
-                       l->use_bias ? param_data(net, l, 1) : NULL, &g, net->work,
-                       net->work_floats, T);
+    case LAYER_CONV2D: {
+        BnStats *st = NULL;
+        if (aux->stats_bn && net->mode != NET_INFERENCE) {
+            st = &net->stats;
+            bnstats_init(st, net->stats_mem, l->c, T);
+            net->stats_for = aux->stats_bn;
+        }
+        conv2d_forward_stats(l->out, x->out, param_data(net, l, 0),
+                             l->use_bias ? param_data(net, l, 1) : NULL, &g, net->work,
+                             net->work_floats, T, st);
         break;
+    }
     case LAYER_DEPTHWISE:
         depthwise_forward(l->out, x->out, param_data(net, l, 0),
                           l->use_bias ? param_data(net, l, 1) : NULL, &g, T);
@@ -1119,8 +1180,12 @@ static void forward_layer(Net *net, int i, Rng *dropout_rng)
             batchnorm_fused_forward_infer(l->out, x->out, gamma, beta, mm, mv, M, l->c,
                                           l->epsilon, fp, net->work, T);
         } else {
+            /* the moments its conv gathered, when that conv ran last for it */
+            const BnStats *st = net->stats_for == i ? &net->stats : NULL;
+            net->stats_for = 0;
             batchnorm_fused_forward_train(l->out, aux->mean, aux->invstd, aux->var, x->out,
-                                          gamma, beta, M, l->c, l->epsilon, fp, net->work, T);
+                                          gamma, beta, M, l->c, l->epsilon, fp, st, net->work,
+                                          T);
             if (net->mode == NET_TRAIN)
                 batchnorm_update_moving(mm, mv, aux->mean, aux->var, l->c, l->momentum);
         }
@@ -1169,6 +1234,7 @@ int net_forward(Net *net, const float *x, int n, NetMode mode)
     net->n = n;
     net->mode = mode;
     net->have_loss = false;
+    net->stats_for = 0;
     Layer *in = &net->layers[0];
     memcpy(in->out, x, (size_t)n * layer_size(in) * sizeof(float));
     if (net->observer)
@@ -1237,8 +1303,10 @@ static void pass_grad(Net *net, const Layer *l, int k, const float *src, size_t 
 }
 
 /* Backward of batch norm i together with the layers it runs (plan_fusion): reads the
- * activation's output and gradient, writes the batch norm's input gradient and, for a
- * residual add, the gradient of the add's other input. */
+ * activation's gradient and the batch norm's input, writes the batch norm's input gradient
+ * and, for a residual add, the gradient of the add's other input. The ReLU's mask comes
+ * from the input (BnFused.beta) unless a residual was added before the clip: then the
+ * activation's output, which the input alone cannot give, is read for it. */
 static void backward_fused_batchnorm(Net *net, int i)
 {
     const LayerAux *aux = &net->aux[i];
@@ -1246,12 +1314,13 @@ static void backward_fused_batchnorm(Net *net, int i)
     const Layer *x = &net->layers[aux->src[0]];
     int M = net->n * l->h * l->w;
     bool fresh = false, res_fresh = false;
-    BnFused f = {.hi = fused_clip(net, i), .out = act->out};
+    BnFused f = {.hi = fused_clip(net, i), .beta = param_data(net, l, 1)};
     if (aux->fused_add) {
         const Layer *add = &net->layers[aux->fused_add];
         f.dres = input_grad_fresh(net, add, net->aux[aux->fused_add].src[0] == i ? 1 : 0,
                                   &res_fresh);
         f.res_accumulate = !res_fresh;
+        f.out = act->out;
     }
     float *dx = input_grad_fresh(net, l, 0, &fresh);
     f.accumulate = !fresh;

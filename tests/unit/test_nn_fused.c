@@ -6,7 +6,8 @@
  * where 0 < y < hi backward, to the batch norm and to the residual alike) — for the
  * inference mode, sums in double here. Relative error as in
  * test_nn_kernels.c, below 1e-4. The overwrite mode starts from a NaN-filled gradient
- * buffer, as a reused buffer may hold anything. */
+ * buffer, as a reused buffer may hold anything. Without a residual the backward may take
+ * its mask from the input instead of the output; that must change no bit. */
 #include "test.h"
 
 #include <math.h>
@@ -70,7 +71,7 @@ TEST(nn_fused_batchnorm_add_relu_train_equals_the_composition)
         float *work = malloc(sizeof(float) * batchnorm_workspace(C, T));
         BnFused f = {.hi = hi, .res = res};
         batchnorm_fused_forward_train(y, st, st + C, st + 2 * C, x, gam, bet, M, C, 1e-3f, &f,
-                                      work, T);
+                                      NULL, work, T);
         batchnorm_forward_train_naive(yr, str, str + C, str + 2 * C, x, gam, bet, M, C, 1e-3f);
         for (size_t i = 0; res && i < n; i++)
             yr[i] += res[i];
@@ -167,4 +168,87 @@ TEST(nn_fused_batchnorm_add_relu_inference_equals_the_composition)
         free(work), free(dgr), free(dbr), free(dxr), free(dx), free(dg), free(db), free(dgf);
         free(dbf);
     }
+}
+
+/* Without a residual the backward masks dout by 0 < v < hi with v recomputed from x, not by
+ * the output y: the two masks, and so the whole backward, must agree bit for bit. Channel 0
+ * is constant with beta 0 (v exactly 0: masked), channel 1 constant with beta 6 (v exactly
+ * 6: masked by ReLU6, passed by ReLU), channel 2 has gamma 0 and beta 0 (v = ±0); the rest
+ * is random, around 0 or around 1000 (kind 1). Train and inference mode, overwriting the
+ * input gradient; the train result is also checked against the naive kernel. */
+TEST(nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output)
+{
+    Rng rng;
+    rng_seed(&rng, 23);
+    const int Cs[] = {3, 17, 67}, Ms[] = {17, 333};
+    for (int ci = 0; ci < 3; ci++)
+        for (int mi = 0; mi < 2; mi++)
+            for (int T = 1; T <= 2; T++)
+                for (int hk = 0; hk < 2; hk++)
+                    for (int kind = 0; kind < 2; kind++)
+                        for (int infer = 0; infer < 2; infer++) {
+            int C = Cs[ci], M = Ms[mi];
+            float hi = hk ? 6.0f : INFINITY;
+            size_t n = (size_t)M * C;
+            const float eps = 1e-3f;
+            float *x = rnd(&rng, n, -2, 2), *gam = rnd(&rng, C, 0.5, 3), *bet = rnd(&rng, C, -1, 5);
+            float *mm = rnd(&rng, C, -0.5, 0.5), *mv = rnd(&rng, C, 0.2, 2);
+            float *dy = rnd(&rng, n, 0.5, 1); /* nonzero: a masked element shows */
+            for (size_t i = 0; kind && i < n; i++)
+                x[i] = (float)(1000 + x[i]);
+            for (int c = 0; c < C; c++)
+                mm[c] += kind ? 1000 : 0;
+            for (int r = 0; r < M; r++) {
+                x[(size_t)r * C] = kind ? 1000.5f : 0.25f;
+                x[(size_t)r * C + 1] = kind ? 999.75f : -1.5f;
+            }
+            mm[0] = x[0], mm[1] = x[1]; /* inference: v = beta exactly */
+            bet[0] = 0, bet[1] = 6, gam[2] = 0, bet[2] = 0;
+            float *y = malloc(4 * n), *st = malloc(12 * C);
+            float *work = malloc(sizeof(float) * batchnorm_workspace(C, T));
+            BnFused f = {.hi = hi};
+            if (infer)
+                batchnorm_fused_forward_infer(y, x, gam, bet, mm, mv, M, C, eps, &f, work, T);
+            else
+                batchnorm_fused_forward_train(y, st, st + C, st + 2 * C, x, gam, bet, M, C, eps,
+                                              &f, NULL, work, T);
+            CHECK(y[0] == 0.0f && y[2] == 0.0f);
+            CHECK(y[1] == 6.0f);
+            float *dxa = filled(n, NAN), *dxb = filled(n, NAN);
+            float *dga = filled(C, 0.5f), *dba = filled(C, 0.5f);
+            float *dgb = filled(C, 0.5f), *dbb = filled(C, 0.5f);
+            BnFused fa = {.hi = hi, .out = y}, fb = {.hi = hi, .beta = bet};
+            if (infer) {
+                batchnorm_fused_backward_infer(dxa, dga, dba, dy, x, gam, mm, mv, M, C, eps, &fa,
+                                               work, T);
+                batchnorm_fused_backward_infer(dxb, dgb, dbb, dy, x, gam, mm, mv, M, C, eps, &fb,
+                                               work, T);
+            } else {
+                batchnorm_fused_backward_train(dxa, dga, dba, dy, x, gam, st, st + C, M, C, &fa,
+                                               work, T);
+                batchnorm_fused_backward_train(dxb, dgb, dbb, dy, x, gam, st, st + C, M, C, &fb,
+                                               work, T);
+            }
+            bool same = memcmp(dxa, dxb, 4 * n) == 0 && memcmp(dga, dgb, 4 * C) == 0 &&
+                        memcmp(dba, dbb, 4 * C) == 0;
+            if (!same)
+                printf("    masks differ (M %d, C %d, T %d, hi %g, kind %d, infer %d)\n", M, C,
+                       T, hi, kind, infer);
+            CHECK(same);
+            /* v = 0 and v = hi pass nothing; v = 6 under ReLU passes every row */
+            CHECK(dbb[0] == 0.5f && dbb[2] == 0.5f);
+            CHECK(hk ? dbb[1] == 0.5f : dbb[1] > 0.5f + 0.4f * M);
+            if (!infer) {
+                float *g = malloc(4 * n), *dxr = filled(n, 0), *dgr = filled(C, 0.5f);
+                float *dbr = filled(C, 0.5f);
+                mask(g, dy, y, hi, n);
+                batchnorm_backward_train_naive(dxr, dgr, dbr, g, x, gam, st, st + C, M, C);
+                CHECK_CLOSE("dinp, mask from x", dxb, dxr, n);
+                CHECK_CLOSE("dgamma, mask from x", dgb, dgr, C);
+                CHECK_CLOSE("dbeta, mask from x", dbb, dbr, C);
+                free(g), free(dxr), free(dgr), free(dbr);
+            }
+            free(x), free(gam), free(bet), free(mm), free(mv), free(dy), free(y), free(st);
+            free(work), free(dxa), free(dxb), free(dga), free(dba), free(dgb), free(dbb);
+        }
 }
