@@ -1,10 +1,11 @@
 /* depthwise.c — depthwise conv2d: 3×3 vector kernels per instruction set, general loops, naive reference.
  *
  * Shape letters as in layers.h; m = K / C is the depth multiplier and output channel
- * c·m + j reads input channel c through kernel entry (ky, kx, c, j). Every pass walks the
- * batch by rows, (n, oy) output rows for the forward and the weight gradient, (n, iy)
- * input rows for the input gradient, each thread a contiguous share of the rows (the same
- * split for a given thread count), so no two threads write the same output or input pixel.
+ * c·m + j reads input channel c through kernel entry (ky, kx, c, j). Both passes walk
+ * the batch by (n, oy) output rows, each thread a contiguous share of the rows (the same
+ * split for a given thread count); the backward computes, after each output row's weight
+ * gradient, the input gradient of the input rows that row owns (see its DESIGN), so no two
+ * threads write the same output or input pixel.
  *
  * Vector path (3×3 kernel, stride 1 or 2, multiplier 1): the row kernels of
  * depthwise_vec.h, compiled for AVX-512 (16 channels a vector), AVX2 + FMA (8) and
@@ -12,14 +13,15 @@
  * channels as fit and the narrower ones the blocks left over (with AVX-512, C = 40 is two
  * blocks of 16 and one of 8). The stride-1 input gradient is the forward kernel run over
  * the output gradient with the taps flipped (pad 2 − pad); the stride-2 one gathers, each
- * input pixel summing the outputs whose window holds it. The weight gradient sums each
- * row in float registers and adds the row to per-thread double partials, reduced in thread
- * order: deterministic for a thread count and instruction set. Other kernel sizes,
- * strides and multipliers, and the channels no vector block covers, take the general
- * loops, which follow the same row split. Overwriting the input gradient never reads what
- * dinp held: the vector kernels store each pixel once from its accumulator (added to the
- * old value only when accumulating), the general loops store a pixel's first tap and add
- * the rest, and write 0 where no output reads the pixel. */
+ * input pixel summing the outputs whose window holds it. The weight gradient sums tiles
+ * of pixels in float registers into a float buffer, added every DW_FLUSH_PX pixels to
+ * per-thread double partials, reduced in thread order: deterministic for a thread count
+ * and instruction set. Other kernel sizes, strides and multipliers, and the channels no
+ * vector block covers, take the general loops, which follow the same row split.
+ * Overwriting the input gradient never reads what dinp held: the vector kernels store each
+ * pixel once from its accumulator (added to the old value only when accumulating), the
+ * general loops store a pixel's first tap and add the rest, and write 0 where no output
+ * reads the pixel. */
 #include "nn/layers.h"
 
 #include <omp.h>
@@ -50,6 +52,7 @@ typedef struct {
     int C;               /* channels of a pixel */
     int pad_left, stride;
     int c_lo, c_hi;      /* the channels to do, a multiple of the kernel's VL wide */
+    int rs;              /* weight gradient: floats between the tap sums of rb */
     bool nt;             /* store the row written past the caches (every store VL-aligned) */
 } DwRow;
 
@@ -61,8 +64,9 @@ typedef struct {
      * stored (acc false) or added (acc true). */
     void (*fwd)(float *orow, const float *w, const float *bias, const DwRow *r, bool flip,
                 bool acc);
-    /* Weight and bias gradients of output row dyrow (out_w, C) into double partials pw. */
-    void (*dw)(double *pw, const float *dyrow, const DwRow *r);
+    /* Weight and bias gradients of output row dyrow (out_w, C) added to the float sums rb
+     * (tap t at rb[t·rs], the bias at rb[9·rs]). */
+    void (*dw)(float *rb, const float *dyrow, const DwRow *r);
     /* Stride-2 input gradient of input row drow (out_w, C), src the output-gradient rows. */
     void (*dx2)(float *drow, const float *w, const DwRow *r, bool acc);
 } DwKernels;
@@ -217,11 +221,20 @@ static void new_rows(const float *pf[3], const float *const cur[3], const float 
     }
 }
 
+/* Floats between the tap sums of the weight gradient's float buffer: K and one cache
+ * line more, so that the ten sums of a channel block do not all fall in one set of the L1
+ * cache when K·4 bytes is a multiple of 4 KiB (K = 1024). */
+static size_t rb_stride(const ConvGeom *g)
+{
+    return (size_t)g->K + 16;
+}
+
 size_t depthwise_workspace(const ConvGeom *g, int threads)
 {
     size_t per = (size_t)g->kh * g->kw * g->K + g->K;
+    size_t rbn = (size_t)(g->kh * g->kw + 1) * rb_stride(g);
     /* per thread: double partials (2 floats each) and a float row buffer */
-    return (size_t)(threads < 1 ? 1 : threads) * per * 3;
+    return (size_t)(threads < 1 ? 1 : threads) * (per * 2 + rbn);
 }
 
 /* Valid [lo, hi) of kernel taps k with 0 <= o·s − pad + k < size. */
@@ -329,25 +342,29 @@ void depthwise_forward(float *out, const float *inp, const float *weight, const 
 
 /* Weight and bias gradients of output row oy over input channels [c_lo, C), any kernel,
  * stride and multiplier: the row's products summed in the float buffer rb (L1-resident,
- * (kh·kw + 1)·K), then added to the double partials pw. */
-static void dw_row_general(double *restrict pw, float *restrict rb, const float *restrict dyrow,
-                           const float *restrict img, const ConvGeom *g, int oy, int c_lo)
+ * tap t at rb[t·rs], the bias after the kh·kw taps; only its channels [c_lo·m, K) are
+ * touched, the vector kernels keep theirs below), then added to the double partials pw
+ * (tap t at pw[t·K]). */
+static void dw_row_general(double *restrict pw, float *restrict rb, size_t rs,
+                           const float *restrict dyrow, const float *restrict img,
+                           const ConvGeom *g, int oy, int c_lo)
 {
     const int H = g->H, W = g->W, C = g->C, K = g->K, kw = g->kw, s = g->stride, m = K / C;
-    const size_t kwk = (size_t)g->kh * kw * K, per = kwk + K;
+    const int taps = g->kh * kw;
     int iy0 = oy * s - g->pad_top, ky0, ky1;
     tap_range(oy, s, g->pad_top, g->kh, H, &ky0, &ky1);
-    memset(rb, 0, sizeof(float) * per);
+    for (int t = 0; t <= taps; t++)
+        memset(rb + t * rs + (size_t)c_lo * m, 0, sizeof(float) * (size_t)(K - c_lo * m));
     for (int ox = 0; ox < g->OW; ox++) {
         const float *restrict dy = dyrow + (size_t)ox * K;
         for (int k = c_lo * m; k < K; k++)
-            rb[kwk + k] += dy[k];
+            rb[taps * rs + k] += dy[k];
         int ix0 = ox * s - g->pad_left, kx0, kx1;
         tap_range(ox, s, g->pad_left, kw, W, &kx0, &kx1);
         for (int ky = ky0; ky < ky1; ky++)
             for (int kx = kx0; kx < kx1; kx++) {
                 const float *restrict x = img + ((size_t)(iy0 + ky) * W + ix0 + kx) * C;
-                float *restrict rw = rb + ((size_t)ky * kw + kx) * K;
+                float *restrict rw = rb + ((size_t)ky * kw + kx) * rs;
                 if (m == 1) {
                     for (int c = c_lo; c < C; c++)
                         rw[c] += dy[c] * x[c];
@@ -358,9 +375,9 @@ static void dw_row_general(double *restrict pw, float *restrict rb, const float 
                 }
             }
     }
-    for (size_t t = 0; t < per; t += K)
+    for (int t = 0; t <= taps; t++)
         for (int k = c_lo * m; k < K; k++)
-            pw[t + k] += rb[t + k];
+            pw[(size_t)t * K + k] += rb[t * rs + k];
 }
 
 /* Taps k ≡ a (mod s) of a k-tap window whose output index (a − k) / s lies in [0, n):
@@ -415,6 +432,44 @@ static void dx_row_general(float *restrict drow, const float *restrict dimg,
     }
 }
 
+/* The first input row (of N·H) whose gradient the thread doing output row i (of N·OH)
+ * computes, i = N·OH giving N·H. Input row y belongs to the last output row that reads it,
+ * min((y + pad_top) / s, OH − 1) (every output row reading it comes before or is that
+ * row); a row no output reads falls to the nearest output row. Rows belong to output
+ * rows in order, so a thread's contiguous output rows own contiguous input rows, and the
+ * shares of the threads tile the N·H rows without overlap. */
+static long dx_first(const ConvGeom *g, long i)
+{
+    long n = i / g->OH;
+    int oy = (int)(i % g->OH), y = oy * g->stride - g->pad_top;
+    return n * g->H + (y < 0 ? 0 : y > g->H ? g->H : y);
+}
+
+/* Flushes the vector kernels' float sums of channels [0, c) (rb, tap t at t·rs, the bias
+ * at 9·rs) into the double partials pw (tap t at t·C) and clears them. */
+static void dw_flush(double *restrict pw, float *restrict rb, size_t rs, int C, int c)
+{
+    for (int t = 0; t < 10; t++)
+        for (int k = 0; k < c; k++) {
+            pw[(size_t)t * C + k] += rb[t * rs + k];
+            rb[t * rs + k] = 0;
+        }
+}
+
+/* Pixels of output rows the vector kernels sum in float before adding the sums to the
+ * double partials: about a row of the net's wide layers, several of its narrow ones (a
+ * row of 7 pixels would otherwise pay a flush of 10·C doubles for 7 pixels' work). */
+#define DW_FLUSH_PX 96
+
+/* DESIGN: one pass over the rows for both gradients. Each thread walks its contiguous
+ * share of output rows (thread_rows) once; after output row i's weight and bias gradients
+ * it computes the input gradient of the input rows that row owns (dx_first), whose output
+ * gradient rows (i and the one or two before it) it has just read, so the output gradient
+ * is read from memory once. Every input pixel is computed by one thread from dout and the
+ * weights alone, by the same row kernel whatever the split, so the input gradient is
+ * bit-identical for every thread count. The weight gradient sums go to per-thread double
+ * partials (after float sums over at least DW_FLUSH_PX pixels and the share's last row),
+ * reduced in thread order after the team. */
 void depthwise_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, const ConvGeom *g, float *work,
                         int threads, bool accumulate)
@@ -425,36 +480,74 @@ void depthwise_backward(float *dinp, float *dweight, float *dbias, const float *
     dw_plan(&p, g);
     if (threads < 1)
         threads = 1;
+    const size_t rs = rb_stride(g), rbn = (size_t)(g->kh * g->kw + 1) * rs;
     double *part = (double *)work;                           /* (threads, per) */
-    float *rowbuf = (float *)(part + (size_t)threads * per); /* (threads, per) */
+    float *rowbuf = (float *)(part + (size_t)threads * per); /* (threads, rbn) */
     memset(part, 0, sizeof(double) * threads * per);
 #pragma omp parallel num_threads(threads)
     {
         double *pw = part + (size_t)omp_get_thread_num() * per;
-        float *rb = rowbuf + (size_t)omp_get_thread_num() * per;
+        float *rb = rowbuf + (size_t)omp_get_thread_num() * rbn;
         long lo, hi;
         thread_rows((long)g->N * OH, &lo, &hi);
+        long y = dx_first(g, lo);
+        int px = 0; /* pixels in the vector kernels' float sums */
+        if (p.n)
+            for (int t = 0; t < 10; t++)
+                memset(rb + t * rs, 0, sizeof(float) * (size_t)p.c_gen);
         for (long i = lo; i < hi; i++) {
             const float *img = inp + (size_t)(i / OH) * H * W * C;
             const float *dyrow = dout + (size_t)i * OW * K;
+            long y_end = dinp ? dx_first(g, i + 1) : y;
             if (p.n) {
                 DwRow r = {.in_w = W, .out_w = OW, .C = C, .pad_left = g->pad_left,
-                           .stride = g->stride};
+                           .stride = g->stride, .rs = (int)rs};
                 const float *nxt[3] = {NULL, NULL, NULL};
                 fwd_src(r.src, inp, g, i);
                 if (i + 1 < hi) {
                     fwd_src(nxt, inp, g, i + 1);
-                    r.pfd = dyrow + (size_t)OW * K;
+                    r.pfd = y_end > y ? NULL : dyrow + (size_t)OW * K;
                 }
                 new_rows(r.pf, r.src, nxt);
                 for (int s = 0; s < p.n; s++) {
                     r.c_lo = p.lo[s], r.c_hi = p.hi[s];
-                    p.k[s]->dw(pw, dyrow, &r);
+                    p.k[s]->dw(rb, dyrow, &r);
+                }
+                for (long yy = y; yy < y_end; yy++) {
+                    /* the rows it reads are those just read; it prefetches the next
+                     * output row's gradient, which the weight gradient reads next */
+                    float *drow = dinp + (size_t)yy * W * C;
+                    DwRow d = {.in_w = OW, .out_w = W, .C = C, .stride = g->stride,
+                               .pad_left = g->stride == 1 ? 2 - g->pad_left : g->pad_left};
+                    dx_src(d.src, dout, g, yy);
+                    if (i + 1 < hi)
+                        d.pf[0] = dyrow + (size_t)OW * K;
+                    for (int s = 0; s < p.n; s++) {
+                        d.c_lo = p.lo[s], d.c_hi = p.hi[s];
+                        d.nt = !accumulate && dw_stream(dinp, (size_t)g->N * H * W * C, C,
+                                                        d.c_lo, p.k[s]->vl);
+                        if (g->stride == 1)
+                            p.k[s]->fwd(drow, weight, NULL, &d, true, accumulate);
+                        else
+                            p.k[s]->dx2(drow, weight, &d, accumulate);
+                    }
+                }
+                px += OW;
+                if (px >= DW_FLUSH_PX || i + 1 == hi) {
+                    dw_flush(pw, rb, rs, C, p.c_gen);
+                    px = 0;
                 }
             }
-            if (p.c_gen < C)
-                dw_row_general(pw, rb, dyrow, img, g, (int)(i % OH), p.c_gen);
+            if (p.c_gen < C) {
+                dw_row_general(pw, rb, rs, dyrow, img, g, (int)(i % OH), p.c_gen);
+                for (long yy = y; yy < y_end; yy++)
+                    dx_row_general(dinp + (size_t)yy * W * C,
+                                   dout + (size_t)(yy / H) * OH * OW * K, weight, g,
+                                   (int)(yy % H), p.c_gen, accumulate);
+            }
+            y = y_end;
         }
+        dw_fence();
     }
     for (size_t i = 0; i < per; i++) {
         double acc = 0;
@@ -464,38 +557,6 @@ void depthwise_backward(float *dinp, float *dweight, float *dbias, const float *
             dweight[i] += (float)acc;
         else if (dbias)
             dbias[i - kwk] += (float)acc;
-    }
-    if (!dinp)
-        return;
-#pragma omp parallel num_threads(threads)
-    {
-        long lo, hi;
-        thread_rows((long)g->N * H, &lo, &hi);
-        for (long i = lo; i < hi; i++) {
-            float *drow = dinp + (size_t)i * W * C;
-            const float *dimg = dout + (size_t)(i / H) * OH * OW * K;
-            if (p.n) {
-                DwRow r = {.in_w = OW, .out_w = W, .C = C, .stride = g->stride,
-                           .pad_left = g->stride == 1 ? 2 - g->pad_left : g->pad_left};
-                const float *nxt[3] = {NULL, NULL, NULL};
-                dx_src(r.src, dout, g, i);
-                if (i + 1 < hi)
-                    dx_src(nxt, dout, g, i + 1);
-                new_rows(r.pf, r.src, nxt);
-                for (int s = 0; s < p.n; s++) {
-                    r.c_lo = p.lo[s], r.c_hi = p.hi[s];
-                    r.nt = !accumulate && dw_stream(dinp, (size_t)g->N * H * W * C, C, r.c_lo,
-                                                    p.k[s]->vl);
-                    if (g->stride == 1)
-                        p.k[s]->fwd(drow, weight, NULL, &r, true, accumulate);
-                    else
-                        p.k[s]->dx2(drow, weight, &r, accumulate);
-                }
-            }
-            if (p.c_gen < C)
-                dx_row_general(drow, dimg, weight, g, (int)(i % H), p.c_gen, accumulate);
-        }
-        dw_fence();
     }
 }
 

@@ -7,15 +7,15 @@
  * built for x86-64-v2 still carries the AVX2 and AVX-512 code, chosen at run time.
  *
  * Every kernel does one row for the channels [r->c_lo, r->c_hi) (a multiple of VL wide),
- * VL channels at a time in registers. The forward and the input gradient walk the row by
- * tiles of output pixels and, within a tile, every channel block: the tile's loads of a
- * source pixel serve all the taps that read it, and the row is read in address order
- * (wide layers stream from memory; a block-by-block walk of the whole row jumps a pixel's
- * width between loads). The weight gradient keeps its ten sums per channel block in
- * registers over the whole row, so it walks block by block. Each kernel prefetches the
- * rows the thread's next row reads first (r->pf), spread over the row, so that those
- * rows are in cache when the next row starts whatever the hardware prefetcher makes of
- * the access pattern. */
+ * VL channels at a time in registers. Every kernel walks the row by tiles of output
+ * pixels and, within a tile, every channel block: the tile's loads of a source pixel serve
+ * all the taps that read it, and the row is read in address order (wide layers stream from
+ * memory; a block-by-block walk of the whole row jumps a pixel's width between loads and
+ * ran the weight gradient at half the memory bandwidth). The weight gradient keeps a
+ * tile's ten sums of a channel block in registers and adds them to a float buffer (rb,
+ * L1-resident) once a tile. Each kernel prefetches the rows the thread's next row reads
+ * first (r->pf), spread over the row, so that those rows are in cache when the next row
+ * starts whatever the hardware prefetcher makes of the access pattern. */
 
 static inline __attribute__((always_inline)) V SFX(ld)(const float *p)
 {
@@ -37,15 +37,6 @@ static inline __attribute__((always_inline)) void SFX(st_out)(float *d, V v, boo
         VSTREAM(d, v);
     else
         SFX(st)(d, v);
-}
-
-/* Adds the VL floats of v to the doubles pw[0, VL). */
-static inline __attribute__((always_inline)) void SFX(add_pd)(double *restrict pw, V v)
-{
-    float f[VL];
-    memcpy(f, &v, sizeof f);
-    for (int j = 0; j < VL; j++)
-        pw[j] += f[j];
 }
 
 /* Prefetches columns [lo, hi) of the rows r->pf, channels [c0, c0 + VL). */
@@ -173,35 +164,58 @@ static void SFX(dw3_fwd)(float *restrict orow, const float *restrict w,
         SFX(fwd_row_s)(orow, w, NULL, r, 1, true, false);
 }
 
-/* Adds output pixel ox's products to the nine tap sums a and its gradient to ab; taps
- * tested against the source's edges when `checked`. */
+/* Adds the products of the N output pixels from ox to the tap sums of channels
+ * [c0, c0 + VL) in rb (tap t at rb[t·r->rs], the bias at rb[9·r->rs]), the tile's sums in
+ * registers; taps tested against the source's edges when `checked`. The tile's output
+ * gradients stay in registers; each source pixel is loaded once, in address order, and
+ * serves the taps of its row that read it. */
 static inline __attribute__((always_inline)) void
-SFX(dw_pixel)(V *a, V *ab, const float *restrict dyrow, const DwRow *r, int ox, int c0,
-              const int S, const bool checked)
+SFX(dw_tile)(float *restrict rb, const float *restrict dyrow, const DwRow *r, int ox, int c0,
+             const int N, const int S, const bool checked)
 {
     const int C = r->C, ix0 = ox * S - r->pad_left;
-    V dy = SFX(ld)(dyrow + (size_t)ox * C + c0);
-    *ab += dy;
+    const size_t rs = (size_t)r->rs;
+    float *s = rb + c0;
+    V dy[OB], a[3];
+    V ab = SFX(ld)(s + 9 * rs);
+#pragma GCC unroll 16
+    for (int i = 0; i < N; i++) {
+        dy[i] = SFX(ld)(dyrow + (size_t)(ox + i) * C + c0);
+        ab += dy[i];
+    }
+    SFX(st)(s + 9 * rs, ab);
 #pragma GCC unroll 3
     for (int ky = 0; ky < 3; ky++) {
         if (!r->src[ky])
             continue;
         const float *x = r->src[ky] + c0;
+        float *sk = s + (size_t)(ky * 3) * rs;
 #pragma GCC unroll 3
         for (int kx = 0; kx < 3; kx++)
-            if (!checked || (unsigned)(ix0 + kx) < (unsigned)r->in_w)
-                a[ky * 3 + kx] = VFMA(dy, SFX(ld)(x + (size_t)(ix0 + kx) * C), a[ky * 3 + kx]);
+            a[kx] = SFX(ld)(sk + kx * rs);
+        /* source pixel ix0 + p feeds output i through tap kx where p = i·S + kx */
+#pragma GCC unroll 32
+        for (int p = 0; p < (N - 1) * S + 3; p++) {
+            int ix = ix0 + p;
+            if (checked && (unsigned)ix >= (unsigned)r->in_w)
+                continue;
+            V xv = SFX(ld)(x + (size_t)ix * C);
+#pragma GCC unroll 3
+            for (int kx = 0; kx < 3; kx++)
+                if (p >= kx && (p - kx) % S == 0 && (p - kx) / S < N)
+                    a[kx] = VFMA(dy[(p - kx) / S], xv, a[kx]);
+        }
+#pragma GCC unroll 3
+        for (int kx = 0; kx < 3; kx++)
+            SFX(st)(sk + kx * rs, a[kx]);
     }
-    SFX(pf_cols)(r, ox * S, ox + 1 >= r->out_w ? r->in_w : ox * S + S, c0);
-    if (r->pfd)
-        __builtin_prefetch(r->pfd + (size_t)ox * C + c0, 0, 2);
 }
 
-/* Weight and bias gradients of one output row, stride S: per channel block nine tap sums
- * and the bias sum in float registers over the row, then added to the double partials pw
- * (tap t at pw[t·C], the bias at pw[9·C]). */
+/* Weight and bias gradients of one output row, stride S, added to the float sums rb:
+ * tiles of OB, then OB / 2 interior pixels and edge pixels one at a time, each tile over
+ * every channel block, so the row is read in address order (see the top of the file). */
 static inline __attribute__((always_inline)) void
-SFX(dw_row_s)(double *restrict pw, const float *restrict dyrow, const DwRow *r, const int S)
+SFX(dw_row_s)(float *restrict rb, const float *restrict dyrow, const DwRow *r, const int S)
 {
     const int C = r->C, OW = r->out_w, pl = r->pad_left;
     int oxa = pl <= 0 ? 0 : (pl + S - 1) / S;
@@ -210,30 +224,31 @@ SFX(dw_row_s)(double *restrict pw, const float *restrict dyrow, const DwRow *r, 
         oxb = OW;
     if (oxa > oxb)
         oxa = oxb;
-    for (int c0 = r->c_lo; c0 < r->c_hi; c0 += VL) {
-        V a[9], ab = {0};
-#pragma GCC unroll 9
-        for (int t = 0; t < 9; t++)
-            a[t] = (V){0};
-        for (int ox = 0; ox < oxa; ox++)
-            SFX(dw_pixel)(a, &ab, dyrow, r, ox, c0, S, true);
-        for (int ox = oxa; ox < oxb; ox++)
-            SFX(dw_pixel)(a, &ab, dyrow, r, ox, c0, S, false);
-        for (int ox = oxb; ox < OW; ox++)
-            SFX(dw_pixel)(a, &ab, dyrow, r, ox, c0, S, true);
-#pragma GCC unroll 9
-        for (int t = 0; t < 9; t++)
-            SFX(add_pd)(pw + (size_t)t * C + c0, a[t]);
-        SFX(add_pd)(pw + (size_t)9 * C + c0, ab);
+    for (int ox = 0; ox < OW;) {
+        int n = ox >= oxa && ox + OB <= oxb ? OB : ox >= oxa && ox + OB / 2 <= oxb ? OB / 2 : 1;
+        int plo = ox * S, phi = ox + n >= OW ? r->in_w : (ox + n) * S;
+        for (int c0 = r->c_lo; c0 < r->c_hi; c0 += VL) {
+            if (n == OB)
+                SFX(dw_tile)(rb, dyrow, r, ox, c0, OB, S, false);
+            else if (n == OB / 2)
+                SFX(dw_tile)(rb, dyrow, r, ox, c0, OB / 2, S, false);
+            else
+                SFX(dw_tile)(rb, dyrow, r, ox, c0, 1, S, true);
+            SFX(pf_cols)(r, plo, phi, c0);
+            if (r->pfd)
+                for (int i = 0; i < n; i++)
+                    __builtin_prefetch(r->pfd + (size_t)(ox + i) * C + c0, 0, 2);
+        }
+        ox += n;
     }
 }
 
-static void SFX(dw3_dw)(double *restrict pw, const float *restrict dyrow, const DwRow *r)
+static void SFX(dw3_dw)(float *restrict rb, const float *restrict dyrow, const DwRow *r)
 {
     if (r->stride == 2)
-        SFX(dw_row_s)(pw, dyrow, r, 2);
+        SFX(dw_row_s)(rb, dyrow, r, 2);
     else
-        SFX(dw_row_s)(pw, dyrow, r, 1);
+        SFX(dw_row_s)(rb, dyrow, r, 1);
 }
 
 /* Stride-2 input gradient of input pixel x, channels [c0, c0 + VL), taps tested: pixel x

@@ -10,8 +10,16 @@
  * blocks (16, 8, 4 wide) and the general loops' leftovers; widths 1 to 37 give rows made
  * only of edge pixels and rows with whole tiles of 8 and 4; strides 1 and 2 with same,
  * valid and the net's folded Keras ZeroPadding((0,1),(0,1)) + valid (the input one pixel
- * smaller than the geometry's, no pad before); batch 1 and 3; threads 1 and 2; multiplier
- * 2 and a 5×5 kernel for the general loops. A second run must give the same bits. */
+ * smaller than the geometry's, no pad before); batch 1 and 3; threads 1, 2 and 3;
+ * multiplier 2 and a 5×5 kernel for the general loops. A second run must give the same
+ * bits.
+ *
+ * The backward computes both gradients in one pass, each thread the input rows its output
+ * rows own; the share test runs row counts that 2 and 3 threads split unevenly (and 5
+ * threads, more than some cases have rows) and checks every thread count against the
+ * reference, the input gradient bit for bit the same for every thread count (each pixel
+ * is computed whole by one thread, whatever the split), the weight gradient the same bits
+ * on a second run and without an input gradient. */
 #include "test.h"
 
 #include <stdlib.h>
@@ -79,15 +87,24 @@ static void check_accumulate(const Case *c, const ConvGeom *g, const float *x, c
     free(db3);
 }
 
+/* The geometry of case c; returns false when the window does not fit. */
+static bool case_geom(ConvGeom *g, const Case *c)
+{
+    const int fold = c->pad == 2;
+    if (shape_conv_geom(g, c->N, c->H + fold, c->W + fold, c->C, c->C * c->m, c->k, c->k,
+                        c->s, c->pad == 0 ? PAD_SAME : PAD_VALID) != 0)
+        return false;
+    g->H = c->H, g->W = c->W;
+    return true;
+}
+
 /* Runs case c with the active ISA against the naive kernels. */
 static void run_case(const Case *c, Rng *rng, Isa isa)
 {
-    const int K = c->C * c->m, fold = c->pad == 2;
+    const int K = c->C * c->m;
     ConvGeom g;
-    if (shape_conv_geom(&g, c->N, c->H + fold, c->W + fold, c->C, K, c->k, c->k, c->s,
-                        c->pad == 0 ? PAD_SAME : PAD_VALID) != 0)
+    if (!case_geom(&g, c))
         return; /* the window does not fit */
-    g.H = c->H, g.W = c->W;
     const size_t nin = (size_t)c->N * c->H * c->W * c->C, nw = (size_t)c->k * c->k * K;
     const size_t nout = (size_t)c->N * g.OH * g.OW * K;
     float *work = malloc(sizeof(float) * depthwise_workspace(&g, c->T));
@@ -124,8 +141,73 @@ static void run_case(const Case *c, Rng *rng, Isa isa)
     free(dx4), free(dx5), free(dw4), free(dw5);
 }
 
-/* Runs every case under each ISA up to the CPU's best, then restores the limit. */
-static void for_each_isa(const Case *cases, int n, uint64_t seed)
+/* Runs case c's backward with 1, 2, 3 and 5 threads under the active ISA: overwriting
+ * (dinp NaN beforehand), again for the same bits, accumulating, and without dinp; each
+ * against the reference, dinp the same bits for every thread count. */
+static void run_shares(const Case *c, Rng *rng, Isa isa)
+{
+    static const int threads[] = {1, 2, 3, 5};
+    const int K = c->C * c->m;
+    ConvGeom g;
+    if (!case_geom(&g, c)) {
+        test_fail(__FILE__, __LINE__, "share case H%d W%d s%d does not fit", c->H, c->W, c->s);
+        return;
+    }
+    const size_t nin = (size_t)c->N * c->H * c->W * c->C, nw = (size_t)c->k * c->k * K;
+    const size_t nout = (size_t)c->N * g.OH * g.OW * K;
+    float *x = rnd(rng, nin), *w = rnd(rng, nw), *dy = rnd(rng, nout), *dx0 = rnd(rng, nin);
+    /* references: overwrite (the naive kernel on zeros) and accumulate (onto dx0) */
+    float *rx = calloc(nin, sizeof(float)), *rw = calloc(nw, sizeof(float));
+    float *rb = calloc(K, sizeof(float)), *ra = dup(dx0, nin);
+    float *aw = calloc(nw, sizeof(float)), *ab = calloc(K, sizeof(float));
+    depthwise_backward_naive(rx, rw, rb, dy, x, w, &g);
+    depthwise_backward_naive(ra, aw, ab, dy, x, w, &g);
+    float *dx1 = NULL, *da1 = NULL; /* dinp with 1 thread: overwrite, accumulate */
+    for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
+        Case ct = *c;
+        ct.T = threads[ti];
+        float *work = malloc(sizeof(float) * depthwise_workspace(&g, ct.T));
+        float *dx = malloc(sizeof(float) * nin), *dxb = malloc(sizeof(float) * nin);
+        float *da = dup(dx0, nin);
+        float *dw = calloc(nw, sizeof(float)), *db = calloc(K, sizeof(float));
+        float *dwb = calloc(nw, sizeof(float)), *dbb = calloc(K, sizeof(float));
+        float *dwn = calloc(nw, sizeof(float)), *dbn = calloc(K, sizeof(float));
+        for (size_t i = 0; i < nin; i++)
+            dx[i] = dxb[i] = NAN;
+        depthwise_backward(dx, dw, db, dy, x, w, &g, work, ct.T, false);
+        check_err("shares: dinp (overwrite)", test_rel_err(dx, rx, nin), &ct, isa);
+        check_err("shares: dweight", test_rel_err(dw, rw, nw), &ct, isa);
+        check_err("shares: dbias", test_rel_err(db, rb, K), &ct, isa);
+        depthwise_backward(dxb, dwb, dbb, dy, x, w, &g, work, ct.T, false);
+        CHECK(memcmp(dx, dxb, sizeof(float) * nin) == 0);
+        CHECK(memcmp(dw, dwb, sizeof(float) * nw) == 0);
+        CHECK(memcmp(db, dbb, sizeof(float) * K) == 0);
+        depthwise_backward(NULL, dwn, dbn, dy, x, w, &g, work, ct.T, false);
+        CHECK(memcmp(dw, dwn, sizeof(float) * nw) == 0);
+        CHECK(memcmp(db, dbn, sizeof(float) * K) == 0);
+        memset(dwb, 0, sizeof(float) * nw);
+        depthwise_backward(da, dwb, NULL, dy, x, w, &g, work, ct.T, true);
+        check_err("shares: dinp (accumulate)", test_rel_err(da, ra, nin), &ct, isa);
+        if (!dx1) {
+            dx1 = dx, da1 = da;
+            dx = da = NULL;
+        } else if (memcmp(dx, dx1, sizeof(float) * nin) != 0 ||
+                   memcmp(da, da1, sizeof(float) * nin) != 0) {
+            test_fail(__FILE__, __LINE__,
+                      "shares: dinp with %d threads differs from 1 thread's on %s: N%d H%d "
+                      "W%d C%d s%d", ct.T, isa_name(isa), c->N, c->H, c->W, c->C, c->s);
+        }
+        free(work), free(dx), free(dxb), free(da), free(dw), free(db), free(dwb), free(dbb);
+        free(dwn), free(dbn);
+    }
+    free(x), free(w), free(dy), free(dx0), free(rx), free(rw), free(rb), free(ra), free(aw);
+    free(ab), free(dx1), free(da1);
+}
+
+/* Runs every case under each ISA up to the CPU's best (fn: run_case or run_shares), then
+ * restores the limit. */
+static void for_each_isa_fn(const Case *cases, int n, uint64_t seed,
+                            void (*fn)(const Case *, Rng *, Isa))
 {
     Isa saved = isa_active();
     for (Isa isa = ISA_GENERIC; isa <= isa_best(); isa++) {
@@ -134,9 +216,14 @@ static void for_each_isa(const Case *cases, int n, uint64_t seed)
         Rng rng;
         rng_seed(&rng, seed);
         for (int i = 0; i < n; i++)
-            run_case(&cases[i], &rng, isa);
+            fn(&cases[i], &rng, isa);
     }
     isa_limit(saved);
+}
+
+static void for_each_isa(const Case *cases, int n, uint64_t seed)
+{
+    for_each_isa_fn(cases, n, seed, run_case);
 }
 
 TEST(nn_depthwise_3x3_every_isa_matches_naive)
@@ -153,7 +240,7 @@ TEST(nn_depthwise_3x3_every_isa_matches_naive)
                     int i = n;
                     cases[n++] = (Case){.N = i % 2 ? 3 : 1, .H = hw[h][0], .W = hw[h][1],
                                         .C = cs[ci], .m = 1, .k = 3, .s = s, .pad = pad,
-                                        .T = 1 + (i / 2) % 2, .bias = i % 3 != 0};
+                                        .T = 1 + (i / 2) % 3, .bias = i % 3 != 0};
                 }
     for_each_isa(cases, n, 23);
 }
@@ -184,4 +271,25 @@ TEST(nn_depthwise_streamed_tensors_match_naive)
          .big = true},
     };
     for_each_isa(cases, (int)(sizeof cases / sizeof cases[0]), 31);
+}
+
+TEST(nn_depthwise_backward_thread_shares_match_naive)
+{
+    /* N·OH rows that 2 and 3 threads split unevenly (7, 5, 15, 3·7, ...), the last output
+     * row owning 2, 3 (VALID stride 1) or 4 input rows (VALID stride 2, H = 2·OH + 2),
+     * rows no output reads, fewer rows than threads; C = 21 is a 16-, a 4-wide block and
+     * a general channel with AVX-512, 13 a 8-, a 4-wide block and a general one with AVX2 */
+    static const Case cases[] = {
+        {.N = 1, .H = 7, .W = 9, .C = 21, .m = 1, .k = 3, .s = 1, .bias = true},
+        {.N = 3, .H = 7, .W = 5, .C = 13, .m = 1, .k = 3, .s = 1, .pad = 1, .bias = true},
+        {.N = 1, .H = 11, .W = 10, .C = 21, .m = 1, .k = 3, .s = 2, .pad = 1},
+        {.N = 3, .H = 8, .W = 9, .C = 13, .m = 1, .k = 3, .s = 2, .pad = 1, .bias = true},
+        {.N = 3, .H = 9, .W = 12, .C = 21, .m = 1, .k = 3, .s = 2, .bias = true},
+        {.N = 1, .H = 10, .W = 19, .C = 40, .m = 1, .k = 3, .s = 2, .pad = 2, .bias = true},
+        {.N = 3, .H = 5, .W = 17, .C = 3, .m = 1, .k = 3, .s = 1, .pad = 2},
+        {.N = 1, .H = 2, .W = 3, .C = 13, .m = 1, .k = 3, .s = 2, .bias = true},
+        {.N = 3, .H = 9, .W = 7, .C = 17, .m = 2, .k = 3, .s = 2, .pad = 1, .bias = true},
+        {.N = 1, .H = 11, .W = 8, .C = 13, .m = 1, .k = 5, .s = 1, .bias = true},
+    };
+    for_each_isa_fn(cases, (int)(sizeof cases / sizeof cases[0]), 37, run_shares);
 }
