@@ -8,8 +8,18 @@
  * PyTorch and TF's fused kernel update their running variance with the unbiased
  * variance instead; the difference is a factor M/(M-1) on the batch term.
  *
- * Workspace (batchnorm_workspace floats): per-thread double sums (threads, 2C), three
- * per-channel float coefficient vectors (3, C), per-thread float block sums (threads, 2C).
+ * Narrow layers run as wide rows: with C < 64 channels, R = 64 / C consecutive rows (contiguous
+ * in NHWC) form one row of W = R·C floats, and the per-channel vectors are repeated R times
+ * (widen), so the inner loops run over a full set of vector registers instead of a few lanes
+ * with a loop's overhead per pixel (MobileNet α 0.25 begins with 8 and 16 channels). Each
+ * element is computed by the same expression from the same coefficients, so outputs and
+ * input gradients are those of the plain loops bit for bit; the sums over rows keep W lanes
+ * that are folded into C channels at the end. The M mod R rows left over form one shorter
+ * row at the end, handled by the last thread.
+ *
+ * Workspace (batchnorm_workspace floats, BnWork): per-thread double sums (threads, 2W),
+ * per-thread float block sums (threads, 2W), three per-channel float vectors (3, C) and six
+ * widened ones (6, W).
  *
  * The mean and variance come from one pass of Σd and Σd² with d = x − x_first (the first
  * row's value of the channel): var = Σd²/M − (Σd/M)² does not cancel because the shift is
@@ -30,9 +40,59 @@
 #include <stdbool.h>
 #include <string.h>
 
+/* Floats per wide row: C, or R·C with R = 64 / C for narrow layers (see the top). */
+static int wide_width(int C)
+{
+    return C < 64 ? 64 / C * C : C;
+}
+
 size_t batchnorm_workspace(int C, int threads)
 {
-    return (size_t)(threads < 1 ? 1 : threads) * 6 * C + 3 * (size_t)C;
+    size_t W = (size_t)wide_width(C);
+    return (size_t)(threads < 1 ? 1 : threads) * 6 * W + 3 * (size_t)C + 6 * W;
+}
+
+/* The workspace laid out: part (threads, 2W) doubles, scratch (threads, 2W) floats, the
+ * per-channel vectors c[0..3) (C each) and the widened ones w[0..6) (W each). */
+typedef struct {
+    double *part;
+    float *scratch;
+    float *c[3];
+    float *w[6];
+    int W;
+} BnWork;
+
+static BnWork bn_work(float *work, int C, int threads)
+{
+    BnWork b = {.W = wide_width(C)};
+    b.part = (double *)work;
+    b.scratch = (float *)(b.part + (size_t)threads * 2 * b.W);
+    b.c[0] = b.scratch + (size_t)threads * 2 * b.W;
+    for (int i = 1; i < 3; i++)
+        b.c[i] = b.c[i - 1] + C;
+    b.w[0] = b.c[2] + C;
+    for (int i = 1; i < 6; i++)
+        b.w[i] = b.w[i - 1] + b.W;
+    return b;
+}
+
+/* dst[j] = src[j mod C] for j < W: a per-channel vector over a wide row. Returns dst. */
+static float *widen(float *dst, const float *src, int C, int W)
+{
+    for (int j = 0; j < W; j++)
+        dst[j] = src[j % C];
+    return dst;
+}
+
+/* Thread t's wide rows [*lo, *hi) of M rows of C channels (W per wide row), and the floats
+ * of the shorter last row it also takes (*tail: the M mod R rows left over; last thread
+ * only). */
+static void wide_share(int M, int C, int W, int t, int T, long *lo, long *hi, int *tail)
+{
+    long rows = M / (W / C);
+    *lo = rows * t / T;
+    *hi = rows * (t + 1) / T;
+    *tail = t == T - 1 ? (int)((M - rows * (W / C)) * C) : 0;
 }
 
 #define ROW_BLOCK 16 /* rows summed in float before each flush into the double sums */
@@ -61,11 +121,12 @@ static inline float bn_infer_scale(float gamma, float moving_var, float eps)
  * no mask. */
 typedef struct {
     const float *y;    /* (M, C) or NULL */
-    const float *a, *b; /* (C) the forward's scale and beta, or NULL */
+    const float *a, *b; /* (W) the forward's scale and beta, widened, or NULL */
     float hi;
 } Mask;
 
-static Mask make_mask(const BnFused *f, const float *a)
+/* The mask of f; a (W) is the forward's scale widened, bw (W floats) receives beta widened. */
+static Mask make_mask(const BnFused *f, const float *a, float *bw, int C, int W)
 {
     Mask k = {0};
     if (!f)
@@ -76,79 +137,104 @@ static Mask make_mask(const BnFused *f, const float *a)
     } else {
         assert(f->beta);
         k.a = a;
-        k.b = f->beta;
+        k.b = widen(bw, f->beta, C, W);
     }
     return k;
+}
+
+/* The float sums of one row of n floats into fs, fq (see channel_sums). */
+static inline __attribute__((always_inline)) void
+row_sums(float *restrict fs, float *restrict fq, const float *restrict x,
+         const float *restrict dy, const float *restrict yr, const float *restrict mean,
+         const float *restrict invstd, const float *restrict ka, const float *restrict kb,
+         float hi, int n)
+{
+    if (!dy) {
+#pragma omp simd
+        for (int c = 0; c < n; c++) {
+            float d = x[c] - mean[c];
+            fs[c] += d;
+            fq[c] += d * d;
+        }
+    } else if (ka) {
+#pragma omp simd
+        for (int c = 0; c < n; c++) {
+            float v = bn_affine(x[c], mean[c], ka[c], kb[c]);
+            float g = (v > 0.0f) & (v < hi) ? dy[c] : 0.0f;
+            fs[c] += g;
+            fq[c] += g * ((x[c] - mean[c]) * invstd[c]);
+        }
+    } else if (!yr) {
+#pragma omp simd
+        for (int c = 0; c < n; c++) {
+            fs[c] += dy[c];
+            fq[c] += dy[c] * ((x[c] - mean[c]) * invstd[c]);
+        }
+    } else {
+#pragma omp simd
+        for (int c = 0; c < n; c++) {
+            float d = dy[c];
+            float g = (yr[c] > 0.0f) & (yr[c] < hi) ? d : 0.0f;
+            fs[c] += g;
+            fq[c] += g * ((x[c] - mean[c]) * invstd[c]);
+        }
+    }
 }
 
 /* Per-channel sums over rows, per thread, reduced into part[0..2C): (Σ a, Σ a·b) where
  * a = b = x − mean when dout is NULL (mean is then a shift, any value near the true mean),
  * else a = g, b = xhat = (x − mean)·invstd, with g = dout masked by k (a fused ReLU:
- * dout where 0 < y < hi, or 0 < v < hi, and 0 elsewhere). Each thread sums ROW_BLOCK
- * rows in float (fs, fq: 2C floats of scratch per thread), then adds them into its double
- * sums, which keeps the inner loop in single precision. */
+ * dout where 0 < y < hi, or 0 < v < hi, and 0 elsewhere). mean, invstd and k's vectors are
+ * widened to W. Each thread sums ROW_BLOCK wide rows in float (fs, fq: 2W floats of
+ * scratch per thread), then adds them into its 2W double sums, which keeps the inner loop in
+ * single precision; the threads' sums are added in thread order, then the W lanes folded
+ * into the C channels. */
 static void channel_sums(double *part, float *scratch, const float *dout, const Mask *k,
                          const float *inp, const float *mean, const float *invstd, int M, int C,
-                         int threads)
+                         int W, int threads)
 {
     const float *y = k ? k->y : NULL, *ka = k ? k->a : NULL, *kb = k ? k->b : NULL;
     const float hi = k ? k->hi : 0;
-    memset(part, 0, sizeof(double) * threads * 2 * C);
+    memset(part, 0, sizeof(double) * threads * 2 * W);
 #pragma omp parallel num_threads(threads)
     {
-        int t = omp_get_thread_num(), T = omp_get_num_threads();
-        double *restrict s = part + (size_t)t * 2 * C;
-        double *restrict q = s + C;
-        float *restrict fs = scratch + (size_t)t * 2 * C;
-        float *restrict fq = fs + C;
-        int r0 = (int)((long)M * t / T), r1 = (int)((long)M * (t + 1) / T);
-        for (int b = r0; b < r1; b += ROW_BLOCK) {
-            int e = b + ROW_BLOCK < r1 ? b + ROW_BLOCK : r1;
-            memset(fs, 0, sizeof(float) * 2 * C);
-            for (int r = b; r < e; r++) {
-                const float *restrict x = inp + (size_t)r * C;
-                if (!dout) {
-                    for (int c = 0; c < C; c++) {
-                        float d = x[c] - mean[c];
-                        fs[c] += d;
-                        fq[c] += d * d;
-                    }
-                } else if (ka) {
-                    const float *restrict dy = dout + (size_t)r * C;
-#pragma omp simd
-                    for (int c = 0; c < C; c++) {
-                        float v = bn_affine(x[c], mean[c], ka[c], kb[c]);
-                        float g = (v > 0.0f) & (v < hi) ? dy[c] : 0.0f;
-                        fs[c] += g;
-                        fq[c] += g * ((x[c] - mean[c]) * invstd[c]);
-                    }
-                } else if (!y) {
-                    const float *restrict dy = dout + (size_t)r * C;
-                    for (int c = 0; c < C; c++) {
-                        fs[c] += dy[c];
-                        fq[c] += dy[c] * ((x[c] - mean[c]) * invstd[c]);
-                    }
-                } else {
-                    const float *restrict dy = dout + (size_t)r * C;
-                    const float *restrict yr = y + (size_t)r * C;
-#pragma omp simd
-                    for (int c = 0; c < C; c++) {
-                        float d = dy[c];
-                        float g = (yr[c] > 0.0f) & (yr[c] < hi) ? d : 0.0f;
-                        fs[c] += g;
-                        fq[c] += g * ((x[c] - mean[c]) * invstd[c]);
-                    }
-                }
+        int t = omp_get_thread_num(), T = omp_get_num_threads(), tail;
+        long r0, r1;
+        wide_share(M, C, W, t, T, &r0, &r1, &tail);
+        double *restrict s = part + (size_t)t * 2 * W;
+        double *restrict q = s + W;
+        float *restrict fs = scratch + (size_t)t * 2 * W;
+        float *restrict fq = fs + W;
+        /* the wide rows, then the shorter last row as one more of n floats */
+        long end = r1 + (tail > 0);
+        for (long b = r0; b < end; b += ROW_BLOCK) {
+            long e = b + ROW_BLOCK < end ? b + ROW_BLOCK : end;
+            memset(fs, 0, sizeof(float) * 2 * W);
+            for (long r = b; r < e; r++) {
+                size_t o = (size_t)r * W;
+                int n = r < r1 ? W : tail;
+                row_sums(fs, fq, inp + o, dout ? dout + o : NULL, y ? y + o : NULL, mean,
+                         invstd, ka, kb, hi, n);
             }
-            for (int c = 0; c < C; c++) {
+            for (int c = 0; c < W; c++) {
                 s[c] += fs[c];
                 q[c] += fq[c];
             }
         }
     }
     for (int t = 1; t < threads; t++)
-        for (int c = 0; c < 2 * C; c++)
-            part[c] += part[(size_t)t * 2 * C + c];
+        for (int c = 0; c < 2 * W; c++)
+            part[c] += part[(size_t)t * 2 * W + c];
+    /* fold the lanes: Σ first (its lanes ≥ C are read before Σ·· overwrites them) */
+    for (int c = 0; c < C; c++)
+        for (int j = c + C; j < W; j += C)
+            part[c] += part[j];
+    for (int c = 0; c < C; c++) {
+        double sq = 0;
+        for (int j = c; j < W; j += C)
+            sq += part[W + j];
+        part[C + c] = sq;
+    }
 }
 
 /* ---- moments gathered by the producing layer ------------------------------------------- */
@@ -275,28 +361,35 @@ void bnstats_moments(const BnStats *s, double *mean, double *var)
 }
 
 /* out = (x - m)·a + b per channel (subtracting first keeps a large mean exact); with f,
- * plus f->res and clipped to [0, f->hi] (a fused residual add and ReLU/ReLU6). */
+ * plus f->res and clipped to [0, f->hi] (a fused residual add and ReLU/ReLU6). m, a and b
+ * are widened to W; the rows run as wide rows. */
 static void affine_rows(float *out, const float *inp, const float *m, const float *a,
-                        const float *b, int M, int C, const BnFused *f, int threads)
+                        const float *b, int M, int C, int W, const BnFused *f, int threads)
 {
     const float hi = f ? f->hi : 0;
     const float *res = f ? f->res : NULL;
+    const long rows = M / (W / C);
+    const int tail = (int)((M - rows * (W / C)) * C);
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int r = 0; r < M; r++) {
-        const float *restrict x = inp + (size_t)r * C;
-        float *restrict o = out + (size_t)r * C;
+    for (long r = 0; r < rows + (tail > 0); r++) {
+        const int n = r < rows ? W : tail;
+        const float *restrict x = inp + (size_t)r * W;
+        float *restrict o = out + (size_t)r * W;
         if (!f) {
-            for (int c = 0; c < C; c++)
+#pragma omp simd
+            for (int c = 0; c < n; c++)
                 o[c] = bn_affine(x[c], m[c], a[c], b[c]);
         } else if (!res) {
-            for (int c = 0; c < C; c++) {
+#pragma omp simd
+            for (int c = 0; c < n; c++) {
                 float v = bn_affine(x[c], m[c], a[c], b[c]);
                 v = v > 0.0f ? v : 0.0f;
                 o[c] = v < hi ? v : hi;
             }
         } else {
-            const float *restrict z = res + (size_t)r * C;
-            for (int c = 0; c < C; c++) {
+            const float *restrict z = res + (size_t)r * W;
+#pragma omp simd
+            for (int c = 0; c < n; c++) {
                 float v = bn_affine(x[c], m[c], a[c], b[c]) + z[c];
                 v = v > 0.0f ? v : 0.0f;
                 o[c] = v < hi ? v : hi;
@@ -312,16 +405,19 @@ void batchnorm_fused_forward_train(float *out, float *mean, float *invstd, float
 {
     if (threads < 1)
         threads = 1;
-    double *part = (double *)work;
-    float *a = (float *)(part + (size_t)threads * 2 * C), *shift = a + C;
+    BnWork w = bn_work(work, C, threads);
+    double *part = w.part;
+    float *a = w.c[0];
     if (stats) {
         assert(stats->C == C);
         bnstats_moments(stats, part, part + C);
     } else {
         /* sums of x − shift with shift = the first row: no cancellation however large the
          * mean */
+        float *shift = w.c[1];
         memcpy(shift, inp, sizeof(float) * C);
-        channel_sums(part, a + 3 * C, NULL, NULL, inp, shift, NULL, M, C, threads);
+        channel_sums(part, w.scratch, NULL, NULL, inp, widen(w.w[0], shift, C, w.W), NULL, M,
+                     C, w.W, threads);
         for (int c = 0; c < C; c++) {
             double d = part[c] / M;
             part[c] = shift[c] + d;
@@ -335,7 +431,8 @@ void batchnorm_fused_forward_train(float *out, float *mean, float *invstd, float
         invstd[c] = (float)(1.0 / sqrt(v + eps));
         a[c] = bn_train_scale(gamma[c], invstd[c]);
     }
-    affine_rows(out, inp, mean, a, beta, M, C, f, threads);
+    affine_rows(out, inp, widen(w.w[0], mean, C, w.W), widen(w.w[1], a, C, w.W),
+                widen(w.w[2], beta, C, w.W), M, C, w.W, f, threads);
 }
 
 void batchnorm_forward_train(float *out, float *mean, float *invstd, float *var,
@@ -351,10 +448,12 @@ void batchnorm_fused_forward_infer(float *out, const float *inp, const float *ga
                                    const float *moving_var, int M, int C, float eps,
                                    const BnFused *f, float *work, int threads)
 {
-    float *a = work;
+    BnWork w = bn_work(work, C, threads < 1 ? 1 : threads);
+    float *a = w.c[0];
     for (int c = 0; c < C; c++)
         a[c] = bn_infer_scale(gamma[c], moving_var[c], eps);
-    affine_rows(out, inp, moving_mean, a, beta, M, C, f, threads);
+    affine_rows(out, inp, widen(w.w[0], moving_mean, C, w.W), widen(w.w[1], a, C, w.W),
+                widen(w.w[2], beta, C, w.W), M, C, w.W, f, threads);
 }
 
 void batchnorm_forward_infer(float *out, const float *inp, const float *gamma,
@@ -412,37 +511,43 @@ static inline void put_row(float *restrict d, const float *restrict s, int n, bo
         memcpy(d, s, sizeof(float) * n);
 }
 
-/* The input gradient of both modes, row by row: g = dout masked by k, dres = or += g, and
- * dinp = or += k1·g + k3·(x − m) + k2 (k3 = k2 = NULL: k1·g). A reused buffer may hold
- * anything, so overwriting never reads it. */
+/* The input gradient of both modes, wide row by wide row: g = dout masked by k, dres = or
+ * += g, and dinp = or += k1·g + k3·(x − m) + k2 (k3 = k2 = NULL: k1·g); m, k1, k2, k3 and
+ * k's vectors are widened to W. A reused buffer may hold anything, so overwriting never
+ * reads it. */
 static void input_gradient(float *dinp, const float *dout, const float *inp, const float *m,
                            const float *k1, const float *k2, const float *k3, int M, int C,
-                           const BnFused *f, const Mask *k, int threads)
+                           int W, const BnFused *f, const Mask *k, int threads)
 {
     const float *y = k ? k->y : NULL;
     float *dres = f ? f->dres : NULL;
     const bool acc = f ? f->accumulate : true, res_acc = f ? f->res_accumulate : true;
+    const long rows = M / (W / C);
+    const int tail = (int)((M - rows * (W / C)) * C);
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int r = 0; r < M; r++) {
-        const float *restrict x = inp + (size_t)r * C;
-        const float *restrict dy = dout + (size_t)r * C;
-        const float *restrict yr = y ? y + (size_t)r * C : NULL;
-        float *restrict dx = dinp ? dinp + (size_t)r * C : NULL;
+    for (long r = 0; r < rows + (tail > 0); r++) {
+        const int width = r < rows ? W : tail;
+        const float *restrict x = inp + (size_t)r * W;
+        const float *restrict dy = dout + (size_t)r * W;
+        const float *restrict yr = y ? y + (size_t)r * W : NULL;
+        float *restrict dx = dinp ? dinp + (size_t)r * W : NULL;
         float g[MAX_ROW_BLOCK], v[MAX_ROW_BLOCK];
-        for (int c0 = 0; c0 < C; c0 += MAX_ROW_BLOCK) {
-            int n = C - c0 < MAX_ROW_BLOCK ? C - c0 : MAX_ROW_BLOCK;
+        for (int c0 = 0; c0 < width; c0 += MAX_ROW_BLOCK) {
+            int n = width - c0 < MAX_ROW_BLOCK ? width - c0 : MAX_ROW_BLOCK;
             mask_row(g, dy + c0, x + c0, m + c0, k, yr ? yr + c0 : NULL, c0, n);
             if (dres)
-                put_row(dres + (size_t)r * C + c0, g, n, res_acc);
+                put_row(dres + (size_t)r * W + c0, g, n, res_acc);
             if (!dx)
                 continue;
             const float *restrict a1 = k1 + c0;
             if (k3) {
                 const float *restrict xc = x + c0, *restrict mc = m + c0;
                 const float *restrict a2 = k2 + c0, *restrict a3 = k3 + c0;
+#pragma omp simd
                 for (int c = 0; c < n; c++)
                     v[c] = a1[c] * g[c] + a3[c] * (xc[c] - mc[c]) + a2[c];
             } else {
+#pragma omp simd
                 for (int c = 0; c < n; c++)
                     v[c] = a1[c] * g[c];
             }
@@ -458,12 +563,15 @@ void batchnorm_fused_backward_train(float *dinp, float *dgamma, float *dbeta, co
 {
     if (threads < 1)
         threads = 1;
-    double *part = (double *)work;
-    float *k1 = (float *)(part + (size_t)threads * 2 * C), *k2 = k1 + C, *k3 = k2 + C;
+    BnWork w = bn_work(work, C, threads);
+    double *part = w.part;
+    float *k1 = w.c[0], *k2 = w.c[1], *k3 = w.c[2];
     for (int c = 0; c < C; c++)
         k1[c] = bn_train_scale(gamma[c], invstd[c]); /* the forward's a */
-    const Mask k = make_mask(f, k1);
-    channel_sums(part, k1 + 3 * C, dout, &k, inp, mean, invstd, M, C, threads);
+    const float *mw = widen(w.w[0], mean, C, w.W), *k1w = widen(w.w[1], k1, C, w.W);
+    const Mask k = make_mask(f, k1w, w.w[2], C, w.W);
+    channel_sums(part, w.scratch, dout, &k, inp, mw, widen(w.w[3], invstd, C, w.W), M, C, w.W,
+                 threads);
     for (int c = 0; c < C; c++) {
         dbeta[c] += (float)part[c];
         dgamma[c] += (float)part[C + c];
@@ -475,7 +583,8 @@ void batchnorm_fused_backward_train(float *dinp, float *dgamma, float *dbeta, co
         k2[c] = (float)(-a * mdy);
     }
     if (dinp || (f && f->dres))
-        input_gradient(dinp, dout, inp, mean, k1, k2, k3, M, C, f, &k, threads);
+        input_gradient(dinp, dout, inp, mw, k1w, widen(w.w[4], k2, C, w.W),
+                       widen(w.w[5], k3, C, w.W), M, C, w.W, f, &k, threads);
 }
 
 void batchnorm_backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
@@ -494,20 +603,23 @@ void batchnorm_fused_backward_infer(float *dinp, float *dgamma, float *dbeta, co
 {
     if (threads < 1)
         threads = 1;
-    double *part = (double *)work;
-    float *is = (float *)(part + (size_t)threads * 2 * C), *a = is + C;
+    BnWork w = bn_work(work, C, threads);
+    double *part = w.part;
+    float *is = w.c[0], *a = w.c[1];
     for (int c = 0; c < C; c++) {
         is[c] = (float)(1.0 / sqrt((double)moving_var[c] + eps));
         a[c] = bn_infer_scale(gamma[c], moving_var[c], eps); /* the forward's a */
     }
-    const Mask k = make_mask(f, a);
-    channel_sums(part, is + 3 * C, dout, &k, inp, moving_mean, is, M, C, threads);
+    const float *mw = widen(w.w[0], moving_mean, C, w.W), *aw = widen(w.w[1], a, C, w.W);
+    const Mask k = make_mask(f, aw, w.w[2], C, w.W);
+    channel_sums(part, w.scratch, dout, &k, inp, mw, widen(w.w[3], is, C, w.W), M, C, w.W,
+                 threads);
     for (int c = 0; c < C; c++) {
         dbeta[c] += (float)part[c];
         dgamma[c] += (float)part[C + c];
     }
     if (dinp || (f && f->dres))
-        input_gradient(dinp, dout, inp, moving_mean, a, NULL, NULL, M, C, f, &k, threads);
+        input_gradient(dinp, dout, inp, mw, aw, NULL, NULL, M, C, w.W, f, &k, threads);
 }
 
 void batchnorm_backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,
