@@ -4,8 +4,8 @@
  * c·m + j reads input channel c through kernel entry (ky, kx, c, j). Both passes walk
  * the batch by (n, oy) output rows, each thread a contiguous share of the rows (the same
  * split for a given thread count); the backward computes, after each output row's weight
- * gradient, the input gradient of the input rows that row owns (see its DESIGN), so no two
- * threads write the same output or input pixel.
+ * gradient, the input gradient of the input rows that row owns (see depthwise_backward),
+ * so no two threads write the same output or input pixel.
  *
  * Vector path (3×3 kernel, stride 1 or 2, multiplier 1): the row kernels of
  * depthwise_vec.h, compiled for AVX-512 (16 channels a vector), AVX2 + FMA (8) and
@@ -461,7 +461,7 @@ static void dw_flush(double *restrict pw, float *restrict rb, size_t rs, int C, 
  * row of 7 pixels would otherwise pay a flush of 10·C doubles for 7 pixels' work). */
 #define DW_FLUSH_PX 96
 
-/* DESIGN: one pass over the rows for both gradients. Each thread walks its contiguous
+/* The backward: one pass over the rows for both gradients. Each thread walks its contiguous
  * share of output rows (thread_rows) once; after output row i's weight and bias gradients
  * it computes the input gradient of the input rows that row owns (dx_first), whose output
  * gradient rows (i and the one or two before it) it has just read, so the output gradient
