@@ -20,7 +20,11 @@
  * by one thread in a fixed order, so results are bit-reproducible for a given thread count
  * and workspace size. conv2d_forward_stats also hands each thread's rows, right after its
  * GEMM wrote them and while they are in its cache, to the moments of the batch norm that
- * reads the output (bnstats_rows): that batch norm then skips its own pass over memory. */
+ * reads the output (bnstats_rows): that batch norm then skips its own pass over memory.
+ *
+ * The forward of a conv with a short kernel and few filters (a first layer, the first 1×1
+ * layers of a narrow MobileNet; conv2d_direct_eligible) runs conv_direct.c's direct kernel
+ * instead, under the same contract. */
 #include "nn/layers.h"
 
 #include <assert.h>
@@ -208,6 +212,10 @@ void conv2d_forward_stats(float *out, const float *inp, const float *weight, con
     const int K = g->K, C = g->C;
     const size_t rows_total = (size_t)g->N * g->OH * g->OW;
     assert(!stats || stats->C == K);
+    if (conv2d_direct_eligible(g)) {
+        conv2d_forward_direct(out, inp, weight, bias, g, threads, stats);
+        return;
+    }
     gemm_single_threaded();
     if (is_pointwise(g)) {
         /* with stats, each thread's share runs in blocks whose output is still in its

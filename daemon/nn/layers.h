@@ -69,7 +69,8 @@ size_t conv2d_workspace(const ConvGeom *g, size_t chunk_bytes, int threads);
 /* out = conv(inp, weight) + bias. Fast path: im2col of as many output pixels as
  * work_floats holds (work_floats >= kh·kw·C unless the conv is 1×1/1/unpadded), one GEMM
  * per chunk against the (kh·kw·C, K) kernel, each thread gathering and multiplying its own
- * share of the chunk's rows. bias may be NULL. */
+ * share of the chunk's rows. Where conv2d_direct_eligible(g), conv2d_forward_direct instead
+ * (no workspace used). bias may be NULL. */
 void conv2d_forward(float *out,          /* (N, OH, OW, K) */
                     const float *inp,    /* (N, H, W, C) */
                     const float *weight, /* (kh, kw, C, K) */
@@ -83,6 +84,21 @@ typedef struct BnStats BnStats; /* per-channel moments, see the batch norm secti
 void conv2d_forward_stats(float *out, const float *inp, const float *weight, const float *bias,
                           const ConvGeom *g, float *work, size_t work_floats, int threads,
                           BnStats *stats);
+/* Whether conv2d_forward and conv2d_forward_stats run g with the direct kernel of
+ * conv_direct.c instead of im2col + sgemm (where the measurements in that file found it
+ * faster: a short kernel and few filters). Can't fail. */
+bool conv2d_direct_eligible(const ConvGeom *g);
+/* Whether conv2d_forward_direct takes g at all: kh·kw·C <= 64 and K <= 64. Can't fail. */
+bool conv2d_direct_fits(const ConvGeom *g);
+/* conv2d_forward_stats by the direct kernel (conv2d_direct_fits(g) must hold): every output
+ * pixel's K sums in vector registers, threads sharing the output rows, no workspace.
+ * stats as in conv2d_forward_stats (NULL: none). conv.c calls it where
+ * conv2d_direct_eligible(g); tests call it directly. */
+void conv2d_forward_direct(float *out,          /* (N, OH, OW, K) */
+                           const float *inp,    /* (N, H, W, C) */
+                           const float *weight, /* (kh, kw, C, K) */
+                           const float *bias,   /* (K) or NULL */
+                           const ConvGeom *g, int threads, BnStats *stats);
 /* dweight += colsᵀ·dout, dbias += Σ dout, in chunks of cols; threads share the chunk's
  * rows for im2col, the kernel's rows for dweight. The input gradient of a stride-1 conv,
  * when work_floats >= kh·kw·C·K + threads·kh·kw·K (conv2d_workspace's size is), is the
