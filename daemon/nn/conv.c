@@ -38,7 +38,7 @@
 #include <immintrin.h>
 #endif
 
-static bool is_pointwise(const ConvGeom *g)
+bool conv2d_is_pointwise(const ConvGeom *g)
 {
     return g->kh == 1 && g->kw == 1 && g->stride == 1 && g->pad_top == 0 && g->pad_left == 0 &&
            g->OH == g->H && g->OW == g->W;
@@ -72,7 +72,7 @@ size_t conv2d_workspace(const ConvGeom *g, size_t chunk_bytes, int threads)
 {
     if (threads < 1)
         threads = 1;
-    if (is_pointwise(g))
+    if (conv2d_is_pointwise(g))
         return pointwise_chunked(g, threads) ? (size_t)(threads - 1) * g->C * g->K : 0;
     size_t kk = (size_t)g->kh * g->kw * g->C;
     size_t rows_total = (size_t)g->N * g->OH * g->OW;
@@ -217,7 +217,7 @@ void conv2d_forward_stats(float *out, const float *inp, const float *weight, con
         return;
     }
     gemm_single_threaded();
-    if (is_pointwise(g)) {
+    if (conv2d_is_pointwise(g)) {
         /* with stats, each thread's share runs in blocks whose output is still in its
          * cache for bnstats_rows; enough rows per block that packing the kernel, once per
          * GEMM, stays amortized */
@@ -522,12 +522,12 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
     gemm_single_threaded();
     if (dbias)
         bias_backward_add(dbias, dout, rows_total, K, threads);
-    if (is_pointwise(g) && pointwise_chunked(g, threads) &&
+    if (conv2d_is_pointwise(g) && pointwise_chunked(g, threads) &&
         work_floats >= (size_t)(threads - 1) * C * K) {
         pointwise_backward_chunked(dinp, dweight, dout, inp, weight, g, work, threads, beta);
         return;
     }
-    if (is_pointwise(g)) {
+    if (conv2d_is_pointwise(g)) {
 #pragma omp parallel num_threads(threads)
         {
             int t = omp_get_thread_num(), T = omp_get_num_threads();

@@ -64,14 +64,6 @@ typedef float Vf4 __attribute__((vector_size(16)));
 #define VSTP(p, v, n) memcpy(p, &(v), sizeof(float) * (size_t)(n))
 #define SFX(name) name##_generic
 #include "nn/conv_direct_vec.h"
-#undef VL
-#undef NREG
-#undef KVMAX
-#undef V
-#undef VFMA
-#undef VSET1
-#undef VSTP
-#undef SFX
 
 #ifdef CD_X86
 #pragma GCC push_options
@@ -90,14 +82,6 @@ typedef float Vf8 __attribute__((vector_size(32)));
                         v)
 #define SFX(name) name##_avx2
 #include "nn/conv_direct_vec.h"
-#undef VL
-#undef NREG
-#undef KVMAX
-#undef V
-#undef VFMA
-#undef VSET1
-#undef VSTP
-#undef SFX
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -112,22 +96,8 @@ typedef float Vf16 __attribute__((vector_size(64)));
 #define VSTP(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1), v)
 #define SFX(name) name##_avx512
 #include "nn/conv_direct_vec.h"
-#undef VL
-#undef NREG
-#undef KVMAX
-#undef V
-#undef VFMA
-#undef VSET1
-#undef VSTP
-#undef SFX
 #pragma GCC pop_options
 #endif
-
-static bool is_pointwise(const ConvGeom *g)
-{
-    return g->kh == 1 && g->kw == 1 && g->stride == 1 && g->pad_top == 0 && g->pad_left == 0 &&
-           g->OH == g->H && g->OW == g->W;
-}
 
 bool conv2d_direct_fits(const ConvGeom *g)
 {
@@ -149,7 +119,7 @@ bool conv2d_direct_eligible(const ConvGeom *g)
 {
     if (!conv2d_direct_fits(g))
         return false;
-    if (!is_pointwise(g))
+    if (!conv2d_is_pointwise(g))
         return true;
     Isa isa = isa_active();
     return isa == ISA_AVX512 || (isa == ISA_AVX2 && g->C >= 16);
@@ -196,7 +166,7 @@ void conv2d_forward_direct(float *out, const float *inp, const float *weight, co
     memset(bp, 0, sizeof bp);
     if (bias)
         memcpy(bp, bias, sizeof(float) * K);
-    const bool pw = is_pointwise(g);
+    const bool pw = conv2d_is_pointwise(g);
     /* rows of the split: pixels, or output rows of OW pixels */
     const size_t px = pw ? 1 : (size_t)g->OW, units = (size_t)g->N * g->OH * g->OW / px;
     const size_t block = stats ? (CD_STATS_PX + px - 1) / px : units;

@@ -6,7 +6,8 @@
  * VSTP(p, v, n) (the first n lanes of v stored at p, 1 <= n < VL), KVMAX (most vectors of
  * filters, 64 / VL) and SFX(name) (the name with the set's suffix), inside #pragma GCC
  * target for that set so that a binary built for x86-64-v2 still carries the AVX2 and
- * AVX-512 code, chosen at run time.
+ * AVX-512 code, chosen at run time. It undefines those parameters at its end, ready for
+ * the next instruction set.
  *
  * A tile is P consecutive output pixels of one output row, all K filters: P·KV sums in
  * registers (KV = ⌈K / VL⌉ vectors a pixel), for each kernel row (ky, kx, c) one load of
@@ -258,3 +259,13 @@ static void SFX(cd_pixels)(float *out, const float *inp, const float *w, const f
 
 /* The instruction set's kernels, for conv_direct.c's table. */
 static const CdKernels SFX(cd_kernels) = {VL, SFX(cd_rows), SFX(cd_pixels)};
+
+/* The parameters above are this instantiation's: the next one defines its own. */
+#undef VL
+#undef NREG
+#undef KVMAX
+#undef V
+#undef VFMA
+#undef VSET1
+#undef VSTP
+#undef SFX

@@ -84,12 +84,6 @@ typedef float Vf4 __attribute__((vector_size(16)));
 #endif
 #define SFX(name) name##_generic
 #include "nn/depthwise_vec.h"
-#undef VL
-#undef OB
-#undef V
-#undef VFMA
-#undef VSTREAM
-#undef SFX
 
 #ifdef DW_X86
 #pragma GCC push_options
@@ -102,12 +96,6 @@ typedef float Vf8 __attribute__((vector_size(32)));
 #define VSTREAM(p, v) _mm256_stream_ps(p, v)
 #define SFX(name) name##_avx2
 #include "nn/depthwise_vec.h"
-#undef VL
-#undef OB
-#undef V
-#undef VFMA
-#undef VSTREAM
-#undef SFX
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -120,12 +108,6 @@ typedef float Vf16 __attribute__((vector_size(64)));
 #define VSTREAM(p, v) _mm512_stream_ps(p, v)
 #define SFX(name) name##_avx512
 #include "nn/depthwise_vec.h"
-#undef VL
-#undef OB
-#undef V
-#undef VFMA
-#undef VSTREAM
-#undef SFX
 #pragma GCC pop_options
 #endif
 

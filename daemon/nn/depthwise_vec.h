@@ -4,7 +4,8 @@
  * defining VL (floats per vector), OB (pixels a tile computes at once), V (a vector type of
  * VL floats), VFMA(a, b, c) (a·b + c, fused where the set has FMA) and SFX(name) (the
  * name with the set's suffix), inside #pragma GCC target for that set so that a binary
- * built for x86-64-v2 still carries the AVX2 and AVX-512 code, chosen at run time.
+ * built for x86-64-v2 still carries the AVX2 and AVX-512 code, chosen at run time. It
+ * undefines those parameters at its end, ready for the next instruction set.
  *
  * Every kernel does one row for the channels [r->c_lo, r->c_hi) (a multiple of VL wide),
  * VL channels at a time in registers. Every kernel walks the row by tiles of output
@@ -353,3 +354,11 @@ static void SFX(dw3_dx2)(float *restrict drow, const float *restrict w, const Dw
 
 /* The row kernels of this instruction set, for depthwise.c's dispatch. */
 static const DwKernels SFX(dw3_kernels) = {VL, SFX(dw3_fwd), SFX(dw3_dw), SFX(dw3_dx2)};
+
+/* The parameters above are this instantiation's: the next one defines its own. */
+#undef VL
+#undef OB
+#undef V
+#undef VFMA
+#undef VSTREAM
+#undef SFX

@@ -84,6 +84,9 @@ typedef struct BnStats BnStats; /* per-channel moments, see the batch norm secti
 void conv2d_forward_stats(float *out, const float *inp, const float *weight, const float *bias,
                           const ConvGeom *g, float *work, size_t work_floats, int threads,
                           BnStats *stats);
+/* Whether g is a 1×1 stride-1 unpadded conv: the GEMM out = inp · weight on the input as
+ * it lies. */
+bool conv2d_is_pointwise(const ConvGeom *g);
 /* Whether conv2d_forward and conv2d_forward_stats run g with the direct kernel of
  * conv_direct.c instead of im2col + sgemm (where the measurements in that file found it
  * faster: a short kernel and few filters). Can't fail. */
