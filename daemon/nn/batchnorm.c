@@ -38,6 +38,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 /* Floats per wide row: C, or R·C with R = 64 / C for narrow layers (see the top). */
@@ -239,14 +240,49 @@ static void channel_sums(double *part, float *scratch, const float *dout, const 
 
 /* ---- moments gathered by the producing layer ------------------------------------------- */
 
-#define COUNT_STRIDE 8 /* one count per 64-byte line: threads never share one */
+#define LINE 64 /* bytes of a cache line: each thread's partials start on one of their own */
+
+static size_t round_up(size_t n, size_t to)
+{
+    return (n + to - 1) / to * to;
+}
+
+/* Byte offset of the count in a thread's partials (after 2C doubles, 2C floats and C floats),
+ * and the bytes from one thread's partials to the next. */
+static size_t count_offset(int C)
+{
+    return round_up((size_t)C * (2 * sizeof(double) + 3 * sizeof(float)), sizeof(size_t));
+}
+
+static size_t part_step(int C)
+{
+    return round_up(count_offset(C) + sizeof(size_t), LINE);
+}
+
+/* Thread t's partials (see BnStats). */
+static double *st_sum(const BnStats *s, int t)
+{
+    return (double *)(s->part + (size_t)t * s->step);
+}
+
+static float *st_blk(const BnStats *s, int t)
+{
+    return (float *)(st_sum(s, t) + 2 * (size_t)s->C);
+}
+
+static float *st_shift(const BnStats *s, int t)
+{
+    return st_blk(s, t) + 2 * (size_t)s->C;
+}
+
+static size_t *st_count(const BnStats *s, int t)
+{
+    return (size_t *)(s->part + (size_t)t * s->step + count_offset(s->C));
+}
 
 size_t bnstats_bytes(int C, int threads)
 {
-    if (threads < 1)
-        threads = 1;
-    return (size_t)threads * (sizeof(double) * 2 * (size_t)C + sizeof(size_t) * COUNT_STRIDE +
-                              sizeof(float) * 3 * (size_t)C);
+    return (size_t)(threads < 1 ? 1 : threads) * part_step(C) + LINE; /* LINE: the alignment */
 }
 
 void bnstats_init(BnStats *s, void *mem, int C, int threads)
@@ -255,20 +291,20 @@ void bnstats_init(BnStats *s, void *mem, int C, int threads)
         threads = 1;
     s->C = C;
     s->threads = threads;
-    s->sum = mem;
-    s->count = (size_t *)(s->sum + (size_t)threads * 2 * C);
-    s->shift = (float *)(s->count + (size_t)threads * COUNT_STRIDE);
-    s->blk = s->shift + (size_t)threads * C;
-    memset(s->sum, 0, sizeof(double) * (size_t)threads * 2 * C);
-    memset(s->count, 0, sizeof(size_t) * (size_t)threads * COUNT_STRIDE);
+    s->step = part_step(C);
+    s->part = (unsigned char *)round_up((uintptr_t)mem, LINE);
+    for (int t = 0; t < threads; t++) {
+        memset(st_sum(s, t), 0, sizeof(double) * 2 * (size_t)C);
+        *st_count(s, t) = 0;
+    }
 }
 
 /* Adds the float block sums of thread t into its double sums and clears them. */
 static void bnstats_flush(BnStats *s, int t)
 {
     const int C = s->C;
-    double *restrict sd = s->sum + (size_t)t * 2 * C;
-    float *restrict fs = s->blk + (size_t)t * 2 * C;
+    double *restrict sd = st_sum(s, t);
+    float *restrict fs = st_blk(s, t);
     for (int c = 0; c < 2 * C; c++) {
         sd[c] += fs[c];
         fs[c] = 0.0f;
@@ -280,8 +316,8 @@ static size_t bnstats_partial(BnStats *s, int t, const float *rows, size_t r, si
                               size_t have)
 {
     const int C = s->C;
-    const float *restrict sh = s->shift + (size_t)t * C;
-    float *restrict fs = s->blk + (size_t)t * 2 * C, *restrict fq = fs + C;
+    const float *restrict sh = st_shift(s, t);
+    float *restrict fs = st_blk(s, t), *restrict fq = fs + C;
     for (; r < e; r++) {
         const float *restrict x = rows + r * C;
 #pragma omp simd
@@ -300,13 +336,13 @@ void bnstats_rows(BnStats *s, int t, const float *rows, size_t n)
 {
     assert(t >= 0 && t < s->threads);
     const int C = s->C;
-    size_t *cnt = s->count + (size_t)t * COUNT_STRIDE;
-    float *restrict sh = s->shift + (size_t)t * C;
-    double *restrict sd = s->sum + (size_t)t * 2 * C, *restrict sq = sd + C;
+    size_t *cnt = st_count(s, t);
+    float *restrict sh = st_shift(s, t);
+    double *restrict sd = st_sum(s, t), *restrict sq = sd + C;
     size_t have = *cnt, r = 0;
     if (n && !have) { /* the thread's first row is its shift */
         memcpy(sh, rows, sizeof(float) * C);
-        memset(s->blk + (size_t)t * 2 * C, 0, sizeof(float) * 2 * C);
+        memset(st_blk(s, t), 0, sizeof(float) * 2 * C);
     }
     /* complete a block begun by an earlier call, row by row */
     size_t head = have % ROW_BLOCK ? ROW_BLOCK - have % ROW_BLOCK : 0;
@@ -330,19 +366,37 @@ void bnstats_rows(BnStats *s, int t, const float *rows, size_t n)
     *cnt = bnstats_partial(s, t, rows, r, n, have);
 }
 
+const float *bnstats_shift(const BnStats *s, int t)
+{
+    assert(t >= 0 && t < s->threads && *st_count(s, t) > 0);
+    return st_shift(s, t);
+}
+
+float *bnstats_sums(BnStats *s, int t)
+{
+    assert(t >= 0 && t < s->threads && *st_count(s, t) > 0);
+    return st_blk(s, t);
+}
+
+void bnstats_commit(BnStats *s, int t, size_t n)
+{
+    *st_count(s, t) += n;
+    bnstats_flush(s, t);
+}
+
 void bnstats_moments(const BnStats *s, double *mean, double *var)
 {
     const int C = s->C;
     for (int c = 0; c < C; c++) {
         double n = 0, mu = 0, m2 = 0;
         for (int t = 0; t < s->threads; t++) {
-            double nt = (double)s->count[(size_t)t * COUNT_STRIDE];
+            double nt = (double)*st_count(s, t);
             if (nt == 0)
                 continue;
-            const double *sd = s->sum + (size_t)t * 2 * C;
-            const float *fs = s->blk + (size_t)t * 2 * C;
+            const double *sd = st_sum(s, t);
+            const float *fs = st_blk(s, t);
             double sum = sd[c] + fs[c], sq = sd[C + c] + fs[C + c];
-            double mt = s->shift[(size_t)t * C + c] + sum / nt;
+            double mt = st_shift(s, t)[c] + sum / nt;
             double m2t = sq - sum * sum / nt;
             if (m2t < 0)
                 m2t = 0;

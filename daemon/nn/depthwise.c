@@ -37,6 +37,9 @@
 #endif
 
 #define CB 32 /* channels per register block of the general forward */
+#define DW_COMMIT_PX 64 /* pixels whose moments the float sums take before their commit: rows of
+                         * fewer pixels are committed together, as the double adds of a
+                         * commit per 28-pixel row cost 8% of the kernel's time */
 #define STREAM_BYTES ((size_t)8 << 20) /* tensors written past the caches: bigger than the
                                         * 1–2 MiB L2 of a core, so the next layer, which
                                         * reads them after the whole tensor is written, would
@@ -54,6 +57,9 @@ typedef struct {
     int c_lo, c_hi;      /* the channels to do, a multiple of the kernel's VL wide */
     int rs;              /* weight gradient: floats between the tap sums of rb */
     bool nt;             /* store the row written past the caches (every store VL-aligned) */
+    const float *shift;  /* forward: with ms, the batch norm moments' shift (C), see BnStats */
+    float *ms;           /* forward: the moments' float sums (2C) its outputs are added to, or
+                          * NULL */
 } DwRow;
 
 /* The row kernels of one instruction set (depthwise_vec.h). */
@@ -288,8 +294,29 @@ static void fwd_row_general(float *restrict orow, const float *restrict img,
     }
 }
 
+/* Adds channels [c_lo, C) of the n pixels of row (n, C), which the general loops wrote, to
+ * thread t's float sums of stats (see bnstats_sums). */
+static void general_moments(BnStats *stats, int t, const float *row, int n, int c_lo)
+{
+    const int C = stats->C;
+    const float *restrict sh = bnstats_shift(stats, t);
+    float *restrict fs = bnstats_sums(stats, t), *restrict fq = fs + C;
+    for (int x = 0; x < n; x++)
+        for (int c = c_lo; c < C; c++) {
+            float d = row[(size_t)x * C + c] - sh[c];
+            fs[c] += d;
+            fq[c] += d * d;
+        }
+}
+
 void depthwise_forward(float *out, const float *inp, const float *weight, const float *bias,
                        const ConvGeom *g, int threads)
+{
+    depthwise_forward_stats(out, inp, weight, bias, g, threads, NULL);
+}
+
+void depthwise_forward_stats(float *out, const float *inp, const float *weight,
+                             const float *bias, const ConvGeom *g, int threads, BnStats *stats)
 {
     const int H = g->H, W = g->W, C = g->C, K = g->K, OH = g->OH, OW = g->OW;
     DwPlan p;
@@ -298,12 +325,18 @@ void depthwise_forward(float *out, const float *inp, const float *weight, const 
     {
         long lo, hi;
         thread_rows((long)g->N * OH, &lo, &hi);
+        const int t = omp_get_thread_num();
+        size_t pending = 0; /* pixels added to the float moments and not yet committed */
         for (long i = lo; i < hi; i++) {
             const float *img = inp + (size_t)(i / OH) * H * W * C;
             float *orow = out + (size_t)i * OW * K;
+            /* the vector kernels add the moments of their channels from registers, once
+             * the thread's first row, summed from the cache, has fixed the shift */
+            const bool own = stats && p.n && i > lo;
             if (p.n) {
                 DwRow r = {.in_w = W, .out_w = OW, .C = C, .pad_left = g->pad_left,
-                           .stride = g->stride};
+                           .stride = g->stride, .shift = own ? bnstats_shift(stats, t) : NULL,
+                           .ms = own ? bnstats_sums(stats, t) : NULL};
                 const float *nxt[3] = {NULL, NULL, NULL};
                 fwd_src(r.src, inp, g, i);
                 if (i + 1 < hi)
@@ -311,12 +344,24 @@ void depthwise_forward(float *out, const float *inp, const float *weight, const 
                 new_rows(r.pf, r.src, nxt);
                 for (int s = 0; s < p.n; s++) {
                     r.c_lo = p.lo[s], r.c_hi = p.hi[s];
-                    r.nt = dw_stream(out, (size_t)g->N * OH * OW * K, C, r.c_lo, p.k[s]->vl);
+                    /* a row bnstats_rows reads next stays in the cache */
+                    r.nt = (!stats || own) &&
+                           dw_stream(out, (size_t)g->N * OH * OW * K, C, r.c_lo, p.k[s]->vl);
                     p.k[s]->fwd(orow, weight, bias, &r, false, false);
                 }
             }
             if (p.c_gen < C)
                 fwd_row_general(orow, img, weight, bias, g, (int)(i % OH), p.c_gen);
+            if (own) {
+                general_moments(stats, t, orow, OW, p.c_gen);
+                pending += OW;
+                if (pending >= DW_COMMIT_PX || i + 1 == hi) {
+                    bnstats_commit(stats, t, pending);
+                    pending = 0;
+                }
+            } else if (stats) {
+                bnstats_rows(stats, t, orow, (size_t)OW);
+            }
         }
         dw_fence();
     }

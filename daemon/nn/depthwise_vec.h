@@ -54,6 +54,25 @@ static inline __attribute__((always_inline)) void SFX(pf_cols)(const DwRow *r, i
                 __builtin_prefetch(r->pf[j] + (size_t)x * r->C + c0, 0, 2);
 }
 
+/* Adds the n output vectors a (channels [c0, c0 + VL)) to the row's moments r->ms: Σd
+ * and Σd², d = a − r->shift, summed over the n in registers first. */
+static inline __attribute__((always_inline)) void SFX(moments)(const DwRow *r, const V *a,
+                                                             const int n, int c0)
+{
+    const V sh = SFX(ld)(r->shift + c0);
+    V sp[4] = {{0}, {0}, {0}, {0}}, qp[4] = {{0}, {0}, {0}, {0}}; /* 4 short chains */
+#pragma GCC unroll 16
+    for (int i = 0; i < n; i++) {
+        V d = a[i] - sh;
+        sp[i % 4] += d;
+        qp[i % 4] = VFMA(d, d, qp[i % 4]);
+    }
+    V s = (sp[0] + sp[1]) + (sp[2] + sp[3]), q = (qp[0] + qp[1]) + (qp[2] + qp[3]);
+    float *ms = r->ms + c0;
+    SFX(st)(ms, SFX(ld)(ms) + s);
+    SFX(st)(ms + r->C, SFX(ld)(ms + r->C) + q);
+}
+
 /* Output pixel ox, channels [c0, c0 + VL), taps tested against the source's edges; one
  * partial sum per tap row so that the nine products are not one chain. */
 static inline __attribute__((always_inline)) void
@@ -81,6 +100,8 @@ SFX(fwd_pixel)(float *restrict o, const float *restrict w, const float *restrict
     if (acc)
         a += SFX(ld)(d);
     SFX(st_out)(d, a, r->nt);
+    if (r->ms)
+        SFX(moments)(r, &a, 1, c0);
 }
 
 /* N interior output pixels from ox (every tap inside the source), channels [c0, c0 + VL):
@@ -117,6 +138,8 @@ SFX(fwd_tile)(float *restrict o, const float *restrict w, const float *restrict 
         float *d = o + (size_t)(ox + i) * C + c0;
         SFX(st_out)(d, acc ? SFX(ld)(d) + a[i] : a[i], r->nt);
     }
+    if (r->ms)
+        SFX(moments)(r, a, N, c0);
 }
 
 /* One output row of a 3×3 window of stride S: orow[ox] (+)= bias + Σ taps src·w, w flipped

@@ -136,6 +136,12 @@ void depthwise_forward(float *out,          /* (N, OH, OW, K) */
                        const float *weight, /* (kh, kw, C, m) */
                        const float *bias,   /* (K) or NULL */
                        const ConvGeom *g, int threads);
+/* depthwise_forward that also adds each output row to stats (K channels, at least `threads`
+ * threads; NULL: plain depthwise_forward) right after writing it, as conv2d_forward_stats
+ * does; the rows are then stored through the cache, never past it. */
+void depthwise_forward_stats(float *out, const float *inp, const float *weight,
+                             const float *bias, const ConvGeom *g, int threads,
+                             BnStats *stats);
 /* Weight gradients reduce per-thread partials (work, depthwise_workspace floats); the input
  * gradient gathers, so no two threads write the same pixel. dweight and dbias always
  * accumulate. accumulate = true: dinp += the input gradient; false: dinp = the input
@@ -226,20 +232,29 @@ typedef struct {
  * given split of the rows among threads. The memory is the caller's (bnstats_bytes). */
 struct BnStats {
     int C, threads;
-    double *sum;   /* (threads, 2, C) Σd and Σd² of the flushed blocks */
-    size_t *count; /* (threads, 8) rows added by thread t at [8·t] (own cache line) */
-    float *shift;  /* (threads, C) thread t's first row */
-    float *blk;    /* (threads, 2, C) sums of the current block */
+    unsigned char *part; /* thread t's partials at part + t·step, 64-byte aligned, in cache
+                          * lines no other thread writes: Σd and Σd² of the flushed blocks
+                          * (2C doubles), the current block's sums (2C floats), the shift
+                          * (C floats) and the count of rows added */
+    size_t step;
 };
 
 /* Bytes bnstats_init needs for C channels and at most `threads` producer threads. */
 size_t bnstats_bytes(int C, int threads);
-/* Lays s out over mem (bnstats_bytes(C, threads) bytes, 8-byte aligned) and empties it.
+/* Lays s out over mem (bnstats_bytes(C, threads) bytes, any alignment) and empties it.
  * Can't fail. */
 void bnstats_init(BnStats *s, void *mem, int C, int threads);
 /* Thread t adds n rows (n, C). Threads touch only their own partials: safe to call
  * concurrently for different t. Can't fail. */
 void bnstats_rows(BnStats *s, int t, const float *rows, size_t n);
+/* For a producer that sums rows in its own kernels, once thread t has added a first row
+ * with bnstats_rows (which fixes its shift): the shift (C floats) to subtract, and the
+ * float sums (2C: Σd, then Σd²) to add rows' d = x − shift to. bnstats_commit(s, t, n)
+ * then counts the n rows so added and moves the float sums into the double ones: commit
+ * every row or so, as a float sum of many rows loses precision. Can't fail. */
+const float *bnstats_shift(const BnStats *s, int t);
+float *bnstats_sums(BnStats *s, int t);
+void bnstats_commit(BnStats *s, int t, size_t n);
 /* mean (C) and biased variance (C) of all rows added, in double. Can't fail. */
 void bnstats_moments(const BnStats *s, double *mean, double *var);
 

@@ -799,8 +799,8 @@ static size_t layer_workspace(const Net *net, int i, int threads)
 }
 
 /* Which convolutions gather the moments of their output for the batch norm reading it
- * (aux.stats_bn): every conv that is a batch norm's input. Its rows are then summed while
- * the conv's GEMM has just written them, and the batch norm's train forward reads x once
+ * (aux.stats_bn): every conv or depthwise conv that is a batch norm's input. Its rows are
+ * then summed while the layer has just written them, and the batch norm's train forward reads x once
  * (to write y) instead of twice. The net holds one set of moments: a batch norm uses them
  * only when its own conv was the last to fill them (stats_for). */
 static void plan_stats(Net *net)
@@ -810,7 +810,8 @@ static void plan_stats(Net *net)
     for (int b = 1; b < net->n_layers; b++) {
         int j = net->aux[b].src[0];
         if (net->layers[b].type == LAYER_BATCHNORM && j > 0 &&
-            net->layers[j].type == LAYER_CONV2D && !net->aux[j].stats_bn)
+            (net->layers[j].type == LAYER_CONV2D || net->layers[j].type == LAYER_DEPTHWISE) &&
+            !net->aux[j].stats_bn)
             net->aux[j].stats_bn = b;
     }
 }
@@ -1132,6 +1133,18 @@ static float fused_clip(const Net *net, int i)
     return net->layers[net->aux[i].fused_act].act == ACT_RELU6 ? 6.0f : INFINITY;
 }
 
+/* The moments conv or depthwise layer i gathers for its batch norm in this forward, emptied
+ * and marked as filled for that batch norm; NULL where it gathers none. */
+static BnStats *producer_stats(Net *net, int i)
+{
+    const LayerAux *aux = &net->aux[i];
+    if (!aux->stats_bn || net->mode == NET_INFERENCE)
+        return NULL;
+    bnstats_init(&net->stats, net->stats_mem, net->layers[i].c, net->threads);
+    net->stats_for = aux->stats_bn;
+    return &net->stats;
+}
+
 static void forward_layer(Net *net, int i, Rng *dropout_rng)
 {
     Layer *l = &net->layers[i];
@@ -1146,21 +1159,15 @@ static void forward_layer(Net *net, int i, Rng *dropout_rng)
     switch (l->type) {
     case LAYER_INPUT:
         break;
-    case LAYER_CONV2D: {
-        BnStats *st = NULL;
-        if (aux->stats_bn && net->mode != NET_INFERENCE) {
-            st = &net->stats;
-            bnstats_init(st, net->stats_mem, l->c, T);
-            net->stats_for = aux->stats_bn;
-        }
+    case LAYER_CONV2D:
         conv2d_forward_stats(l->out, x->out, param_data(net, l, 0),
                              l->use_bias ? param_data(net, l, 1) : NULL, &g, net->work,
-                             net->work_floats, T, st);
+                             net->work_floats, T, producer_stats(net, i));
         break;
-    }
     case LAYER_DEPTHWISE:
-        depthwise_forward(l->out, x->out, param_data(net, l, 0),
-                          l->use_bias ? param_data(net, l, 1) : NULL, &g, T);
+        depthwise_forward_stats(l->out, x->out, param_data(net, l, 0),
+                                l->use_bias ? param_data(net, l, 1) : NULL, &g, T,
+                                producer_stats(net, i));
         break;
     case LAYER_ZEROPAD:
         zeropad_forward(l->out, x->out, n, x->h, x->w, x->c, l->pad[0], l->pad[1], l->pad[2],

@@ -1,5 +1,6 @@
 /* test_nn_bnstats.c — batch-norm moments gathered by the producing conv: BnStats against
- * two-pass double moments, conv2d_forward_stats against conv2d_forward, the batch norm fed
+ * two-pass double moments, conv2d_forward_stats against conv2d_forward,
+ * depthwise_forward_stats against depthwise_forward on every ISA path, the batch norm fed
  * with them against its own pass, and whole nets against the naive kernels.
  *
  * Data with a large mean (1000 + N(0, 1), and a drift along the rows so that the threads'
@@ -12,11 +13,13 @@
 #include "test.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nn/layers.h"
 #include "nn/net.h"
+#include "util/isa.h"
 #include "util/rng.h"
 
 /* x (n): kind 0 uniform in [-2, 2], kind 1 1000 + N(0, 1) + 0.01·(i / C) (drifting rows). */
@@ -160,6 +163,73 @@ TEST(nn_bnstats_conv_forward_gathers_its_output_moments)
             }
 }
 
+TEST(nn_bnstats_depthwise_forward_gathers_its_output_moments)
+{
+    /* Under every ISA the CPU has: the 3×3 vector kernels (C = 21: a 16-, a 4-wide block
+     * and a general channel with AVX-512; 40; 67), stride 1 and 2, rows shorter and longer
+     * than a commit (64 pixels), uneven thread shares, 5 threads on fewer rows than that;
+     * the general loops alone (5×5, multiplier 2); and an 8 MiB output whose vector kernels
+     * store past the caches and sum its moments from registers. The output must be
+     * depthwise_forward's bit for bit, the moments those of two passes in double. The
+     * BnStats memory starts one byte past malloc's alignment, and each thread's partials
+     * must still begin on a cache line of their own. */
+    typedef struct {
+        int N, H, W, C, m, k, s, T;
+        Padding pad;
+    } DwCase;
+    static const DwCase cases[] = {
+        {3, 9, 11, 21, 1, 3, 1, 2, PAD_SAME},  {1, 13, 70, 40, 1, 3, 2, 3, PAD_SAME},
+        {2, 7, 130, 67, 1, 3, 1, 2, PAD_SAME}, {3, 10, 9, 13, 1, 3, 2, 1, PAD_VALID},
+        {1, 3, 5, 17, 1, 3, 1, 5, PAD_SAME},   {2, 9, 9, 16, 1, 5, 1, 2, PAD_SAME},
+        {2, 8, 7, 9, 2, 3, 2, 3, PAD_SAME},    {1, 64, 64, 512, 1, 3, 1, 2, PAD_SAME},
+    };
+    Isa saved = isa_active();
+    for (Isa isa = ISA_GENERIC; isa <= isa_best(); isa++) {
+        isa_limit(isa);
+        Rng rng;
+        rng_seed(&rng, 35);
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+            for (int kind = 0; kind < 2; kind++) {
+                const DwCase *dc = &cases[ci];
+                ConvGeom g;
+                REQUIRE(shape_conv_geom(&g, dc->N, dc->H, dc->W, dc->C, dc->C * dc->m, dc->k,
+                                        dc->k, dc->s, dc->pad) == 0);
+                size_t nin = (size_t)g.N * g.H * g.W * g.C, M = (size_t)g.N * g.OH * g.OW;
+                size_t nout = M * g.K, nw = (size_t)g.kh * g.kw * g.K;
+                float *x = malloc(sizeof(float) * nin), *w = malloc(sizeof(float) * nw);
+                float *bias = malloc(sizeof(float) * g.K);
+                fill_data(&rng, x, nin, g.C, 0);
+                fill_data(&rng, w, nw, g.K, 0);
+                /* kind 1: outputs around 1000 through the bias */
+                for (int k = 0; k < g.K; k++)
+                    bias[k] = kind ? (float)(1000 + rng_uniform(&rng)) : 0.1f * k;
+                float *y0 = malloc(sizeof(float) * nout), *y1 = malloc(sizeof(float) * nout);
+                size_t bytes = bnstats_bytes(g.K, dc->T);
+                unsigned char *mem = malloc(bytes + 1);
+                memset(mem, 0xff, bytes + 1);
+                BnStats s;
+                bnstats_init(&s, mem + 1, g.K, dc->T);
+                CHECK((uintptr_t)s.part % 64 == 0 && s.step % 64 == 0);
+                CHECK(s.part + dc->T * s.step <= mem + 1 + bytes);
+                depthwise_forward(y0, x, w, bias, &g, dc->T);
+                depthwise_forward_stats(y1, x, w, bias, &g, dc->T, &s);
+                double *mean = malloc(sizeof(double) * 4 * g.K), *var = mean + g.K;
+                double *rm = var + g.K, *rv = rm + g.K;
+                bnstats_moments(&s, mean, var);
+                moments_naive(rm, rv, y1, M, g.K);
+                int bad = moments_mismatch(mean, var, rm, rv, g.K);
+                bool same = memcmp(y0, y1, sizeof(float) * nout) == 0;
+                if (bad || !same)
+                    printf("    %s case %zu kind %d: output %s depthwise_forward's\n",
+                           isa_name(isa), ci, kind, same ? "equals" : "differs from");
+                CHECK(same);
+                CHECK_INT(bad, 0);
+                free(x), free(w), free(bias), free(y0), free(y1), free(mem), free(mean);
+            }
+    }
+    isa_limit(saved);
+}
+
 TEST(nn_bnstats_batchnorm_with_gathered_moments_equals_its_own_pass)
 {
     /* The train forward fed with BnStats against today's path (its own pass over x) and the
@@ -254,9 +324,10 @@ static int add_watch(Watches *w, const Net *net, int layer, bool backward)
 }
 
 /* One residual block and a plain conv → BN → ReLU6: input (N, 9, 7, 3) → conv1 3×3 (17) →
- * bn1 → ReLU6 → conv2 1×1 (17) → bn2 → add (with the ReLU6 output) → ReLU → conv3 1×1
- * stride 2 (67) → bn3 → ReLU → GAP → dense 5. bn1 and bn3 run their activation without
- * reading its output; bn2 runs add + ReLU and reads it. */
+ * bn1 → ReLU6 → dw 3×3 depthwise → bn4 → ReLU6 → conv2 1×1 (17) → bn2 → add (with bn1's
+ * ReLU6 output) → ReLU → conv3 1×1 stride 2 (67) → bn3 → ReLU → GAP → dense 5. bn1, bn3
+ * and bn4 run their activation without reading its output; bn2 runs add + ReLU and reads
+ * it. bn4 takes its moments from the depthwise kernel. */
 TEST(nn_bnstats_net_batchnorms_match_the_naive_kernels)
 {
     const int N = 3, T_max = 2;
@@ -267,7 +338,10 @@ TEST(nn_bnstats_net_batchnorms_match_the_naive_kernels)
             int c1 = net_conv2d(net, 0, "conv1", 17, 3, 3, 1, PAD_SAME, true);
             int b1 = net_batchnorm(net, c1, "bn1", 0.99f, 1e-3f);
             int a1 = net_activation(net, b1, "relu1", ACT_RELU6);
-            int c2 = net_conv2d(net, a1, "conv2", 17, 1, 1, 1, PAD_VALID, true);
+            int dw = net_depthwise(net, a1, "dw", 3, 3, 1, 1, PAD_SAME, true);
+            int b4 = net_batchnorm(net, dw, "bn4", 0.99f, 1e-3f);
+            int a4 = net_activation(net, b4, "relu4", ACT_RELU6);
+            int c2 = net_conv2d(net, a4, "conv2", 17, 1, 1, 1, PAD_VALID, true);
             int b2 = net_batchnorm(net, c2, "bn2", 0.99f, 1e-3f);
             int ad = net_add(net, b2, a1, "add");
             int a2 = net_activation(net, ad, "relu2", ACT_RELU);
@@ -280,6 +354,7 @@ TEST(nn_bnstats_net_batchnorms_match_the_naive_kernels)
             CHECK_INT(net_fused_into(net, a1), b1);
             CHECK_INT(net_fused_into(net, a2), b2);
             CHECK_INT(net_fused_into(net, a3), b3);
+            CHECK_INT(net_fused_into(net, a4), b4);
             Rng rng;
             rng_seed(&rng, 34);
             for (int i = 0; i < net_n_params(net); i++) {
@@ -302,17 +377,19 @@ TEST(nn_bnstats_net_batchnorms_match_the_naive_kernels)
             float *x = malloc(sizeof(float) * nx);
             fill_data(&rng, x, nx, 3, 0);
             Watches w = {0};
-            const int bns[3] = {b1, b2, b3}, convs[3] = {c1, c2, c3}, acts[3] = {a1, a2, a3};
-            int wx[3], wy[3], wdy[3], wdx[3];
-            for (int k = 0; k < 3; k++) {
+            const int bns[4] = {b1, b2, b3, b4}, convs[4] = {c1, c2, c3, dw};
+            const int acts[4] = {a1, a2, a3, a4};
+            const float his[4] = {6.0f, INFINITY, INFINITY, 6.0f};
+            int wx[4], wy[4], wdy[4], wdx[4];
+            for (int k = 0; k < 4; k++) {
                 wx[k] = add_watch(&w, net, convs[k], false);
                 wy[k] = add_watch(&w, net, acts[k], false);
                 wdy[k] = add_watch(&w, net, acts[k], true);
                 wdx[k] = add_watch(&w, net, convs[k], true);
             }
             /* the moving statistics before a NET_TRAIN forward moves them */
-            float *mm0[3], *mv0[3];
-            for (int k = 0; k < 3; k++) {
+            float *mm0[4], *mv0[4];
+            for (int k = 0; k < 4; k++) {
                 const Layer *l = net_layer(net, bns[k]);
                 mm0[k] = malloc(4 * l->c), mv0[k] = malloc(4 * l->c);
                 memcpy(mm0[k], net_param(net, l->param_first + 2)->data, 4 * l->c);
@@ -324,7 +401,7 @@ TEST(nn_bnstats_net_batchnorms_match_the_naive_kernels)
             net_loss(net, labels, NULL);
             net_zero_grad(net);
             REQUIRE(net_backward(net) == 0);
-            for (int k = 0; k < 3; k++) {
+            for (int k = 0; k < 4; k++) {
                 const Layer *l = net_layer(net, bns[k]);
                 const int C = l->c, M = N * l->h * l->w;
                 const size_t n = (size_t)M * C;
@@ -334,7 +411,7 @@ TEST(nn_bnstats_net_batchnorms_match_the_naive_kernels)
                 const float *bet = net_param(net, l->param_first + 1)->data;
                 const float *X = w.copy[wx[k]], *Y = w.copy[wy[k]], *DY = w.copy[wdy[k]];
                 const float *res = k == 1 ? w.copy[wy[0]] : NULL;
-                float hi = k == 0 ? 6.0f : INFINITY;
+                const float hi = his[k];
                 float *yr = malloc(sizeof(float) * n), *st = malloc(12 * C);
                 float *g = malloc(sizeof(float) * n), *dxr = calloc(n, sizeof(float));
                 float *dgr = calloc(C, sizeof(float)), *dbr = calloc(C, sizeof(float));
