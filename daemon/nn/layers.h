@@ -399,7 +399,8 @@ void add_inplace(float *dst,       /* (n) */
                  size_t n, int threads);
 /* out (rows, K) += bias (K) on every row. */
 void bias_forward_add(float *out, const float *bias, size_t rows, int K, int threads);
-/* dbias (K) += Σ over rows of dout (rows, K), summed in double. */
+/* dbias (K) += Σ over rows of dout (rows, K), summed in double: per thread over a
+ * contiguous share of the rows, then in thread order (the same bits for a thread count). */
 void bias_backward_add(float *dbias, const float *dout, size_t rows, int K, int threads);
 
 /* ---- loss (loss.c) -------------------------------------------------------------------- */

@@ -525,3 +525,41 @@ TEST(nn_kernels_pointwise_backward_chunked_matches_naive)
         free(dw2), free(db2), free(dx3), free(dw3), free(db3), free(dw4), free(dw5);
     }
 }
+
+TEST(nn_kernels_bias_backward_sums_every_column)
+{
+    /* Column sums added onto random values against a double sum per column: K past one
+     * span of 1024 channels (1025, 2100) and below a vector (1, 13), row counts that 2, 3
+     * and 5 threads split unevenly and fewer rows than threads; a second run with the same
+     * thread count gives the same bits. Means of 100 make a float sum lose digits. */
+    static const int Ks[] = {1, 13, 64, 1025, 2100};
+    static const size_t Rs[] = {1, 2, 7, 333};
+    static const int Ts[] = {1, 2, 3, 5};
+    Rng rng;
+    rng_seed(&rng, 41);
+    for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+        for (size_t ri = 0; ri < sizeof Rs / sizeof Rs[0]; ri++)
+            for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+                const int K = Ks[ki], T = Ts[ti];
+                const size_t R = Rs[ri];
+                float *dy = rnd(&rng, R * K), *b1 = rnd(&rng, K), *b2 = dup(b1, K);
+                float *ref = malloc(sizeof(float) * K);
+                for (size_t i = 0; i < R * (size_t)K; i++)
+                    dy[i] += 100;
+                for (int k = 0; k < K; k++) {
+                    double s = 0;
+                    for (size_t r = 0; r < R; r++)
+                        s += dy[r * K + k];
+                    ref[k] = (float)(b1[k] + s);
+                }
+                bias_backward_add(b1, dy, R, K, T);
+                bias_backward_add(b2, dy, R, K, T);
+                double e = test_rel_err(b1, ref, K); /* one float rounding of a double sum */
+                if (!(e < 1e-6))
+                    printf("    bias gradient: relative error %.3g for R%zu K%d T%d\n", e, R, K,
+                           T);
+                CHECK(e < 1e-6);
+                CHECK(memcmp(b1, b2, sizeof(float) * K) == 0);
+                free(dy), free(b1), free(b2), free(ref);
+            }
+}
