@@ -48,19 +48,25 @@ void activation_forward(float *out, const float *inp, size_t n, Activation act, 
     }
 }
 
+/* The ReLU masks load dout before selecting it, so that the loops vectorize without masked
+ * loads too (see row_sums in batchnorm.c). */
 void activation_backward(float *dinp, const float *dout, const float *out, size_t n,
                          Activation act, int threads)
 {
     switch (act) {
     case ACT_RELU:
 #pragma omp parallel for simd num_threads(threads) schedule(static)
-        for (size_t i = 0; i < n; i++)
-            dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            float d = dout[i];
+            dinp[i] += out[i] > 0.0f ? d : 0.0f;
+        }
         break;
     case ACT_RELU6:
 #pragma omp parallel for simd num_threads(threads) schedule(static)
-        for (size_t i = 0; i < n; i++)
-            dinp[i] += (out[i] > 0.0f && out[i] < 6.0f) ? dout[i] : 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            float d = dout[i];
+            dinp[i] += (out[i] > 0.0f && out[i] < 6.0f) ? d : 0.0f;
+        }
         break;
     case ACT_TANH:
 #pragma omp parallel for simd num_threads(threads) schedule(static)

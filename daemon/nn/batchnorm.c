@@ -143,7 +143,12 @@ static Mask make_mask(const BnFused *f, const float *a, float *bw, int C, int W)
     return k;
 }
 
-/* The float sums of one row of n floats into fs, fq (see channel_sums). */
+/* The float sums of one row of n floats into fs, fq (see channel_sums).
+ *
+ * Masks here and in mask_row load dy unconditionally and then select (d, not dy[c], after
+ * the ?): a load under the condition is one the compiler may not hoist without masked loads,
+ * so without AVX-512 (the x86-64-v2 package) the loop stayed scalar, with a branch per
+ * element, and the backward ran 7× slower. */
 static inline __attribute__((always_inline)) void
 row_sums(float *restrict fs, float *restrict fq, const float *restrict x,
          const float *restrict dy, const float *restrict yr, const float *restrict mean,
@@ -160,8 +165,8 @@ row_sums(float *restrict fs, float *restrict fq, const float *restrict x,
     } else if (ka) {
 #pragma omp simd
         for (int c = 0; c < n; c++) {
-            float v = bn_affine(x[c], mean[c], ka[c], kb[c]);
-            float g = (v > 0.0f) & (v < hi) ? dy[c] : 0.0f;
+            float v = bn_affine(x[c], mean[c], ka[c], kb[c]), d = dy[c];
+            float g = (v > 0.0f) & (v < hi) ? d : 0.0f;
             fs[c] += g;
             fq[c] += g * ((x[c] - mean[c]) * invstd[c]);
         }
@@ -547,8 +552,8 @@ static inline void mask_row(float *restrict g, const float *restrict dy, const f
         const float *restrict a = k->a + c0, *restrict b = k->b + c0;
 #pragma omp simd
         for (int c = 0; c < n; c++) {
-            float v = bn_affine(x[c], m[c], a[c], b[c]);
-            g[c] = (v > 0.0f) & (v < hi) ? dy[c] : 0.0f;
+            float v = bn_affine(x[c], m[c], a[c], b[c]), d = dy[c];
+            g[c] = (v > 0.0f) & (v < hi) ? d : 0.0f;
         }
     } else {
         memcpy(g, dy, sizeof(float) * n);

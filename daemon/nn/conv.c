@@ -33,9 +33,11 @@
 #include <string.h>
 
 #include "nn/gemm.h"
+#include "util/isa.h"
 
-#if defined(__AVX512F__) || defined(__FMA__)
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#define CONV_X86 1
 #endif
 
 bool conv2d_is_pointwise(const ConvGeom *g)
@@ -360,141 +362,70 @@ static void pointwise_backward_chunked(float *dinp, float *dweight, const float 
 
 /* ---- weight gradient of a short kernel (a first layer: kh·kw·C of 27 or 147) -------------
  * colsᵀ · dy as a GEMM has a (kh·kw·C, K) output too small to amortize packing. Instead each
- * thread walks its own rows of the chunk it just gathered: a tile of IB kernel rows × V
- * vectors of filters stays in registers while the rows stream by (load V vectors of dy, FMA
- * each with a broadcast cols entry), and every DW_ROWS rows the tile is added into the
+ * thread walks its own rows of the chunk it just gathered: a tile of IB kernel rows × NV
+ * vectors of filters stays in registers while the rows stream by (load NV vectors of dy,
+ * FMA each with a broadcast cols entry), and every SK_ROWS rows the tile is added into the
  * thread's private (kh·kw·C, K) partial. After the last chunk the partials are added into
- * dweight in thread order, so the result depends only on the thread count and chunk size. */
+ * dweight in thread order, so the result depends only on the thread count and chunk size.
+ * The tile kernels (conv_short_vec.h) are compiled for AVX-512, AVX2 + FMA and portable
+ * vectors, and dw_short runs the widest that isa_active() allows. */
+#define SK_ROWS 64           /* rows gathered and summed per flush */
+#define SK_MAX_KK DW_SHORT_KK
 
-#if defined(__AVX512F__)
-#define DW_VBYTES 64
-#define DW_ACC 24 /* accumulators of the 32 vector registers */
-#define DW_FMA(acc, y, c) ((acc) = _mm512_fmadd_ps((y), _mm512_set1_ps(c), (acc)))
-#else
-#define DW_VBYTES 32
-#define DW_ACC 12 /* of 16 registers (two xmm per vector without AVX: spills, still correct) */
-#if defined(__FMA__)
-#define DW_FMA(acc, y, c) ((acc) = _mm256_fmadd_ps((y), _mm256_set1_ps(c), (acc)))
-#else
-#define DW_FMA(acc, y, c) ((acc) += (y) * (c))
+/* Portable vectors: SSE on x86-64-v2, NEON elsewhere. */
+typedef float Vf4 __attribute__((vector_size(16)));
+#define VL 4
+#define NACC 12 /* of 16 registers */
+#define V Vf4
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VSET1(x) ((V){0, 0, 0, 0} + (x))
+#define SFX(name) name##_generic
+#include "nn/conv_short_vec.h"
+
+#ifdef CONV_X86
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+typedef float Vf8 __attribute__((vector_size(32)));
+#define VL 8
+#define NACC 12 /* of 16 registers */
+#define V Vf8
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VSET1(x) _mm256_set1_ps(x)
+#define SFX(name) name##_avx2
+#include "nn/conv_short_vec.h"
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq")
+typedef float Vf16 __attribute__((vector_size(64)));
+#define VL 16
+#define NACC 24 /* of 32 registers */
+#define V Vf16
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VSET1(x) _mm512_set1_ps(x)
+#define SFX(name) name##_avx512
+#include "nn/conv_short_vec.h"
+#pragma GCC pop_options
 #endif
-#endif
-#define DW_VL (DW_VBYTES / (int)sizeof(float)) /* filters per vector */
-#define DW_ROWS 64                              /* rows gathered and summed per flush */
 
-typedef float DwVec __attribute__((vector_size(DW_VBYTES)));
-
-/* part (IB, ·) row stride K, columns [0, valid) += cols (rows, ·)[:, 0:IB]ᵀ · y (rows, V·VL)
- * with y's row stride ys. Inlined with constant IB and V so the tile lives in registers. */
-static inline __attribute__((always_inline)) void
-dw_tile(float *restrict part, const float *restrict cols, size_t kk, const float *restrict y,
-        size_t ys, int K, size_t rows, const int IB, const int V, int valid)
+/* part (kh·kw·C, K) += colsᵀ · dy for output rows [r0, r0 + rows) (see conv_short_vec.h),
+ * by the widest kernels isa_active() allows. */
+static void dw_short(float *part, const float *inp, const ConvGeom *g, size_t r0,
+                     const float *dy, size_t rows)
 {
-    DwVec acc[DW_ACC], yv[4];
-    for (int j = 0; j < IB * V; j++)
-        acc[j] = (DwVec){0};
-    for (size_t r = 0; r < rows; r++) {
-        const float *c = cols + r * kk;
-        for (int v = 0; v < V; v++)
-            memcpy(&yv[v], y + r * ys + (size_t)v * DW_VL, sizeof(DwVec));
-        for (int i = 0; i < IB; i++) {
-            const float ci = c[i];
-            for (int v = 0; v < V; v++)
-                DW_FMA(acc[i * V + v], yv[v], ci);
-        }
-    }
-    for (int i = 0; i < IB; i++) {
-        float *p = part + (size_t)i * K;
-        if (valid == V * DW_VL) {
-            for (int v = 0; v < V; v++) {
-                DwVec s;
-                memcpy(&s, p + v * DW_VL, sizeof s);
-                s += acc[i * V + v];
-                memcpy(p + v * DW_VL, &s, sizeof s);
-            }
-        } else {
-            float s[4 * DW_VL] = {0};
-            memcpy(s, &acc[i * V], sizeof(DwVec) * V);
-            for (int k = 0; k < valid; k++)
-                p[k] += s[k];
-        }
-    }
-}
-
-#define DW_CASE(ib, v)                                                                     \
-    case ib:                                                                               \
-        dw_tile(part, cols, kk, y, ys, K, rows, ib, v, valid);                             \
+#ifdef CONV_X86
+    switch (isa_active()) {
+    case ISA_AVX512:
+        sk_dweight_avx512(part, inp, g, r0, dy, rows);
+        return;
+    case ISA_AVX2:
+        sk_dweight_avx2(part, inp, g, r0, dy, rows);
+        return;
+    default:
         break;
-#define DW_CASES3(v) DW_CASE(1, v) DW_CASE(2, v) DW_CASE(3, v)
-#define DW_CASES6(v) DW_CASES3(v) DW_CASE(4, v) DW_CASE(5, v) DW_CASE(6, v)
-#define DW_CASES12(v)                                                                      \
-    DW_CASES6(v) DW_CASE(7, v) DW_CASE(8, v) DW_CASE(9, v) DW_CASE(10, v) DW_CASE(11, v)   \
-        DW_CASE(12, v)
-#define DW_CASES24(v)                                                                      \
-    DW_CASES12(v) DW_CASE(13, v) DW_CASE(14, v) DW_CASE(15, v) DW_CASE(16, v)              \
-        DW_CASE(17, v) DW_CASE(18, v) DW_CASE(19, v) DW_CASE(20, v) DW_CASE(21, v)         \
-            DW_CASE(22, v) DW_CASE(23, v) DW_CASE(24, v)
-
-/* dw_tile for V vectors of filters and 1 <= ib <= DW_ACC / V kernel rows. */
-static void dw_tile_any(float *restrict part, const float *restrict cols, size_t kk,
-                        const float *restrict y, size_t ys, int K, size_t rows, int ib, int V,
-                        int valid)
-{
-    assert(ib >= 1 && ib * V <= DW_ACC);
-#if DW_ACC == 24
-    if (V == 4) {
-        switch (ib) { DW_CASES6(4) }
-    } else if (V == 2) {
-        switch (ib) { DW_CASES12(2) }
-    } else {
-        switch (ib) { DW_CASES24(1) }
-    }
-#else
-    if (V == 4) {
-        switch (ib) { DW_CASES3(4) }
-    } else if (V == 2) {
-        switch (ib) { DW_CASES6(2) }
-    } else {
-        switch (ib) { DW_CASES12(1) }
     }
 #endif
-}
-
-/* part (kh·kw·C, K) += cols ᵀ · dy (rows, K), cols being the receptive fields of output rows
- * [r0, r0 + rows) gathered DW_ROWS at a time into a buffer that stays in L1; each block is
- * summed in registers. Filters go in blocks of 4, 2 or 1 vectors; a last partial vector is
- * copied into a zero-padded buffer. Kernel rows are split into near-equal tiles. */
-static void dw_short(float *restrict part, const float *restrict inp, const ConvGeom *g,
-                     size_t r0, const float *restrict dy, size_t rows)
-{
-    const int K = g->K;
-    const size_t kk = (size_t)g->kh * g->kw * g->C;
-    float cols[DW_ROWS * DW_SHORT_KK], pad[DW_ROWS * DW_VL];
-    assert(kk <= DW_SHORT_KK);
-    for (size_t q = 0; q < rows; q += DW_ROWS) {
-        const size_t n = rows - q < DW_ROWS ? rows - q : DW_ROWS;
-        const float *yr = dy + q * K;
-        im2col(cols, inp, g, r0 + q, n);
-        for (int k0 = 0; k0 < K;) {
-            const int left = K - k0, V = left >= 4 * DW_VL ? 4 : left >= 2 * DW_VL ? 2 : 1;
-            const int valid = left < DW_VL ? left : V * DW_VL;
-            const float *y = yr + k0;
-            size_t ys = (size_t)K;
-            if (left < DW_VL) {
-                memset(pad, 0, sizeof pad);
-                for (size_t r = 0; r < n; r++)
-                    memcpy(pad + r * DW_VL, yr + r * K + k0, sizeof(float) * left);
-                y = pad, ys = DW_VL;
-            }
-            const size_t ibmax = (size_t)(DW_ACC / V), nb = (kk + ibmax - 1) / ibmax;
-            for (size_t b = 0; b < nb; b++) {
-                const size_t i0 = kk * b / nb, i1 = kk * (b + 1) / nb;
-                dw_tile_any(part + i0 * K + k0, cols + i0, kk, y, ys, K, n, (int)(i1 - i0), V,
-                            valid);
-            }
-            k0 += valid;
-        }
-    }
+    sk_dweight_generic(part, inp, g, r0, dy, rows);
 }
 
 /* dweight[e] += Σ_u part[u][e] over the `parts` partials in order, for this thread's share

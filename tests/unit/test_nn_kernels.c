@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "nn/layers.h"
+#include "util/isa.h"
 #include "util/rng.h"
 
 #define TOL 1e-4
@@ -139,40 +140,66 @@ TEST(nn_kernels_conv2d_short_kernel_weight_gradient)
 {
     /* First-layer kernels (kh·kw·C of 27, 147 and 150) with 8, 32, 64 and odd filter counts:
      * the weight gradient runs on per-thread partials. With and without an input gradient,
-     * 1 to 3 threads, workspaces from one chunk to many; a second run must match bit for bit. */
+     * 1 to 3 threads, workspaces from one chunk to many, under every instruction set the
+     * CPU has; a second run must match bit for bit, and the AVX2 and AVX-512 kernels (both
+     * FMA, each lane summing its rows in order) must give the same bits. */
     struct { int N, H, W, C, K, k, s; Padding p; } sp[] = {
         {2, 23, 21, 3, 32, 3, 2, PAD_SAME}, {2, 23, 23, 3, 64, 7, 2, PAD_VALID},
         {3, 9, 11, 3, 8, 3, 1, PAD_SAME},   {1, 14, 13, 3, 13, 7, 2, PAD_SAME},
         {2, 12, 10, 6, 47, 5, 1, PAD_SAME}, {1, 10, 9, 3, 70, 3, 2, PAD_VALID},
     };
-    Rng rng;
-    rng_seed(&rng, 11);
-    for (size_t i = 0; i < sizeof sp / sizeof sp[0]; i++)
-        for (int T = 1; T <= 3; T++) {
-            ConvGeom g;
-            REQUIRE(shape_conv_geom(&g, sp[i].N, sp[i].H, sp[i].W, sp[i].C, sp[i].K, sp[i].k,
-                                    sp[i].k, sp[i].s, sp[i].p) == 0);
-            size_t nin = (size_t)g.N * g.H * g.W * g.C, nw = (size_t)g.kh * g.kw * g.C * g.K;
-            size_t nout = (size_t)g.N * g.OH * g.OW * g.K, kk = (size_t)g.kh * g.kw * g.C;
-            bool with_dinp = T != 2;
-            size_t wf = conv2d_workspace(&g, (size_t)pick(&rng, 1, 64) * kk * sizeof(float), T);
-            float *work = malloc(sizeof(float) * wf);
-            float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *dy = rnd(&rng, nout);
-            float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, g.K);
-            float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, g.K);
-            float *dx3 = dup(dx1, nin), *dw3 = dup(dw1, nw), *db3 = dup(db1, g.K);
-            conv2d_backward(with_dinp ? dx1 : NULL, dw1, db1, dy, x, w, &g, work, wf, T, true);
-            conv2d_backward(with_dinp ? dx3 : NULL, dw3, db3, dy, x, w, &g, work, wf, T, true);
-            conv2d_backward_naive(with_dinp ? dx2 : NULL, dw2, db2, dy, x, w, &g);
-            const char *fmt = "shape %zu threads %d workspace %zu";
-            CHECK_REL("conv dinp", dx1, dx2, nin, fmt, i, T, wf);
-            CHECK_REL("conv dweight", dw1, dw2, nw, fmt, i, T, wf);
-            CHECK_REL("conv dbias", db1, db2, g.K, fmt, i, T, wf);
-            CHECK(memcmp(dw1, dw3, sizeof(float) * nw) == 0);
-            free(work), free(x), free(w), free(dy);
-            free(dx1), free(dw1), free(db1), free(dx2), free(dw2), free(db2);
-            free(dx3), free(dw3), free(db3);
-        }
+    enum { NS = sizeof sp / sizeof sp[0] };
+    float *avx2_dw[NS][3] = {{NULL}};
+    const Isa saved = isa_active();
+    for (Isa isa = ISA_GENERIC; isa <= isa_best(); isa++) {
+        isa_limit(isa);
+        Rng rng;
+        rng_seed(&rng, 11);
+        for (size_t i = 0; i < NS; i++)
+            for (int T = 1; T <= 3; T++) {
+                ConvGeom g;
+                REQUIRE(shape_conv_geom(&g, sp[i].N, sp[i].H, sp[i].W, sp[i].C, sp[i].K,
+                                        sp[i].k, sp[i].k, sp[i].s, sp[i].p) == 0);
+                size_t nin = (size_t)g.N * g.H * g.W * g.C;
+                size_t nw = (size_t)g.kh * g.kw * g.C * g.K;
+                size_t nout = (size_t)g.N * g.OH * g.OW * g.K, kk = (size_t)g.kh * g.kw * g.C;
+                bool with_dinp = T != 2;
+                size_t wf =
+                    conv2d_workspace(&g, (size_t)pick(&rng, 1, 64) * kk * sizeof(float), T);
+                float *work = malloc(sizeof(float) * wf);
+                float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *dy = rnd(&rng, nout);
+                float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, g.K);
+                float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, g.K);
+                float *dx3 = dup(dx1, nin), *dw3 = dup(dw1, nw), *db3 = dup(db1, g.K);
+                conv2d_backward(with_dinp ? dx1 : NULL, dw1, db1, dy, x, w, &g, work, wf, T,
+                                true);
+                conv2d_backward(with_dinp ? dx3 : NULL, dw3, db3, dy, x, w, &g, work, wf, T,
+                                true);
+                conv2d_backward_naive(with_dinp ? dx2 : NULL, dw2, db2, dy, x, w, &g);
+                const char *fmt = "shape %zu threads %d workspace %zu isa %s";
+                const char *in = isa_name(isa);
+                CHECK_REL("conv dinp", dx1, dx2, nin, fmt, i, T, wf, in);
+                CHECK_REL("conv dweight", dw1, dw2, nw, fmt, i, T, wf, in);
+                CHECK_REL("conv dbias", db1, db2, g.K, fmt, i, T, wf, in);
+                CHECK(memcmp(dw1, dw3, sizeof(float) * nw) == 0);
+                if (isa == ISA_AVX2) {
+                    avx2_dw[i][T - 1] = dw1;
+                    dw1 = NULL;
+                } else if (isa == ISA_AVX512 &&
+                           memcmp(dw1, avx2_dw[i][T - 1], sizeof(float) * nw) != 0) {
+                    test_fail(__FILE__, __LINE__,
+                              "shape %zu threads %d: AVX-512 and AVX2 weight gradients differ",
+                              i, T);
+                }
+                free(work), free(x), free(w), free(dy);
+                free(dx1), free(dw1), free(db1), free(dx2), free(dw2), free(db2);
+                free(dx3), free(dw3), free(db3);
+            }
+    }
+    isa_limit(saved);
+    for (size_t i = 0; i < NS; i++)
+        for (int T = 0; T < 3; T++)
+            free(avx2_dw[i][T]);
 }
 
 TEST(nn_kernels_conv2d_stride1_input_gradient_as_a_conv)
