@@ -20,7 +20,8 @@
 #   make bench-scale  the Slurm executor's speed-up over the local one, reporting's share
 #   make screenshots  ResNet-50 Glorot vs He at epoch 0 on Fashion-MNIST 32 px, in the browser:
 #                   checked, and saved under tests/artifacts/ (a few minutes)
-#   make bench      throughput against PyTorch on the same machine
+#   make bench      throughput against PyTorch on the same machine, and the portable
+#                   (x86-64-v2) build's against the native one
 #   make deb        the Debian package build/deb/initlab_VERSION_amd64.deb, checked by lintian
 #   make packaging-tests  the image built by podman and run as compose.yaml runs it; the
 #                   package installed under a real systemd (root, podman; tests/packaging)
@@ -229,7 +230,8 @@ run: deps
 
 bench: deps
 	$(MAKE) --no-print-directory all $(BENCHES)
-	$(PYTHON) bench/run.py
+	scripts/portable.sh
+	$(PYTHON) bench/run.py --portable build/portable/initlab
 
 # A 4-job grid on the local executor (one 1-thread worker) against two 1-CPU Slurm nodes,
 # and the share of a job's time its worker spends reporting (bench/scale.py).

@@ -2,7 +2,8 @@
 
 usage: /usr/bin/python3 bench/run.py [--steps N] [--rounds R] [--only SUBSTRING]
                                      [--config MODEL:SIZE:BATCH[:ALPHA] ...]
-                                     [--no-concurrency] [--initlab PATH] [--out FILE]
+                                     [--no-concurrency] [--initlab PATH] [--portable PATH]
+                                     [--out FILE]
 
 For each configuration (mobilenet 224 px batch 32; resnet50 224 px batch 32; mobilenet
 alpha 0.25 128 px batch 64; resnet50 64 px batch 32; Keras head, 1000 classes, 2 threads)
@@ -16,7 +17,13 @@ is that × its images/s ÷ the batch; the peak is the best 2-thread FMA peak of 
 table's heading names the host (vendor, CPU family and model, model name, widest vector
 instruction set, from `initlab info --json`), its FMA peak and streaming bandwidth. Then,
 unless --no-concurrency, the throughput of two concurrent 1-thread `initlab bench`
-processes against one 2-thread process, also the best of R rounds. Everything goes to
+processes against one 2-thread process, also the best of R rounds. With --portable (make
+bench passes build/portable/initlab, the x86-64-v2 build the Debian package and the image
+run, built by scripts/portable.sh), that binary also runs in every round of the
+configurations marked portable, and a line gives its images/s against the native build's:
+its own kernels choose AVX2 or AVX-512 at run time, and a loop the compiler leaves scalar
+without them shows here (such a loop once made the package's MobileNet α 0.25 2.8× slower).
+Everything goes to
 build/bench.json as well, every round included, with the host ("host": vendor, family,
 model, model_name, isa) and the peak ("fma_peak_gflops"; each row's initlab_gflops,
 torch_gflops and their *_peak_share). Throughput on a shared or virtual machine drifts by
@@ -41,11 +48,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = "/usr/bin/python3"
 
 CONFIGS = [
-    {"name": "mobilenet 224px b32", "model": "mobilenet", "size": 224, "batch": 32, "alpha": 1.0},
+    {"name": "mobilenet 224px b32", "model": "mobilenet", "size": 224, "batch": 32, "alpha": 1.0,
+     "portable": True},
     {"name": "resnet50 224px b32", "model": "resnet50", "size": 224, "batch": 32, "alpha": 1.0},
     {"name": "mobilenet a0.25 128px b64", "model": "mobilenet", "size": 128, "batch": 64,
-     "alpha": 0.25},
-    {"name": "resnet50 64px b32", "model": "resnet50", "size": 64, "batch": 32, "alpha": 1.0},
+     "alpha": 0.25, "portable": True},
+    {"name": "resnet50 64px b32", "model": "resnet50", "size": 64, "batch": 32, "alpha": 1.0,
+     "portable": True},
 ]
 CONCURRENT = ["mobilenet a0.25 128px b64", "resnet50 64px b32"]
 
@@ -122,7 +131,7 @@ def parse_config(text):
     alpha = float(parts[3]) if len(parts) == 4 else 1.0
     name = f"{parts[0]}{'' if alpha == 1.0 else f' a{alpha:g}'} {int(parts[1])}px b{int(parts[2])}"
     return {"name": name, "model": parts[0], "size": int(parts[1]), "batch": int(parts[2]),
-            "alpha": alpha}
+            "alpha": alpha, "portable": True}
 
 
 def main():
@@ -138,6 +147,8 @@ def main():
     ap.add_argument("--no-concurrency", action="store_true")
     ap.add_argument("--initlab", default=os.environ.get("INITLAB_BIN",
                                                          os.path.join(ROOT, "initlab")))
+    ap.add_argument("--portable", metavar="PATH",
+                    help="also run this build (the x86-64-v2 one) and compare it with --initlab")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench.json"))
     a = ap.parse_args()
 
@@ -156,19 +167,28 @@ def main():
     for c in configs:
         print(f"running {c['name']} ...", flush=True)
         t0 = time.monotonic()
-        ours_all, peer_all = [], []
+        ours_all, peer_all, port_all = [], [], []
+        portable = a.portable and c.get("portable")
         for _ in range(max(1, a.rounds)):
             ours_all.append(initlab_bench(a.initlab, c, a.steps, 2))
             peer_all.append(torch_bench(c, a.steps, 2))
+            if portable:
+                port_all.append(initlab_bench(a.portable, c, a.steps, 2))
         ours = max(ours_all, key=lambda r: r["images_per_s"])
         peer = max(peer_all, key=lambda r: r["images_per_s"])
-        rows.append({"config": c["name"], **{k: c[k] for k in ("model", "size", "batch", "alpha")},
-                     "initlab": ours, "torch": peer,
-                     "initlab_rounds": [r["images_per_s"] for r in ours_all],
-                     "torch_rounds": [r["images_per_s"] for r in peer_all],
-                     "ratio": ours["images_per_s"] / peer["images_per_s"],
-                     "rss_ratio": ours["peak_rss_mb"] / peer["peak_rss_mb"],
-                     "seconds": time.monotonic() - t0})
+        row = {"config": c["name"], **{k: c[k] for k in ("model", "size", "batch", "alpha")},
+               "initlab": ours, "torch": peer,
+               "initlab_rounds": [r["images_per_s"] for r in ours_all],
+               "torch_rounds": [r["images_per_s"] for r in peer_all],
+               "ratio": ours["images_per_s"] / peer["images_per_s"],
+               "rss_ratio": ours["peak_rss_mb"] / peer["peak_rss_mb"],
+               "seconds": time.monotonic() - t0}
+        if port_all:
+            port = max(port_all, key=lambda r: r["images_per_s"])
+            row.update({"portable": port,
+                        "portable_rounds": [r["images_per_s"] for r in port_all],
+                        "portable_ratio": port["images_per_s"] / ours["images_per_s"]})
+        rows.append(row)
 
     peak = best_peak(info, rows)
     for r in rows:
@@ -217,6 +237,10 @@ def main():
               f"{r['torch']['images_per_s']:>13.2f}{r['ratio']:>7.2f}x"
               f"{percent(r['initlab_peak_share']):>8}{percent(r['torch_peak_share']):>7}"
               f"{r['initlab']['peak_rss_mb']:>10.0f} MB{r['torch']['peak_rss_mb']:>8.0f} MB")
+    for r in rows:
+        if "portable" in r:
+            print(f"{r['config']}: portable x86-64-v2 build {r['portable']['images_per_s']:.2f} "
+                  f"img/s, {r['portable_ratio']:.2f}x the native build's")
     for cc in conc:
         print(f"{cc['config']}: two 1-thread jobs {cc['two_1thread_images_per_s']:.2f} img/s "
               f"({' + '.join(f'{v:.2f}' for v in cc['each'])}), one 2-thread job "

@@ -2,10 +2,10 @@
 # deb.sh — builds the Debian package build/deb/initlab_VERSION_amd64.deb (`make deb`) and
 # checks it with lintian (build/deb/lintian.txt; an error fails the build).
 #
-# dpkg-buildpackage runs debian/rules in a copy of the tree (build/deb/initlab-VERSION), so
-# that its portable x86-64-v2 objects never mix with the -march=native ones of build/rel.
-# The copy holds what git tracks plus new files git does not ignore (uncommitted edits
-# included) and a link to web/node_modules, which `make deps` fills. The version is VERSION's;
+# dpkg-buildpackage runs debian/rules in a copy of the tree (build/deb/initlab-VERSION,
+# scripts/copytree.sh), so that its portable x86-64-v2 objects never mix with the
+# -march=native ones of build/rel. The copy also gets a link to web/node_modules, which
+# `make deps` fills. The version is VERSION's;
 # debian/changelog is written here, dated by the last commit (SOURCE_DATE_EPOCH when set).
 set -eu
 cd "$(dirname "$0")/.."
@@ -22,16 +22,10 @@ if [ ! -d web/node_modules ]; then
 fi
 
 rm -rf "$out"
-mkdir -p "$src"
+commit=$(scripts/copytree.sh "$src")
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    git ls-files -z --cached --others --exclude-standard |
-        tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "$src"
-    commit=$(git rev-parse --short HEAD)
     epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 else
-    tar --exclude=./build --exclude=./state --exclude=./initlab --exclude=./initlab-asan \
-        --exclude=node_modules -cf - . | tar -xf - -C "$src"
-    commit="a tree outside git"
     epoch=${SOURCE_DATE_EPOCH:-$(date +%s)}
 fi
 ln -s "$(pwd)/web/node_modules" "$src/web/node_modules"

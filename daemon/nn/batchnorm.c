@@ -31,7 +31,11 @@
  * The backward of a batch norm fused with a ReLU/ReLU6 and no residual add masks dout by
  * 0 < v < hi with v recomputed from x by bn_affine, the very expression the forward
  * clipped: in ISO C (no FMA contraction) both sites round alike, so the mask is the one the
- * output y = min(max(v, 0), hi) gives, and the backward never reads y. */
+ * output y = min(max(v, 0), hi) gives, and the backward never reads y.
+ *
+ * The passes over the rows (batchnorm_vec.h) are compiled for AVX-512, AVX2 and the build's
+ * own flags, and the widest that isa_active() allows runs: the portable x86-64-v2 build
+ * would otherwise run them with SSE. */
 #include "nn/layers.h"
 
 #include <assert.h>
@@ -40,6 +44,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "util/isa.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define BN_X86 1
+#endif
 
 /* Floats per wide row: C, or R·C with R = 64 / C for narrow layers (see the top). */
 static int wide_width(int C)
@@ -98,13 +108,6 @@ static void wide_share(int M, int C, int W, int t, int T, long *lo, long *hi, in
 
 #define ROW_BLOCK 16 /* rows summed in float before each flush into the double sums */
 
-/* v = (x − m)·a + b: the forward's normalized output before any clip. The backward's mask
- * recomputes it, so it must round exactly as the forward's: one expression, one place. */
-static inline float bn_affine(float x, float m, float a, float b)
-{
-    return (x - m) * a + b;
-}
-
 /* The scale a = gamma·invstd of train mode, from the float invstd both directions hold. */
 static inline float bn_train_scale(float gamma, float invstd)
 {
@@ -143,104 +146,54 @@ static Mask make_mask(const BnFused *f, const float *a, float *bw, int C, int W)
     return k;
 }
 
-/* The float sums of one row of n floats into fs, fq (see channel_sums).
- *
- * Masks here and in mask_row load dy unconditionally and then select (d, not dy[c], after
- * the ?): a load under the condition is one the compiler may not hoist without masked loads,
- * so without AVX-512 (the x86-64-v2 package) the loop stayed scalar, with a branch per
- * element, and the backward ran 7× slower. */
-static inline __attribute__((always_inline)) void
-row_sums(float *restrict fs, float *restrict fq, const float *restrict x,
-         const float *restrict dy, const float *restrict yr, const float *restrict mean,
-         const float *restrict invstd, const float *restrict ka, const float *restrict kb,
-         float hi, int n)
-{
-    if (!dy) {
-#pragma omp simd
-        for (int c = 0; c < n; c++) {
-            float d = x[c] - mean[c];
-            fs[c] += d;
-            fq[c] += d * d;
-        }
-    } else if (ka) {
-#pragma omp simd
-        for (int c = 0; c < n; c++) {
-            float v = bn_affine(x[c], mean[c], ka[c], kb[c]), d = dy[c];
-            float g = (v > 0.0f) & (v < hi) ? d : 0.0f;
-            fs[c] += g;
-            fq[c] += g * ((x[c] - mean[c]) * invstd[c]);
-        }
-    } else if (!yr) {
-#pragma omp simd
-        for (int c = 0; c < n; c++) {
-            fs[c] += dy[c];
-            fq[c] += dy[c] * ((x[c] - mean[c]) * invstd[c]);
-        }
-    } else {
-#pragma omp simd
-        for (int c = 0; c < n; c++) {
-            float d = dy[c];
-            float g = (yr[c] > 0.0f) & (yr[c] < hi) ? d : 0.0f;
-            fs[c] += g;
-            fq[c] += g * ((x[c] - mean[c]) * invstd[c]);
-        }
-    }
-}
+#define MAX_ROW_BLOCK 256 /* channels masked at a time into a stack buffer */
 
-/* Per-channel sums over rows, per thread, reduced into part[0..2C): (Σ a, Σ a·b) where
- * a = b = x − mean when dout is NULL (mean is then a shift, any value near the true mean),
- * else a = g, b = xhat = (x − mean)·invstd, with g = dout masked by k (a fused ReLU:
- * dout where 0 < y < hi, or 0 < v < hi, and 0 elsewhere). mean, invstd and k's vectors are
- * widened to W. Each thread sums ROW_BLOCK wide rows in float (fs, fq: 2W floats of
- * scratch per thread), then adds them into its 2W double sums, which keeps the inner loop in
- * single precision; the threads' sums are added in thread order, then the W lanes folded
- * into the C channels. */
-static void channel_sums(double *part, float *scratch, const float *dout, const Mask *k,
-                         const float *inp, const float *mean, const float *invstd, int M, int C,
-                         int W, int threads)
+/* The passes of one instruction set (batchnorm_vec.h). */
+typedef struct {
+    /* Per-channel sums over the rows (see channel_sums there). */
+    void (*sums)(double *part, float *scratch, const float *dout, const Mask *k,
+                 const float *inp, const float *mean, const float *invstd, int M, int C, int W,
+                 int threads);
+    /* out = (x − m)·a + b, with f's add and clip (see affine_rows there). */
+    void (*affine)(float *out, const float *inp, const float *m, const float *a, const float *b,
+                   int M, int C, int W, const BnFused *f, int threads);
+    /* The input gradient (see input_gradient there). */
+    void (*grad)(float *dinp, const float *dout, const float *inp, const float *m,
+                 const float *k1, const float *k2, const float *k3, int M, int C, int W,
+                 const BnFused *f, const Mask *k, int threads);
+} BnKernels;
+
+#define SFX(name) name##_generic
+#include "nn/batchnorm_vec.h"
+
+#ifdef BN_X86
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define SFX(name) name##_avx2
+#include "nn/batchnorm_vec.h"
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq")
+#define SFX(name) name##_avx512
+#include "nn/batchnorm_vec.h"
+#pragma GCC pop_options
+#endif
+
+/* The passes for the instruction set isa_active() allows. */
+static const BnKernels *bn_pick(void)
 {
-    const float *y = k ? k->y : NULL, *ka = k ? k->a : NULL, *kb = k ? k->b : NULL;
-    const float hi = k ? k->hi : 0;
-    memset(part, 0, sizeof(double) * threads * 2 * W);
-#pragma omp parallel num_threads(threads)
-    {
-        int t = omp_get_thread_num(), T = omp_get_num_threads(), tail;
-        long r0, r1;
-        wide_share(M, C, W, t, T, &r0, &r1, &tail);
-        double *restrict s = part + (size_t)t * 2 * W;
-        double *restrict q = s + W;
-        float *restrict fs = scratch + (size_t)t * 2 * W;
-        float *restrict fq = fs + W;
-        /* the wide rows, then the shorter last row as one more of n floats */
-        long end = r1 + (tail > 0);
-        for (long b = r0; b < end; b += ROW_BLOCK) {
-            long e = b + ROW_BLOCK < end ? b + ROW_BLOCK : end;
-            memset(fs, 0, sizeof(float) * 2 * W);
-            for (long r = b; r < e; r++) {
-                size_t o = (size_t)r * W;
-                int n = r < r1 ? W : tail;
-                row_sums(fs, fq, inp + o, dout ? dout + o : NULL, y ? y + o : NULL, mean,
-                         invstd, ka, kb, hi, n);
-            }
-            for (int c = 0; c < W; c++) {
-                s[c] += fs[c];
-                q[c] += fq[c];
-            }
-        }
+#ifdef BN_X86
+    switch (isa_active()) {
+    case ISA_AVX512:
+        return &bn_kernels_avx512;
+    case ISA_AVX2:
+        return &bn_kernels_avx2;
+    default:
+        break;
     }
-    for (int t = 1; t < threads; t++)
-        for (int c = 0; c < 2 * W; c++)
-            part[c] += part[(size_t)t * 2 * W + c];
-    /* fold the lanes: Σ first (its lanes ≥ C are read before Σ·· overwrites them) */
-    for (int c = 0; c < C; c++)
-        for (int j = c + C; j < W; j += C)
-            part[c] += part[j];
-    for (int c = 0; c < C; c++) {
-        double sq = 0;
-        for (int j = c; j < W; j += C)
-            sq += part[W + j];
-        part[C + c] = sq;
-    }
+#endif
+    return &bn_kernels_generic;
 }
 
 /* ---- moments gathered by the producing layer ------------------------------------------- */
@@ -419,44 +372,6 @@ void bnstats_moments(const BnStats *s, double *mean, double *var)
     }
 }
 
-/* out = (x - m)·a + b per channel (subtracting first keeps a large mean exact); with f,
- * plus f->res and clipped to [0, f->hi] (a fused residual add and ReLU/ReLU6). m, a and b
- * are widened to W; the rows run as wide rows. */
-static void affine_rows(float *out, const float *inp, const float *m, const float *a,
-                        const float *b, int M, int C, int W, const BnFused *f, int threads)
-{
-    const float hi = f ? f->hi : 0;
-    const float *res = f ? f->res : NULL;
-    const long rows = M / (W / C);
-    const int tail = (int)((M - rows * (W / C)) * C);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (long r = 0; r < rows + (tail > 0); r++) {
-        const int n = r < rows ? W : tail;
-        const float *restrict x = inp + (size_t)r * W;
-        float *restrict o = out + (size_t)r * W;
-        if (!f) {
-#pragma omp simd
-            for (int c = 0; c < n; c++)
-                o[c] = bn_affine(x[c], m[c], a[c], b[c]);
-        } else if (!res) {
-#pragma omp simd
-            for (int c = 0; c < n; c++) {
-                float v = bn_affine(x[c], m[c], a[c], b[c]);
-                v = v > 0.0f ? v : 0.0f;
-                o[c] = v < hi ? v : hi;
-            }
-        } else {
-            const float *restrict z = res + (size_t)r * W;
-#pragma omp simd
-            for (int c = 0; c < n; c++) {
-                float v = bn_affine(x[c], m[c], a[c], b[c]) + z[c];
-                v = v > 0.0f ? v : 0.0f;
-                o[c] = v < hi ? v : hi;
-            }
-        }
-    }
-}
-
 void batchnorm_fused_forward_train(float *out, float *mean, float *invstd, float *var,
                                    const float *inp, const float *gamma, const float *beta,
                                    int M, int C, float eps, const BnFused *f,
@@ -475,7 +390,7 @@ void batchnorm_fused_forward_train(float *out, float *mean, float *invstd, float
          * mean */
         float *shift = w.c[1];
         memcpy(shift, inp, sizeof(float) * C);
-        channel_sums(part, w.scratch, NULL, NULL, inp, widen(w.w[0], shift, C, w.W), NULL, M,
+        bn_pick()->sums(part, w.scratch, NULL, NULL, inp, widen(w.w[0], shift, C, w.W), NULL, M,
                      C, w.W, threads);
         for (int c = 0; c < C; c++) {
             double d = part[c] / M;
@@ -490,7 +405,7 @@ void batchnorm_fused_forward_train(float *out, float *mean, float *invstd, float
         invstd[c] = (float)(1.0 / sqrt(v + eps));
         a[c] = bn_train_scale(gamma[c], invstd[c]);
     }
-    affine_rows(out, inp, widen(w.w[0], mean, C, w.W), widen(w.w[1], a, C, w.W),
+    bn_pick()->affine(out, inp, widen(w.w[0], mean, C, w.W), widen(w.w[1], a, C, w.W),
                 widen(w.w[2], beta, C, w.W), M, C, w.W, f, threads);
 }
 
@@ -511,7 +426,7 @@ void batchnorm_fused_forward_infer(float *out, const float *inp, const float *ga
     float *a = w.c[0];
     for (int c = 0; c < C; c++)
         a[c] = bn_infer_scale(gamma[c], moving_var[c], eps);
-    affine_rows(out, inp, widen(w.w[0], moving_mean, C, w.W), widen(w.w[1], a, C, w.W),
+    bn_pick()->affine(out, inp, widen(w.w[0], moving_mean, C, w.W), widen(w.w[1], a, C, w.W),
                 widen(w.w[2], beta, C, w.W), M, C, w.W, f, threads);
 }
 
@@ -533,88 +448,6 @@ void batchnorm_update_moving(float *moving_mean, float *moving_var, const float 
     }
 }
 
-#define MAX_ROW_BLOCK 256 /* channels masked at a time into a stack buffer */
-
-/* g = dy masked by k (see Mask; the row's x, k's a and b, and m start at channel c0), or
- * g = dy when k has no mask. */
-static inline void mask_row(float *restrict g, const float *restrict dy, const float *restrict x,
-                            const float *restrict m, const Mask *k, const float *restrict y,
-                            int c0, int n)
-{
-    const float hi = k ? k->hi : 0;
-    if (y) {
-#pragma omp simd
-        for (int c = 0; c < n; c++) {
-            float d = dy[c];
-            g[c] = (y[c] > 0.0f) & (y[c] < hi) ? d : 0.0f;
-        }
-    } else if (k && k->a) {
-        const float *restrict a = k->a + c0, *restrict b = k->b + c0;
-#pragma omp simd
-        for (int c = 0; c < n; c++) {
-            float v = bn_affine(x[c], m[c], a[c], b[c]), d = dy[c];
-            g[c] = (v > 0.0f) & (v < hi) ? d : 0.0f;
-        }
-    } else {
-        memcpy(g, dy, sizeof(float) * n);
-    }
-}
-
-/* d = or += s (n floats). */
-static inline void put_row(float *restrict d, const float *restrict s, int n, bool accumulate)
-{
-    if (accumulate)
-        for (int c = 0; c < n; c++)
-            d[c] += s[c];
-    else
-        memcpy(d, s, sizeof(float) * n);
-}
-
-/* The input gradient of both modes, wide row by wide row: g = dout masked by k, dres = or
- * += g, and dinp = or += k1·g + k3·(x − m) + k2 (k3 = k2 = NULL: k1·g); m, k1, k2, k3 and
- * k's vectors are widened to W. A reused buffer may hold anything, so overwriting never
- * reads it. */
-static void input_gradient(float *dinp, const float *dout, const float *inp, const float *m,
-                           const float *k1, const float *k2, const float *k3, int M, int C,
-                           int W, const BnFused *f, const Mask *k, int threads)
-{
-    const float *y = k ? k->y : NULL;
-    float *dres = f ? f->dres : NULL;
-    const bool acc = f ? f->accumulate : true, res_acc = f ? f->res_accumulate : true;
-    const long rows = M / (W / C);
-    const int tail = (int)((M - rows * (W / C)) * C);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (long r = 0; r < rows + (tail > 0); r++) {
-        const int width = r < rows ? W : tail;
-        const float *restrict x = inp + (size_t)r * W;
-        const float *restrict dy = dout + (size_t)r * W;
-        const float *restrict yr = y ? y + (size_t)r * W : NULL;
-        float *restrict dx = dinp ? dinp + (size_t)r * W : NULL;
-        float g[MAX_ROW_BLOCK], v[MAX_ROW_BLOCK];
-        for (int c0 = 0; c0 < width; c0 += MAX_ROW_BLOCK) {
-            int n = width - c0 < MAX_ROW_BLOCK ? width - c0 : MAX_ROW_BLOCK;
-            mask_row(g, dy + c0, x + c0, m + c0, k, yr ? yr + c0 : NULL, c0, n);
-            if (dres)
-                put_row(dres + (size_t)r * W + c0, g, n, res_acc);
-            if (!dx)
-                continue;
-            const float *restrict a1 = k1 + c0;
-            if (k3) {
-                const float *restrict xc = x + c0, *restrict mc = m + c0;
-                const float *restrict a2 = k2 + c0, *restrict a3 = k3 + c0;
-#pragma omp simd
-                for (int c = 0; c < n; c++)
-                    v[c] = a1[c] * g[c] + a3[c] * (xc[c] - mc[c]) + a2[c];
-            } else {
-#pragma omp simd
-                for (int c = 0; c < n; c++)
-                    v[c] = a1[c] * g[c];
-            }
-            put_row(dx + c0, v, n, acc);
-        }
-    }
-}
-
 void batchnorm_fused_backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
                                     const float *inp, const float *gamma, const float *mean,
                                     const float *invstd, int M, int C, const BnFused *f,
@@ -629,7 +462,7 @@ void batchnorm_fused_backward_train(float *dinp, float *dgamma, float *dbeta, co
         k1[c] = bn_train_scale(gamma[c], invstd[c]); /* the forward's a */
     const float *mw = widen(w.w[0], mean, C, w.W), *k1w = widen(w.w[1], k1, C, w.W);
     const Mask k = make_mask(f, k1w, w.w[2], C, w.W);
-    channel_sums(part, w.scratch, dout, &k, inp, mw, widen(w.w[3], invstd, C, w.W), M, C, w.W,
+    bn_pick()->sums(part, w.scratch, dout, &k, inp, mw, widen(w.w[3], invstd, C, w.W), M, C, w.W,
                  threads);
     for (int c = 0; c < C; c++) {
         dbeta[c] += (float)part[c];
@@ -642,7 +475,7 @@ void batchnorm_fused_backward_train(float *dinp, float *dgamma, float *dbeta, co
         k2[c] = (float)(-a * mdy);
     }
     if (dinp || (f && f->dres))
-        input_gradient(dinp, dout, inp, mw, k1w, widen(w.w[4], k2, C, w.W),
+        bn_pick()->grad(dinp, dout, inp, mw, k1w, widen(w.w[4], k2, C, w.W),
                        widen(w.w[5], k3, C, w.W), M, C, w.W, f, &k, threads);
 }
 
@@ -671,14 +504,14 @@ void batchnorm_fused_backward_infer(float *dinp, float *dgamma, float *dbeta, co
     }
     const float *mw = widen(w.w[0], moving_mean, C, w.W), *aw = widen(w.w[1], a, C, w.W);
     const Mask k = make_mask(f, aw, w.w[2], C, w.W);
-    channel_sums(part, w.scratch, dout, &k, inp, mw, widen(w.w[3], is, C, w.W), M, C, w.W,
+    bn_pick()->sums(part, w.scratch, dout, &k, inp, mw, widen(w.w[3], is, C, w.W), M, C, w.W,
                  threads);
     for (int c = 0; c < C; c++) {
         dbeta[c] += (float)part[c];
         dgamma[c] += (float)part[C + c];
     }
     if (dinp || (f && f->dres))
-        input_gradient(dinp, dout, inp, mw, aw, NULL, NULL, M, C, w.W, f, &k, threads);
+        bn_pick()->grad(dinp, dout, inp, mw, aw, NULL, NULL, M, C, w.W, f, &k, threads);
 }
 
 void batchnorm_backward_infer(float *dinp, float *dgamma, float *dbeta, const float *dout,

@@ -41,6 +41,11 @@ void test_register(const char *name, void (*fn)(void))
     n_tests++;
 }
 
+int test_failures(void)
+{
+    return current_failures;
+}
+
 void test_fail(const char *file, int line, const char *fmt, ...)
 {
     va_list ap;

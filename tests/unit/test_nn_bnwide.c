@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "nn/layers.h"
+#include "util/isa.h"
 #include "util/rng.h"
 
 static float *rnd(Rng *rng, size_t n, double lo, double hi)
@@ -40,7 +41,8 @@ static int bits_equal(const float *a, const float *b, size_t n)
     return memcmp(a, b, sizeof(float) * n) == 0;
 }
 
-TEST(nn_batchnorm_narrow_channels_as_wide_rows_match_naive)
+/* One run of nn_batchnorm_narrow_channels_as_wide_rows_match_naive under the active instruction set. */
+static void nn_batchnorm_narrow_channels_as_wide_rows_match_naive_once(void)
 {
     static const int Cs[] = {1, 3, 8, 16, 17, 32, 48, 63};
     Rng rng;
@@ -144,4 +146,18 @@ TEST(nn_batchnorm_narrow_channels_as_wide_rows_match_naive)
         }
     }
     CHECK_INT(cases, 8 * 7 * 3);
+}
+
+TEST(nn_batchnorm_narrow_channels_as_wide_rows_match_naive)
+{
+    /* under every instruction set the CPU has: batchnorm_vec.h is compiled for each */
+    const Isa saved = isa_active();
+    for (Isa isa = ISA_GENERIC; isa <= isa_best(); isa++) {
+        isa_limit(isa);
+        int before = test_failures();
+        nn_batchnorm_narrow_channels_as_wide_rows_match_naive_once();
+        if (test_failures() != before)
+            printf("    (instruction set %s)\n", isa_name(isa));
+    }
+    isa_limit(saved);
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "nn/layers.h"
+#include "util/isa.h"
 #include "util/rng.h"
 
 static float *rnd(Rng *rng, size_t n, double lo, double hi)
@@ -55,7 +56,8 @@ static void clip(float *y, float hi, size_t n)
         y[i] = fminf(fmaxf(y[i], 0), hi);
 }
 
-TEST(nn_fused_batchnorm_add_relu_train_equals_the_composition)
+/* One run of nn_fused_batchnorm_add_relu_train_equals_the_composition under the active instruction set. */
+static void nn_fused_batchnorm_add_relu_train_equals_the_composition_once(void)
 {
     Rng rng;
     rng_seed(&rng, 21);
@@ -117,7 +119,22 @@ TEST(nn_fused_batchnorm_add_relu_train_equals_the_composition)
     }
 }
 
-TEST(nn_fused_batchnorm_add_relu_inference_equals_the_composition)
+TEST(nn_fused_batchnorm_add_relu_train_equals_the_composition)
+{
+    /* under every instruction set the CPU has: batchnorm_vec.h is compiled for each */
+    const Isa saved = isa_active();
+    for (Isa isa = ISA_GENERIC; isa <= isa_best(); isa++) {
+        isa_limit(isa);
+        int before = test_failures();
+        nn_fused_batchnorm_add_relu_train_equals_the_composition_once();
+        if (test_failures() != before)
+            printf("    (instruction set %s)\n", isa_name(isa));
+    }
+    isa_limit(saved);
+}
+
+/* One run of nn_fused_batchnorm_add_relu_inference_equals_the_composition under the active instruction set. */
+static void nn_fused_batchnorm_add_relu_inference_equals_the_composition_once(void)
 {
     Rng rng;
     rng_seed(&rng, 22);
@@ -170,13 +187,28 @@ TEST(nn_fused_batchnorm_add_relu_inference_equals_the_composition)
     }
 }
 
+TEST(nn_fused_batchnorm_add_relu_inference_equals_the_composition)
+{
+    /* under every instruction set the CPU has: batchnorm_vec.h is compiled for each */
+    const Isa saved = isa_active();
+    for (Isa isa = ISA_GENERIC; isa <= isa_best(); isa++) {
+        isa_limit(isa);
+        int before = test_failures();
+        nn_fused_batchnorm_add_relu_inference_equals_the_composition_once();
+        if (test_failures() != before)
+            printf("    (instruction set %s)\n", isa_name(isa));
+    }
+    isa_limit(saved);
+}
+
 /* Without a residual the backward masks dout by 0 < v < hi with v recomputed from x, not by
  * the output y: the two masks, and so the whole backward, must agree bit for bit. Channel 0
  * is constant with beta 0 (v exactly 0: masked), channel 1 constant with beta 6 (v exactly
  * 6: masked by ReLU6, passed by ReLU), channel 2 has gamma 0 and beta 0 (v = ±0); the rest
  * is random, around 0 or around 1000 (kind 1). Train and inference mode, overwriting the
  * input gradient; the train result is also checked against the naive kernel. */
-TEST(nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output)
+/* One run of nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output under the active instruction set. */
+static void nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output_once(void)
 {
     Rng rng;
     rng_seed(&rng, 23);
@@ -251,4 +283,18 @@ TEST(nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output)
             free(x), free(gam), free(bet), free(mm), free(mv), free(dy), free(y), free(st);
             free(work), free(dxa), free(dxb), free(dga), free(dba), free(dgb), free(dbb);
         }
+}
+
+TEST(nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output)
+{
+    /* under every instruction set the CPU has: batchnorm_vec.h is compiled for each */
+    const Isa saved = isa_active();
+    for (Isa isa = ISA_GENERIC; isa <= isa_best(); isa++) {
+        isa_limit(isa);
+        int before = test_failures();
+        nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output_once();
+        if (test_failures() != before)
+            printf("    (instruction set %s)\n", isa_name(isa));
+    }
+    isa_limit(saved);
 }
