@@ -41,7 +41,8 @@ static int bits_equal(const float *a, const float *b, size_t n)
     return memcmp(a, b, sizeof(float) * n) == 0;
 }
 
-/* One run of nn_batchnorm_narrow_channels_as_wide_rows_match_naive under the active instruction set. */
+/* One run of nn_batchnorm_narrow_channels_as_wide_rows_match_naive
+ * under the active instruction set. */
 static void nn_batchnorm_narrow_channels_as_wide_rows_match_naive_once(void)
 {
     static const int Cs[] = {1, 3, 8, 16, 17, 32, 48, 63};

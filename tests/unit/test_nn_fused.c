@@ -56,7 +56,8 @@ static void clip(float *y, float hi, size_t n)
         y[i] = fminf(fmaxf(y[i], 0), hi);
 }
 
-/* One run of nn_fused_batchnorm_add_relu_train_equals_the_composition under the active instruction set. */
+/* One run of nn_fused_batchnorm_add_relu_train_equals_the_composition
+ * under the active instruction set. */
 static void nn_fused_batchnorm_add_relu_train_equals_the_composition_once(void)
 {
     Rng rng;
@@ -133,7 +134,8 @@ TEST(nn_fused_batchnorm_add_relu_train_equals_the_composition)
     isa_limit(saved);
 }
 
-/* One run of nn_fused_batchnorm_add_relu_inference_equals_the_composition under the active instruction set. */
+/* One run of nn_fused_batchnorm_add_relu_inference_equals_the_composition
+ * under the active instruction set. */
 static void nn_fused_batchnorm_add_relu_inference_equals_the_composition_once(void)
 {
     Rng rng;
@@ -207,13 +209,15 @@ TEST(nn_fused_batchnorm_add_relu_inference_equals_the_composition)
  * 6: masked by ReLU6, passed by ReLU), channel 2 has gamma 0 and beta 0 (v = ±0); the rest
  * is random, around 0 or around 1000 (kind 1). Train and inference mode, overwriting the
  * input gradient; the train result is also checked against the naive kernel. */
-/* One run of nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output under the active instruction set. */
+/* One run of nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output
+ * under the active instruction set. */
 static void nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output_once(void)
 {
     Rng rng;
     rng_seed(&rng, 23);
-    const int Cs[] = {3, 17, 67}, Ms[] = {17, 333};
-    for (int ci = 0; ci < 3; ci++)
+    /* 128 and 192: rows of whole 64-lane slices, summed by block_sums */
+    const int Cs[] = {3, 17, 67, 128, 192}, Ms[] = {17, 333};
+    for (int ci = 0; ci < 5; ci++)
         for (int mi = 0; mi < 2; mi++)
             for (int T = 1; T <= 2; T++)
                 for (int hk = 0; hk < 2; hk++)
