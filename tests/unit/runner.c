@@ -6,6 +6,7 @@
 #include "test.h"
 
 #include "cmd/cmd.h"
+#include "util/isa.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -41,9 +42,17 @@ void test_register(const char *name, void (*fn)(void))
     n_tests++;
 }
 
-int test_failures(void)
+void test_each_isa(void (*fn)(void))
 {
-    return current_failures;
+    const Isa saved = isa_active();
+    for (Isa isa = ISA_GENERIC; isa <= isa_best(); isa++) {
+        isa_limit(isa);
+        int before = current_failures;
+        fn();
+        if (current_failures != before)
+            printf("    (under instruction set %s)\n", isa_name(isa));
+    }
+    isa_limit(saved);
 }
 
 void test_fail(const char *file, int line, const char *fmt, ...)

@@ -11,8 +11,9 @@ void test_register(const char *name, void (*fn)(void));
 /* Records one failed check of the running test and prints it. Can't fail. */
 void test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Failed checks of the running test so far. Can't fail. */
-int test_failures(void);
+/* Runs fn once under each instruction set the CPU has (util/isa.h: isa_limit), naming the
+ * set of a run with failed checks, then restores the limit. Can't fail. */
+void test_each_isa(void (*fn)(void));
 /* Relative error of tensor a against reference b (n floats): max |a − b| over
  * max(max |b|, 1e-6); infinite when a difference is NaN. */
 double test_rel_err(const float *a, const float *b, size_t n);

@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "nn/layers.h"
-#include "util/isa.h"
 #include "util/rng.h"
 
 static float *rnd(Rng *rng, size_t n, double lo, double hi)
@@ -151,14 +150,6 @@ static void nn_batchnorm_narrow_channels_as_wide_rows_match_naive_once(void)
 
 TEST(nn_batchnorm_narrow_channels_as_wide_rows_match_naive)
 {
-    /* under every instruction set the CPU has: batchnorm_vec.h is compiled for each */
-    const Isa saved = isa_active();
-    for (Isa isa = ISA_GENERIC; isa <= isa_best(); isa++) {
-        isa_limit(isa);
-        int before = test_failures();
-        nn_batchnorm_narrow_channels_as_wide_rows_match_naive_once();
-        if (test_failures() != before)
-            printf("    (instruction set %s)\n", isa_name(isa));
-    }
-    isa_limit(saved);
+    /* batchnorm_vec.h is compiled for each instruction set */
+    test_each_isa(nn_batchnorm_narrow_channels_as_wide_rows_match_naive_once);
 }

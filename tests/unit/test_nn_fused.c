@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "nn/layers.h"
-#include "util/isa.h"
 #include "util/rng.h"
 
 static float *rnd(Rng *rng, size_t n, double lo, double hi)
@@ -122,16 +121,8 @@ static void nn_fused_batchnorm_add_relu_train_equals_the_composition_once(void)
 
 TEST(nn_fused_batchnorm_add_relu_train_equals_the_composition)
 {
-    /* under every instruction set the CPU has: batchnorm_vec.h is compiled for each */
-    const Isa saved = isa_active();
-    for (Isa isa = ISA_GENERIC; isa <= isa_best(); isa++) {
-        isa_limit(isa);
-        int before = test_failures();
-        nn_fused_batchnorm_add_relu_train_equals_the_composition_once();
-        if (test_failures() != before)
-            printf("    (instruction set %s)\n", isa_name(isa));
-    }
-    isa_limit(saved);
+    /* batchnorm_vec.h is compiled for each instruction set */
+    test_each_isa(nn_fused_batchnorm_add_relu_train_equals_the_composition_once);
 }
 
 /* One run of nn_fused_batchnorm_add_relu_inference_equals_the_composition
@@ -191,16 +182,8 @@ static void nn_fused_batchnorm_add_relu_inference_equals_the_composition_once(vo
 
 TEST(nn_fused_batchnorm_add_relu_inference_equals_the_composition)
 {
-    /* under every instruction set the CPU has: batchnorm_vec.h is compiled for each */
-    const Isa saved = isa_active();
-    for (Isa isa = ISA_GENERIC; isa <= isa_best(); isa++) {
-        isa_limit(isa);
-        int before = test_failures();
-        nn_fused_batchnorm_add_relu_inference_equals_the_composition_once();
-        if (test_failures() != before)
-            printf("    (instruction set %s)\n", isa_name(isa));
-    }
-    isa_limit(saved);
+    /* batchnorm_vec.h is compiled for each instruction set */
+    test_each_isa(nn_fused_batchnorm_add_relu_inference_equals_the_composition_once);
 }
 
 /* Without a residual the backward masks dout by 0 < v < hi with v recomputed from x, not by
@@ -291,14 +274,6 @@ static void nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output_once
 
 TEST(nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output)
 {
-    /* under every instruction set the CPU has: batchnorm_vec.h is compiled for each */
-    const Isa saved = isa_active();
-    for (Isa isa = ISA_GENERIC; isa <= isa_best(); isa++) {
-        isa_limit(isa);
-        int before = test_failures();
-        nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output_once();
-        if (test_failures() != before)
-            printf("    (instruction set %s)\n", isa_name(isa));
-    }
-    isa_limit(saved);
+    /* batchnorm_vec.h is compiled for each instruction set */
+    test_each_isa(nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output_once);
 }
