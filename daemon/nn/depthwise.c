@@ -21,7 +21,12 @@
  * Overwriting the input gradient never reads what dinp held: the vector kernels store each
  * pixel once from its accumulator (added to the old value only when accumulating), the
  * general loops store a pixel's first tap and add the rest, and write 0 where no output
- * reads the pixel. */
+ * reads the pixel.
+ *
+ * depthwise_forward_stats also gathers the moments of the batch norm reading the output
+ * (BnStats): the vector kernels add each tile's values, shifted by the thread's first row, to
+ * float sums from their registers, committed to the double sums every DW_COMMIT_PX pixels;
+ * the first row itself goes through bnstats_rows from the cache. */
 #include "nn/layers.h"
 
 #include <omp.h>

@@ -136,9 +136,11 @@ void depthwise_forward(float *out,          /* (N, OH, OW, K) */
                        const float *weight, /* (kh, kw, C, m) */
                        const float *bias,   /* (K) or NULL */
                        const ConvGeom *g, int threads);
-/* depthwise_forward that also adds each output row to stats (K channels, at least `threads`
- * threads; NULL: plain depthwise_forward) right after writing it, as conv2d_forward_stats
- * does; the rows are then stored through the cache, never past it. */
+/* depthwise_forward that also adds its output to stats (K channels, at least `threads`
+ * threads; NULL: plain depthwise_forward), the statistics of a train-mode batch norm reading
+ * out: the vector kernels sum their channels from registers as they store them (streaming
+ * stores included); each thread's first row, which fixes its shift, and the channels of the
+ * general loops are summed from the cache right after they are written. */
 void depthwise_forward_stats(float *out, const float *inp, const float *weight,
                              const float *bias, const ConvGeom *g, int threads,
                              BnStats *stats);
@@ -251,7 +253,7 @@ void bnstats_rows(BnStats *s, int t, const float *rows, size_t n);
  * with bnstats_rows (which fixes its shift): the shift (C floats) to subtract, and the
  * float sums (2C: Σd, then Σd²) to add rows' d = x − shift to. bnstats_commit(s, t, n)
  * then counts the n rows so added and moves the float sums into the double ones: commit
- * every row or so, as a float sum of many rows loses precision. Can't fail. */
+ * every few dozen rows, as a float sum of many rows loses precision. Can't fail. */
 const float *bnstats_shift(const BnStats *s, int t);
 float *bnstats_sums(BnStats *s, int t);
 void bnstats_commit(BnStats *s, int t, size_t n);

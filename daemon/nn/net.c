@@ -60,8 +60,9 @@ typedef struct {
     int fused_by;                /* the batch norm running this activation or add, or the
                                     first convolution applying this folded padding; else 0 */
     bool folded;                 /* a zero padding its consumers apply themselves */
-    int stats_bn;                /* conv: the batch norm reading its output, which in train
-                                    mode takes its moments from the conv (plan_stats); or 0 */
+    int stats_bn;                /* conv or depthwise: the batch norm reading its output,
+                                    which in train mode takes its moments from this layer
+                                    (plan_stats); or 0 */
     int src[2];                  /* the layers whose out the kernels read: in[], or the
                                     input of a folded padding */
 } LayerAux;
