@@ -17,9 +17,9 @@
  *
  * Fast paths run in an OpenMP team of `threads` threads (num_threads(threads)); GEMMs go
  * through nn/gemm.h, split into one contiguous share per team member, each a
- * single-threaded sgemm (the conv kernels call gemm_single_threaded first). Dense runs its
- * small GEMMs in the calling thread. Results are deterministic for a given thread count:
- * loops use static schedules and reduce per-thread partial sums in thread order. Every
+ * single-threaded sgemm (the conv and dense kernels call gemm_single_threaded first).
+ * Results are deterministic for a given thread count: loops use static schedules and
+ * reduce per-thread partial sums in thread order. Every
  * fast kernel has a *_naive reference (single-threaded, double accumulation) with the same
  * contract, used by the tests. No kernel allocates; scratch comes from the caller's
  * workspace. All functions are thread-safe on disjoint buffers and can't fail. */
@@ -342,14 +342,14 @@ void dense_forward(float *out,          /* (N, K) */
                    const float *inp,    /* (N, D) */
                    const float *weight, /* (D, K) */
                    const float *bias,   /* (K) or NULL */
-                   int N, int D, int K);
+                   int N, int D, int K, int threads);
 void dense_backward(float *dinp,         /* (N, D) or NULL */
                     float *dweight,      /* (D, K) */
                     float *dbias,        /* (K) or NULL */
                     const float *dout,   /* (N, K) */
                     const float *inp,    /* (N, D) */
                     const float *weight, /* (D, K) */
-                    int N, int D, int K);
+                    int N, int D, int K, int threads);
 void dense_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
                          int N, int D, int K);
 void dense_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,

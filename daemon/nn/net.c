@@ -1218,7 +1218,7 @@ static void forward_layer(Net *net, int i, Rng *dropout_rng)
         break;
     case LAYER_DENSE:
         dense_forward(l->out, x->out, param_data(net, l, 0),
-                      l->use_bias ? param_data(net, l, 1) : NULL, n, x->c, l->c);
+                      l->use_bias ? param_data(net, l, 1) : NULL, n, x->c, l->c, T);
         break;
     case LAYER_DROPOUT:
         if (net->mode == NET_TRAIN) {
@@ -1423,7 +1423,7 @@ static void backward_layer(Net *net, int i)
         break;
     case LAYER_DENSE:
         dense_backward(dx, param_grad(net, l, 0), l->use_bias ? param_grad(net, l, 1) : NULL,
-                       l->dout, x->out, param_data(net, l, 0), n, x->c, l->c);
+                       l->dout, x->out, param_data(net, l, 0), n, x->c, l->c, T);
         break;
     case LAYER_DROPOUT:
         if (dx)

@@ -154,7 +154,7 @@ static void forward(Case *c)
                                 c->D, c->K);
         else
             dense_forward(c->out, c->t[0], c->t[1], c->nt > 2 ? c->t[2] : NULL, c->N, c->D,
-                          c->K);
+                          c->K, T);
         break;
     case OP_DROPOUT:
         dropout_forward(c->out, c->t[0], c->aux[0], c->len[0], T);
@@ -231,7 +231,8 @@ static void backward(Case *c)
             dense_backward_naive(c->gr[0], c->gr[1], dbias, c->r, c->t[0], c->t[1], c->N, c->D,
                                  c->K);
         else
-            dense_backward(c->gr[0], c->gr[1], dbias, c->r, c->t[0], c->t[1], c->N, c->D, c->K);
+            dense_backward(c->gr[0], c->gr[1], dbias, c->r, c->t[0], c->t[1], c->N, c->D, c->K,
+                           T);
         if (c->op == OP_DENSE_BROKEN)
             for (size_t i = 0; i < c->len[1]; i++)
                 c->gr[1][i] *= 1.01f;

@@ -496,12 +496,12 @@ TEST(nn_kernels_batchnorm_and_dense_fast_match_naive)
         float *in = rnd(&rng, (size_t)N * D), *w = rnd(&rng, (size_t)D * K), *b = rnd(&rng, K);
         float *o1 = malloc(4 * (size_t)N * K), *o2 = malloc(4 * (size_t)N * K);
         float *g = rnd(&rng, (size_t)N * K);
-        dense_forward(o1, in, w, b, N, D, K);
+        dense_forward(o1, in, w, b, N, D, K, T);
         dense_forward_naive(o2, in, w, b, N, D, K);
         CHECK_REL("dense forward", o1, o2, (size_t)N * K, "N%d D%d K%d", N, D, K);
         float *a1 = rnd(&rng, (size_t)N * D), *w1 = rnd(&rng, (size_t)D * K), *c1 = rnd(&rng, K);
         float *a2 = dup(a1, (size_t)N * D), *w2 = dup(w1, (size_t)D * K), *c2 = dup(c1, K);
-        dense_backward(a1, w1, c1, g, in, w, N, D, K);
+        dense_backward(a1, w1, c1, g, in, w, N, D, K, T);
         dense_backward_naive(a2, w2, c2, g, in, w, N, D, K);
         CHECK_REL("dense dinp", a1, a2, (size_t)N * D, "N%d D%d K%d", N, D, K);
         CHECK_REL("dense dweight", w1, w2, (size_t)D * K, "N%d D%d K%d", N, D, K);
@@ -589,4 +589,38 @@ TEST(nn_kernels_bias_backward_sums_every_column)
                 CHECK(memcmp(b1, b2, sizeof(float) * K) == 0);
                 free(dy), free(b1), free(b2), free(ref);
             }
+}
+
+TEST(nn_kernels_dense_split_among_threads_matches_naive)
+{
+    /* Layers big enough to split their GEMMs by columns: units and features that are not
+     * multiples of 16, more threads than 16-column blocks (K = 20 on 3 threads), 1 to 3
+     * threads; forward, and backward added onto random gradients, with and without an input
+     * gradient and a bias. */
+    static const int shapes[][3] = {{33, 257, 1003}, {300, 50, 20}, {7, 1030, 129}};
+    Rng rng;
+    rng_seed(&rng, 43);
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int T = 1; T <= 3; T++) {
+            const int N = shapes[si][0], D = shapes[si][1], K = shapes[si][2];
+            const bool with_bias = T != 2, with_dinp = T != 3;
+            float *in = rnd(&rng, (size_t)N * D), *w = rnd(&rng, (size_t)D * K);
+            float *b = with_bias ? rnd(&rng, K) : NULL, *g = rnd(&rng, (size_t)N * K);
+            float *o1 = malloc(4 * (size_t)N * K), *o2 = malloc(4 * (size_t)N * K);
+            dense_forward(o1, in, w, b, N, D, K, T);
+            dense_forward_naive(o2, in, w, b, N, D, K);
+            CHECK_REL("dense forward", o1, o2, (size_t)N * K, "N%d D%d K%d T%d", N, D, K, T);
+            float *a1 = rnd(&rng, (size_t)N * D), *w1 = rnd(&rng, (size_t)D * K);
+            float *c1 = rnd(&rng, K), *a2 = dup(a1, (size_t)N * D);
+            float *w2 = dup(w1, (size_t)D * K), *c2 = dup(c1, K);
+            dense_backward(with_dinp ? a1 : NULL, w1, with_bias ? c1 : NULL, g, in, w, N, D, K,
+                           T);
+            dense_backward_naive(with_dinp ? a2 : NULL, w2, with_bias ? c2 : NULL, g, in, w, N,
+                                 D, K);
+            CHECK_REL("dense dinp", a1, a2, (size_t)N * D, "N%d D%d K%d T%d", N, D, K, T);
+            CHECK_REL("dense dweight", w1, w2, (size_t)D * K, "N%d D%d K%d T%d", N, D, K, T);
+            CHECK_REL("dense dbias", c1, c2, K, "N%d D%d K%d T%d", N, D, K, T);
+            free(in), free(w), free(b), free(g), free(o1), free(o2);
+            free(a1), free(w1), free(c1), free(a2), free(w2), free(c2);
+        }
 }
