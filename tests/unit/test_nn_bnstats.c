@@ -11,6 +11,7 @@
  * below 1e-5 against today's kernels and 1e-4 against the naive ones, as in
  * test_nn_kernels.c. */
 #include "test.h"
+#include "testdata.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -28,21 +29,6 @@ static void fill_data(Rng *rng, float *x, size_t n, int C, int kind)
     for (size_t i = 0; i < n; i++)
         x[i] = kind ? (float)(1000 + rng_normal(rng) + 0.01 * (double)(i / (size_t)C))
                     : (float)(-2 + 4 * rng_uniform(rng));
-}
-
-/* Two-pass moments in double: mean (C), biased variance (C). */
-static void moments_naive(double *mean, double *var, const float *x, size_t M, int C)
-{
-    for (int c = 0; c < C; c++) {
-        double s = 0, q = 0;
-        for (size_t r = 0; r < M; r++)
-            s += x[r * C + c];
-        s /= (double)M;
-        for (size_t r = 0; r < M; r++)
-            q += (x[r * C + c] - s) * (x[r * C + c] - s);
-        mean[c] = s;
-        var[c] = q / (double)M;
-    }
 }
 
 /* Failed channels of mean/var against the references (see the file comment). */
@@ -90,7 +76,7 @@ TEST(nn_bnstats_moments_match_two_pass_double)
                     double *mean = malloc(sizeof(double) * 4 * C), *var = mean + C;
                     double *rm = var + C, *rv = rm + C;
                     bnstats_moments(&s, mean, var);
-                    moments_naive(rm, rv, x, M, C);
+                    test_moments(rm, rv, x, M, C);
                     int bad = moments_mismatch(mean, var, rm, rv, C);
                     if (bad)
                         printf("    (M %d, C %d, T %d, kind %d)\n", M, C, T, kind);
@@ -150,7 +136,7 @@ TEST(nn_bnstats_conv_forward_gathers_its_output_moments)
                 double *mean = malloc(sizeof(double) * 4 * g.K), *var = mean + g.K;
                 double *rm = var + g.K, *rv = rm + g.K;
                 bnstats_moments(&s, mean, var);
-                moments_naive(rm, rv, y1, M, g.K);
+                test_moments(rm, rv, y1, M, g.K);
                 int bad = moments_mismatch(mean, var, rm, rv, g.K);
                 if (bad || !(e_plain < 1e-5) || !(e_naive < 1e-4))
                     printf("    case %zu T %d kind %d: vs conv2d_forward %.3g, vs naive %.3g\n",
@@ -216,7 +202,7 @@ TEST(nn_bnstats_depthwise_forward_gathers_its_output_moments)
                 double *mean = malloc(sizeof(double) * 4 * g.K), *var = mean + g.K;
                 double *rm = var + g.K, *rv = rm + g.K;
                 bnstats_moments(&s, mean, var);
-                moments_naive(rm, rv, y1, M, g.K);
+                test_moments(rm, rv, y1, M, g.K);
                 int bad = moments_mismatch(mean, var, rm, rv, g.K);
                 bool same = memcmp(y0, y1, sizeof(float) * nout) == 0;
                 if (bad || !same)

@@ -9,6 +9,7 @@
  * changes bits even where it would pass a tolerance. The plain kernels (no BnFused) add
  * to their gradients, the naive ones too. */
 #include "test.h"
+#include "testdata.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -16,14 +17,6 @@
 
 #include "nn/layers.h"
 #include "util/rng.h"
-
-static float *rnd(Rng *rng, size_t n, double lo, double hi)
-{
-    float *x = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(lo + (hi - lo) * rng_uniform(rng));
-    return x;
-}
 
 /* Per channel: a mean and a spread of its own, so a channel mix-up shows. */
 static float *channel_data(Rng *rng, int M, int C)
@@ -56,8 +49,8 @@ static void nn_batchnorm_narrow_channels_as_wide_rows_match_naive_once(void)
             for (int T = 1; T <= 3; T++, cases++) {
                 size_t n = (size_t)M * C;
                 float hi = (T + (int)mi) % 2 ? 6.0f : INFINITY;
-                float *x = channel_data(&rng, M, C), *gam = rnd(&rng, C, 0.5, 2);
-                float *bet = rnd(&rng, C, -0.5, 0.5), *dy = rnd(&rng, n, -1, 1);
+                float *x = channel_data(&rng, M, C), *gam = test_uniform(&rng, C, 0.5, 2);
+                float *bet = test_uniform(&rng, C, -0.5, 0.5), *dy = test_uniform(&rng, n, -1, 1);
                 float *y = malloc(4 * n), *yr = malloc(4 * n), *want = malloc(4 * n);
                 float *st = malloc(12 * C), *str = malloc(12 * C);
                 float *work = malloc(sizeof(float) * batchnorm_workspace(C, T));
@@ -112,7 +105,7 @@ static void nn_batchnorm_narrow_channels_as_wide_rows_match_naive_once(void)
                 CHECK(bits_equal(dx, dx2, n) && bits_equal(dg, dg2, C) && bits_equal(db, db2, C));
 
                 /* inference mode: y = (x − mm)·a + beta, a = gamma / sqrt(mv + eps) */
-                float *mm = rnd(&rng, C, -1, 1), *mv = rnd(&rng, C, 0.5, 2);
+                float *mm = test_uniform(&rng, C, -1, 1), *mv = test_uniform(&rng, C, 0.5, 2);
                 batchnorm_forward_infer(y, x, gam, bet, mm, mv, M, C, 1e-3f, work, T);
                 for (int r = 0; r < M; r++)
                     for (int c = 0; c < C; c++) {

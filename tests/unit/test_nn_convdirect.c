@@ -16,6 +16,7 @@
  * checks which layers take the path and that conv2d_forward_stats, on one that does,
  * gives the direct kernel's bits and statistics. */
 #include "test.h"
+#include "testdata.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -33,29 +34,6 @@ typedef struct {
     Padding pad;
     bool bias, stats;
 } Case;
-
-static float *rnd(Rng *rng, size_t n)
-{
-    float *x = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(2 * rng_uniform(rng) - 1);
-    return x;
-}
-
-/* Two-pass moments in double of x (M, C): mean (C), biased variance (C). */
-static void moments_naive(double *mean, double *var, const float *x, size_t M, int C)
-{
-    for (int c = 0; c < C; c++) {
-        double s = 0, q = 0;
-        for (size_t r = 0; r < M; r++)
-            s += x[r * C + c];
-        s /= (double)M;
-        for (size_t r = 0; r < M; r++)
-            q += (x[r * C + c] - s) * (x[r * C + c] - s);
-        mean[c] = s;
-        var[c] = q / (double)M;
-    }
-}
 
 static void fail_case(int line, const char *what, double err, const Case *c, Isa isa)
 {
@@ -76,7 +54,7 @@ static void run_case(const Case *c, Rng *rng, Isa isa)
         return;
     const size_t nin = (size_t)g.N * g.H * g.W * g.C, M = (size_t)g.N * g.OH * g.OW;
     const size_t nout = M * g.K, nw = (size_t)g.kh * g.kw * g.C * g.K;
-    float *x = rnd(rng, nin), *w = rnd(rng, nw), *b = rnd(rng, (size_t)g.K);
+    float *x = test_rnd(rng, nin), *w = test_rnd(rng, nw), *b = test_rnd(rng, (size_t)g.K);
     float *y = malloc(sizeof(float) * nout), *yn = malloc(sizeof(float) * nout);
     float *y1 = malloc(sizeof(float) * nout);
     for (size_t i = 0; i < nout; i++)
@@ -97,7 +75,7 @@ static void run_case(const Case *c, Rng *rng, Isa isa)
         double *mean = malloc(sizeof(double) * 4 * g.K), *var = mean + g.K;
         double *rm = var + g.K, *rv = rm + g.K;
         bnstats_moments(&s, mean, var);
-        moments_naive(rm, rv, yn, M, g.K);
+        test_moments(rm, rv, yn, M, g.K);
         double ymax = 1e-6;
         for (size_t i = 0; i < nout; i++)
             ymax = fabs(yn[i]) > ymax ? fabs(yn[i]) : ymax;
@@ -179,7 +157,7 @@ TEST(nn_convdirect_eligible_layers_take_it)
     rng_seed(&rng, 43);
     const size_t nin = (size_t)g.N * g.H * g.W * g.C, M = (size_t)g.N * g.OH * g.OW;
     const size_t nout = M * g.K, nw = (size_t)g.kh * g.kw * g.C * g.K;
-    float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *b = rnd(&rng, (size_t)g.K);
+    float *x = test_rnd(&rng, nin), *w = test_rnd(&rng, nw), *b = test_rnd(&rng, (size_t)g.K);
     float *y0 = malloc(sizeof(float) * nout), *y1 = malloc(sizeof(float) * nout);
     size_t wf = conv2d_workspace(&g, 4096, 2);
     float *work = malloc(sizeof(float) * (wf ? wf : 1));

@@ -21,6 +21,7 @@
  * is computed whole by one thread, whatever the split), the weight gradient the same bits
  * on a second run and without an input gradient. */
 #include "test.h"
+#include "testdata.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -30,21 +31,6 @@
 #include "util/rng.h"
 
 #define TOL 1e-5
-
-static float *rnd(Rng *rng, size_t n)
-{
-    float *x = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(2 * rng_uniform(rng) - 1);
-    return x;
-}
-
-static float *dup(const float *x, size_t n)
-{
-    float *y = malloc(sizeof(float) * (n ? n : 1));
-    memcpy(y, x, sizeof(float) * n);
-    return y;
-}
 
 typedef struct {
     int N, H, W, C, m, k, s, T;
@@ -72,9 +58,9 @@ static void check_accumulate(const Case *c, const ConvGeom *g, const float *x, c
 {
     const int K = g->K;
     const size_t nin = (size_t)c->N * c->H * c->W * c->C, nw = (size_t)c->k * c->k * K;
-    float *dx1 = rnd(rng, nin), *dw1 = rnd(rng, nw), *db1 = rnd(rng, K);
-    float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, K);
-    float *dx3 = dup(dx1, nin), *dw3 = dup(dw1, nw), *db3 = dup(db1, K);
+    float *dx1 = test_rnd(rng, nin), *dw1 = test_rnd(rng, nw), *db1 = test_rnd(rng, K);
+    float *dx2 = test_dup(dx1, nin), *dw2 = test_dup(dw1, nw), *db2 = test_dup(db1, K);
+    float *dx3 = test_dup(dx1, nin), *dw3 = test_dup(dw1, nw), *db3 = test_dup(db1, K);
     depthwise_backward(dx1, dw1, c->bias ? db1 : NULL, dy, x, w, g, work, c->T, true);
     depthwise_backward(dx3, dw3, c->bias ? db3 : NULL, dy, x, w, g, work, c->T, true);
     depthwise_backward_naive(dx2, dw2, c->bias ? db2 : NULL, dy, x, w, g);
@@ -108,8 +94,8 @@ static void run_case(const Case *c, Rng *rng, Isa isa)
     const size_t nin = (size_t)c->N * c->H * c->W * c->C, nw = (size_t)c->k * c->k * K;
     const size_t nout = (size_t)c->N * g.OH * g.OW * K;
     float *work = malloc(sizeof(float) * depthwise_workspace(&g, c->T));
-    float *x = rnd(rng, nin), *w = rnd(rng, nw), *b = c->bias ? rnd(rng, K) : NULL;
-    float *dy = rnd(rng, nout);
+    float *x = test_rnd(rng, nin), *w = test_rnd(rng, nw), *b = c->bias ? test_rnd(rng, K) : NULL;
+    float *dy = test_rnd(rng, nout);
 
     float *y1 = malloc(sizeof(float) * nout), *y2 = malloc(sizeof(float) * nout);
     float *y3 = malloc(sizeof(float) * nout);
@@ -155,10 +141,10 @@ static void run_shares(const Case *c, Rng *rng, Isa isa)
     }
     const size_t nin = (size_t)c->N * c->H * c->W * c->C, nw = (size_t)c->k * c->k * K;
     const size_t nout = (size_t)c->N * g.OH * g.OW * K;
-    float *x = rnd(rng, nin), *w = rnd(rng, nw), *dy = rnd(rng, nout), *dx0 = rnd(rng, nin);
+    float *x = test_rnd(rng, nin), *w = test_rnd(rng, nw), *dy = test_rnd(rng, nout), *dx0 = test_rnd(rng, nin);
     /* references: overwrite (the naive kernel on zeros) and accumulate (onto dx0) */
     float *rx = calloc(nin, sizeof(float)), *rw = calloc(nw, sizeof(float));
-    float *rb = calloc(K, sizeof(float)), *ra = dup(dx0, nin);
+    float *rb = calloc(K, sizeof(float)), *ra = test_dup(dx0, nin);
     float *aw = calloc(nw, sizeof(float)), *ab = calloc(K, sizeof(float));
     depthwise_backward_naive(rx, rw, rb, dy, x, w, &g);
     depthwise_backward_naive(ra, aw, ab, dy, x, w, &g);
@@ -168,7 +154,7 @@ static void run_shares(const Case *c, Rng *rng, Isa isa)
         ct.T = threads[ti];
         float *work = malloc(sizeof(float) * depthwise_workspace(&g, ct.T));
         float *dx = malloc(sizeof(float) * nin), *dxb = malloc(sizeof(float) * nin);
-        float *da = dup(dx0, nin);
+        float *da = test_dup(dx0, nin);
         float *dw = calloc(nw, sizeof(float)), *db = calloc(K, sizeof(float));
         float *dwb = calloc(nw, sizeof(float)), *dbb = calloc(K, sizeof(float));
         float *dwn = calloc(nw, sizeof(float)), *dbn = calloc(K, sizeof(float));

@@ -9,6 +9,7 @@
  * buffer, as a reused buffer may hold anything. Without a residual the backward may take
  * its mask from the input instead of the output; that must change no bit. */
 #include "test.h"
+#include "testdata.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -16,14 +17,6 @@
 
 #include "nn/layers.h"
 #include "util/rng.h"
-
-static float *rnd(Rng *rng, size_t n, double lo, double hi)
-{
-    float *x = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(lo + (hi - lo) * rng_uniform(rng));
-    return x;
-}
 
 static float *filled(size_t n, float v)
 {
@@ -67,8 +60,8 @@ static void nn_fused_batchnorm_add_relu_train_equals_the_composition_once(void)
         float hi = trial % 2 ? 6.0f : INFINITY;
         size_t n = (size_t)M * C;
         /* outputs from about -8 to 12: both clips are hit */
-        float *x = rnd(&rng, n, -2, 2), *gam = rnd(&rng, C, 0.5, 3), *bet = rnd(&rng, C, -1, 5);
-        float *dy = rnd(&rng, n, -1, 1), *res = trial % 3 ? rnd(&rng, n, -3, 3) : NULL;
+        float *x = test_uniform(&rng, n, -2, 2), *gam = test_uniform(&rng, C, 0.5, 3), *bet = test_uniform(&rng, C, -1, 5);
+        float *dy = test_uniform(&rng, n, -1, 1), *res = trial % 3 ? test_uniform(&rng, n, -3, 3) : NULL;
         float *y = malloc(4 * n), *yr = malloc(4 * n), *st = malloc(12 * C), *str = malloc(12 * C);
         float *work = malloc(sizeof(float) * batchnorm_workspace(C, T));
         BnFused f = {.hi = hi, .res = res};
@@ -83,7 +76,7 @@ static void nn_fused_batchnorm_add_relu_train_equals_the_composition_once(void)
 
         float *g = malloc(4 * n);
         mask(g, dy, yr, hi, n);
-        float *dxr = rnd(&rng, n, -1, 1), *dgr = rnd(&rng, C, -1, 1), *dbr = rnd(&rng, C, -1, 1);
+        float *dxr = test_uniform(&rng, n, -1, 1), *dgr = test_uniform(&rng, C, -1, 1), *dbr = test_uniform(&rng, C, -1, 1);
         float *dx = malloc(4 * n), *dg = malloc(4 * C), *db = malloc(4 * C);
         memcpy(dx, dxr, 4 * n), memcpy(dg, dgr, 4 * C), memcpy(db, dbr, 4 * C);
         /* accumulating into the input gradient, overwriting the residual's */
@@ -100,7 +93,7 @@ static void nn_fused_batchnorm_add_relu_train_equals_the_composition_once(void)
         /* the other way round */
         float *dx0 = filled(n, NAN), *dxz = filled(n, 0), *dgz = filled(C, 0), *dbz = filled(C, 0);
         memset(dg, 0, 4 * C), memset(db, 0, 4 * C);
-        float *dres_ref = res ? rnd(&rng, n, -1, 1) : NULL;
+        float *dres_ref = res ? test_uniform(&rng, n, -1, 1) : NULL;
         if (res) {
             memcpy(dres, dres_ref, 4 * n);
             for (size_t i = 0; i < n; i++)
@@ -137,9 +130,9 @@ static void nn_fused_batchnorm_add_relu_inference_equals_the_composition_once(vo
         float hi = trial % 2 ? 6.0f : INFINITY;
         const float eps = 1e-3f;
         size_t n = (size_t)M * C;
-        float *x = rnd(&rng, n, -2, 2), *gam = rnd(&rng, C, 0.5, 3), *bet = rnd(&rng, C, -1, 5);
-        float *mm = rnd(&rng, C, -0.5, 0.5), *mv = rnd(&rng, C, 0.2, 2);
-        float *dy = rnd(&rng, n, -1, 1), *res = trial % 3 ? rnd(&rng, n, -3, 3) : NULL;
+        float *x = test_uniform(&rng, n, -2, 2), *gam = test_uniform(&rng, C, 0.5, 3), *bet = test_uniform(&rng, C, -1, 5);
+        float *mm = test_uniform(&rng, C, -0.5, 0.5), *mv = test_uniform(&rng, C, 0.2, 2);
+        float *dy = test_uniform(&rng, n, -1, 1), *res = trial % 3 ? test_uniform(&rng, n, -3, 3) : NULL;
         float *y = malloc(4 * n), *yr = malloc(4 * n);
         float *work = malloc(sizeof(float) * batchnorm_workspace(C, T));
         BnFused f = {.hi = hi, .res = res};
@@ -210,9 +203,9 @@ static void nn_fused_batchnorm_relu_mask_from_input_equals_mask_from_output_once
             float hi = hk ? 6.0f : INFINITY;
             size_t n = (size_t)M * C;
             const float eps = 1e-3f;
-            float *x = rnd(&rng, n, -2, 2), *gam = rnd(&rng, C, 0.5, 3), *bet = rnd(&rng, C, -1, 5);
-            float *mm = rnd(&rng, C, -0.5, 0.5), *mv = rnd(&rng, C, 0.2, 2);
-            float *dy = rnd(&rng, n, 0.5, 1); /* nonzero: a masked element shows */
+            float *x = test_uniform(&rng, n, -2, 2), *gam = test_uniform(&rng, C, 0.5, 3), *bet = test_uniform(&rng, C, -1, 5);
+            float *mm = test_uniform(&rng, C, -0.5, 0.5), *mv = test_uniform(&rng, C, 0.2, 2);
+            float *dy = test_uniform(&rng, n, 0.5, 1); /* nonzero: a masked element shows */
             for (size_t i = 0; kind && i < n; i++)
                 x[i] = (float)(1000 + x[i]);
             for (int c = 0; c < C; c++)

@@ -13,6 +13,7 @@
  * ties) larger than h. Failures print the case, tensor, index, numeric and analytic value.
  * A deliberately wrong backward (dense with a 1% error) must fail, proving the check bites. */
 #include "test.h"
+#include "testdata.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -50,14 +51,6 @@ typedef struct {
     size_t work_floats;
     double loss;            /* OP_LOSS: the objective itself */
 } Case;
-
-static float *rnd(Rng *rng, size_t n, double lo, double hi)
-{
-    float *x = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(lo + (hi - lo) * rng_uniform(rng));
-    return x;
-}
 
 /* Uniform in ±[margin, 1) · scale: away from zero by margin·scale. */
 static float *rnd_margin(Rng *rng, size_t n, double margin, double scale)
@@ -299,7 +292,7 @@ static void set_output(Case *c, Rng *rng, size_t n)
 {
     c->out_len = n;
     c->out = calloc(n, sizeof(float));
-    c->r = rnd(rng, n, -1, 1);
+    c->r = test_uniform(rng, n, -1, 1);
 }
 
 /* ---- cases ----------------------------------------------------------------------------- */
@@ -321,11 +314,11 @@ static int check_conv(const ConvSpec *sp, bool naive, unsigned seed)
     if (rc)
         return 1000;
     size_t kk = (size_t)sp->kh * sp->kw * sp->C;
-    add_tensor(&c, "input", rnd(&rng, (size_t)sp->N * sp->H * sp->W * sp->C, -1, 1),
+    add_tensor(&c, "input", test_uniform(&rng, (size_t)sp->N * sp->H * sp->W * sp->C, -1, 1),
                (size_t)sp->N * sp->H * sp->W * sp->C);
-    add_tensor(&c, "kernel", rnd(&rng, kk * sp->K, -1, 1), kk * sp->K);
+    add_tensor(&c, "kernel", test_uniform(&rng, kk * sp->K, -1, 1), kk * sp->K);
     if (sp->bias)
-        add_tensor(&c, "bias", rnd(&rng, sp->K, -1, 1), sp->K);
+        add_tensor(&c, "bias", test_uniform(&rng, sp->K, -1, 1), sp->K);
     set_output(&c, &rng, (size_t)sp->N * c.g.OH * c.g.OW * sp->K);
     size_t total_rows = (size_t)sp->N * c.g.OH * c.g.OW;
     c.work_floats = 2 * kk * (sp->chunk_rows ? (size_t)sp->chunk_rows : total_rows);
@@ -365,11 +358,11 @@ static int check_depthwise(int N, int H, int W, int C, int m, int k, int s, Padd
     if (shape_conv_geom(&c.g, N, H, W, C, C * m, k, k, s, p))
         return 1000;
     size_t in = (size_t)N * H * W * C;
-    add_tensor(&c, "input", rnd(&rng, in, -1, 1), in);
-    add_tensor(&c, "depthwise_kernel", rnd(&rng, (size_t)k * k * C * m, -1, 1),
+    add_tensor(&c, "input", test_uniform(&rng, in, -1, 1), in);
+    add_tensor(&c, "depthwise_kernel", test_uniform(&rng, (size_t)k * k * C * m, -1, 1),
                (size_t)k * k * C * m);
     if (bias)
-        add_tensor(&c, "bias", rnd(&rng, (size_t)C * m, -1, 1), (size_t)C * m);
+        add_tensor(&c, "bias", test_uniform(&rng, (size_t)C * m, -1, 1), (size_t)C * m);
     set_output(&c, &rng, (size_t)N * c.g.OH * c.g.OW * C * m);
     c.work = calloc(depthwise_workspace(&c.g, c.threads), sizeof(float));
     int fails = grad_check(&c, 0.25);
@@ -397,7 +390,7 @@ TEST(nn_grad_zeropad)
                   .C = 3};
         memcpy(c.pad, pads[i], sizeof c.pad);
         size_t in = (size_t)c.N * c.H * c.W * c.C;
-        add_tensor(&c, "input", rnd(&rng, in, -1, 1), in);
+        add_tensor(&c, "input", test_uniform(&rng, in, -1, 1), in);
         set_output(&c, &rng, (size_t)c.N * (c.H + pads[i][0] + pads[i][1]) *
                                  (c.W + pads[i][2] + pads[i][3]) * c.C);
         CHECK_INT(grad_check(&c, 0.25), 0);
@@ -414,16 +407,16 @@ static int check_bn(int op, bool naive, int N, int H, int W, int C, double mean_
               .op = op, .naive = naive, .threads = 2, .N = N, .H = H, .W = W, .C = C,
               .eps = 1e-3f};
     size_t M = (size_t)N * H * W;
-    add_tensor(&c, "input", rnd(&rng, M * C, mean_shift - 2, mean_shift + 2), M * C);
-    add_tensor(&c, "gamma", rnd(&rng, C, 0.5, 1.5), C);
-    add_tensor(&c, "beta", rnd(&rng, C, -1, 1), C);
+    add_tensor(&c, "input", test_uniform(&rng, M * C, mean_shift - 2, mean_shift + 2), M * C);
+    add_tensor(&c, "gamma", test_uniform(&rng, C, 0.5, 1.5), C);
+    add_tensor(&c, "beta", test_uniform(&rng, C, -1, 1), C);
     set_output(&c, &rng, M * C);
     if (op == OP_BN_TRAIN) {
         for (int k = 0; k < 3; k++)
             c.aux[k] = calloc(C, sizeof(float));
     } else {
-        c.aux[0] = rnd(&rng, C, -0.5, 0.5); /* moving mean */
-        c.aux[1] = rnd(&rng, C, 0.5, 2.0);  /* moving variance */
+        c.aux[0] = test_uniform(&rng, C, -0.5, 0.5); /* moving mean */
+        c.aux[1] = test_uniform(&rng, C, 0.5, 2.0);  /* moving variance */
     }
     c.work = calloc(batchnorm_workspace(C, c.threads), sizeof(float));
     int fails = grad_check(&c, op == OP_BN_TRAIN ? 1e-2 : 0.25);
@@ -467,8 +460,8 @@ TEST(nn_grad_add)
     Rng rng;
     rng_seed(&rng, 50);
     Case c = {.name = "add", .op = OP_ADD, .threads = 2};
-    add_tensor(&c, "a", rnd(&rng, 101, -1, 1), 101);
-    add_tensor(&c, "b", rnd(&rng, 101, -1, 1), 101);
+    add_tensor(&c, "a", test_uniform(&rng, 101, -1, 1), 101);
+    add_tensor(&c, "b", test_uniform(&rng, 101, -1, 1), 101);
     set_output(&c, &rng, 101);
     CHECK_INT(grad_check(&c, 0.25), 0);
     case_free(&c);
@@ -498,7 +491,7 @@ static int check_pool(int op, bool naive, int N, int H, int W, int C, int k, int
     if (shape_conv_geom(&c.g, N, H, W, C, C, k, k, s, p))
         return 1000;
     size_t in = (size_t)N * H * W * C;
-    add_tensor(&c, "input", op == OP_MAXPOOL ? distinct(&rng, in) : rnd(&rng, in, -1, 1), in);
+    add_tensor(&c, "input", op == OP_MAXPOOL ? distinct(&rng, in) : test_uniform(&rng, in, -1, 1), in);
     set_output(&c, &rng, (size_t)N * c.g.OH * c.g.OW * C);
     int fails = grad_check(&c, op == OP_MAXPOOL ? 1e-3 : 0.25);
     case_free(&c);
@@ -517,7 +510,7 @@ TEST(nn_grad_pools)
     Rng rng;
     rng_seed(&rng, 64);
     Case c = {.name = "gap", .op = OP_GAP, .threads = 2, .N = 3, .H = 3, .W = 5, .C = 4};
-    add_tensor(&c, "input", rnd(&rng, 3 * 15 * 4, -1, 1), 3 * 15 * 4);
+    add_tensor(&c, "input", test_uniform(&rng, 3 * 15 * 4, -1, 1), 3 * 15 * 4);
     set_output(&c, &rng, 3 * 4);
     CHECK_INT(grad_check(&c, 0.25), 0);
     case_free(&c);
@@ -528,10 +521,10 @@ static int check_dense(int op, bool naive, bool bias, unsigned seed)
     Rng rng;
     rng_seed(&rng, seed);
     Case c = {.name = "dense", .op = op, .naive = naive, .threads = 2, .N = 3, .D = 7, .K = 5};
-    add_tensor(&c, "input", rnd(&rng, 21, -1, 1), 21);
-    add_tensor(&c, "kernel", rnd(&rng, 35, -1, 1), 35);
+    add_tensor(&c, "input", test_uniform(&rng, 21, -1, 1), 21);
+    add_tensor(&c, "kernel", test_uniform(&rng, 35, -1, 1), 35);
     if (bias)
-        add_tensor(&c, "bias", rnd(&rng, 5, -1, 1), 5);
+        add_tensor(&c, "bias", test_uniform(&rng, 5, -1, 1), 5);
     set_output(&c, &rng, 15);
     int fails = grad_check(&c, 0.25);
     case_free(&c);
@@ -557,7 +550,7 @@ TEST(nn_grad_dropout)
     Rng rng;
     rng_seed(&rng, 80);
     Case c = {.name = "dropout", .op = OP_DROPOUT, .threads = 2};
-    add_tensor(&c, "input", rnd(&rng, 200, -1, 1), 200);
+    add_tensor(&c, "input", test_uniform(&rng, 200, -1, 1), 200);
     c.aux[0] = malloc(sizeof(float) * 200);
     dropout_make_mask(c.aux[0], 200, 0.3f, &rng);
     int zeros = 0;
@@ -578,12 +571,12 @@ TEST(nn_grad_loss)
         rng_seed(&rng, 90 + weighted);
         Case c = {.name = weighted ? "softmax_xent(class weights)" : "softmax_xent",
                   .op = OP_LOSS, .N = 5, .K = 4};
-        add_tensor(&c, "logits", rnd(&rng, 20, -3, 3), 20);
+        add_tensor(&c, "logits", test_uniform(&rng, 20, -3, 3), 20);
         c.labels = malloc(sizeof(int) * 5);
         for (int i = 0; i < 5; i++)
             c.labels[i] = (int)rng_below(&rng, 4);
         if (weighted)
-            c.aux[0] = rnd(&rng, 4, 0.2, 3);
+            c.aux[0] = test_uniform(&rng, 4, 0.2, 3);
         set_output(&c, &rng, 20); /* probabilities; r unused */
         CHECK_INT(grad_check(&c, 1e-3), 0);
         case_free(&c);

@@ -6,6 +6,7 @@
  * sizes, kernels 1, 3, 5, 7, strides 1 and 2, same and valid padding, batch 1 to 3,
  * thread counts 1 to 3, and im2col chunks from one output pixel to the whole batch. */
 #include "test.h"
+#include "testdata.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,21 +16,6 @@
 #include "util/rng.h"
 
 #define TOL 1e-4
-
-static float *rnd(Rng *rng, size_t n)
-{
-    float *x = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(2 * rng_uniform(rng) - 1);
-    return x;
-}
-
-static float *dup(const float *x, size_t n)
-{
-    float *y = malloc(sizeof(float) * (n ? n : 1));
-    memcpy(y, x, sizeof(float) * n);
-    return y;
-}
 
 #define CHECK_REL(what, a, b, n, ...)                                                      \
     do {                                                                                   \
@@ -83,15 +69,15 @@ TEST(nn_kernels_conv2d_fast_matches_naive)
         size_t chunk = trial % 3 == 0 ? rows : (size_t)pick(&rng, 1, (int)rows);
         size_t work_floats = 2 * kk * chunk;
         float *work = malloc(sizeof(float) * work_floats);
-        float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *b = rnd(&rng, K), *dy = rnd(&rng, nout);
+        float *x = test_rnd(&rng, nin), *w = test_rnd(&rng, nw), *b = test_rnd(&rng, K), *dy = test_rnd(&rng, nout);
         float *y1 = malloc(sizeof(float) * nout), *y2 = malloc(sizeof(float) * nout);
         conv2d_forward(y1, x, w, bias ? b : NULL, &g, work, work_floats, T);
         conv2d_forward_naive(y2, x, w, bias ? b : NULL, &g);
         const char *fmt = "N%d H%d W%d C%d K%d k%d s%d %s chunk %zu threads %d";
         const char *pn = pad == PAD_SAME ? "same" : "valid";
         CHECK_REL("conv forward", y1, y2, nout, fmt, N, H, W, C, K, k, s, pn, chunk, T);
-        float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
-        float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, K);
+        float *dx1 = test_rnd(&rng, nin), *dw1 = test_rnd(&rng, nw), *db1 = test_rnd(&rng, K);
+        float *dx2 = test_dup(dx1, nin), *dw2 = test_dup(dw1, nw), *db2 = test_dup(db1, K);
         conv2d_backward(dx1, dw1, bias ? db1 : NULL, dy, x, w, &g, work, work_floats, T, true);
         conv2d_backward_naive(dx2, dw2, bias ? db2 : NULL, dy, x, w, &g);
         CHECK_REL("conv dinp", dx1, dx2, nin, fmt, N, H, W, C, K, k, s, pn, chunk, T);
@@ -121,7 +107,7 @@ TEST(nn_kernels_conv2d_fast_matches_naive_on_larger_shapes)
         size_t nout = (size_t)g.N * g.OH * g.OW * g.K, kk = (size_t)g.kh * g.kw * g.C;
         size_t wf = sp[i].chunk ? 2 * kk * sp[i].chunk : conv2d_workspace(&g, 1 << 20, 2);
         float *work = malloc(sizeof(float) * (wf ? wf : 1));
-        float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *dy = rnd(&rng, nout);
+        float *x = test_rnd(&rng, nin), *w = test_rnd(&rng, nw), *dy = test_rnd(&rng, nout);
         float *y1 = malloc(sizeof(float) * nout), *y2 = malloc(sizeof(float) * nout);
         conv2d_forward(y1, x, w, NULL, &g, work, wf, 2);
         conv2d_forward_naive(y2, x, w, NULL, &g);
@@ -167,10 +153,10 @@ TEST(nn_kernels_conv2d_short_kernel_weight_gradient)
                 size_t wf =
                     conv2d_workspace(&g, (size_t)pick(&rng, 1, 64) * kk * sizeof(float), T);
                 float *work = malloc(sizeof(float) * wf);
-                float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *dy = rnd(&rng, nout);
-                float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, g.K);
-                float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, g.K);
-                float *dx3 = dup(dx1, nin), *dw3 = dup(dw1, nw), *db3 = dup(db1, g.K);
+                float *x = test_rnd(&rng, nin), *w = test_rnd(&rng, nw), *dy = test_rnd(&rng, nout);
+                float *dx1 = test_rnd(&rng, nin), *dw1 = test_rnd(&rng, nw), *db1 = test_rnd(&rng, g.K);
+                float *dx2 = test_dup(dx1, nin), *dw2 = test_dup(dw1, nw), *db2 = test_dup(db1, g.K);
+                float *dx3 = test_dup(dx1, nin), *dw3 = test_dup(dw1, nw), *db3 = test_dup(db1, g.K);
                 conv2d_backward(with_dinp ? dx1 : NULL, dw1, db1, dy, x, w, &g, work, wf, T,
                                 true);
                 conv2d_backward(with_dinp ? dx3 : NULL, dw3, db3, dy, x, w, &g, work, wf, T,
@@ -225,10 +211,10 @@ TEST(nn_kernels_conv2d_stride1_input_gradient_as_a_conv)
         if (sub > 1000) /* the size the net asks for */
             wf = conv2d_workspace(&g, (size_t)pick(&rng, 1, 4096), T);
         float *work = malloc(sizeof(float) * wf);
-        float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *dy = rnd(&rng, nout);
-        float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
-        float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, K);
-        float *dx3 = dup(dx1, nin), *dw3 = dup(dw1, nw), *db3 = dup(db1, K);
+        float *x = test_rnd(&rng, nin), *w = test_rnd(&rng, nw), *dy = test_rnd(&rng, nout);
+        float *dx1 = test_rnd(&rng, nin), *dw1 = test_rnd(&rng, nw), *db1 = test_rnd(&rng, K);
+        float *dx2 = test_dup(dx1, nin), *dw2 = test_dup(dw1, nw), *db2 = test_dup(db1, K);
+        float *dx3 = test_dup(dx1, nin), *dw3 = test_dup(dw1, nw), *db3 = test_dup(db1, K);
         conv2d_backward(dx1, dw1, db1, dy, x, w, &g, work, wf, T, true);
         conv2d_backward(dx3, dw3, db3, dy, x, w, &g, work, wf, T, true);
         conv2d_backward_naive(dx2, dw2, db2, dy, x, w, &g);
@@ -260,14 +246,14 @@ TEST(nn_kernels_depthwise_fast_matches_naive)
         size_t nin = (size_t)N * H * W * C, nw = (size_t)k * k * K;
         size_t nout = (size_t)N * g.OH * g.OW * K;
         float *work = malloc(sizeof(float) * depthwise_workspace(&g, T));
-        float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *b = rnd(&rng, K), *dy = rnd(&rng, nout);
+        float *x = test_rnd(&rng, nin), *w = test_rnd(&rng, nw), *b = test_rnd(&rng, K), *dy = test_rnd(&rng, nout);
         float *y1 = malloc(sizeof(float) * nout), *y2 = malloc(sizeof(float) * nout);
         depthwise_forward(y1, x, w, bias ? b : NULL, &g, T);
         depthwise_forward_naive(y2, x, w, bias ? b : NULL, &g);
         const char *fmt = "N%d H%d W%d C%d m%d k%d s%d threads %d";
         CHECK_REL("depthwise forward", y1, y2, nout, fmt, N, H, W, C, m, k, s, T);
-        float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
-        float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, K);
+        float *dx1 = test_rnd(&rng, nin), *dw1 = test_rnd(&rng, nw), *db1 = test_rnd(&rng, K);
+        float *dx2 = test_dup(dx1, nin), *dw2 = test_dup(dw1, nw), *db2 = test_dup(db1, K);
         depthwise_backward(dx1, dw1, bias ? db1 : NULL, dy, x, w, &g, work, T, true);
         depthwise_backward_naive(dx2, dw2, bias ? db2 : NULL, dy, x, w, &g);
         CHECK_REL("depthwise dinp", dx1, dx2, nin, fmt, N, H, W, C, m, k, s, T);
@@ -296,14 +282,14 @@ TEST(nn_kernels_depthwise_paths_match_naive)
         size_t nin = (size_t)N * H * W * C, nw = (size_t)k * k * K;
         size_t nout = (size_t)N * g.OH * g.OW * K;
         float *work = malloc(sizeof(float) * depthwise_workspace(&g, T));
-        float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *b = rnd(&rng, K), *dy = rnd(&rng, nout);
+        float *x = test_rnd(&rng, nin), *w = test_rnd(&rng, nw), *b = test_rnd(&rng, K), *dy = test_rnd(&rng, nout);
         float *y1 = malloc(sizeof(float) * nout), *y2 = malloc(sizeof(float) * nout);
         depthwise_forward(y1, x, w, b, &g, T);
         depthwise_forward_naive(y2, x, w, b, &g);
         const char *fmt = "N%d H%d W%d C%d m%d k%d s%d threads %d";
         CHECK_REL("depthwise forward", y1, y2, nout, fmt, N, H, W, C, m, k, s, T);
-        float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
-        float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, K);
+        float *dx1 = test_rnd(&rng, nin), *dw1 = test_rnd(&rng, nw), *db1 = test_rnd(&rng, K);
+        float *dx2 = test_dup(dx1, nin), *dw2 = test_dup(dw1, nw), *db2 = test_dup(db1, K);
         depthwise_backward(dx1, dw1, db1, dy, x, w, &g, work, T, true);
         depthwise_backward_naive(dx2, dw2, db2, dy, x, w, &g);
         CHECK_REL("depthwise dinp", dx1, dx2, nin, fmt, N, H, W, C, m, k, s, T);
@@ -337,11 +323,11 @@ TEST(nn_kernels_depthwise_overwrite_matches_naive_on_zeros)
         size_t nin = (size_t)N * H * W * C, nw = (size_t)k * k * K;
         size_t nout = (size_t)N * g.OH * g.OW * K;
         float *work = malloc(sizeof(float) * depthwise_workspace(&g, T));
-        float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *dy = rnd(&rng, nout);
+        float *x = test_rnd(&rng, nin), *w = test_rnd(&rng, nw), *dy = test_rnd(&rng, nout);
         float *dx1 = malloc(sizeof(float) * nin), *dx2 = calloc(nin, sizeof(float));
-        float *dx3 = rnd(&rng, nin), *dx4 = dup(dx3, nin), *dx5 = dup(dx3, nin);
-        float *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, K);
-        float *dw2 = dup(dw1, nw), *db2 = dup(db1, K), *dw3 = dup(dw1, nw), *db3 = dup(db1, K);
+        float *dx3 = test_rnd(&rng, nin), *dx4 = test_dup(dx3, nin), *dx5 = test_dup(dx3, nin);
+        float *dw1 = test_rnd(&rng, nw), *db1 = test_rnd(&rng, K);
+        float *dw2 = test_dup(dw1, nw), *db2 = test_dup(db1, K), *dw3 = test_dup(dw1, nw), *db3 = test_dup(db1, K);
         for (size_t i = 0; i < nin; i++)
             dx1[i] = NAN;
         depthwise_backward(dx1, dw1, db1, dy, x, w, &g, work, T, false);
@@ -376,10 +362,10 @@ TEST(nn_kernels_maxpool_backward_ties_go_to_the_first_maximum)
         ConvGeom g;
         REQUIRE(shape_conv_geom(&g, N, H, W, C, C, 3, 3, s, pad) == 0);
         size_t nin = (size_t)N * H * W * C, nout = (size_t)N * g.OH * g.OW * C;
-        float *x = malloc(sizeof(float) * nin), *dy = rnd(&rng, nout);
+        float *x = malloc(sizeof(float) * nin), *dy = test_rnd(&rng, nout);
         for (size_t i = 0; i < nin; i++)
             x[i] = (float)rng_below(&rng, 3);
-        float *y = malloc(sizeof(float) * nout), *dx1 = rnd(&rng, nin), *dx2 = dup(dx1, nin);
+        float *y = malloc(sizeof(float) * nout), *dx1 = test_rnd(&rng, nin), *dx2 = test_dup(dx1, nin);
         maxpool_forward(y, x, &g, T);
         maxpool_backward(dx1, dy, x, y, &g, T);
         maxpool_backward_naive(dx2, dy, x, &g);
@@ -401,9 +387,9 @@ TEST(nn_kernels_pools_fast_match_naive)
         ConvGeom g;
         REQUIRE(shape_conv_geom(&g, N, H, W, C, C, k, k, s, pad) == 0);
         size_t nin = (size_t)N * H * W * C, nout = (size_t)N * g.OH * g.OW * C;
-        float *x = rnd(&rng, nin), *dy = rnd(&rng, nout);
+        float *x = test_rnd(&rng, nin), *dy = test_rnd(&rng, nout);
         float *y1 = malloc(sizeof(float) * nout), *y2 = malloc(sizeof(float) * nout);
-        float *dx1 = rnd(&rng, nin), *dx2 = dup(dx1, nin);
+        float *dx1 = test_rnd(&rng, nin), *dx2 = test_dup(dx1, nin);
         const char *fmt = "N%d H%d W%d C%d k%d s%d %s threads %d";
         const char *pn = pad == PAD_SAME ? "same" : "valid";
         maxpool_forward(y1, x, &g, T);
@@ -473,7 +459,7 @@ TEST(nn_kernels_batchnorm_and_dense_fast_match_naive)
     for (int trial = 0; trial < 12; trial++) {
         int M = pick(&rng, 2, 700), C = pick(&rng, 1, 70), T = pick(&rng, 1, 3);
         size_t n = (size_t)M * C;
-        float *x = rnd(&rng, n), *gam = rnd(&rng, C), *bet = rnd(&rng, C), *dy = rnd(&rng, n);
+        float *x = test_rnd(&rng, n), *gam = test_rnd(&rng, C), *bet = test_rnd(&rng, C), *dy = test_rnd(&rng, n);
         for (size_t i = 0; i < n; i++) /* means far from zero: 5, and 300 (≈ 170 std) */
             x[i] = x[i] * 3 + (trial % 2 ? 300 : 5);
         float *y1 = malloc(4 * n), *y2 = malloc(4 * n), *st1 = malloc(12 * C), *st2 = malloc(12 * C);
@@ -482,8 +468,8 @@ TEST(nn_kernels_batchnorm_and_dense_fast_match_naive)
         batchnorm_forward_train_naive(y2, st2, st2 + C, st2 + 2 * C, x, gam, bet, M, C, 1e-3f);
         CHECK_REL("bn forward", y1, y2, n, "M%d C%d", M, C);
         CHECK_REL("bn stats", st1, st2, 3 * (size_t)C, "M%d C%d", M, C);
-        float *dx1 = rnd(&rng, n), *dg1 = rnd(&rng, C), *db1 = rnd(&rng, C);
-        float *dx2 = dup(dx1, n), *dg2 = dup(dg1, C), *db2 = dup(db1, C);
+        float *dx1 = test_rnd(&rng, n), *dg1 = test_rnd(&rng, C), *db1 = test_rnd(&rng, C);
+        float *dx2 = test_dup(dx1, n), *dg2 = test_dup(dg1, C), *db2 = test_dup(db1, C);
         batchnorm_backward_train(dx1, dg1, db1, dy, x, gam, st2, st2 + C, M, C, work, T);
         batchnorm_backward_train_naive(dx2, dg2, db2, dy, x, gam, st2, st2 + C, M, C);
         CHECK_REL("bn dinp", dx1, dx2, n, "M%d C%d", M, C);
@@ -493,14 +479,14 @@ TEST(nn_kernels_batchnorm_and_dense_fast_match_naive)
         free(work), free(dx1), free(dg1), free(db1), free(dx2), free(dg2), free(db2);
 
         int N = pick(&rng, 1, 40), D = pick(&rng, 1, 90), K = pick(&rng, 1, 30);
-        float *in = rnd(&rng, (size_t)N * D), *w = rnd(&rng, (size_t)D * K), *b = rnd(&rng, K);
+        float *in = test_rnd(&rng, (size_t)N * D), *w = test_rnd(&rng, (size_t)D * K), *b = test_rnd(&rng, K);
         float *o1 = malloc(4 * (size_t)N * K), *o2 = malloc(4 * (size_t)N * K);
-        float *g = rnd(&rng, (size_t)N * K);
+        float *g = test_rnd(&rng, (size_t)N * K);
         dense_forward(o1, in, w, b, N, D, K, T);
         dense_forward_naive(o2, in, w, b, N, D, K);
         CHECK_REL("dense forward", o1, o2, (size_t)N * K, "N%d D%d K%d", N, D, K);
-        float *a1 = rnd(&rng, (size_t)N * D), *w1 = rnd(&rng, (size_t)D * K), *c1 = rnd(&rng, K);
-        float *a2 = dup(a1, (size_t)N * D), *w2 = dup(w1, (size_t)D * K), *c2 = dup(c1, K);
+        float *a1 = test_rnd(&rng, (size_t)N * D), *w1 = test_rnd(&rng, (size_t)D * K), *c1 = test_rnd(&rng, K);
+        float *a2 = test_dup(a1, (size_t)N * D), *w2 = test_dup(w1, (size_t)D * K), *c2 = test_dup(c1, K);
         dense_backward(a1, w1, c1, g, in, w, N, D, K, T);
         dense_backward_naive(a2, w2, c2, g, in, w, N, D, K);
         CHECK_REL("dense dinp", a1, a2, (size_t)N * D, "N%d D%d K%d", N, D, K);
@@ -531,10 +517,10 @@ TEST(nn_kernels_pointwise_backward_chunked_matches_naive)
         size_t wf = conv2d_workspace(&g, 1 << 20, T);
         CHECK(wf == (size_t)(T - 1) * g.C * g.K);
         float *work = malloc(sizeof(float) * (wf ? wf : 1));
-        float *x = rnd(&rng, nin), *w = rnd(&rng, nw), *dy = rnd(&rng, nout);
-        float *dx1 = rnd(&rng, nin), *dw1 = rnd(&rng, nw), *db1 = rnd(&rng, g.K);
-        float *dx2 = dup(dx1, nin), *dw2 = dup(dw1, nw), *db2 = dup(db1, g.K);
-        float *dx3 = dup(dx1, nin), *dw3 = dup(dw1, nw), *db3 = dup(db1, g.K);
+        float *x = test_rnd(&rng, nin), *w = test_rnd(&rng, nw), *dy = test_rnd(&rng, nout);
+        float *dx1 = test_rnd(&rng, nin), *dw1 = test_rnd(&rng, nw), *db1 = test_rnd(&rng, g.K);
+        float *dx2 = test_dup(dx1, nin), *dw2 = test_dup(dw1, nw), *db2 = test_dup(db1, g.K);
+        float *dx3 = test_dup(dx1, nin), *dw3 = test_dup(dw1, nw), *db3 = test_dup(db1, g.K);
         conv2d_backward(dx1, dw1, db1, dy, x, w, &g, work, wf, T, true);
         conv2d_backward_naive(dx2, dw2, db2, dy, x, w, &g);
         CHECK_REL("pointwise dinp", dx1, dx2, nin, "shape %zu", i);
@@ -544,7 +530,7 @@ TEST(nn_kernels_pointwise_backward_chunked_matches_naive)
         conv2d_backward(dx3, dw3, db3, dy, x, w, &g, work, wf, T, true);
         CHECK(memcmp(dx1, dx3, sizeof(float) * nin) == 0);
         CHECK(memcmp(dw1, dw3, sizeof(float) * nw) == 0);
-        float *dw4 = rnd(&rng, nw), *dw5 = dup(dw4, nw);
+        float *dw4 = test_rnd(&rng, nw), *dw5 = test_dup(dw4, nw);
         conv2d_backward(NULL, dw4, NULL, dy, x, w, &g, work, wf, T, true);
         conv2d_backward_naive(NULL, dw5, NULL, dy, x, w, &g);
         CHECK_REL("pointwise dweight alone", dw4, dw5, nw, "shape %zu", i);
@@ -569,7 +555,7 @@ TEST(nn_kernels_bias_backward_sums_every_column)
             for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
                 const int K = Ks[ki], T = Ts[ti];
                 const size_t R = Rs[ri];
-                float *dy = rnd(&rng, R * K), *b1 = rnd(&rng, K), *b2 = dup(b1, K);
+                float *dy = test_rnd(&rng, R * K), *b1 = test_rnd(&rng, K), *b2 = test_dup(b1, K);
                 float *ref = malloc(sizeof(float) * K);
                 for (size_t i = 0; i < R * (size_t)K; i++)
                     dy[i] += 100;
@@ -604,15 +590,15 @@ TEST(nn_kernels_dense_split_among_threads_matches_naive)
         for (int T = 1; T <= 3; T++) {
             const int N = shapes[si][0], D = shapes[si][1], K = shapes[si][2];
             const bool with_bias = T != 2, with_dinp = T != 3;
-            float *in = rnd(&rng, (size_t)N * D), *w = rnd(&rng, (size_t)D * K);
-            float *b = with_bias ? rnd(&rng, K) : NULL, *g = rnd(&rng, (size_t)N * K);
+            float *in = test_rnd(&rng, (size_t)N * D), *w = test_rnd(&rng, (size_t)D * K);
+            float *b = with_bias ? test_rnd(&rng, K) : NULL, *g = test_rnd(&rng, (size_t)N * K);
             float *o1 = malloc(4 * (size_t)N * K), *o2 = malloc(4 * (size_t)N * K);
             dense_forward(o1, in, w, b, N, D, K, T);
             dense_forward_naive(o2, in, w, b, N, D, K);
             CHECK_REL("dense forward", o1, o2, (size_t)N * K, "N%d D%d K%d T%d", N, D, K, T);
-            float *a1 = rnd(&rng, (size_t)N * D), *w1 = rnd(&rng, (size_t)D * K);
-            float *c1 = rnd(&rng, K), *a2 = dup(a1, (size_t)N * D);
-            float *w2 = dup(w1, (size_t)D * K), *c2 = dup(c1, K);
+            float *a1 = test_rnd(&rng, (size_t)N * D), *w1 = test_rnd(&rng, (size_t)D * K);
+            float *c1 = test_rnd(&rng, K), *a2 = test_dup(a1, (size_t)N * D);
+            float *w2 = test_dup(w1, (size_t)D * K), *c2 = test_dup(c1, K);
             dense_backward(with_dinp ? a1 : NULL, w1, with_bias ? c1 : NULL, g, in, w, N, D, K,
                            T);
             dense_backward_naive(with_dinp ? a2 : NULL, w2, with_bias ? c2 : NULL, g, in, w, N,
