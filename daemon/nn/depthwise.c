@@ -358,7 +358,8 @@ void depthwise_forward_stats(float *out, const float *inp, const float *weight,
             if (p.c_gen < C)
                 fwd_row_general(orow, img, weight, bias, g, (int)(i % OH), p.c_gen);
             if (own) {
-                general_moments(stats, t, orow, OW, p.c_gen);
+                if (p.c_gen < C)
+                    general_moments(stats, t, orow, OW, p.c_gen);
                 pending += OW;
                 if (pending >= DW_COMMIT_PX || i + 1 == hi) {
                     bnstats_commit(stats, t, pending);
